@@ -1,0 +1,158 @@
+// Package ollama is the LLM adapter for Ollama's native chat API
+// (POST /api/chat), which exposes Ollama's own options and token counts.
+package ollama
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/siganteng/siganteng/internal/provider"
+)
+
+// DefaultBaseURL is where a local Ollama listens.
+const DefaultBaseURL = "http://127.0.0.1:11434"
+
+// DefaultModel is used when neither LLM_MODEL nor the request names one.
+const DefaultModel = "llama3.2"
+
+// maxAnswer bounds a chat answer: far above any completion, small enough that
+// a misbehaving server cannot exhaust a worker's memory.
+const maxAnswer = 32 << 20
+
+// Config configures the adapter.
+type Config struct {
+	BaseURL      string // DefaultBaseURL when empty
+	DefaultModel string // DefaultModel when empty
+	HTTPClient   *http.Client
+}
+
+// Adapter implements provider.LLM on Ollama.
+type Adapter struct {
+	base   string
+	model  string
+	client *http.Client
+}
+
+var (
+	_ provider.LLM    = (*Adapter)(nil)
+	_ provider.Pinger = (*Adapter)(nil)
+)
+
+// New returns the adapter. It does no I/O.
+func New(cfg Config) *Adapter {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	if cfg.DefaultModel == "" {
+		cfg.DefaultModel = DefaultModel
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	return &Adapter{base: strings.TrimRight(cfg.BaseURL, "/"), model: cfg.DefaultModel, client: cfg.HTTPClient}
+}
+
+// Name implements provider.LLM.
+func (a *Adapter) Name() string { return "ollama" }
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type chatOptions struct {
+	NumPredict  int      `json:"num_predict,omitempty"`
+	Temperature *float64 `json:"temperature,omitempty"`
+}
+
+type chatRequest struct {
+	Model    string        `json:"model"`
+	Messages []chatMessage `json:"messages"`
+	Stream   bool          `json:"stream"`
+	Options  *chatOptions  `json:"options,omitempty"`
+}
+
+type chatResponse struct {
+	Model           string      `json:"model"`
+	Message         chatMessage `json:"message"`
+	Done            bool        `json:"done"`
+	DoneReason      string      `json:"done_reason"`
+	PromptEvalCount int64       `json:"prompt_eval_count"`
+	EvalCount       int64       `json:"eval_count"`
+}
+
+// GenerateText implements provider.LLM with one non-streaming chat call.
+func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (provider.TextResponse, error) {
+	body := chatRequest{Model: req.Model, Stream: false}
+	if body.Model == "" {
+		body.Model = a.model
+	}
+	if req.System != "" {
+		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
+	}
+	body.Messages = append(body.Messages, chatMessage{Role: "user", Content: req.Prompt})
+	if req.MaxTokens > 0 || req.Temperature != nil {
+		body.Options = &chatOptions{NumPredict: req.MaxTokens, Temperature: req.Temperature}
+	}
+
+	var out chatResponse
+	if err := a.do(ctx, http.MethodPost, "/api/chat", body, &out); err != nil {
+		return provider.TextResponse{}, err
+	}
+	return provider.TextResponse{
+		Text:         out.Message.Content,
+		Model:        out.Model,
+		FinishReason: out.DoneReason,
+		Usage: provider.Usage{
+			PromptTokens:     out.PromptEvalCount,
+			CompletionTokens: out.EvalCount,
+			TotalTokens:      out.PromptEvalCount + out.EvalCount,
+		},
+	}, nil
+}
+
+// Ping asks for the server's version.
+func (a *Adapter) Ping(ctx context.Context) error {
+	var out struct {
+		Version string `json:"version"`
+	}
+	return a.do(ctx, http.MethodGet, "/api/version", nil, &out)
+}
+
+func (a *Adapter) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		buf, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("ollama: encode request: %w", err)
+		}
+		body = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return &provider.Error{Provider: a.Name(), Kind: provider.KindNotConfigured, Message: "invalid OLLAMA_BASE_URL"}
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := a.client.Do(req)
+	if err != nil {
+		return provider.ErrorFromTransport(ctx, a.Name(), err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 300 {
+		return provider.ErrorFromResponse(a.Name(), res)
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, maxAnswer)).Decode(out); err != nil {
+		if ctx.Err() != nil {
+			return provider.ErrorFromTransport(ctx, a.Name(), ctx.Err())
+		}
+		return &provider.Error{Provider: a.Name(), Kind: provider.KindBadResponse, Message: "unreadable answer: " + err.Error()}
+	}
+	return nil
+}

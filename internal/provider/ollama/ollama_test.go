@@ -1,0 +1,21 @@
+package ollama_test
+
+import (
+	"testing"
+
+	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/provider/ollama"
+	"github.com/siganteng/siganteng/internal/provider/providertest"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	providertest.RunLLM(t, providertest.LLMHarness{
+		Name:     "ollama",
+		ChatPath: "/api/chat",
+		NewFake:  func(*testing.T) providertest.Fake { return providertest.NewOllamaFake() },
+		NewAdapter: func(baseURL, _, model string) provider.LLM {
+			return ollama.New(ollama.Config{BaseURL: baseURL, DefaultModel: model})
+		},
+	})
+}

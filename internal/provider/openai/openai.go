@@ -1,0 +1,143 @@
+// Package openai is the LLM adapter for OpenAI and for any server that speaks
+// OpenAI's chat completions API (vLLM, llama.cpp's server, LM Studio, TGI, the
+// Hugging Face router), on the official openai-go client.
+package openai
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/siganteng/siganteng/internal/provider"
+)
+
+// DefaultBaseURL is OpenAI's own API.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// DefaultModel is used when neither LLM_MODEL nor the request names one.
+const DefaultModel = "gpt-4o-mini"
+
+// Config configures an adapter. Only Name, BaseURL and APIKey differ between
+// OpenAI and compatible servers.
+type Config struct {
+	Name         string // shown to clients; "openai" when empty
+	BaseURL      string // DefaultBaseURL when empty
+	APIKey       string
+	DefaultModel string // DefaultModel when empty
+	// LegacyMaxTokens sends max_tokens instead of max_completion_tokens, for
+	// compatible servers that only know the older field.
+	LegacyMaxTokens bool
+	HTTPClient      *http.Client // http.DefaultClient when nil
+}
+
+// Adapter implements provider.LLM over chat completions.
+type Adapter struct {
+	name   string
+	model  string
+	key    string
+	legacy bool
+	client openai.Client
+}
+
+var (
+	_ provider.LLM    = (*Adapter)(nil)
+	_ provider.Pinger = (*Adapter)(nil)
+)
+
+// New returns an adapter. It does no I/O.
+func New(cfg Config) *Adapter {
+	if cfg.Name == "" {
+		cfg.Name = "openai"
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	if cfg.DefaultModel == "" {
+		cfg.DefaultModel = DefaultModel
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
+	a.client = openai.NewClient(
+		option.WithBaseURL(strings.TrimRight(cfg.BaseURL, "/")+"/"),
+		option.WithAPIKey(cfg.APIKey),
+		option.WithHTTPClient(cfg.HTTPClient),
+		// The queue retries with backoff across workers and restarts; retrying
+		// inside one attempt as well would multiply calls and hide Retry-After.
+		option.WithMaxRetries(0),
+		option.WithMiddleware(a.classifyErrors),
+	)
+	return a
+}
+
+// Name implements provider.LLM.
+func (a *Adapter) Name() string { return a.name }
+
+// GenerateText implements provider.LLM with one chat completion.
+func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (provider.TextResponse, error) {
+	model := req.Model
+	if model == "" {
+		model = a.model
+	}
+	var messages []openai.ChatCompletionMessageParamUnion
+	if req.System != "" {
+		messages = append(messages, openai.SystemMessage(req.System))
+	}
+	messages = append(messages, openai.UserMessage(req.Prompt))
+	params := openai.ChatCompletionNewParams{Model: model, Messages: messages}
+	if req.MaxTokens > 0 {
+		if a.legacy {
+			params.MaxTokens = openai.Int(int64(req.MaxTokens))
+		} else {
+			params.MaxCompletionTokens = openai.Int(int64(req.MaxTokens))
+		}
+	}
+	if req.Temperature != nil {
+		params.Temperature = openai.Float(*req.Temperature)
+	}
+
+	completion, err := a.client.Chat.Completions.New(ctx, params)
+	if err != nil {
+		return provider.TextResponse{}, a.transportError(ctx, err)
+	}
+	if len(completion.Choices) == 0 {
+		return provider.TextResponse{}, &provider.Error{Provider: a.name, Kind: provider.KindBadResponse, Message: "the answer has no choices"}
+	}
+	choice := completion.Choices[0]
+	return provider.TextResponse{
+		Text:         choice.Message.Content,
+		Model:        completion.Model,
+		FinishReason: choice.FinishReason,
+		Usage: provider.Usage{
+			PromptTokens:     completion.Usage.PromptTokens,
+			CompletionTokens: completion.Usage.CompletionTokens,
+			TotalTokens:      completion.Usage.TotalTokens,
+		},
+	}, nil
+}
+
+// Ping lists models: it needs a valid key and spends nothing.
+func (a *Adapter) Ping(ctx context.Context) error {
+	_, err := a.client.Models.List(ctx)
+	return a.transportError(ctx, err)
+}
+
+// classifyErrors turns every non-2xx answer into a *provider.Error before the
+// SDK reads it, so that all the providers' error body shapes, Retry-After and
+// redaction are handled in one place.
+func (a *Adapter) classifyErrors(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+	res, err := next(req)
+	if err != nil || res.StatusCode < 400 {
+		return res, err
+	}
+	defer res.Body.Close()
+	return nil, provider.ErrorFromResponse(a.name, res, a.key)
+}
+
+func (a *Adapter) transportError(ctx context.Context, err error) error {
+	return provider.ErrorFromTransport(ctx, a.name, err, a.key)
+}

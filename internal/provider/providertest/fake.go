@@ -1,0 +1,169 @@
+// Package providertest holds fake provider servers that speak each
+// provider's documented wire format, and a conformance suite that every
+// adapter passes against its fake.
+package providertest
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+)
+
+// Message is one chat message as a fake received it.
+type Message struct {
+	Role    string
+	Content string
+}
+
+// ChatCall is a chat request as a fake received it, in a shape common to all
+// wire formats so that one suite can check every adapter.
+type ChatCall struct {
+	Method        string
+	Path          string
+	Authorization string
+	Model         string
+	Messages      []Message
+	MaxTokens     *int
+	Temperature   *float64
+	Raw           []byte
+}
+
+// Reply is one scripted answer.
+type Reply struct {
+	Status  int
+	Header  http.Header
+	Body    []byte
+	Delay   time.Duration // wait before answering, bounded by the request's context
+	Hangup  bool          // close the connection without an answer
+	Handled func(ChatCall) []byte
+}
+
+// Fake is a fake provider server.
+type Fake interface {
+	// URL is the base URL to configure the adapter with.
+	URL() string
+	// Script queues answers for the next chat calls; once they are used up the
+	// fake answers with a success that echoes the prompt.
+	Script(replies ...Reply)
+	// Calls returns the chat calls received so far.
+	Calls() []ChatCall
+	// Close stops the server; later calls are refused connections.
+	Close()
+	// TextReply is a success in this wire format.
+	TextReply(text, model string, promptTokens, completionTokens int64) Reply
+	// ErrorReply is an error in this wire format, with Retry-After when > 0.
+	ErrorReply(status int, message string, retryAfter time.Duration) Reply
+}
+
+// recorder is the state both fakes share: scripted replies and calls seen.
+type recorder struct {
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	script  []Reply
+	calls   []ChatCall
+	onCall  func(ChatCall)
+	delay   time.Duration
+	failure func(n int) *Reply
+}
+
+func (r *recorder) Close() { r.srv.Close() }
+
+func (r *recorder) Script(replies ...Reply) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.script = append(r.script, replies...)
+}
+
+func (r *recorder) Calls() []ChatCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]ChatCall(nil), r.calls...)
+}
+
+// record stores call and returns the scripted reply for it, if any.
+func (r *recorder) record(call ChatCall) (Reply, bool) {
+	r.mu.Lock()
+	r.calls = append(r.calls, call)
+	n := len(r.calls)
+	var reply Reply
+	scripted := len(r.script) > 0
+	if scripted {
+		reply, r.script = r.script[0], r.script[1:]
+	} else if r.failure != nil {
+		if f := r.failure(n); f != nil {
+			reply, scripted = *f, true
+		}
+	}
+	if !scripted && r.delay > 0 {
+		reply, scripted = Reply{Delay: r.delay}, false
+	}
+	onCall := r.onCall
+	r.mu.Unlock()
+	if onCall != nil {
+		onCall(call)
+	}
+	return reply, scripted
+}
+
+// write sends reply, honouring Delay and Hangup.
+func write(w http.ResponseWriter, req *http.Request, reply Reply) {
+	if reply.Delay > 0 {
+		select {
+		case <-time.After(reply.Delay):
+		case <-req.Context().Done():
+			return
+		}
+	}
+	if reply.Hangup {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+	}
+	for k, vs := range reply.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	status := reply.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(reply.Body)
+}
+
+func readBody(req *http.Request) []byte {
+	b, _ := io.ReadAll(io.LimitReader(req.Body, 64<<20))
+	return b
+}
+
+func retryAfterHeader(d time.Duration) http.Header {
+	h := http.Header{}
+	if d > 0 {
+		h.Set("Retry-After", formatSeconds(d))
+	}
+	return h
+}
+
+func formatSeconds(d time.Duration) string {
+	b, _ := json.Marshal(int64((d + time.Second - 1) / time.Second))
+	return string(b)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -1,0 +1,89 @@
+package providertest
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+)
+
+// OllamaFake speaks Ollama's native API (/api/chat without streaming,
+// /api/version) as Ollama's API reference documents it.
+type OllamaFake struct {
+	recorder
+}
+
+// NewOllamaFake starts the fake on a loopback port.
+func NewOllamaFake() *OllamaFake {
+	f := &OllamaFake{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/chat", f.chat)
+	mux.HandleFunc("GET /api/version", func(w http.ResponseWriter, req *http.Request) {
+		write(w, req, Reply{Body: []byte(`{"version":"0.12.6"}`)})
+	})
+	f.srv = httptest.NewServer(mux)
+	return f
+}
+
+// URL implements Fake.
+func (f *OllamaFake) URL() string { return f.srv.URL }
+
+func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
+	raw := readBody(req)
+	var in struct {
+		Model    string    `json:"model"`
+		Stream   *bool     `json:"stream"`
+		Messages []Message `json:"messages"`
+		Options  struct {
+			NumPredict  *int     `json:"num_predict"`
+			Temperature *float64 `json:"temperature"`
+		} `json:"options"`
+	}
+	if err := json.Unmarshal(raw, &in); err != nil {
+		write(w, req, f.ErrorReply(http.StatusBadRequest, "invalid character in request body", 0))
+		return
+	}
+	if in.Stream == nil || *in.Stream {
+		// The adapter must ask for one answer; a stream here would be misread.
+		write(w, req, f.ErrorReply(http.StatusBadRequest, "fake: this fake only answers stream:false", 0))
+		return
+	}
+	call := ChatCall{
+		Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
+		Model: in.Model, Messages: in.Messages, MaxTokens: in.Options.NumPredict,
+		Temperature: in.Options.Temperature, Raw: raw,
+	}
+	reply, scripted := f.record(call)
+	if !scripted {
+		delay := reply.Delay
+		reply = f.TextReply("echo: "+lastUser(call.Messages), call.Model, int64(len(strings.Fields(lastUser(call.Messages)))), 3)
+		reply.Delay = delay
+	}
+	write(w, req, reply)
+}
+
+// TextReply implements Fake with the documented final chat answer.
+func (f *OllamaFake) TextReply(text, model string, promptTokens, completionTokens int64) Reply {
+	if model == "" {
+		model = "llama3.2"
+	}
+	return Reply{Body: mustJSON(map[string]any{
+		"model":                model,
+		"created_at":           "2023-12-12T14:13:43.416799Z",
+		"message":              map[string]any{"role": "assistant", "content": text},
+		"done_reason":          "stop",
+		"done":                 true,
+		"total_duration":       5191566416,
+		"load_duration":        2154458,
+		"prompt_eval_count":    promptTokens,
+		"prompt_eval_duration": 383809000,
+		"eval_count":           completionTokens,
+		"eval_duration":        4799921000,
+	})}
+}
+
+// ErrorReply implements Fake with Ollama's {"error": "..."} body.
+func (f *OllamaFake) ErrorReply(status int, message string, retryAfter time.Duration) Reply {
+	return Reply{Status: status, Header: retryAfterHeader(retryAfter), Body: mustJSON(map[string]any{"error": message})}
+}

@@ -1,0 +1,199 @@
+package providertest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+)
+
+// OpenAIFake speaks OpenAI's chat completions API under /v1, as documented in
+// OpenAI's OpenAPI document. Its answers carry the optional fields the
+// document's examples show, so adapters are tested against answers as rich as
+// the real ones.
+type OpenAIFake struct {
+	recorder
+	validate func(*http.Request, []byte) error
+	invalid  []string
+}
+
+// OpenAIOption configures an OpenAIFake.
+type OpenAIOption func(*OpenAIFake)
+
+// WithRequestValidator checks each request against a schema; failures are
+// kept and returned by InvalidRequests.
+func WithRequestValidator(validate func(*http.Request, []byte) error) OpenAIOption {
+	return func(f *OpenAIFake) { f.validate = validate }
+}
+
+// WithDelay makes unscripted answers wait d, like a slow model.
+func WithDelay(d time.Duration) OpenAIOption {
+	return func(f *OpenAIFake) { f.delay = d }
+}
+
+// WithFailures lets fail choose, by call number (from 1), an answer to give
+// instead of the default success; nil means succeed.
+func WithFailures(fail func(n int) *Reply) OpenAIOption {
+	return func(f *OpenAIFake) { f.failure = fail }
+}
+
+// WithOnCall is called for every chat call, after it is recorded.
+func WithOnCall(fn func(ChatCall)) OpenAIOption {
+	return func(f *OpenAIFake) { f.onCall = fn }
+}
+
+// NewOpenAIFake starts the fake on a loopback port.
+func NewOpenAIFake(opts ...OpenAIOption) *OpenAIFake {
+	f := &OpenAIFake{}
+	for _, opt := range opts {
+		opt(f)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", f.chat)
+	mux.HandleFunc("GET /v1/models", f.models)
+	f.srv = httptest.NewServer(mux)
+	return f
+}
+
+// URL implements Fake.
+func (f *OpenAIFake) URL() string { return f.srv.URL + "/v1" }
+
+// InvalidRequests returns the validator's complaints so far.
+func (f *OpenAIFake) InvalidRequests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.invalid...)
+}
+
+type openAIChatRequest struct {
+	Model               string   `json:"model"`
+	MaxTokens           *int     `json:"max_tokens"`
+	MaxCompletionTokens *int     `json:"max_completion_tokens"`
+	Temperature         *float64 `json:"temperature"`
+	Messages            []struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	} `json:"messages"`
+}
+
+func (f *OpenAIFake) chat(w http.ResponseWriter, req *http.Request) {
+	raw := readBody(req)
+	if f.validate != nil {
+		if err := f.validate(req, raw); err != nil {
+			f.mu.Lock()
+			f.invalid = append(f.invalid, err.Error())
+			f.mu.Unlock()
+		}
+	}
+	var in openAIChatRequest
+	if err := json.Unmarshal(raw, &in); err != nil {
+		write(w, req, f.ErrorReply(http.StatusBadRequest, "We could not parse the JSON body of your request.", 0))
+		return
+	}
+	call := ChatCall{
+		Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
+		Model: in.Model, MaxTokens: in.MaxCompletionTokens, Temperature: in.Temperature, Raw: raw,
+	}
+	if call.MaxTokens == nil {
+		call.MaxTokens = in.MaxTokens
+	}
+	for _, m := range in.Messages {
+		call.Messages = append(call.Messages, Message{Role: m.Role, Content: contentText(m.Content)})
+	}
+	reply, scripted := f.record(call)
+	if !scripted {
+		delay := reply.Delay
+		reply = f.TextReply("echo: "+lastUser(call.Messages), call.Model, int64(len(strings.Fields(lastUser(call.Messages)))), 3)
+		reply.Delay = delay
+	}
+	write(w, req, reply)
+}
+
+func (f *OpenAIFake) models(w http.ResponseWriter, req *http.Request) {
+	write(w, req, Reply{Body: mustJSON(map[string]any{
+		"object": "list",
+		"data": []map[string]any{
+			{"id": "gpt-4o-mini", "object": "model", "created": 1686935002, "owned_by": "openai"},
+		},
+	})})
+}
+
+// TextReply implements Fake with a chat.completion object shaped like the
+// document's example, optional fields included.
+func (f *OpenAIFake) TextReply(text, model string, promptTokens, completionTokens int64) Reply {
+	if model == "" {
+		model = "gpt-4o-mini-2024-07-18"
+	}
+	return Reply{Body: mustJSON(map[string]any{
+		"id":      "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
+		"object":  "chat.completion",
+		"created": 1741570283,
+		"model":   model,
+		"choices": []map[string]any{{
+			"index": 0,
+			"message": map[string]any{
+				"role": "assistant", "content": text, "refusal": nil, "annotations": []any{},
+			},
+			"logprobs":      nil,
+			"finish_reason": "stop",
+		}},
+		"usage": map[string]any{
+			"prompt_tokens": promptTokens, "completion_tokens": completionTokens,
+			"total_tokens":          promptTokens + completionTokens,
+			"prompt_tokens_details": map[string]any{"cached_tokens": 0, "audio_tokens": 0},
+			"completion_tokens_details": map[string]any{
+				"reasoning_tokens": 0, "audio_tokens": 0,
+				"accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+			},
+		},
+		"service_tier":       "default",
+		"system_fingerprint": "fp_06737a9306",
+	})}
+}
+
+// ErrorReply implements Fake with OpenAI's error object.
+func (f *OpenAIFake) ErrorReply(status int, message string, retryAfter time.Duration) Reply {
+	typ := "invalid_request_error"
+	code := any(nil)
+	switch {
+	case status == http.StatusTooManyRequests:
+		typ, code = "requests", "rate_limit_exceeded"
+	case status == http.StatusUnauthorized:
+		code = "invalid_api_key"
+	case status >= 500:
+		typ = "server_error"
+	}
+	return Reply{Status: status, Header: retryAfterHeader(retryAfter), Body: mustJSON(map[string]any{
+		"error": map[string]any{"message": message, "type": typ, "param": nil, "code": code},
+	})}
+}
+
+func contentText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if json.Unmarshal(raw, &parts) == nil {
+		var b strings.Builder
+		for _, p := range parts {
+			b.WriteString(p.Text)
+		}
+		return b.String()
+	}
+	return fmt.Sprintf("%s", raw)
+}
+
+func lastUser(msgs []Message) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == "user" {
+			return msgs[i].Content
+		}
+	}
+	return ""
+}

@@ -1,0 +1,83 @@
+// Package task is the domain of SIGANTENG: task types, statuses, the task
+// record clients read, the inputs and results of each kind of work, and the
+// error codes every layer shares.
+package task
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Type names a kind of work. It is also the asynq task type and queue name.
+type Type string
+
+// TypeGenerateText is text generation by an LLM.
+const TypeGenerateText Type = "generate_text"
+
+// Status is where a task is in its life. The words are Celery's, so clients
+// of the original Python service keep working.
+type Status string
+
+// The statuses a task moves through. PENDING, STARTED and RETRY are
+// unfinished; SUCCESS, FAILURE and REVOKED are terminal.
+const (
+	StatusPending Status = "PENDING"
+	StatusStarted Status = "STARTED"
+	StatusRetry   Status = "RETRY"
+	StatusSuccess Status = "SUCCESS"
+	StatusFailure Status = "FAILURE"
+	StatusRevoked Status = "REVOKED"
+)
+
+// Terminal reports whether no further transition can happen.
+func (s Status) Terminal() bool {
+	return s == StatusSuccess || s == StatusFailure || s == StatusRevoked
+}
+
+// Record is what a client sees of a task: the single source of truth for its
+// status, independent of the queue's own bookkeeping.
+type Record struct {
+	ID            string          `json:"task_id" doc:"Unguessable task id (UUIDv4)."`
+	Type          Type            `json:"type" doc:"Kind of work." example:"generate_text"`
+	Status        Status          `json:"status" enum:"PENDING,STARTED,RETRY,SUCCESS,FAILURE,REVOKED" doc:"Celery's status words."`
+	Attempts      int             `json:"attempts" doc:"Attempts started so far."`
+	Provider      string          `json:"provider,omitempty" doc:"Provider that served the last attempt."`
+	Input         json.RawMessage `json:"input,omitempty" doc:"Summary of the input (never the full prompt)."`
+	CreatedAt     time.Time       `json:"created_at"`
+	StartedAt     *time.Time      `json:"started_at,omitempty"`
+	CompletedAt   *time.Time      `json:"completed_at,omitempty"`
+	NextAttemptAt *time.Time      `json:"next_attempt_at,omitempty" doc:"When a RETRY task runs again."`
+	ExpiresAt     *time.Time      `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
+	Result        json.RawMessage `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
+	Error         *Failure        `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
+}
+
+// Failure is the error a client sees on a task record. Message never holds
+// a secret: provider errors are cleaned before they get here.
+type Failure struct {
+	Code     FailureCode `json:"code" example:"provider_rate_limited"`
+	Message  string      `json:"message"`
+	Provider string      `json:"provider,omitempty"`
+}
+
+// FailureCode classifies why an attempt failed.
+type FailureCode string
+
+// The failure codes a record can carry.
+const (
+	FailureProviderRejected    FailureCode = "provider_rejected"     // the provider refused the request (400, 404, 422)
+	FailureProviderAuth        FailureCode = "provider_auth"         // the provider refused our credentials (401, 403)
+	FailureProviderRateLimited FailureCode = "provider_rate_limited" // 429
+	FailureProviderUnavailable FailureCode = "provider_unavailable"  // 5xx, refused connection, network error
+	FailureTimeout             FailureCode = "timeout"               // TASK_TIMEOUT or the provider's own timeout
+	FailureNotConfigured       FailureCode = "provider_not_configured"
+	FailureInvalidInput        FailureCode = "invalid_input"
+	FailureInternal            FailureCode = "internal"
+)
+
+// Usage counts tokens in the provider's own units.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
