@@ -15,6 +15,7 @@ const (
 	ENOTFOUND    ErrorCode = "not_found"   // no such task (or not the caller's)
 	EINVALID     ErrorCode = "invalid"     // the request is wrong; Field says where
 	EUNAVAILABLE ErrorCode = "unavailable" // a dependency (Redis, a provider) cannot take the work now
+	EREJECTED    ErrorCode = "rejected"    // the provider refused this request (unknown model, too long)
 	EPROVIDER    ErrorCode = "provider"    // the provider failed in a way the client cannot fix
 	ETIMEOUT     ErrorCode = "timeout"     // the work did not finish in time
 	EINTERNAL    ErrorCode = "internal"    // a bug; details are logged, not shown

@@ -211,4 +211,3 @@ func requireProviderError(t *testing.T, llm provider.LLM, kind provider.Kind) *p
 	require.False(t, strings.Contains(perr.Message, "Bearer "), "message leaks an authorization header: %s", perr.Message)
 	return perr
 }
-

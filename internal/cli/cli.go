@@ -1,0 +1,111 @@
+// Package cli is SIGANTENG's command line and the one place where concrete
+// types meet: it reads the configuration, connects Redis, builds the
+// providers, and runs the API, the worker, or both.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/joho/godotenv"
+
+	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/httpapi"
+)
+
+const usage = `SIGANTENG runs slow AI work in background workers behind an HTTP API.
+
+Usage:
+  siganteng [command]
+
+Commands:
+  serve     run the API and a worker in one process (the default)
+  api       run only the HTTP API (needs REDIS_URL)
+  worker    run only a worker (needs REDIS_URL)
+  openapi   print the OpenAPI document
+  version   print the version
+
+Every setting is an environment variable (see .env.example); a .env file in
+the working directory is read when present. Variables already set win.
+`
+
+// Run runs the command in args (args[0] is the program name). It returns
+// when the command is done, or when ctx ends or SIGINT/SIGTERM arrives.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	cmd := "serve"
+	if len(args) > 1 {
+		cmd = args[1]
+	}
+	switch cmd {
+	case "help", "-h", "--help":
+		_, err := io.WriteString(stdout, usage)
+		return err
+	case "version", "--version":
+		_, err := fmt.Fprintln(stdout, version())
+		return err
+	case "openapi":
+		doc, err := httpapi.OpenAPI(version())
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", doc)
+		return err
+	case "serve", "api", "worker":
+	default:
+		return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+
+	getenv, err := withDotEnv(getenv)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	return run(ctx, cmd, cfg, log)
+}
+
+// withDotEnv lets a .env file in the working directory supply variables the
+// environment does not set.
+func withDotEnv(getenv func(string) string) (func(string) string, error) {
+	file, err := godotenv.Read(".env")
+	if errors.Is(err, os.ErrNotExist) {
+		return getenv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read .env: %w", err)
+	}
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return file[name]
+	}, nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/provider/huggingface"
+	"github.com/siganteng/siganteng/internal/provider/ollama"
+	"github.com/siganteng/siganteng/internal/provider/openai"
+	"github.com/siganteng/siganteng/internal/service"
+)
+
+// unconfiguredHint is what a task says when no provider was configured and
+// no local Ollama answers.
+const unconfiguredHint = "no LLM provider is configured and no Ollama server answers at OLLAMA_BASE_URL. " +
+	"Set OPENAI_API_KEY (OpenAI, or with OPENAI_BASE_URL any OpenAI-compatible server), " +
+	"or HF_TOKEN (Hugging Face), or start Ollama ('ollama serve' and 'ollama pull llama3.2') " +
+	"or point OLLAMA_BASE_URL at one; LLM_PROVIDER chooses among them"
+
+func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
+	client := providerHTTPClient(cfg)
+	var llm provider.LLM
+	switch cfg.LLMProvider {
+	case config.ProviderOpenAI:
+		llm = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, DefaultModel: cfg.LLMModel, HTTPClient: client})
+	case config.ProviderHuggingFace:
+		llm = huggingface.New(huggingface.Config{BaseURL: cfg.HFBaseURL, Token: cfg.HFToken, DefaultModel: cfg.LLMModel, HTTPClient: client})
+	default:
+		llm = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, DefaultModel: cfg.LLMModel, HTTPClient: client})
+		if !cfg.LLMProviderChosen {
+			llm = provider.WithUnreachableHint(llm, unconfiguredHint)
+		}
+	}
+	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg))
+	return service.Providers{LLM: llm}
+}
+
+func modelOrDefault(cfg config.Config) string {
+	if cfg.LLMModel != "" {
+		return cfg.LLMModel
+	}
+	switch cfg.LLMProvider {
+	case config.ProviderOpenAI:
+		return openai.DefaultModel
+	case config.ProviderHuggingFace:
+		return huggingface.DefaultModel
+	}
+	return ollama.DefaultModel
+}
+
+// providerHTTPClient keeps enough idle connections for every concurrent task
+// to reuse one; deadlines come from each task's context.
+func providerHTTPClient(cfg config.Config) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = cfg.WorkerConcurrency * 2
+	t.MaxIdleConnsPerHost = cfg.WorkerConcurrency
+	return &http.Client{Transport: t}
+}
+
+// checkProviders logs, once at start-up, whether each provider answers.
+func checkProviders(ctx context.Context, p service.Providers, log *slog.Logger) {
+	pinger, ok := p.LLM.(provider.Pinger)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pinger.Ping(ctx); err != nil {
+		if ctx.Err() != nil && ctx.Err() != context.DeadlineExceeded {
+			return
+		}
+		log.Warn("LLM provider is not reachable; generate_text tasks will fail until it is", "llm", p.LLM.Name(), "err", err)
+		return
+	}
+	log.Info("LLM provider reachable", "llm", p.LLM.Name())
+}

@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/httpapi"
+	"github.com/siganteng/siganteng/internal/queue"
+	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/worker"
+)
+
+// taskTypes are the kinds of work this build runs.
+var taskTypes = []task.Type{task.TypeGenerateText}
+
+func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) error {
+	if cfg.RedisURL == "" && cmd != "serve" {
+		return fmt.Errorf("siganteng %s needs REDIS_URL: the embedded Redis lives inside one process, "+
+			"so API and worker can share it only under 'siganteng serve'", cmd)
+	}
+	rdb, closeRedis, err := openRedis(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+
+	providers := buildProviders(cfg, log)
+	go checkProviders(ctx, providers, log)
+
+	records := store.New(rdb, cfg.ResultTTL)
+	q := queue.New(rdb, queue.Options{MaxRetry: cfg.TaskMaxRetry, Timeout: cfg.TaskTimeout})
+	defer q.Close()
+	svc := service.New(records, q, providers, service.Config{SyncTimeout: cfg.SyncTimeout}, log, nil)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if cmd == "serve" || cmd == "worker" {
+		w := worker.New(rdb, worker.Config{
+			Concurrency:         cfg.WorkerConcurrency,
+			Types:               taskTypes,
+			PollInterval:        cfg.WorkerPollInterval,
+			DelayedPollInterval: cfg.RetryPollInterval,
+			ShutdownTimeout:     cfg.ShutdownTimeout,
+			Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
+		}, svc, records, log.With("component", "worker"), nil)
+		if err := w.Start(); err != nil {
+			return err
+		}
+		log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "poll_interval", cfg.WorkerPollInterval)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-runCtx.Done()
+			w.Stop()
+			log.Info("worker stopped")
+		}()
+	}
+
+	if cmd == "serve" || cmd == "api" {
+		handler := httpapi.New(httpapi.Deps{
+			Tasks:   svc,
+			Ready:   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+			Log:     log.With("component", "api"),
+			Version: version(),
+		})
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("HTTP_ADDR: listen on %s: %w", cfg.HTTPAddr, err)
+		}
+		srv := &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      cfg.SyncTimeout + 10*time.Second,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		log.Info("API listening", "addr", ln.Addr().String(), "docs", "http://"+ln.Addr().String()+"/docs")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+				cancel()
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-runCtx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer scancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("HTTP shutdown cut short", "err", err)
+			}
+			log.Info("API stopped")
+		}()
+	}
+
+	<-runCtx.Done()
+	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// openRedis connects to REDIS_URL, or starts the embedded Redis.
+func openRedis(ctx context.Context, cfg config.Config, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	if cfg.RedisURL == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, nil, fmt.Errorf("start embedded Redis: %w", err)
+		}
+		stopClock := advanceClock(m)
+		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		log.Warn("using an embedded in-memory Redis: tasks do not survive a restart, and API and worker must share this process. " +
+			"Set REDIS_URL (for example redis://127.0.0.1:6379/0) to keep tasks and to scale out.")
+		return rdb, func() { _ = rdb.Close(); stopClock(); m.Close() }, nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		// Not fatal: the API answers 503 and the worker reconnects until
+		// Redis comes back, which is what a restart under systemd wants.
+		log.Error("Redis does not answer yet; retrying in the background", "addr", opts.Addr, "err", err)
+	} else {
+		log.Info("connected to Redis", "addr", opts.Addr, "db", opts.DB)
+	}
+	return rdb, func() { _ = rdb.Close() }, nil
+}
+
+// advanceClock moves the embedded Redis's clock with real time: miniredis
+// expires keys only when told time has passed.
+func advanceClock(m *miniredis.Miniredis) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,242 @@
+// Package config reads SIGANTENG's settings from the environment, fills in
+// defaults and checks them, so that a wrong value stops start-up with a
+// message naming the variable instead of failing later.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The LLM providers.
+const (
+	ProviderOpenAI      = "openai"
+	ProviderHuggingFace = "huggingface"
+	ProviderOllama      = "ollama"
+)
+
+// Config is every setting. The zero value is not valid; use Load.
+type Config struct {
+	HTTPAddr  string     // HTTP_ADDR
+	RedisURL  string     // REDIS_URL; empty runs an embedded in-memory Redis
+	LogLevel  slog.Level // LOG_LEVEL
+	LogFormat string     // LOG_FORMAT: text or json
+
+	LLMProvider string // LLM_PROVIDER, resolved
+	// LLMProviderChosen is true when LLM_PROVIDER was set, or a key chose the
+	// provider; false when Ollama is used only because nothing was configured.
+	LLMProviderChosen bool
+	LLMModel          string // LLM_MODEL; empty: the adapter's default
+
+	OpenAIAPIKey  string // OPENAI_API_KEY
+	OpenAIBaseURL string // OPENAI_BASE_URL
+	HFToken       string // HF_TOKEN
+	HFBaseURL     string // HF_BASE_URL
+	OllamaBaseURL string // OLLAMA_BASE_URL
+
+	WorkerConcurrency  int           // WORKER_CONCURRENCY
+	TaskMaxRetry       int           // TASK_MAX_RETRY
+	TaskTimeout        time.Duration // TASK_TIMEOUT
+	ResultTTL          time.Duration // RESULT_TTL
+	SyncTimeout        time.Duration // SYNC_TIMEOUT
+	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT
+	WorkerPollInterval time.Duration // WORKER_POLL_INTERVAL
+	RetryPollInterval  time.Duration // RETRY_POLL_INTERVAL
+	RetryBaseDelay     time.Duration // RETRY_BASE_DELAY
+	RetryMaxDelay      time.Duration // RETRY_MAX_DELAY
+}
+
+// Var documents one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	Doc     string
+}
+
+// Vars lists every variable with its default, in the order of .env.example.
+// A test checks that .env.example and both READMEs name each of them.
+var Vars = []Var{
+	{"HTTP_ADDR", "127.0.0.1:8000", "address the API listens on"},
+	{"REDIS_URL", "", "redis:// or rediss:// URL; empty runs an embedded in-memory Redis (tasks do not survive a restart)"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"LOG_FORMAT", "text", "text or json"},
+	{"LLM_PROVIDER", "", "openai, huggingface or ollama; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else ollama"},
+	{"LLM_MODEL", "", "default model; empty: gpt-4o-mini (openai), meta-llama/Llama-3.1-8B-Instruct (huggingface), llama3.2 (ollama)"},
+	{"OPENAI_API_KEY", "", "OpenAI key (or the key of an OpenAI-compatible server)"},
+	{"OPENAI_BASE_URL", "https://api.openai.com/v1", "any OpenAI-compatible server: vLLM, llama.cpp's server, LM Studio, TGI"},
+	{"HF_TOKEN", "", "Hugging Face access token"},
+	{"HF_BASE_URL", "https://router.huggingface.co/v1", "Hugging Face Inference Providers router"},
+	{"OLLAMA_BASE_URL", "http://127.0.0.1:11434", "Ollama server"},
+	{"WORKER_CONCURRENCY", "64", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count"},
+	{"TASK_MAX_RETRY", "3", "retries after the first attempt for transient failures"},
+	{"TASK_TIMEOUT", "5m", "time limit of one attempt"},
+	{"RESULT_TTL", "24h", "how long a finished task's record is kept"},
+	{"SYNC_TIMEOUT", "60s", "time limit of the synchronous endpoints"},
+	{"SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long running tasks and requests may take to finish"},
+	{"WORKER_POLL_INTERVAL", "5ms", "how often an idle worker looks for new tasks (latency on an idle system against Redis load)"},
+	{"RETRY_POLL_INTERVAL", "1s", "how often retries that are due are put back on their queue"},
+	{"RETRY_BASE_DELAY", "2s", "delay before the first retry; doubles each retry, with jitter"},
+	{"RETRY_MAX_DELAY", "10m", "longest delay between retries, Retry-After included"},
+}
+
+// Load reads the configuration through getenv.
+func Load(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	cfg := Config{
+		HTTPAddr:      p.str("HTTP_ADDR"),
+		RedisURL:      p.str("REDIS_URL"),
+		LogLevel:      p.level("LOG_LEVEL"),
+		LogFormat:     p.oneOf("LOG_FORMAT", "text", "json"),
+		LLMModel:      p.str("LLM_MODEL"),
+		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
+		OpenAIBaseURL: p.url("OPENAI_BASE_URL"),
+		HFToken:       strings.TrimSpace(getenv("HF_TOKEN")),
+		HFBaseURL:     p.url("HF_BASE_URL"),
+		OllamaBaseURL: p.url("OLLAMA_BASE_URL"),
+
+		WorkerConcurrency:  p.intAtLeast("WORKER_CONCURRENCY", 1),
+		TaskMaxRetry:       p.intAtLeast("TASK_MAX_RETRY", 0),
+		TaskTimeout:        p.duration("TASK_TIMEOUT"),
+		ResultTTL:          p.duration("RESULT_TTL"),
+		SyncTimeout:        p.duration("SYNC_TIMEOUT"),
+		ShutdownTimeout:    p.duration("SHUTDOWN_TIMEOUT"),
+		WorkerPollInterval: p.duration("WORKER_POLL_INTERVAL"),
+		RetryPollInterval:  p.duration("RETRY_POLL_INTERVAL"),
+		RetryBaseDelay:     p.duration("RETRY_BASE_DELAY"),
+		RetryMaxDelay:      p.duration("RETRY_MAX_DELAY"),
+	}
+	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
+	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
+		p.fail("HTTP_ADDR", "want host:port, got %q", cfg.HTTPAddr)
+	}
+	if cfg.RedisURL != "" {
+		if _, err := redis.ParseURL(cfg.RedisURL); err != nil {
+			p.fail("REDIS_URL", "%v", stripURL(err, cfg.RedisURL))
+		}
+	}
+	switch cfg.LLMProvider {
+	case ProviderOpenAI:
+		if cfg.OpenAIAPIKey == "" && cfg.OpenAIBaseURL == defaultOf("OPENAI_BASE_URL") {
+			p.fail("OPENAI_API_KEY", "LLM_PROVIDER=openai with OpenAI's own API needs a key")
+		}
+	case ProviderHuggingFace:
+		if cfg.HFToken == "" {
+			p.fail("HF_TOKEN", "LLM_PROVIDER=huggingface needs a token")
+		}
+	}
+	if cfg.RetryMaxDelay < cfg.RetryBaseDelay {
+		p.fail("RETRY_MAX_DELAY", "must not be shorter than RETRY_BASE_DELAY (%s)", cfg.RetryBaseDelay)
+	}
+	if len(p.errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(p.errs...))
+	}
+	return cfg, nil
+}
+
+// stripURL keeps a password in REDIS_URL out of the error.
+func stripURL(err error, raw string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "[REDACTED]")
+		}
+	}
+	return msg
+}
+
+func defaultOf(name string) string {
+	for _, v := range Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: no variable " + name)
+}
+
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) fail(name, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+}
+
+// str returns the variable, or its default when unset or blank.
+func (p *parser) str(name string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return defaultOf(name)
+}
+
+func (p *parser) oneOf(name string, allowed ...string) string {
+	v := strings.ToLower(p.str(name))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, "want one of %s, got %q", strings.Join(allowed, ", "), v)
+	return allowed[0]
+}
+
+func (p *parser) level(name string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(p.str(name))); err != nil {
+		p.fail(name, "want debug, info, warn or error, got %q", p.str(name))
+	}
+	return l
+}
+
+func (p *parser) url(name string) string {
+	v := strings.TrimRight(p.str(name), "/")
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(name, "want an http:// or https:// URL, got %q", v)
+	}
+	return v
+}
+
+func (p *parser) intAtLeast(name string, least int) int {
+	v := p.str(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < least {
+		p.fail(name, "want a whole number of at least %d, got %q", least, v)
+	}
+	return n
+}
+
+func (p *parser) duration(name string) time.Duration {
+	v := p.str(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(name, "want a positive duration such as 30s or 5m, got %q", v)
+	}
+	return d
+}
+
+func (p *parser) llmProvider(cfg Config) (string, bool) {
+	switch v := strings.ToLower(strings.TrimSpace(p.getenv("LLM_PROVIDER"))); v {
+	case ProviderOpenAI, ProviderHuggingFace, ProviderOllama:
+		return v, true
+	case "":
+	default:
+		p.fail("LLM_PROVIDER", "want openai, huggingface or ollama, got %q", v)
+	}
+	switch {
+	case cfg.OpenAIAPIKey != "":
+		return ProviderOpenAI, true
+	case cfg.HFToken != "":
+		return ProviderHuggingFace, true
+	}
+	return ProviderOllama, false
+}

@@ -1,0 +1,111 @@
+// Package httpapi is SIGANTENG's HTTP API: huma operations that decode,
+// call the service and encode, and nothing else. routes.go lists the whole
+// API; problem.go maps application errors to HTTP statuses in one place.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// Tasks is the service as the API uses it.
+type Tasks interface {
+	// SubmitGenerateText records and enqueues a task; EINVALID, EUNAVAILABLE.
+	SubmitGenerateText(ctx context.Context, in task.GenerateTextInput) (*task.Record, error)
+	// GenerateText runs the work now; EINVALID, EUNAVAILABLE, ETIMEOUT,
+	// EREJECTED, EPROVIDER.
+	GenerateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error)
+	// Get returns a record; ENOTFOUND, EUNAVAILABLE.
+	Get(ctx context.Context, id string) (*task.Record, error)
+}
+
+// Deps are what the API needs.
+type Deps struct {
+	Tasks Tasks
+	// Ready reports whether the API can take work (Redis answers).
+	Ready   func(ctx context.Context) error
+	Log     *slog.Logger
+	Version string
+}
+
+// New returns the API's handler.
+func New(deps Deps) http.Handler {
+	mux := http.NewServeMux()
+	api := humago.New(mux, apiConfig(deps.Version))
+	registerRoutes(api, &handlers{deps: deps})
+	return withRecovery(deps.Log, withAccessLog(deps.Log, mux))
+}
+
+// OpenAPI returns the OpenAPI document, as served at /openapi.json.
+func OpenAPI(version string) ([]byte, error) {
+	api := humago.New(http.NewServeMux(), apiConfig(version))
+	registerRoutes(api, &handlers{})
+	return api.OpenAPI().MarshalJSON()
+}
+
+func apiConfig(version string) huma.Config {
+	cfg := huma.DefaultConfig("SIGANTENG", version)
+	cfg.Info.Description = "Runs slow AI work (LLM calls and more) in background workers. " +
+		"Submit with `POST /background/{type}` and get `202 Accepted` with a `task_id` at once; " +
+		"poll `GET /background/tasks/{task_id}` until the status is `SUCCESS`, `FAILURE` or `REVOKED`. " +
+		"Status words are Celery's, so clients of the original FastAPI + Celery service keep working. " +
+		"Errors are RFC 9457 problem details."
+	cfg.DocsRenderer = huma.DocsRendererSwaggerUI // what FastAPI users know from /docs
+	// No $schema links in bodies: clients of the original do not expect them,
+	// and the status read is the hottest path.
+	cfg.CreateHooks = nil
+	return cfg
+}
+
+type handlers struct{ deps Deps }
+
+// statusRecorder remembers the status a handler wrote, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		level := slog.LevelDebug
+		if rec.status >= 500 {
+			level = slog.LevelError
+		}
+		log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration", time.Since(start))
+	})
+}
+
+func withRecovery(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic in handler", "path", r.URL.Path, "panic", v)
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusInternalServerError)
+				_, _ = w.Write([]byte(`{"title":"Internal Server Error","status":500,"detail":"internal error"}`))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,206 @@
+// Package store keeps task records in Redis: one hash per task, read in one
+// round trip and changed by one atomic script that never moves a finished task.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// KeyPrefix starts every record key; asynq's keys start with "asynq:".
+const KeyPrefix = "siganteng:task:"
+
+// orphanTTL bounds how long an unfinished record can outlive its task. A
+// record is written before its task is enqueued; if the enqueue and the
+// clean-up after it both fail (Redis gone between two commands), the record's
+// id was never given to anyone, and it expires after this long.
+const orphanTTL = 7 * 24 * time.Hour
+
+// Store reads and writes task records.
+type Store struct {
+	rdb       redis.UniversalClient
+	resultTTL time.Duration
+}
+
+// New returns a store whose finished records expire after resultTTL.
+func New(rdb redis.UniversalClient, resultTTL time.Duration) *Store {
+	return &Store{rdb: rdb, resultTTL: resultTTL}
+}
+
+func key(id string) string { return KeyPrefix + id }
+
+func (s *Store) unfinishedTTL() time.Duration { return max(orphanTTL, s.resultTTL) }
+
+// Create writes a new PENDING record in one round trip.
+func (s *Store) Create(ctx context.Context, rec *task.Record) error {
+	fields := []any{
+		"id", rec.ID, "type", string(rec.Type), "status", string(rec.Status),
+		"attempts", rec.Attempts, "created_at", formatTime(rec.CreatedAt),
+	}
+	if len(rec.Input) > 0 {
+		fields = append(fields, "input", string(rec.Input))
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key(rec.ID), fields...)
+		p.PExpire(ctx, key(rec.ID), s.unfinishedTTL())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// Delete removes a record; used to undo Create when the enqueue fails.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if err := s.rdb.Del(ctx, key(id)).Err(); err != nil {
+		return fmt.Errorf("store: delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// Get reads a record in one round trip. An unknown or expired id gives a
+// task.ENOTFOUND error.
+func (s *Store) Get(ctx context.Context, id string) (*task.Record, error) {
+	h, err := s.rdb.HGetAll(ctx, key(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", id, err)
+	}
+	if len(h) == 0 {
+		return nil, task.NotFound(id)
+	}
+	return decode(id, h)
+}
+
+// ErrFinished is returned by the transitions when the task had already
+// ended; the record is unchanged.
+var ErrFinished = errors.New("store: task already finished")
+
+// Started marks an attempt as running. The record is recreated if it is
+// missing, so that a task is never run without a record clients can see.
+func (s *Store) Started(ctx context.Context, id string, typ task.Type, attempt int, at time.Time) error {
+	return s.transition(ctx, id, s.unfinishedTTL(),
+		[]any{"id", id, "type", string(typ), "created_at", formatTime(at)},
+		"status", string(task.StatusStarted), "attempts", attempt,
+		"started_at", formatTime(at), "next_attempt_at", "")
+}
+
+// Retrying records a failed attempt that will run again at next.
+func (s *Store) Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error {
+	return s.transition(ctx, id, s.unfinishedTTL(), nil,
+		"status", string(task.StatusRetry), "error", mustJSON(failure), "next_attempt_at", formatTime(next))
+}
+
+// Succeeded records the result; the record expires RESULT_TTL later.
+func (s *Store) Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error {
+	return s.transition(ctx, id, s.resultTTL, nil,
+		"status", string(task.StatusSuccess), "provider", provider, "result", string(result), "error", "",
+		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
+}
+
+// Failed records the final failure; the record expires RESULT_TTL later.
+func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error {
+	return s.transition(ctx, id, s.resultTTL, nil,
+		"status", string(task.StatusFailure), "provider", failure.Provider, "error", mustJSON(failure),
+		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
+}
+
+// transitionScript applies a change unless the task has ended.
+//
+// KEYS[1]  record key
+// ARGV[1]  TTL in milliseconds
+// ARGV[2]  n: how many of the following values are field/value pairs to
+//
+//	write only when the record is missing (0: a missing record is left missing)
+//
+// ARGV[3:3+n]  those pairs; the rest: field/value pairs to write
+//
+// Returns 1 when applied, 0 when the task had ended, -1 when missing.
+var transitionScript = redis.NewScript(`
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
+local n = tonumber(ARGV[2])
+if not status then
+  if n == 0 then return -1 end
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + n))
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3 + n))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`)
+
+func (s *Store) transition(ctx context.Context, id string, ttl time.Duration, create []any, update ...any) error {
+	args := make([]any, 0, 2+len(create)+len(update))
+	args = append(args, ttl.Milliseconds(), len(create))
+	args = append(args, create...)
+	args = append(args, update...)
+	n, err := transitionScript.Run(ctx, s.rdb, []string{key(id)}, args...).Int()
+	switch {
+	case err != nil:
+		return fmt.Errorf("store: update %s: %w", id, err)
+	case n == 0:
+		return ErrFinished
+	case n < 0:
+		return task.NotFound(id)
+	}
+	return nil
+}
+
+func decode(id string, h map[string]string) (*task.Record, error) {
+	rec := &task.Record{
+		ID:       id,
+		Type:     task.Type(h["type"]),
+		Status:   task.Status(h["status"]),
+		Provider: h["provider"],
+	}
+	rec.Attempts, _ = strconv.Atoi(h["attempts"])
+	rec.CreatedAt = parseTime(h["created_at"])
+	rec.StartedAt = parseTimePtr(h["started_at"])
+	rec.CompletedAt = parseTimePtr(h["completed_at"])
+	rec.NextAttemptAt = parseTimePtr(h["next_attempt_at"])
+	rec.ExpiresAt = parseTimePtr(h["expires_at"])
+	if v := h["input"]; v != "" {
+		rec.Input = json.RawMessage(v)
+	}
+	if v := h["result"]; v != "" {
+		rec.Result = json.RawMessage(v)
+	}
+	if v := h["error"]; v != "" {
+		rec.Error = new(task.Failure)
+		if err := json.Unmarshal([]byte(v), rec.Error); err != nil {
+			return nil, fmt.Errorf("store: decode error of %s: %w", id, err)
+		}
+	}
+	return rec, nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+func parseTimePtr(s string) *time.Time {
+	if s == "" {
+		return nil
+	}
+	t := parseTime(s)
+	return &t
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own plain structs are passed
+	}
+	return string(b)
+}

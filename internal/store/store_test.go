@@ -1,0 +1,161 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/redistest"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+type testBundle struct {
+	store *store.Store
+	trips *redistest.RoundTrips
+	ctx   context.Context
+	now   time.Time
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	rdb := redistest.Client(t, redistest.URL(t))
+	trips := &redistest.RoundTrips{}
+	rdb.AddHook(trips)
+	require.NoError(t, rdb.Ping(context.Background()).Err()) // open the connection before counting
+	trips.Reset()
+	return &testBundle{
+		store: store.New(rdb, time.Hour),
+		trips: trips,
+		ctx:   context.Background(),
+		now:   time.Date(2026, 11, 28, 12, 0, 0, 123456789, time.UTC),
+	}
+}
+
+func (b *testBundle) create(t *testing.T, id string) {
+	t.Helper()
+	require.NoError(t, b.store.Create(b.ctx, &task.Record{
+		ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
+		Input: json.RawMessage(`{"prompt_chars":5}`),
+	}))
+}
+
+func TestCreateAndGetInOneRoundTripEach(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Warm up: new pooled connections send their handshake through the hook.
+	b.create(t, "warm")
+	_, err := b.store.Get(b.ctx, "warm")
+	require.NoError(t, err)
+
+	b.trips.Reset()
+	b.create(t, "a")
+	require.EqualValues(t, 1, b.trips.Count(), "create")
+
+	b.trips.Reset()
+	rec, err := b.store.Get(b.ctx, "a")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, b.trips.Count(), "get")
+	require.Equal(t, "a", rec.ID)
+	require.Equal(t, task.TypeGenerateText, rec.Type)
+	require.Equal(t, task.StatusPending, rec.Status)
+	require.True(t, b.now.Equal(rec.CreatedAt))
+	require.JSONEq(t, `{"prompt_chars":5}`, string(rec.Input))
+	require.Nil(t, rec.StartedAt)
+	require.Nil(t, rec.Result)
+	require.Nil(t, rec.Error)
+}
+
+func TestGetUnknownIsNotFound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.store.Get(b.ctx, "missing")
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
+}
+
+func TestLifecycleRetryThenSuccess(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.create(t, "a")
+
+	require.NoError(t, b.store.Started(b.ctx, "a", task.TypeGenerateText, 1, b.now.Add(time.Second)))
+	rec, err := b.store.Get(b.ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, task.StatusStarted, rec.Status)
+	require.Equal(t, 1, rec.Attempts)
+	require.True(t, b.now.Equal(rec.CreatedAt), "a start must not rewrite created_at")
+
+	next := b.now.Add(5 * time.Second)
+	fail := task.Failure{Code: task.FailureProviderRateLimited, Message: "slow down", Provider: "openai"}
+	require.NoError(t, b.store.Retrying(b.ctx, "a", fail, next))
+	rec, err = b.store.Get(b.ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, task.StatusRetry, rec.Status)
+	require.Equal(t, &fail, rec.Error)
+	require.True(t, next.Equal(*rec.NextAttemptAt))
+
+	require.NoError(t, b.store.Started(b.ctx, "a", task.TypeGenerateText, 2, b.now.Add(6*time.Second)))
+	rec, err = b.store.Get(b.ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, 2, rec.Attempts)
+	require.Nil(t, rec.NextAttemptAt)
+
+	done := b.now.Add(7 * time.Second)
+	require.NoError(t, b.store.Succeeded(b.ctx, "a", "openai", json.RawMessage(`{"text":"hi"}`), done))
+	rec, err = b.store.Get(b.ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, task.StatusSuccess, rec.Status)
+	require.Equal(t, "openai", rec.Provider)
+	require.JSONEq(t, `{"text":"hi"}`, string(rec.Result))
+	require.Nil(t, rec.Error, "a success clears the last attempt's error")
+	require.True(t, done.Equal(*rec.CompletedAt))
+	require.True(t, done.Add(time.Hour).Equal(*rec.ExpiresAt))
+}
+
+func TestFinishedRecordNeverChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.create(t, "a")
+	fail := task.Failure{Code: task.FailureProviderRejected, Message: "bad model"}
+	require.NoError(t, b.store.Failed(b.ctx, "a", fail, b.now))
+
+	require.ErrorIs(t, b.store.Started(b.ctx, "a", task.TypeGenerateText, 2, b.now), store.ErrFinished)
+	require.ErrorIs(t, b.store.Succeeded(b.ctx, "a", "x", json.RawMessage(`{}`), b.now), store.ErrFinished)
+	rec, err := b.store.Get(b.ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, task.StatusFailure, rec.Status)
+	require.Equal(t, &fail, rec.Error)
+}
+
+func TestStartedRecreatesMissingRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.store.Started(b.ctx, "gone", task.TypeGenerateText, 1, b.now))
+	rec, err := b.store.Get(b.ctx, "gone")
+	require.NoError(t, err)
+	require.Equal(t, task.StatusStarted, rec.Status)
+	require.Equal(t, task.TypeGenerateText, rec.Type)
+
+	// Other transitions do not invent records.
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Failed(b.ctx, "other", task.Failure{}, b.now)))
+}
+
+func TestExpiry(t *testing.T) {
+	t.Parallel()
+	url := redistest.URL(t)
+	rdb := redistest.Client(t, url)
+	s := store.New(rdb, time.Hour)
+	ctx := context.Background()
+	require.NoError(t, s.Create(ctx, &task.Record{ID: "a", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+	ttl, err := rdb.PTTL(ctx, store.KeyPrefix+"a").Result()
+	require.NoError(t, err)
+	require.Greater(t, ttl, 24*time.Hour, "an unfinished record keeps its orphan safety net, far longer than RESULT_TTL")
+
+	require.NoError(t, s.Succeeded(ctx, "a", "p", json.RawMessage(`{}`), time.Now()))
+	ttl, err = rdb.PTTL(ctx, store.KeyPrefix+"a").Result()
+	require.NoError(t, err)
+	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5, "a finished record lives RESULT_TTL")
+}

@@ -1,0 +1,181 @@
+// Package worker runs queued tasks: an asynq server with one handler for all
+// task types, which keeps the task record in step with each attempt and
+// decides, from the provider's error, whether to retry or fail.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/queue"
+	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// Executor runs the work of one task.
+type Executor interface {
+	Execute(ctx context.Context, typ task.Type, payload []byte) (service.Outcome, error)
+}
+
+// Records is the task record store as the worker uses it. Each method
+// returns store.ErrFinished when the task has already ended.
+type Records interface {
+	Started(ctx context.Context, id string, typ task.Type, attempt int, at time.Time) error
+	Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error
+	Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error
+	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
+}
+
+// Config configures a worker.
+type Config struct {
+	Concurrency int
+	Types       []task.Type // one queue each, equal weight
+	// PollInterval is how often an idle worker looks for new tasks; it bounds
+	// the latency of a task submitted to an idle system.
+	PollInterval time.Duration
+	// DelayedPollInterval is how often retries whose delay has passed are
+	// moved back onto their queue.
+	DelayedPollInterval time.Duration
+	ShutdownTimeout     time.Duration // grace for running tasks on stop
+	Backoff             Backoff
+}
+
+// Worker processes tasks until stopped.
+type Worker struct {
+	srv     *asynq.Server
+	exec    Executor
+	records Records
+	backoff Backoff
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns a worker on rdb. now may be nil for time.Now.
+func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, log *slog.Logger, now func() time.Time) *Worker {
+	if now == nil {
+		now = time.Now
+	}
+	w := &Worker{exec: exec, records: records, backoff: cfg.Backoff, log: log, now: now}
+	queues := make(map[string]int, len(cfg.Types))
+	for _, typ := range cfg.Types {
+		queues[queue.Name(typ)] = 1
+	}
+	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   queues,
+		TaskCheckInterval:        cfg.PollInterval,
+		DelayedTaskCheckInterval: cfg.DelayedPollInterval,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		RetryDelayFunc:           w.retryDelay,
+		Logger:                   asynqLogger{log.With("from", "asynq")},
+		LogLevel:                 asynq.InfoLevel,
+	})
+	return w
+}
+
+// Start begins processing in the background.
+func (w *Worker) Start() error {
+	if err := w.srv.Start(asynq.HandlerFunc(w.handle)); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	return nil
+}
+
+// Stop stops taking tasks, waits up to the shutdown timeout for running ones,
+// and puts back on the queue any that are still running.
+func (w *Worker) Stop() { w.srv.Shutdown() }
+
+// retryError carries the delay the handler chose, so asynq waits exactly what
+// the record announces.
+type retryError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+func (w *Worker) retryDelay(retried int, err error, t *asynq.Task) time.Duration {
+	var re *retryError
+	if errors.As(err, &re) {
+		return re.delay
+	}
+	return w.backoff.Delay(t.Headers()[queue.HeaderTaskID], retried, 0)
+}
+
+// recordTimeout bounds each record write, which must happen even after the
+// attempt's own context has expired.
+const recordTimeout = 5 * time.Second
+
+func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
+	id, _ := asynq.GetTaskID(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	typ := task.Type(t.Type())
+	log := w.log.With("task_id", id, "type", typ, "attempt", retried+1)
+
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+
+	switch err := w.records.Started(rctx, id, typ, retried+1, w.now()); {
+	case errors.Is(err, store.ErrFinished):
+		log.Info("task already finished; not running it again")
+		return nil
+	case err != nil:
+		log.Error("could not record the start; asynq will retry", "err", err)
+		return err
+	}
+
+	start := w.now()
+	out, err := w.exec.Execute(ctx, typ, t.Payload())
+	if err == nil {
+		if err := w.records.Succeeded(rctx, id, out.Provider, out.Result, w.now()); err != nil && !errors.Is(err, store.ErrFinished) {
+			log.Error("could not record the result; the task will run again", "err", err)
+			return err
+		}
+		log.Info("task succeeded", "provider", out.Provider, "duration", w.now().Sub(start))
+		return nil
+	}
+
+	if errors.Is(err, context.Canceled) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// Shutdown: asynq puts the task back on its queue.
+		log.Warn("attempt interrupted; the task goes back on the queue", "err", err)
+		return err
+	}
+
+	v := classify(err, out.Provider)
+	log = log.With("provider", v.failure.Provider, "failure", v.failure.Code)
+	if v.transient && retried < maxRetry {
+		delay := w.backoff.Delay(id, retried, v.retryAfter)
+		if rerr := w.records.Retrying(rctx, id, v.failure, w.now().Add(delay)); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
+			log.Error("could not record the retry", "err", rerr)
+		}
+		log.Warn("attempt failed; retrying", "err", err, "delay", delay)
+		return &retryError{err: err, delay: delay}
+	}
+	if ferr := w.records.Failed(rctx, id, v.failure, w.now()); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
+		log.Error("could not record the failure; asynq will retry", "err", ferr)
+		return ferr
+	}
+	log.Warn("task failed", "err", err, "transient", v.transient)
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// asynqLogger sends asynq's own log lines to slog.
+type asynqLogger struct{ log *slog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.log.Debug(fmt.Sprint(args...)) }
+func (l asynqLogger) Info(args ...any)  { l.log.Info(fmt.Sprint(args...)) }
+func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...)) }
+func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...)) }
+func (l asynqLogger) Fatal(args ...any) { l.log.Error(fmt.Sprint(args...)) }
+
+var _ Records = (*store.Store)(nil)
