@@ -77,7 +77,7 @@ var Vars = []Var{
 	{"OLLAMA_BASE_URL", "http://127.0.0.1:11434", "Ollama server"},
 	{"WORKER_CONCURRENCY", "64", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count"},
 	{"TASK_MAX_RETRY", "3", "retries after the first attempt for transient failures"},
-	{"TASK_TIMEOUT", "5m", "time limit of one attempt"},
+	{"TASK_TIMEOUT", "5m", "time limit of one attempt; whole seconds, at least 1s"},
 	{"RESULT_TTL", "24h", "how long a finished task's record is kept"},
 	{"SYNC_TIMEOUT", "60s", "time limit of the synchronous endpoints"},
 	{"SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long running tasks and requests may take to finish"},
@@ -131,6 +131,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if cfg.HFToken == "" {
 			p.fail("HF_TOKEN", "LLM_PROVIDER=huggingface needs a token")
 		}
+	}
+	if cfg.TaskTimeout < time.Second {
+		p.fail("TASK_TIMEOUT", "must be at least 1s: the queue counts timeouts in whole seconds")
 	}
 	if cfg.RetryMaxDelay < cfg.RetryBaseDelay {
 		p.fail("RETRY_MAX_DELAY", "must not be shorter than RETRY_BASE_DELAY (%s)", cfg.RetryBaseDelay)

@@ -93,22 +93,34 @@ func (w *Worker) Start() error {
 // and puts back on the queue any that are still running.
 func (w *Worker) Stop() { w.srv.Shutdown() }
 
-// retryError carries the delay the handler chose, so asynq waits exactly what
-// the record announces.
+// retryError carries the time the handler chose for the next attempt, so
+// asynq waits exactly what the record announces.
 type retryError struct {
-	err   error
-	delay time.Duration
+	err error
+	at  time.Time
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
 
 func (w *Worker) retryDelay(retried int, err error, t *asynq.Task) time.Duration {
+	now := w.now()
 	var re *retryError
 	if errors.As(err, &re) {
-		return re.delay
+		return re.at.Sub(now)
 	}
-	return w.backoff.Delay(t.Headers()[queue.HeaderTaskID], retried, 0)
+	return nextAttempt(now, w.backoff.Delay(t.Headers()[queue.HeaderTaskID], retried, 0)).Sub(now)
+}
+
+// nextAttempt rounds now+delay up to a whole second: asynq keeps retry times
+// in whole seconds and would otherwise run the task up to a second early,
+// before a provider's Retry-After has passed.
+func nextAttempt(now time.Time, delay time.Duration) time.Time {
+	at := now.Add(delay)
+	if t := at.Truncate(time.Second); !t.Equal(at) {
+		return t.Add(time.Second)
+	}
+	return at
 }
 
 // recordTimeout bounds each record write, which must happen even after the
@@ -154,12 +166,12 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	v := classify(err, out.Provider)
 	log = log.With("provider", v.failure.Provider, "failure", v.failure.Code)
 	if v.transient && retried < maxRetry {
-		delay := w.backoff.Delay(id, retried, v.retryAfter)
-		if rerr := w.records.Retrying(rctx, id, v.failure, w.now().Add(delay)); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
+		at := nextAttempt(w.now(), w.backoff.Delay(id, retried, v.retryAfter))
+		if rerr := w.records.Retrying(rctx, id, v.failure, at); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
 			log.Error("could not record the retry", "err", rerr)
 		}
-		log.Warn("attempt failed; retrying", "err", err, "delay", delay)
-		return &retryError{err: err, delay: delay}
+		log.Warn("attempt failed; retrying", "err", err, "next_attempt_at", at)
+		return &retryError{err: err, at: at}
 	}
 	if ferr := w.records.Failed(rctx, id, v.failure, w.now()); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
 		log.Error("could not record the failure; asynq will retry", "err", ferr)

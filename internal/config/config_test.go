@@ -1,0 +1,113 @@
+package config_test
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/config"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(env())
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:8000", cfg.HTTPAddr)
+	require.Empty(t, cfg.RedisURL)
+	require.Equal(t, slog.LevelInfo, cfg.LogLevel)
+	require.Equal(t, "text", cfg.LogFormat)
+	require.Equal(t, config.ProviderOllama, cfg.LLMProvider)
+	require.False(t, cfg.LLMProviderChosen)
+	require.Equal(t, "https://api.openai.com/v1", cfg.OpenAIBaseURL)
+	require.Equal(t, "http://127.0.0.1:11434", cfg.OllamaBaseURL)
+	require.Equal(t, 64, cfg.WorkerConcurrency)
+	require.Equal(t, 3, cfg.TaskMaxRetry)
+	require.Equal(t, 5*time.Minute, cfg.TaskTimeout)
+	require.Equal(t, 24*time.Hour, cfg.ResultTTL)
+	require.Equal(t, 5*time.Millisecond, cfg.WorkerPollInterval)
+}
+
+func TestProviderFollowsKeys(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  func(string) string
+		want string
+	}{
+		{env("OPENAI_API_KEY", "sk-a", "HF_TOKEN", "hf_b"), config.ProviderOpenAI},
+		{env("HF_TOKEN", "hf_b"), config.ProviderHuggingFace},
+		{env("HF_TOKEN", "hf_b", "LLM_PROVIDER", "Ollama"), config.ProviderOllama},
+		{env("LLM_PROVIDER", "openai", "OPENAI_BASE_URL", "http://127.0.0.1:8080/v1"), config.ProviderOpenAI},
+	} {
+		cfg, err := config.Load(tc.env)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, cfg.LLMProvider)
+		require.True(t, cfg.LLMProviderChosen)
+	}
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	t.Parallel()
+	for name, value := range map[string]string{
+		"HTTP_ADDR":            "8000",
+		"REDIS_URL":            "mysql://x",
+		"LOG_LEVEL":            "loud",
+		"LOG_FORMAT":           "xml",
+		"LLM_PROVIDER":         "skynet",
+		"OPENAI_BASE_URL":      "ftp://x",
+		"WORKER_CONCURRENCY":   "0",
+		"TASK_MAX_RETRY":       "-1",
+		"TASK_TIMEOUT":         "500ms",
+		"RESULT_TTL":           "-1h",
+		"RETRY_MAX_DELAY":      "1ms",
+		"WORKER_POLL_INTERVAL": "0",
+	} {
+		_, err := config.Load(env(name, value))
+		require.Error(t, err, name)
+		require.Contains(t, err.Error(), name)
+	}
+}
+
+func TestProviderNeedsItsKey(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env("LLM_PROVIDER", "huggingface"))
+	require.ErrorContains(t, err, "HF_TOKEN")
+	_, err = config.Load(env("LLM_PROVIDER", "openai"))
+	require.ErrorContains(t, err, "OPENAI_API_KEY")
+}
+
+func TestRedisPasswordStaysOutOfErrors(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env("REDIS_URL", "redis://:hunter2secret@127.0.0.1:6379/notanumber"))
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2secret")
+}
+
+// Every variable is documented in .env.example and in both READMEs.
+func TestEveryVariableIsDocumented(t *testing.T) {
+	t.Parallel()
+	for _, file := range []string{"../../.env.example", "../../README.md", "../../README.id.md"} {
+		raw, err := os.ReadFile(file)
+		require.NoError(t, err)
+		text := string(raw)
+		for _, v := range config.Vars {
+			require.True(t, strings.Contains(text, v.Name), "%s does not mention %s", file, v.Name)
+		}
+	}
+	raw, err := os.ReadFile("../../.env.example")
+	require.NoError(t, err)
+	for _, v := range config.Vars {
+		require.Contains(t, string(raw), v.Name+"="+v.Default+"\n", ".env.example gives %s a default other than %q", v.Name, v.Default)
+	}
+}

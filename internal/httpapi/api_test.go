@@ -1,0 +1,275 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/httpapi"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+type fakeTasks struct {
+	submitErr error
+	syncErr   error
+	got       task.GenerateTextInput
+	records   map[string]*task.Record
+}
+
+func (f *fakeTasks) SubmitGenerateText(_ context.Context, in task.GenerateTextInput) (*task.Record, error) {
+	f.got = in
+	if f.submitErr != nil {
+		return nil, f.submitErr
+	}
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &task.Record{ID: "0b6e3a4e-1d5f-4a54-9a3c-6a0d3f2b9c11", Type: task.TypeGenerateText, Status: task.StatusPending,
+		CreatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, nil
+}
+
+func (f *fakeTasks) GenerateText(_ context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
+	f.got = in
+	if f.syncErr != nil {
+		return nil, f.syncErr
+	}
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &task.TextResult{Text: "hi", Model: "m", Provider: "fake"}, nil
+}
+
+func (f *fakeTasks) Get(_ context.Context, id string) (*task.Record, error) {
+	if r, ok := f.records[id]; ok {
+		return r, nil
+	}
+	return nil, task.NotFound(id)
+}
+
+type testBundle struct {
+	srv   *httptest.Server
+	tasks *fakeTasks
+	ready error
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	b := &testBundle{tasks: &fakeTasks{records: map[string]*task.Record{}}}
+	h := httpapi.New(httpapi.Deps{
+		Tasks:   b.tasks,
+		Ready:   func(context.Context) error { return b.ready },
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Version: "test",
+	})
+	b.srv = httptest.NewServer(h)
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+type problem struct {
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Message  string `json:"message"`
+		Location string `json:"location"`
+	} `json:"errors"`
+}
+
+func (b *testBundle) do(t *testing.T, method, path, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res, raw
+}
+
+func requireProblem(t *testing.T, res *http.Response, raw []byte, status int) problem {
+	t.Helper()
+	require.Equal(t, status, res.StatusCode, "%s", raw)
+	require.Equal(t, "application/problem+json", res.Header.Get("Content-Type"))
+	var p problem
+	require.NoError(t, json.Unmarshal(raw, &p))
+	require.Equal(t, status, p.Status)
+	return p
+}
+
+func TestSubmitAnswers202WithLocation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/generate_text",
+		`{"prompt":"Write a haiku","system":"terse","model":"m","max_tokens":50,"temperature":0.3}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	require.Equal(t, "/background/tasks/0b6e3a4e-1d5f-4a54-9a3c-6a0d3f2b9c11", res.Header.Get("Location"))
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	require.Equal(t, "0b6e3a4e-1d5f-4a54-9a3c-6a0d3f2b9c11", rec["task_id"])
+	require.Equal(t, "PENDING", rec["status"])
+	require.Equal(t, "generate_text", rec["type"])
+	require.NotContains(t, rec, "$schema")
+	require.Equal(t, "Write a haiku", b.tasks.got.Prompt)
+	require.Equal(t, "terse", b.tasks.got.System)
+	require.Equal(t, 50, *b.tasks.got.MaxTokens)
+}
+
+func TestSubmitIgnoresUnknownFieldsLikeTheOriginal(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/generate_text", `{"prompt":"x","user_id":42}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+}
+
+func TestBadBodiesAreProblemsNamingTheField(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for body, location := range map[string]string{
+		`{}`:                                 "body",
+		`{"prompt":""}`:                      "body.prompt",
+		`{"prompt":"   "}`:                   "body.prompt",
+		`{"prompt":42}`:                      "body.prompt",
+		`{"prompt":"x","max_tokens":0}`:      "body.max_tokens",
+		`{"prompt":"x","max_tokens":"many"}`: "body.max_tokens",
+		`{"prompt":"x","temperature":9}`:     "body.temperature",
+		`{"prompt":"x","model":"` + strings.Repeat("m", 300) + `"}`: "body.model",
+	} {
+		for _, path := range []string{"/background/generate_text", "/generate_text"} {
+			res, raw := b.do(t, http.MethodPost, path, body)
+			p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+			require.NotEmpty(t, p.Errors, "%s", raw)
+			require.Equal(t, location, p.Errors[0].Location, "%s -> %s", body, raw)
+		}
+	}
+}
+
+func TestMalformedJSONIs400(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/generate_text", `{"prompt":`)
+	requireProblem(t, res, raw, http.StatusBadRequest)
+}
+
+func TestOversizedBodyIs413(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/generate_text", `{"prompt":"`+strings.Repeat("a", 2<<20)+`"}`)
+	requireProblem(t, res, raw, http.StatusRequestEntityTooLarge)
+}
+
+func TestPromptOverTheLimitIs422(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/generate_text", `{"prompt":"`+strings.Repeat("a", task.MaxPromptChars+1)+`"}`)
+	p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+	require.Equal(t, "body.prompt", p.Errors[0].Location)
+}
+
+func TestStoreDownIs503WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.tasks.submitErr = task.Unavailable("the task store is unavailable; nothing was queued", errors.New("dial tcp: connection refused"))
+	res, raw := b.do(t, http.MethodPost, "/background/generate_text", `{"prompt":"x"}`)
+	p := requireProblem(t, res, raw, http.StatusServiceUnavailable)
+	require.NotEmpty(t, res.Header.Get("Retry-After"))
+	require.NotContains(t, string(raw), "connection refused", "causes are logged, not shown")
+	require.Contains(t, p.Detail, "nothing was queued")
+}
+
+func TestGetTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	done := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	b.tasks.records["abc"] = &task.Record{ID: "abc", Type: task.TypeGenerateText, Status: task.StatusSuccess, Attempts: 1,
+		CompletedAt: &done, Result: json.RawMessage(`{"text":"hi","model":"m","provider":"fake","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`)}
+	res, raw := b.do(t, http.MethodGet, "/background/tasks/abc", "")
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	var rec struct {
+		TaskID string          `json:"task_id"`
+		Status string          `json:"status"`
+		Result json.RawMessage `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	require.Equal(t, "abc", rec.TaskID)
+	require.Equal(t, "SUCCESS", rec.Status)
+	require.JSONEq(t, string(b.tasks.records["abc"].Result), string(rec.Result))
+}
+
+func TestUnknownTaskIs404(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodGet, "/background/tasks/does-not-exist", "")
+	requireProblem(t, res, raw, http.StatusNotFound)
+}
+
+func TestSyncErrorsMapToStatuses(t *testing.T) {
+	t.Parallel()
+	for code, status := range map[task.ErrorCode]int{
+		task.EUNAVAILABLE: http.StatusServiceUnavailable,
+		task.ETIMEOUT:     http.StatusGatewayTimeout,
+		task.EREJECTED:    http.StatusUnprocessableEntity,
+		task.EPROVIDER:    http.StatusBadGateway,
+		task.EINTERNAL:    http.StatusInternalServerError,
+	} {
+		b := setup(t)
+		b.tasks.syncErr = &task.Error{Code: code, Message: "openai: something"}
+		res, raw := b.do(t, http.MethodPost, "/generate_text", `{"prompt":"x"}`)
+		requireProblem(t, res, raw, status)
+	}
+}
+
+func TestSyncSuccess(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/generate_text", `{"prompt":"x"}`)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.JSONEq(t, `{"text":"hi","model":"m","provider":"fake","usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}`, string(raw))
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, _ := b.do(t, http.MethodGet, "/healthz", "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, _ = b.do(t, http.MethodGet, "/readyz", "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	b.ready = errors.New("redis: connection refused")
+	res, raw := b.do(t, http.MethodGet, "/readyz", "")
+	requireProblem(t, res, raw, http.StatusServiceUnavailable)
+}
+
+func TestDocsAndOpenAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodGet, "/docs", "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Contains(t, string(raw), "swagger")
+	res, raw = b.do(t, http.MethodGet, "/openapi.json", "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var doc struct {
+		OpenAPI string                     `json:"openapi"`
+		Paths   map[string]json.RawMessage `json:"paths"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	require.Equal(t, "3.1.0", doc.OpenAPI)
+	for _, p := range []string{"/background/generate_text", "/background/tasks/{task_id}", "/generate_text", "/healthz", "/readyz"} {
+		require.Contains(t, doc.Paths, p)
+	}
+	offline, err := httpapi.OpenAPI("test")
+	require.NoError(t, err)
+	require.JSONEq(t, string(raw), string(offline), "siganteng openapi prints what the server serves")
+}

@@ -1,0 +1,229 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+type fakeRecords struct {
+	mu        sync.Mutex
+	recs      map[string]*task.Record
+	createErr error
+	ops       []string
+}
+
+func (f *fakeRecords) Create(_ context.Context, rec *task.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ops = append(f.ops, "create")
+	if f.createErr != nil {
+		return f.createErr
+	}
+	f.recs[rec.ID] = rec
+	return nil
+}
+
+func (f *fakeRecords) Get(_ context.Context, id string) (*task.Record, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.recs[id]; ok {
+		return r, nil
+	}
+	return nil, task.NotFound(id)
+}
+
+func (f *fakeRecords) Delete(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ops = append(f.ops, "delete")
+	delete(f.recs, id)
+	return nil
+}
+
+type fakeQueue struct {
+	err     error
+	typ     task.Type
+	id      string
+	payload []byte
+	records *fakeRecords
+}
+
+func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, id string, payload []byte) error {
+	q.records.mu.Lock()
+	q.records.ops = append(q.records.ops, "enqueue")
+	q.records.mu.Unlock()
+	q.typ, q.id, q.payload = typ, id, payload
+	return q.err
+}
+
+type fakeLLM struct {
+	err  error
+	got  provider.TextRequest
+	wait time.Duration
+}
+
+func (f *fakeLLM) Name() string { return "fake" }
+
+func (f *fakeLLM) GenerateText(ctx context.Context, req provider.TextRequest) (provider.TextResponse, error) {
+	f.got = req
+	if f.wait > 0 {
+		select {
+		case <-time.After(f.wait):
+		case <-ctx.Done():
+			return provider.TextResponse{}, provider.ErrorFromTransport(ctx, "fake", ctx.Err())
+		}
+	}
+	if f.err != nil {
+		return provider.TextResponse{}, f.err
+	}
+	return provider.TextResponse{Text: "out", Model: "m1", FinishReason: "stop", Usage: provider.Usage{PromptTokens: 2, CompletionTokens: 3, TotalTokens: 5}}, nil
+}
+
+type testBundle struct {
+	svc     *service.Service
+	records *fakeRecords
+	queue   *fakeQueue
+	llm     *fakeLLM
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	records := &fakeRecords{recs: map[string]*task.Record{}}
+	q := &fakeQueue{records: records}
+	llm := &fakeLLM{}
+	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	svc := service.New(records, q, service.Providers{LLM: llm}, service.Config{SyncTimeout: 200 * time.Millisecond},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+	return &testBundle{svc: svc, records: records, queue: q, llm: llm}
+}
+
+func TestSubmitRecordsThenEnqueues(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	maxTokens := 9
+	rec, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "héllo", Model: "m", MaxTokens: &maxTokens})
+	require.NoError(t, err)
+	require.Equal(t, task.StatusPending, rec.Status)
+	require.Equal(t, task.TypeGenerateText, rec.Type)
+	require.Len(t, rec.ID, 36, "a UUID")
+	require.Equal(t, []string{"create", "enqueue"}, b.records.ops)
+	require.Equal(t, rec.ID, b.queue.id)
+	require.JSONEq(t, `{"prompt":"héllo","model":"m","max_tokens":9}`, string(b.queue.payload))
+	require.JSONEq(t, `{"model":"m","prompt_chars":5,"max_tokens":9}`, string(rec.Input), "the record holds a summary, not the prompt")
+
+	other, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	require.NoError(t, err)
+	require.NotEqual(t, rec.ID, other.ID)
+}
+
+func TestSubmitRejectsBadInputBeforeAnyWrite(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tooHot := 2.5
+	for field, in := range map[string]task.GenerateTextInput{
+		"prompt":      {Prompt: " \n\t"},
+		"temperature": {Prompt: "x", Temperature: &tooHot},
+	} {
+		_, err := b.svc.SubmitGenerateText(context.Background(), in)
+		var terr *task.Error
+		require.ErrorAs(t, err, &terr)
+		require.Equal(t, task.EINVALID, terr.Code)
+		require.Equal(t, field, terr.Field)
+	}
+	require.Empty(t, b.records.ops)
+}
+
+func TestSubmitUndoesTheRecordWhenEnqueueFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.queue.err = errors.New("redis: connection refused")
+	_, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	require.Equal(t, task.EUNAVAILABLE, task.CodeOf(err))
+	require.Equal(t, []string{"create", "enqueue", "delete"}, b.records.ops)
+	require.Empty(t, b.records.recs)
+}
+
+func TestSubmitDoesNotEnqueueWithoutARecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.records.createErr = errors.New("redis: i/o timeout")
+	_, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	require.Equal(t, task.EUNAVAILABLE, task.CodeOf(err))
+	require.Equal(t, []string{"create"}, b.records.ops)
+}
+
+func TestGetUnknownIsNotFound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.svc.Get(context.Background(), "nope")
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
+}
+
+func TestGenerateTextNow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	temp := 0.5
+	out, err := b.svc.GenerateText(context.Background(), task.GenerateTextInput{Prompt: "p", System: "s", Temperature: &temp})
+	require.NoError(t, err)
+	require.Equal(t, &task.TextResult{Text: "out", Model: "m1", Provider: "fake", FinishReason: "stop",
+		Usage: task.Usage{PromptTokens: 2, CompletionTokens: 3, TotalTokens: 5}}, out)
+	require.Equal(t, provider.TextRequest{Prompt: "p", System: "s", Temperature: &temp}, b.llm.got)
+}
+
+func TestGenerateTextNowMapsProviderErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want task.ErrorCode
+	}{
+		{&provider.Error{Provider: "fake", Kind: provider.KindRateLimited, RetryAfter: 3 * time.Second}, task.EUNAVAILABLE},
+		{&provider.Error{Provider: "fake", Kind: provider.KindUnavailable, StatusCode: 503}, task.EUNAVAILABLE},
+		{&provider.Error{Provider: "fake", Kind: provider.KindRejected, StatusCode: 404}, task.EREJECTED},
+		{&provider.Error{Provider: "fake", Kind: provider.KindAuth, StatusCode: 401}, task.EPROVIDER},
+		{&provider.Error{Provider: "fake", Kind: provider.KindTimeout}, task.ETIMEOUT},
+	} {
+		b := setup(t)
+		b.llm.err = tc.err
+		_, err := b.svc.GenerateText(context.Background(), task.GenerateTextInput{Prompt: "p"})
+		require.Equal(t, tc.want, task.CodeOf(err), "%v", tc.err)
+	}
+}
+
+func TestGenerateTextNowIsBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.llm.wait = 5 * time.Second
+	start := time.Now()
+	_, err := b.svc.GenerateText(context.Background(), task.GenerateTextInput{Prompt: "p"})
+	require.Equal(t, task.ETIMEOUT, task.CodeOf(err))
+	require.Less(t, time.Since(start), 2*time.Second)
+}
+
+func TestExecute(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	out, err := b.svc.Execute(context.Background(), task.TypeGenerateText, []byte(`{"prompt":"p","max_tokens":7}`))
+	require.NoError(t, err)
+	require.Equal(t, "fake", out.Provider)
+	var res task.TextResult
+	require.NoError(t, json.Unmarshal(out.Result, &res))
+	require.Equal(t, "out", res.Text)
+	require.Equal(t, 7, b.llm.got.MaxTokens)
+
+	_, err = b.svc.Execute(context.Background(), task.TypeGenerateText, []byte(`{not json`))
+	require.Equal(t, task.EINVALID, task.CodeOf(err))
+	_, err = b.svc.Execute(context.Background(), "paint_picture", []byte(`{}`))
+	require.Equal(t, task.EINVALID, task.CodeOf(err))
+}

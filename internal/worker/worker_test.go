@@ -1,0 +1,259 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/queue"
+	"github.com/siganteng/siganteng/internal/redistest"
+	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/worker"
+)
+
+// executor runs fn for every attempt and counts attempts.
+type executor struct {
+	calls atomic.Int32
+	fn    func(ctx context.Context, attempt int) (service.Outcome, error)
+
+	mu     sync.Mutex
+	starts []time.Time
+}
+
+func (e *executor) Execute(ctx context.Context, _ task.Type, _ []byte) (service.Outcome, error) {
+	n := int(e.calls.Add(1))
+	e.mu.Lock()
+	e.starts = append(e.starts, time.Now())
+	e.mu.Unlock()
+	return e.fn(ctx, n)
+}
+
+func succeed(context.Context, int) (service.Outcome, error) {
+	return service.Outcome{Provider: "fake", Result: json.RawMessage(`{"text":"done"}`)}, nil
+}
+
+type testBundle struct {
+	store  *store.Store
+	queue  *queue.Client
+	worker *worker.Worker
+	exec   *executor
+}
+
+type options struct {
+	maxRetry int
+	timeout  time.Duration
+	grace    time.Duration
+}
+
+func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outcome, error), opts options) *testBundle {
+	t.Helper()
+	rdb := redistest.Client(t, redistest.URL(t))
+	if opts.timeout == 0 {
+		opts.timeout = 10 * time.Second
+	}
+	if opts.grace == 0 {
+		opts.grace = 5 * time.Second
+	}
+	exec := &executor{fn: fn}
+	s := store.New(rdb, time.Hour)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := worker.New(rdb, worker.Config{
+		Concurrency:         4,
+		Types:               []task.Type{task.TypeGenerateText},
+		PollInterval:        5 * time.Millisecond,
+		DelayedPollInterval: 50 * time.Millisecond,
+		ShutdownTimeout:     opts.grace,
+		Backoff:             worker.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second},
+	}, exec, s, log, nil)
+	require.NoError(t, w.Start())
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			w.Stop()
+		}
+	})
+	q := queue.New(rdb, queue.Options{MaxRetry: opts.maxRetry, Timeout: opts.timeout})
+	return &testBundle{store: s, queue: q, worker: w, exec: exec}
+}
+
+func (b *testBundle) submit(t *testing.T) string {
+	t.Helper()
+	id := uuid.NewString()
+	ctx := context.Background()
+	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	return id
+}
+
+// await polls the record until it is terminal and returns every status seen.
+func (b *testBundle) await(t *testing.T, id string, within time.Duration) (*task.Record, []task.Status) {
+	t.Helper()
+	var seen []task.Status
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		rec, err := b.store.Get(context.Background(), id)
+		require.NoError(t, err)
+		if len(seen) == 0 || seen[len(seen)-1] != rec.Status {
+			seen = append(seen, rec.Status)
+		}
+		if rec.Status.Terminal() {
+			return rec, seen
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("task %s not finished within %s; statuses seen: %v", id, within, seen)
+	return nil, nil
+}
+
+func TestSuccess(t *testing.T) {
+	t.Parallel()
+	b := setup(t, succeed, options{maxRetry: 3})
+	id := b.submit(t)
+	rec, _ := b.await(t, id, 5*time.Second)
+	require.Equal(t, task.StatusSuccess, rec.Status)
+	require.Equal(t, 1, rec.Attempts)
+	require.Equal(t, "fake", rec.Provider)
+	require.JSONEq(t, `{"text":"done"}`, string(rec.Result))
+	require.NotNil(t, rec.StartedAt)
+	require.NotNil(t, rec.CompletedAt)
+	require.Nil(t, rec.Error)
+}
+
+func TestTransientFailuresRetryHonouringRetryAfter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(ctx context.Context, n int) (service.Outcome, error) {
+		if n < 3 {
+			return service.Outcome{Provider: "fake"}, &provider.Error{Provider: "fake", Kind: provider.KindRateLimited,
+				StatusCode: 429, RetryAfter: 400 * time.Millisecond, Message: "slow down"}
+		}
+		return succeed(ctx, n)
+	}, options{maxRetry: 3})
+	id := b.submit(t)
+	rec, seen := b.await(t, id, 10*time.Second)
+	require.Equal(t, task.StatusSuccess, rec.Status)
+	require.Equal(t, 3, rec.Attempts)
+	require.Contains(t, seen, task.StatusRetry)
+	require.EqualValues(t, 3, b.exec.calls.Load())
+	b.exec.mu.Lock()
+	defer b.exec.mu.Unlock()
+	for i := 1; i < len(b.exec.starts); i++ {
+		require.GreaterOrEqual(t, b.exec.starts[i].Sub(b.exec.starts[i-1]), 400*time.Millisecond, "Retry-After was not honoured")
+	}
+}
+
+func TestRetryShowsTheFailureAndNextAttempt(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	b := setup(t, func(ctx context.Context, n int) (service.Outcome, error) {
+		if n == 1 {
+			return service.Outcome{Provider: "fake"}, &provider.Error{Provider: "fake", Kind: provider.KindUnavailable, StatusCode: 503, RetryAfter: time.Second, Message: "overloaded"}
+		}
+		<-release
+		return succeed(ctx, n)
+	}, options{maxRetry: 1})
+	id := b.submit(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec, err := b.store.Get(context.Background(), id)
+		require.NoError(t, err)
+		if rec.Status == task.StatusRetry {
+			require.Equal(t, task.FailureProviderUnavailable, rec.Error.Code)
+			require.Contains(t, rec.Error.Message, "overloaded")
+			require.Equal(t, "fake", rec.Error.Provider)
+			require.NotNil(t, rec.NextAttemptAt)
+			require.WithinDuration(t, time.Now().Add(time.Second), *rec.NextAttemptAt, time.Second)
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "never saw RETRY")
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(release)
+	rec, _ := b.await(t, id, 5*time.Second)
+	require.Equal(t, task.StatusSuccess, rec.Status)
+}
+
+func TestPermanentFailureFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(context.Context, int) (service.Outcome, error) {
+		return service.Outcome{Provider: "fake"}, &provider.Error{Provider: "fake", Kind: provider.KindRejected, StatusCode: 400, Message: "bad model"}
+	}, options{maxRetry: 3})
+	id := b.submit(t)
+	rec, seen := b.await(t, id, 5*time.Second)
+	require.Equal(t, task.StatusFailure, rec.Status)
+	require.Equal(t, 1, rec.Attempts)
+	require.NotContains(t, seen, task.StatusRetry)
+	require.Equal(t, task.FailureProviderRejected, rec.Error.Code)
+	require.Equal(t, "fake", rec.Error.Provider)
+	require.Contains(t, rec.Error.Message, "bad model")
+	time.Sleep(200 * time.Millisecond)
+	require.EqualValues(t, 1, b.exec.calls.Load(), "a permanent failure must not be retried")
+}
+
+func TestRetriesRunOut(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(context.Context, int) (service.Outcome, error) {
+		return service.Outcome{Provider: "fake"}, &provider.Error{Provider: "fake", Kind: provider.KindUnavailable, StatusCode: 500, Message: "boom"}
+	}, options{maxRetry: 2})
+	id := b.submit(t)
+	rec, _ := b.await(t, id, 10*time.Second)
+	require.Equal(t, task.StatusFailure, rec.Status)
+	require.Equal(t, 3, rec.Attempts)
+	require.Equal(t, task.FailureProviderUnavailable, rec.Error.Code)
+	require.EqualValues(t, 3, b.exec.calls.Load())
+}
+
+func TestTaskTimeoutEndsTheAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(ctx context.Context, _ int) (service.Outcome, error) {
+		<-ctx.Done()
+		return service.Outcome{Provider: "fake"}, provider.ErrorFromTransport(ctx, "fake", ctx.Err())
+	}, options{maxRetry: 1, timeout: time.Second}) // asynq counts timeouts in whole seconds
+	id := b.submit(t)
+	rec, _ := b.await(t, id, 10*time.Second)
+	require.Equal(t, task.StatusFailure, rec.Status)
+	require.Equal(t, task.FailureTimeout, rec.Error.Code)
+	require.Equal(t, 2, rec.Attempts)
+}
+
+func TestFinishedTaskIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, succeed, options{})
+	id := uuid.NewString()
+	ctx := context.Background()
+	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+	require.NoError(t, b.store.Failed(ctx, id, task.Failure{Code: task.FailureInternal, Message: "ended elsewhere"}, time.Now()))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	time.Sleep(300 * time.Millisecond)
+	require.EqualValues(t, 0, b.exec.calls.Load())
+	rec, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusFailure, rec.Status)
+}
+
+func TestStopLetsRunningTasksFinish(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	b := setup(t, func(ctx context.Context, n int) (service.Outcome, error) {
+		close(started)
+		time.Sleep(500 * time.Millisecond)
+		return succeed(ctx, n)
+	}, options{grace: 5 * time.Second})
+	id := b.submit(t)
+	<-started
+	b.worker.Stop()
+	rec, err := b.store.Get(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusSuccess, rec.Status, "a task shorter than the grace period finishes during stop")
+	require.EqualValues(t, 1, b.exec.calls.Load())
+}
