@@ -127,13 +127,14 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 
 // openRedis connects to REDIS_URL, or starts the embedded Redis.
 func openRedis(ctx context.Context, cfg config.Config, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	redis.SetLogger(redisLogger{log.With("from", "go-redis")})
 	if cfg.RedisURL == "" {
 		m := miniredis.NewMiniRedis()
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, nil, fmt.Errorf("start embedded Redis: %w", err)
 		}
 		stopClock := advanceClock(m)
-		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
 		log.Warn("using an embedded in-memory Redis: tasks do not survive a restart, and API and worker must share this process. " +
 			"Set REDIS_URL (for example redis://127.0.0.1:6379/0) to keep tasks and to scale out.")
 		return rdb, func() { _ = rdb.Close(); stopClock(); m.Close() }, nil
@@ -142,6 +143,9 @@ func openRedis(ctx context.Context, cfg config.Config, log *slog.Logger) (redis.
 	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	// Let request deadlines cut Redis calls short: the API answers 503 in
+	// time instead of waiting out go-redis's own retries.
+	opts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -174,4 +178,12 @@ func advanceClock(m *miniredis.Miniredis) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// redisLogger sends go-redis's own messages (failed dials, mostly) to slog
+// rather than to the standard logger.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }

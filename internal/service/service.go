@@ -68,6 +68,11 @@ func (s *Service) SubmitGenerateText(ctx context.Context, in task.GenerateTextIn
 	return s.submit(ctx, task.TypeGenerateText, in, in.Summary())
 }
 
+// storeTimeout bounds the Redis work of one API request, so that a client
+// gets a 503 it can retry within two seconds instead of a hung request when
+// Redis is down or unreachable.
+const storeTimeout = 1500 * time.Millisecond
+
 // submit writes the record first and then enqueues, in two round trips, so a
 // worker never runs a task whose record does not exist. If the enqueue fails
 // the record is removed; its id was never given out.
@@ -80,6 +85,8 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 	if err != nil {
 		return nil, fmt.Errorf("service: encode %s summary: %w", typ, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	rec := &task.Record{
 		ID:        uuid.NewString(),
 		Type:      typ,
@@ -104,6 +111,8 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 
 // Get returns a task's record.
 func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	rec, err := s.records.Get(ctx, id)
 	if err != nil && task.CodeOf(err) != task.ENOTFOUND {
 		return nil, task.Unavailable("the task store is unavailable", err)

@@ -1,0 +1,463 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/cli"
+	"github.com/siganteng/siganteng/internal/provider/providertest"
+	"github.com/siganteng/siganteng/internal/redistest"
+)
+
+// TestMain lets the test binary stand in for the siganteng binary, so the
+// separate-process tests run the real program without building it.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("SIGANTENG_TEST_CHILD"); args != "" {
+		err := cli.Run(context.Background(), append([]string{"siganteng"}, strings.Fields(args)...), os.Getenv, os.Stdout, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "siganteng:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const testKey = "sk-e2e-secret-0123456789abcdef"
+
+// syncBuffer collects a server's log lines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// server is a siganteng running in this process.
+type server struct {
+	url  string
+	logs *syncBuffer
+	done chan error
+	stop context.CancelFunc
+}
+
+// start runs `siganteng <cmd>` in-process with env and waits until it serves.
+func start(t testing.TB, cmd string, env map[string]string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	vars := map[string]string{"HTTP_ADDR": addr, "LOG_LEVEL": "debug", "WORKER_POLL_INTERVAL": "2ms",
+		"RETRY_POLL_INTERVAL": "100ms", "RETRY_BASE_DELAY": "100ms", "SHUTDOWN_TIMEOUT": "5s"}
+	for k, v := range env {
+		vars[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{url: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1), stop: cancel}
+	go func() {
+		s.done <- cli.Run(ctx, []string{"siganteng", cmd}, func(k string) string { return vars[k] }, io.Discard, s.logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			t.Error("server did not stop within 10s")
+		}
+	})
+	if cmd != "worker" {
+		waitHealthy(t, s.url, s.done)
+	}
+	return s
+}
+
+func waitHealthy(t testing.TB, url string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("server exited before serving: %v", err)
+		default:
+		}
+		res, err := http.Get(url + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s did not become healthy", url)
+}
+
+type record struct {
+	TaskID   string `json:"task_id"`
+	Type     string `json:"type"`
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts"`
+	Provider string `json:"provider"`
+	Result   *struct {
+		Text  string `json:"text"`
+		Model string `json:"model"`
+		Usage struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+			TotalTokens      int `json:"total_tokens"`
+		} `json:"usage"`
+	} `json:"result"`
+	Error *struct {
+		Code     string `json:"code"`
+		Message  string `json:"message"`
+		Provider string `json:"provider"`
+	} `json:"error"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+}
+
+func submit(t testing.TB, base, body string) (record, *http.Response) {
+	t.Helper()
+	res, err := http.Post(base+"/background/generate_text", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var rec record
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	return rec, res
+}
+
+func get(t testing.TB, base, id string) record {
+	t.Helper()
+	res, err := http.Get(base + "/background/tasks/" + id)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	var rec record
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	return rec
+}
+
+// await polls every 2 ms until the task ends; it returns the final record
+// and each status seen, in order.
+func await(t testing.TB, base, id string, within time.Duration) (record, []string) {
+	t.Helper()
+	var seen []string
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		rec := get(t, base, id)
+		if len(seen) == 0 || seen[len(seen)-1] != rec.Status {
+			seen = append(seen, rec.Status)
+		}
+		switch rec.Status {
+		case "SUCCESS", "FAILURE", "REVOKED":
+			return rec, seen
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("task %s did not end within %s; saw %v", id, within, seen)
+	return record{}, nil
+}
+
+func openAIEnv(t testing.TB, fake *providertest.OpenAIFake, redisURL string) map[string]string {
+	return map[string]string{
+		"REDIS_URL": redisURL, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": fake.URL(), "OPENAI_API_KEY": testKey,
+		"LLM_MODEL": "gpt-test",
+	}
+}
+
+func TestSubmitThenSuccess(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+
+	rec, res := submit(t, s.url, `{"prompt":"hello queue","system":"be brief","max_tokens":20}`)
+	require.Equal(t, "PENDING", rec.Status)
+	require.Equal(t, "/background/tasks/"+rec.TaskID, res.Header.Get("Location"))
+
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, 1, final.Attempts)
+	require.Equal(t, "openai", final.Provider)
+	require.Equal(t, "echo: hello queue", final.Result.Text)
+	require.Equal(t, "gpt-test", final.Result.Model)
+	require.Equal(t, 2, final.Result.Usage.PromptTokens)
+	require.Equal(t, 3, final.Result.Usage.CompletionTokens)
+
+	calls := fake.Calls()
+	require.Len(t, calls, 1)
+	require.Equal(t, "Bearer "+testKey, calls[0].Authorization)
+	require.Equal(t, "gpt-test", calls[0].Model)
+	require.NotContains(t, s.logs.String(), testKey, "the API key must never be logged")
+}
+
+func TestRateLimitedThenSuccess(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	fake.Script(fake.ErrorReply(http.StatusTooManyRequests, "Rate limit reached for gpt-test", time.Second))
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+
+	rec, _ := submit(t, s.url, `{"prompt":"hi"}`)
+	final, seen := await(t, s.url, rec.TaskID, 15*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, 2, final.Attempts)
+	require.Contains(t, seen, "RETRY")
+	require.Len(t, fake.Calls(), 2)
+}
+
+func TestProviderRejectionFailsWithoutRetry(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	fake.Script(fake.ErrorReply(http.StatusBadRequest, "Invalid value for 'model'", 0))
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+
+	rec, _ := submit(t, s.url, `{"prompt":"hi"}`)
+	final, seen := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "FAILURE", final.Status)
+	require.NotContains(t, seen, "RETRY")
+	require.Equal(t, 1, final.Attempts)
+	require.Equal(t, "provider_rejected", final.Error.Code)
+	require.Equal(t, "openai", final.Error.Provider)
+	require.Contains(t, final.Error.Message, "Invalid value for 'model'")
+	time.Sleep(300 * time.Millisecond)
+	require.Len(t, fake.Calls(), 1)
+}
+
+func TestWrongKeyNeverShows(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	fake.Script(fake.ErrorReply(http.StatusUnauthorized, "Incorrect API key provided: "+testKey+".", 0))
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+
+	rec, _ := submit(t, s.url, `{"prompt":"hi"}`)
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "FAILURE", final.Status)
+	require.Equal(t, "provider_auth", final.Error.Code)
+	require.NotContains(t, final.Error.Message, testKey)
+	require.NotContains(t, s.logs.String(), testKey)
+}
+
+func TestSynchronousGenerateText(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	res, err := http.Post(s.url+"/generate_text", "application/json", strings.NewReader(`{"prompt":"now please"}`))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var out struct {
+		Text     string `json:"text"`
+		Provider string `json:"provider"`
+	}
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&out))
+	require.Equal(t, "echo: now please", out.Text)
+	require.Equal(t, "openai", out.Provider)
+}
+
+func TestEmbeddedDefaultRunsWithoutRedis(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOllamaFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", map[string]string{"OLLAMA_BASE_URL": fake.URL()})
+	require.Contains(t, s.logs.String(), "embedded in-memory Redis")
+	require.Contains(t, s.logs.String(), "REDIS_URL")
+
+	rec, _ := submit(t, s.url, `{"prompt":"local"}`)
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, "ollama", final.Provider)
+	require.Equal(t, "echo: local", final.Result.Text)
+}
+
+func TestNothingConfiguredSaysHowToConfigure(t *testing.T) {
+	t.Parallel()
+	closed := freeAddr(t) // nothing listens there
+	s := start(t, "serve", map[string]string{"OLLAMA_BASE_URL": "http://" + closed})
+	rec, _ := submit(t, s.url, `{"prompt":"anyone?"}`)
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "FAILURE", final.Status)
+	require.Equal(t, "provider_not_configured", final.Error.Code)
+	for _, hint := range []string{"OPENAI_API_KEY", "HF_TOKEN", "OLLAMA_BASE_URL", "LLM_PROVIDER"} {
+		require.Contains(t, final.Error.Message, hint)
+	}
+	require.Equal(t, 1, final.Attempts, "retrying cannot configure a provider")
+}
+
+func TestUnknownTaskIs404(t *testing.T) {
+	t.Parallel()
+	s := start(t, "serve", map[string]string{"REDIS_URL": redistest.URL(t)})
+	res, err := http.Get(s.url + "/background/tasks/6f1c1d2e-0000-4000-8000-000000000000")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusNotFound, res.StatusCode)
+	require.Equal(t, "application/problem+json", res.Header.Get("Content-Type"))
+}
+
+func TestRedisDownMeansFast503(t *testing.T) {
+	t.Parallel()
+	redis := redistest.StartServer(t)
+	s := start(t, "api", map[string]string{"REDIS_URL": "redis://" + redis.Addr})
+	redis.Kill()
+
+	for _, probe := range []func() (*http.Response, error){
+		func() (*http.Response, error) {
+			return http.Post(s.url+"/background/generate_text", "application/json", strings.NewReader(`{"prompt":"x"}`))
+		},
+		func() (*http.Response, error) { return http.Get(s.url + "/readyz") },
+		func() (*http.Response, error) { return http.Get(s.url + "/background/tasks/abc") },
+	} {
+		begin := time.Now()
+		res, err := probe()
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+		require.Equal(t, "application/problem+json", res.Header.Get("Content-Type"))
+		require.Less(t, time.Since(begin), 2*time.Second)
+	}
+}
+
+func TestAPIAndWorkerAloneNeedRedisURL(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"api", "worker"} {
+		err := cli.Run(context.Background(), []string{"siganteng", cmd}, func(string) string { return "" }, io.Discard, io.Discard)
+		require.ErrorContains(t, err, "REDIS_URL")
+	}
+}
+
+func TestInvalidConfigStopsStartup(t *testing.T) {
+	t.Parallel()
+	err := cli.Run(context.Background(), []string{"siganteng"}, func(k string) string {
+		if k == "TASK_TIMEOUT" {
+			return "forever"
+		}
+		return ""
+	}, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "TASK_TIMEOUT")
+}
+
+func TestOpenAPICommand(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	require.NoError(t, cli.Run(context.Background(), []string{"siganteng", "openapi"}, func(string) string { return "" }, &out, io.Discard))
+	var doc struct {
+		Paths map[string]any `json:"paths"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
+	require.Contains(t, doc.Paths, "/background/generate_text")
+}
+
+// child starts the test binary as `siganteng args` in its own process.
+func child(t *testing.T, args string, env map[string]string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SIGANTENG_TEST_CHILD="+args)
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	return cmd, logs
+}
+
+func TestAPIAndWorkersInSeparateProcesses(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, redistest.URL(t))
+	env["WORKER_POLL_INTERVAL"] = "2ms"
+	env["LOG_FORMAT"] = "json"
+	apiAddr := freeAddr(t)
+	env["HTTP_ADDR"] = apiAddr
+	api, apiLogs := child(t, "api", env)
+	worker1, w1Logs := child(t, "worker", env)
+	worker2, w2Logs := child(t, "worker", env)
+	base := "http://" + apiAddr
+	waitHealthy(t, base, nil)
+
+	var ids []string
+	for i := range 20 {
+		rec, _ := submit(t, base, fmt.Sprintf(`{"prompt":"task %d"}`, i))
+		ids = append(ids, rec.TaskID)
+	}
+	for i, id := range ids {
+		final, _ := await(t, base, id, 15*time.Second)
+		require.Equal(t, "SUCCESS", final.Status)
+		require.Equal(t, fmt.Sprintf("echo: task %d", i), final.Result.Text)
+	}
+	require.Len(t, fake.Calls(), 20, "every task ran exactly once")
+	require.Contains(t, w1Logs.String()+w2Logs.String(), "task succeeded")
+	require.NotContains(t, apiLogs.String(), "task succeeded", "the API process runs no tasks")
+
+	// SIGTERM: each process stops taking work, finishes, and exits 0.
+	for _, p := range []*exec.Cmd{api, worker1, worker2} {
+		require.NoError(t, p.Process.Signal(syscall.SIGTERM))
+	}
+	for _, p := range []*exec.Cmd{api, worker1, worker2} {
+		waited := make(chan error, 1)
+		go func() { waited <- p.Wait() }()
+		select {
+		case err := <-waited:
+			require.NoError(t, err, "exit status after SIGTERM")
+		case <-time.After(15 * time.Second):
+			t.Fatal("process did not exit after SIGTERM")
+		}
+	}
+	require.NotContains(t, apiLogs.String()+w1Logs.String()+w2Logs.String(), testKey)
+}
+
+func TestSIGTERMLetsRunningTaskFinish(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithDelay(time.Second))
+	t.Cleanup(fake.Close)
+	redisURL := redistest.URL(t)
+	env := openAIEnv(t, fake, redisURL)
+	env["SHUTDOWN_TIMEOUT"] = "10s"
+	s := start(t, "api", env)
+	worker, _ := child(t, "worker", env)
+
+	rec, _ := submit(t, s.url, `{"prompt":"slow one"}`)
+	require.Eventually(t, func() bool { return len(fake.Calls()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, worker.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, worker.Wait())
+	final := get(t, s.url, rec.TaskID)
+	require.Equal(t, "SUCCESS", final.Status, "a task shorter than the grace period finishes before exit")
+	require.Len(t, fake.Calls(), 1)
+}
