@@ -88,6 +88,9 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 		if rec.status >= 500 {
 			level = slog.LevelError
 		}
+		if !log.Enabled(r.Context(), level) {
+			return // the hot paths pay nothing for a log line nobody keeps
+		}
 		log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path,
 			"status", rec.status, "duration", time.Since(start))
 	})

@@ -75,7 +75,8 @@ const storeTimeout = 1500 * time.Millisecond
 
 // submit writes the record first and then enqueues, in two round trips, so a
 // worker never runs a task whose record does not exist. If the enqueue fails
-// the record is removed; its id was never given out.
+// the record is removed (its id was never given out), and a worker that still
+// gets the task, because the enqueue reached Redis after all, skips it.
 func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any) (*task.Record, error) {
 	payload, err := json.Marshal(input)
 	if err != nil {
@@ -101,7 +102,7 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if derr := s.records.Delete(cleanup, rec.ID); derr != nil {
-			s.log.Warn("could not remove the record of a task that was not queued; it expires by itself",
+			s.log.Warn("could not remove the record of a task that was not queued; it stays PENDING, unknown to any client",
 				"task_id", rec.ID, "err", derr)
 		}
 		return nil, task.Unavailable("the queue is unavailable; nothing was queued", err)

@@ -18,12 +18,6 @@ import (
 // KeyPrefix starts every record key; asynq's keys start with "asynq:".
 const KeyPrefix = "siganteng:task:"
 
-// orphanTTL bounds how long an unfinished record can outlive its task. A
-// record is written before its task is enqueued; if the enqueue and the
-// clean-up after it both fail (Redis gone between two commands), the record's
-// id was never given to anyone, and it expires after this long.
-const orphanTTL = 7 * 24 * time.Hour
-
 // Store reads and writes task records.
 type Store struct {
 	rdb       redis.UniversalClient
@@ -37,9 +31,8 @@ func New(rdb redis.UniversalClient, resultTTL time.Duration) *Store {
 
 func key(id string) string { return KeyPrefix + id }
 
-func (s *Store) unfinishedTTL() time.Duration { return max(orphanTTL, s.resultTTL) }
-
-// Create writes a new PENDING record in one round trip.
+// Create writes a new PENDING record in one round trip. Unfinished records do
+// not expire: a task accepted with 202 keeps its record until it ends.
 func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	fields := []any{
 		"id", rec.ID, "type", string(rec.Type), "status", string(rec.Status),
@@ -48,12 +41,7 @@ func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	if len(rec.Input) > 0 {
 		fields = append(fields, "input", string(rec.Input))
 	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key(rec.ID), fields...)
-		p.PExpire(ctx, key(rec.ID), s.unfinishedTTL())
-		return nil
-	})
-	if err != nil {
+	if err := s.rdb.HSet(ctx, key(rec.ID), fields...).Err(); err != nil {
 		return fmt.Errorf("store: create %s: %w", rec.ID, err)
 	}
 	return nil
@@ -84,63 +72,54 @@ func (s *Store) Get(ctx context.Context, id string) (*task.Record, error) {
 // ended; the record is unchanged.
 var ErrFinished = errors.New("store: task already finished")
 
-// Started marks an attempt as running. The record is recreated if it is
-// missing, so that a task is never run without a record clients can see.
-func (s *Store) Started(ctx context.Context, id string, typ task.Type, attempt int, at time.Time) error {
-	return s.transition(ctx, id, s.unfinishedTTL(),
-		[]any{"id", id, "type", string(typ), "created_at", formatTime(at)},
+// Started marks an attempt as running. A missing record gives a
+// task.ENOTFOUND error: its submit was rolled back, and the task must not run.
+func (s *Store) Started(ctx context.Context, id string, attempt int, at time.Time) error {
+	return s.transition(ctx, id, 0,
 		"status", string(task.StatusStarted), "attempts", attempt,
 		"started_at", formatTime(at), "next_attempt_at", "")
 }
 
 // Retrying records a failed attempt that will run again at next.
 func (s *Store) Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error {
-	return s.transition(ctx, id, s.unfinishedTTL(), nil,
+	return s.transition(ctx, id, 0,
 		"status", string(task.StatusRetry), "error", mustJSON(failure), "next_attempt_at", formatTime(next))
 }
 
 // Succeeded records the result; the record expires RESULT_TTL later.
 func (s *Store) Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error {
-	return s.transition(ctx, id, s.resultTTL, nil,
+	return s.transition(ctx, id, s.resultTTL,
 		"status", string(task.StatusSuccess), "provider", provider, "result", string(result), "error", "",
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
 
 // Failed records the final failure; the record expires RESULT_TTL later.
 func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error {
-	return s.transition(ctx, id, s.resultTTL, nil,
+	return s.transition(ctx, id, s.resultTTL,
 		"status", string(task.StatusFailure), "provider", failure.Provider, "error", mustJSON(failure),
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
 
-// transitionScript applies a change unless the task has ended.
+// transitionScript applies a change unless the task has ended or its record
+// is missing.
 //
 // KEYS[1]  record key
-// ARGV[1]  TTL in milliseconds
-// ARGV[2]  n: how many of the following values are field/value pairs to
-//
-//	write only when the record is missing (0: a missing record is left missing)
-//
-// ARGV[3:3+n]  those pairs; the rest: field/value pairs to write
+// ARGV[1]  TTL in milliseconds to set, 0 for none (the record ends)
+// ARGV[2:] field/value pairs to write
 //
 // Returns 1 when applied, 0 when the task had ended, -1 when missing.
 var transitionScript = redis.NewScript(`
 local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
 if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
-local n = tonumber(ARGV[2])
-if not status then
-  if n == 0 then return -1 end
-  redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + n))
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3 + n))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 `)
 
-func (s *Store) transition(ctx context.Context, id string, ttl time.Duration, create []any, update ...any) error {
-	args := make([]any, 0, 2+len(create)+len(update))
-	args = append(args, ttl.Milliseconds(), len(create))
-	args = append(args, create...)
+func (s *Store) transition(ctx context.Context, id string, ttl time.Duration, update ...any) error {
+	args := make([]any, 0, 1+len(update))
+	args = append(args, ttl.Milliseconds())
 	args = append(args, update...)
 	n, err := transitionScript.Run(ctx, s.rdb, []string{key(id)}, args...).Int()
 	switch {

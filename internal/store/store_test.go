@@ -81,7 +81,7 @@ func TestLifecycleRetryThenSuccess(t *testing.T) {
 	b := setup(t)
 	b.create(t, "a")
 
-	require.NoError(t, b.store.Started(b.ctx, "a", task.TypeGenerateText, 1, b.now.Add(time.Second)))
+	require.NoError(t, b.store.Started(b.ctx, "a", 1, b.now.Add(time.Second)))
 	rec, err := b.store.Get(b.ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, task.StatusStarted, rec.Status)
@@ -97,7 +97,7 @@ func TestLifecycleRetryThenSuccess(t *testing.T) {
 	require.Equal(t, &fail, rec.Error)
 	require.True(t, next.Equal(*rec.NextAttemptAt))
 
-	require.NoError(t, b.store.Started(b.ctx, "a", task.TypeGenerateText, 2, b.now.Add(6*time.Second)))
+	require.NoError(t, b.store.Started(b.ctx, "a", 2, b.now.Add(6*time.Second)))
 	rec, err = b.store.Get(b.ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, 2, rec.Attempts)
@@ -122,7 +122,7 @@ func TestFinishedRecordNeverChanges(t *testing.T) {
 	fail := task.Failure{Code: task.FailureProviderRejected, Message: "bad model"}
 	require.NoError(t, b.store.Failed(b.ctx, "a", fail, b.now))
 
-	require.ErrorIs(t, b.store.Started(b.ctx, "a", task.TypeGenerateText, 2, b.now), store.ErrFinished)
+	require.ErrorIs(t, b.store.Started(b.ctx, "a", 2, b.now), store.ErrFinished)
 	require.ErrorIs(t, b.store.Succeeded(b.ctx, "a", "x", json.RawMessage(`{}`), b.now), store.ErrFinished)
 	rec, err := b.store.Get(b.ctx, "a")
 	require.NoError(t, err)
@@ -130,17 +130,17 @@ func TestFinishedRecordNeverChanges(t *testing.T) {
 	require.Equal(t, &fail, rec.Error)
 }
 
-func TestStartedRecreatesMissingRecord(t *testing.T) {
+// A record that is missing was rolled back by a failed submit: transitions
+// must not bring it back.
+func TestTransitionsNeverInventRecords(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	require.NoError(t, b.store.Started(b.ctx, "gone", task.TypeGenerateText, 1, b.now))
-	rec, err := b.store.Get(b.ctx, "gone")
-	require.NoError(t, err)
-	require.Equal(t, task.StatusStarted, rec.Status)
-	require.Equal(t, task.TypeGenerateText, rec.Type)
-
-	// Other transitions do not invent records.
-	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Failed(b.ctx, "other", task.Failure{}, b.now)))
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Started(b.ctx, "gone", 1, b.now)))
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Retrying(b.ctx, "gone", task.Failure{}, b.now)))
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Succeeded(b.ctx, "gone", "p", json.RawMessage(`{}`), b.now)))
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Failed(b.ctx, "gone", task.Failure{}, b.now)))
+	_, err := b.store.Get(b.ctx, "gone")
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
 }
 
 func TestExpiry(t *testing.T) {
@@ -150,9 +150,10 @@ func TestExpiry(t *testing.T) {
 	s := store.New(rdb, time.Hour)
 	ctx := context.Background()
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "a", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+	require.NoError(t, s.Started(ctx, "a", 1, time.Now()))
 	ttl, err := rdb.PTTL(ctx, store.KeyPrefix+"a").Result()
 	require.NoError(t, err)
-	require.Greater(t, ttl, 24*time.Hour, "an unfinished record keeps its orphan safety net, far longer than RESULT_TTL")
+	require.Equal(t, time.Duration(-1), ttl, "an unfinished record does not expire")
 
 	require.NoError(t, s.Succeeded(ctx, "a", "p", json.RawMessage(`{}`), time.Now()))
 	ttl, err = rdb.PTTL(ctx, store.KeyPrefix+"a").Result()

@@ -26,9 +26,10 @@ type Executor interface {
 }
 
 // Records is the task record store as the worker uses it. Each method
-// returns store.ErrFinished when the task has already ended.
+// returns store.ErrFinished when the task has already ended, and a
+// task.ENOTFOUND error when its record does not exist.
 type Records interface {
-	Started(ctx context.Context, id string, typ task.Type, attempt int, at time.Time) error
+	Started(ctx context.Context, id string, attempt int, at time.Time) error
 	Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error
 	Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error
 	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
@@ -137,9 +138,15 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 
-	switch err := w.records.Started(rctx, id, typ, retried+1, w.now()); {
+	switch err := w.records.Started(rctx, id, retried+1, w.now()); {
 	case errors.Is(err, store.ErrFinished):
 		log.Info("task already finished; not running it again")
+		return nil
+	case task.CodeOf(err) == task.ENOTFOUND:
+		// The submit that queued it answered 503 and removed the record (the
+		// enqueue reached Redis, but its answer did not reach the API). The
+		// client was told nothing was queued, so nothing runs.
+		log.Warn("task has no record; its submit was rolled back, so it is not run")
 		return nil
 	case err != nil:
 		log.Error("could not record the start; asynq will retry", "err", err)

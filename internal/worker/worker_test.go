@@ -241,6 +241,17 @@ func TestFinishedTaskIsNotRunAgain(t *testing.T) {
 	require.Equal(t, task.StatusFailure, rec.Status)
 }
 
+func TestTaskWithoutRecordIsNotRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, succeed, options{})
+	id := uuid.NewString()
+	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	time.Sleep(300 * time.Millisecond)
+	require.EqualValues(t, 0, b.exec.calls.Load())
+	_, err := b.store.Get(context.Background(), id)
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(err), "no record is invented")
+}
+
 func TestStopLetsRunningTasksFinish(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})

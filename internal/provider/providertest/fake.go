@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,12 +34,11 @@ type ChatCall struct {
 
 // Reply is one scripted answer.
 type Reply struct {
-	Status  int
-	Header  http.Header
-	Body    []byte
-	Delay   time.Duration // wait before answering, bounded by the request's context
-	Hangup  bool          // close the connection without an answer
-	Handled func(ChatCall) []byte
+	Status int
+	Header http.Header
+	Body   []byte
+	Delay  time.Duration // wait before answering, bounded by the request's context
+	Hangup bool          // close the connection without an answer
 }
 
 // Fake is a fake provider server.
@@ -107,6 +107,20 @@ func (r *recorder) record(call ChatCall) (Reply, bool) {
 		onCall(call)
 	}
 	return reply, scripted
+}
+
+// answer records call and returns its reply: the scripted or failing one if
+// any, else a success in the fake's format (textReply) that echoes the last
+// user message.
+func (r *recorder) answer(call ChatCall, textReply func(text, model string, promptTokens, completionTokens int64) Reply) Reply {
+	reply, scripted := r.record(call)
+	if scripted {
+		return reply
+	}
+	prompt := lastUser(call.Messages)
+	echo := textReply("echo: "+prompt, call.Model, int64(len(strings.Fields(prompt))), 3)
+	echo.Delay = reply.Delay
+	return echo
 }
 
 // write sends reply, honouring Delay and Hangup.

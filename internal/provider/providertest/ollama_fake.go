@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"time"
 )
 
@@ -54,13 +53,7 @@ func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
 		Model: in.Model, Messages: in.Messages, MaxTokens: in.Options.NumPredict,
 		Temperature: in.Options.Temperature, Raw: raw,
 	}
-	reply, scripted := f.record(call)
-	if !scripted {
-		delay := reply.Delay
-		reply = f.TextReply("echo: "+lastUser(call.Messages), call.Model, int64(len(strings.Fields(lastUser(call.Messages)))), 3)
-		reply.Delay = delay
-	}
-	write(w, req, reply)
+	write(w, req, f.answer(call, f.TextReply))
 }
 
 // TextReply implements Fake with the documented final chat answer.

@@ -102,13 +102,7 @@ func (f *OpenAIFake) chat(w http.ResponseWriter, req *http.Request) {
 	for _, m := range in.Messages {
 		call.Messages = append(call.Messages, Message{Role: m.Role, Content: contentText(m.Content)})
 	}
-	reply, scripted := f.record(call)
-	if !scripted {
-		delay := reply.Delay
-		reply = f.TextReply("echo: "+lastUser(call.Messages), call.Model, int64(len(strings.Fields(lastUser(call.Messages)))), 3)
-		reply.Delay = delay
-	}
-	write(w, req, reply)
+	write(w, req, f.answer(call, f.TextReply))
 }
 
 func (f *OpenAIFake) models(w http.ResponseWriter, req *http.Request) {
