@@ -5,6 +5,7 @@ package provider
 
 import (
 	"context"
+	"io"
 )
 
 // TextRequest asks an LLM for one completion.
@@ -45,4 +46,48 @@ type Usage struct {
 	PromptTokens     int64
 	CompletionTokens int64
 	TotalTokens      int64
+}
+
+// SpeechRequest asks for text to be spoken.
+type SpeechRequest struct {
+	Text   string
+	Voice  string  // empty: the adapter's default
+	Format string  // mp3, wav, opus, aac, flac or pcm; empty: the adapter's default
+	Model  string  // empty: the adapter's default
+	Speed  float64 // 0: normal speed; else 0.25 to 4
+}
+
+// Audio is spoken text, streamed: the caller reads Body and closes it.
+type Audio struct {
+	Body        io.ReadCloser
+	ContentType string
+	Format      string // the format actually produced
+	Voice       string // the voice actually used
+	Model       string
+}
+
+// TTS turns text into speech.
+type TTS interface {
+	// Name is the provider's name as shown to clients ("openai", "espeak").
+	Name() string
+	// Synthesize starts producing audio. Errors are *Error; a format the
+	// provider does not offer is KindRejected.
+	Synthesize(ctx context.Context, req SpeechRequest) (Audio, error)
+}
+
+// AudioContentType is the media type of each audio format.
+func AudioContentType(format string) string {
+	switch format {
+	case "mp3":
+		return "audio/mpeg"
+	case "wav":
+		return "audio/wav"
+	case "opus":
+		return "audio/ogg" // OpenAI's opus comes in an Ogg container
+	case "aac":
+		return "audio/aac"
+	case "flac":
+		return "audio/flac"
+	}
+	return "application/octet-stream" // pcm: raw samples
 }

@@ -27,19 +27,23 @@ type Config struct {
 	BaseURL      string // DefaultBaseURL when empty
 	APIKey       string
 	DefaultModel string // DefaultModel when empty
+	// SpeechModel is the text-to-speech model; DefaultSpeechModel when empty.
+	SpeechModel string
 	// LegacyMaxTokens sends max_tokens instead of max_completion_tokens, for
 	// compatible servers that only know the older field.
 	LegacyMaxTokens bool
 	HTTPClient      *http.Client // http.DefaultClient when nil
 }
 
-// Adapter implements provider.LLM over chat completions.
+// Adapter implements provider.LLM over chat completions and provider.TTS
+// over audio speech.
 type Adapter struct {
-	name   string
-	model  string
-	key    string
-	legacy bool
-	client openai.Client
+	name        string
+	model       string
+	speechModel string
+	key         string
+	legacy      bool
+	client      openai.Client
 }
 
 var (
@@ -58,10 +62,13 @@ func New(cfg Config) *Adapter {
 	if cfg.DefaultModel == "" {
 		cfg.DefaultModel = DefaultModel
 	}
+	if cfg.SpeechModel == "" {
+		cfg.SpeechModel = DefaultSpeechModel
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
+	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, speechModel: cfg.SpeechModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
 	a.client = openai.NewClient(
 		option.WithBaseURL(strings.TrimRight(cfg.BaseURL, "/")+"/"),
 		option.WithAPIKey(cfg.APIKey),

@@ -129,6 +129,27 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestSpeechConformance(t *testing.T) {
+	t.Parallel()
+	var opts []providertest.OpenAIOption
+	if v := loadSpec(t); v != nil {
+		opts = append(opts, providertest.WithRequestValidator(validateAgainstSpec(v)))
+	}
+	providertest.RunTTS(t, providertest.TTSHarness{
+		Name: "openai",
+		Path: "/v1/audio/speech",
+		Key:  "sk-test-0123456789abcdef",
+		NewFake: func(t *testing.T) *providertest.OpenAIFake {
+			f := providertest.NewOpenAIFake(opts...)
+			t.Cleanup(func() { require.Empty(t, f.InvalidRequests(), "requests OpenAI's document does not allow") })
+			return f
+		},
+		NewAdapter: func(baseURL, key string) provider.TTS {
+			return openai.New(openai.Config{BaseURL: baseURL, APIKey: key})
+		},
+	})
+}
+
 // The validator must be able to fail: a request the document forbids is
 // reported.
 func TestSpecValidatorRejectsBadRequest(t *testing.T) {

@@ -15,8 +15,10 @@ import (
 // the real ones.
 type OpenAIFake struct {
 	recorder
-	validate func(*http.Request, []byte) error
-	invalid  []string
+	validate    func(*http.Request, []byte) error
+	invalid     []string
+	speechCalls []SpeechCall
+	speechBytes int
 }
 
 // OpenAIOption configures an OpenAIFake.
@@ -53,6 +55,7 @@ func NewOpenAIFake(opts ...OpenAIOption) *OpenAIFake {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", f.chat)
 	mux.HandleFunc("GET /v1/models", f.models)
+	mux.HandleFunc("POST /v1/audio/speech", f.speech)
 	f.srv = httptest.NewServer(mux)
 	return f
 }
