@@ -78,7 +78,7 @@ func start(t testing.TB, cmd string, env map[string]string) *server {
 	t.Helper()
 	addr := freeAddr(t)
 	vars := map[string]string{"HTTP_ADDR": addr, "LOG_LEVEL": "debug", "WORKER_POLL_INTERVAL": "2ms",
-		"RETRY_POLL_INTERVAL": "100ms", "RETRY_BASE_DELAY": "100ms", "SHUTDOWN_TIMEOUT": "5s"}
+		"RETRY_POLL_INTERVAL": "100ms", "RETRY_BASE_DELAY": "100ms", "SHUTDOWN_TIMEOUT": "5s", "ARTIFACT_DIR": t.TempDir()}
 	for k, v := range env {
 		vars[k] = v
 	}
@@ -147,7 +147,12 @@ type record struct {
 
 func submit(t testing.TB, base, body string) (record, *http.Response) {
 	t.Helper()
-	res, err := http.Post(base+"/background/generate_text", "application/json", strings.NewReader(body))
+	return submitTo(t, base, "generate_text", body)
+}
+
+func submitTo(t testing.TB, base, typ, body string) (record, *http.Response) {
+	t.Helper()
+	res, err := http.Post(base+"/background/"+typ, "application/json", strings.NewReader(body))
 	require.NoError(t, err)
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
@@ -193,7 +198,7 @@ func await(t testing.TB, base, id string, within time.Duration) (record, []strin
 func openAIEnv(t testing.TB, fake *providertest.OpenAIFake, redisURL string) map[string]string {
 	return map[string]string{
 		"REDIS_URL": redisURL, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": fake.URL(), "OPENAI_API_KEY": testKey,
-		"LLM_MODEL": "gpt-test",
+		"LLM_MODEL": "gpt-test", "ARTIFACT_DIR": t.TempDir(),
 	}
 }
 
@@ -352,6 +357,19 @@ func TestRedisDownMeansFast503(t *testing.T) {
 	}
 }
 
+func TestAPIAndWorkerAloneNeedArtifactDir(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"api", "worker"} {
+		err := cli.Run(context.Background(), []string{"siganteng", cmd}, func(k string) string {
+			if k == "REDIS_URL" {
+				return "redis://127.0.0.1:1/0"
+			}
+			return ""
+		}, io.Discard, io.Discard)
+		require.ErrorContains(t, err, "ARTIFACT_DIR")
+	}
+}
+
 func TestAPIAndWorkerAloneNeedRedisURL(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range []string{"api", "worker"} {
@@ -461,3 +479,14 @@ func TestSIGTERMLetsRunningTaskFinish(t *testing.T) {
 	require.Equal(t, "SUCCESS", final.Status, "a task shorter than the grace period finishes before exit")
 	require.Len(t, fake.Calls(), 1)
 }
+
+func getJSON(t testing.TB, url string, into any) {
+	t.Helper()
+	res, err := http.Get(url)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.NoError(t, json.NewDecoder(res.Body).Decode(into))
+}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

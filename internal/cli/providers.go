@@ -8,6 +8,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/provider/espeak"
 	"github.com/siganteng/siganteng/internal/provider/huggingface"
 	"github.com/siganteng/siganteng/internal/provider/ollama"
 	"github.com/siganteng/siganteng/internal/provider/openai"
@@ -35,8 +36,18 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 			llm = provider.WithUnreachableHint(llm, unconfiguredHint)
 		}
 	}
-	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg))
-	return service.Providers{LLM: llm}
+	var tts provider.TTS
+	switch cfg.TTSProvider {
+	case config.ProviderOpenAI:
+		tts = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, SpeechModel: cfg.TTSModel, HTTPClient: client})
+	default:
+		tts = espeak.New(espeak.Config{Timeout: cfg.TaskTimeout})
+		if !espeak.Available("") {
+			log.Warn("text_to_speech uses espeak-ng, which is not installed: install it (apt-get install espeak-ng) or set OPENAI_API_KEY")
+		}
+	}
+	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "tts", tts.Name())
+	return service.Providers{LLM: llm, TTS: tts}
 }
 
 func modelOrDefault(cfg config.Config) string {

@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/httpapi"
 	"github.com/siganteng/siganteng/internal/queue"
@@ -23,12 +26,20 @@ import (
 )
 
 // taskTypes are the kinds of work this build runs.
-var taskTypes = []task.Type{task.TypeGenerateText}
+var taskTypes = []task.Type{task.TypeGenerateText, task.TypeTextToSpeech}
 
 func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) error {
 	if cfg.RedisURL == "" && cmd != "serve" {
 		return fmt.Errorf("siganteng %s needs REDIS_URL: the embedded Redis lives inside one process, "+
 			"so API and worker can share it only under 'siganteng serve'", cmd)
+	}
+	if cfg.ArtifactDir == "" && cmd != "serve" {
+		return fmt.Errorf("siganteng %s needs ARTIFACT_DIR: a folder the API and the workers share, "+
+			"where workers write audio and the API reads it", cmd)
+	}
+	artifacts, err := openArtifacts(cfg, log)
+	if err != nil {
+		return err
 	}
 	rdb, closeRedis, err := openRedis(ctx, cfg, log)
 	if err != nil {
@@ -42,7 +53,8 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	records := store.New(rdb, cfg.ResultTTL)
 	q := queue.New(rdb, queue.Options{MaxRetry: cfg.TaskMaxRetry, Timeout: cfg.TaskTimeout})
 	defer q.Close()
-	svc := service.New(records, q, providers, service.Config{SyncTimeout: cfg.SyncTimeout}, log, nil)
+	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Log: log},
+		service.Config{SyncTimeout: cfg.SyncTimeout})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -62,6 +74,11 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			return err
 		}
 		log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "poll_interval", cfg.WorkerPollInterval)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sweepArtifacts(runCtx, artifacts, cfg.ResultTTL, log)
+		}()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -122,6 +139,41 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 		return err
 	default:
 		return nil
+	}
+}
+
+// openArtifacts opens ARTIFACT_DIR, or a temporary folder under serve.
+func openArtifacts(cfg config.Config, log *slog.Logger) (*artifact.Dir, error) {
+	dir := cfg.ArtifactDir
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "siganteng-artifacts")
+		log.Info("artifacts go to a temporary folder; set ARTIFACT_DIR to choose one", "dir", dir)
+	}
+	d, err := artifact.NewDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("ARTIFACT_DIR: %w", err)
+	}
+	return d, nil
+}
+
+// sweepArtifacts deletes artifacts whose records have expired, until ctx
+// ends. A record expires RESULT_TTL after its task ended, which is when its
+// artifact was written.
+func sweepArtifacts(ctx context.Context, d *artifact.Dir, ttl time.Duration, log *slog.Logger) {
+	every := min(max(ttl/4, time.Second), 10*time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n, err := d.Sweep(ttl+time.Minute, now); err != nil {
+				log.Warn("artifact sweep failed", "err", err)
+			} else if n > 0 {
+				log.Info("expired artifacts removed", "count", n)
+			}
+		}
 	}
 }
 

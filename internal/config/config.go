@@ -16,11 +16,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The LLM providers.
+// The providers.
 const (
 	ProviderOpenAI      = "openai"
 	ProviderHuggingFace = "huggingface"
 	ProviderOllama      = "ollama"
+	ProviderEspeak      = "espeak"
 )
 
 // Config is every setting. The zero value is not valid; use Load.
@@ -35,6 +36,11 @@ type Config struct {
 	// provider; false when Ollama is used only because nothing was configured.
 	LLMProviderChosen bool
 	LLMModel          string // LLM_MODEL; empty: the adapter's default
+
+	TTSProvider string // TTS_PROVIDER, resolved: openai or espeak
+	TTSModel    string // TTS_MODEL; empty: the adapter's default
+
+	ArtifactDir string // ARTIFACT_DIR; empty: a temporary folder, under serve only
 
 	OpenAIAPIKey  string // OPENAI_API_KEY
 	OpenAIBaseURL string // OPENAI_BASE_URL
@@ -70,6 +76,9 @@ var Vars = []Var{
 	{"LOG_FORMAT", "text", "text or json"},
 	{"LLM_PROVIDER", "", "openai, huggingface or ollama; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else ollama"},
 	{"LLM_MODEL", "", "default model; empty: gpt-4o-mini (openai), meta-llama/Llama-3.1-8B-Instruct (huggingface), llama3.2 (ollama)"},
+	{"TTS_PROVIDER", "", "openai or espeak; empty: openai if OPENAI_API_KEY is set, else espeak (the local espeak-ng program)"},
+	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai); espeak has one"},
+	{"ARTIFACT_DIR", "", "folder for audio and other binary results, shared by API and workers; empty: a temporary folder, allowed only under serve"},
 	{"OPENAI_API_KEY", "", "OpenAI key (or the key of an OpenAI-compatible server)"},
 	{"OPENAI_BASE_URL", "https://api.openai.com/v1", "any OpenAI-compatible server: vLLM, llama.cpp's server, LM Studio, TGI"},
 	{"HF_TOKEN", "", "Hugging Face access token"},
@@ -96,6 +105,8 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:      p.level("LOG_LEVEL"),
 		LogFormat:     p.oneOf("LOG_FORMAT", "text", "json"),
 		LLMModel:      p.str("LLM_MODEL"),
+		TTSModel:      p.str("TTS_MODEL"),
+		ArtifactDir:   p.str("ARTIFACT_DIR"),
 		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
 		OpenAIBaseURL: p.url("OPENAI_BASE_URL"),
 		HFToken:       strings.TrimSpace(getenv("HF_TOKEN")),
@@ -114,6 +125,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RetryMaxDelay:      p.duration("RETRY_MAX_DELAY"),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
+	cfg.TTSProvider = p.ttsProvider(cfg)
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		p.fail("HTTP_ADDR", "want host:port, got %q", cfg.HTTPAddr)
 	}
@@ -225,6 +237,23 @@ func (p *parser) duration(name string) time.Duration {
 		p.fail(name, "want a positive duration such as 30s or 5m, got %q", v)
 	}
 	return d
+}
+
+func (p *parser) ttsProvider(cfg Config) string {
+	switch v := strings.ToLower(strings.TrimSpace(p.getenv("TTS_PROVIDER"))); v {
+	case ProviderOpenAI, ProviderEspeak:
+		if v == ProviderOpenAI && cfg.OpenAIAPIKey == "" && cfg.OpenAIBaseURL == defaultOf("OPENAI_BASE_URL") {
+			p.fail("OPENAI_API_KEY", "TTS_PROVIDER=openai with OpenAI's own API needs a key")
+		}
+		return v
+	case "":
+	default:
+		p.fail("TTS_PROVIDER", "want openai or espeak, got %q (Hugging Face text-to-speech is not implemented yet)", v)
+	}
+	if cfg.OpenAIAPIKey != "" {
+		return ProviderOpenAI
+	}
+	return ProviderEspeak
 }
 
 func (p *parser) llmProvider(cfg Config) (string, bool) {

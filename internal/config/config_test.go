@@ -37,6 +37,20 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 5*time.Minute, cfg.TaskTimeout)
 	require.Equal(t, 24*time.Hour, cfg.ResultTTL)
 	require.Equal(t, 5*time.Millisecond, cfg.WorkerPollInterval)
+	require.Equal(t, config.ProviderEspeak, cfg.TTSProvider)
+	require.Empty(t, cfg.ArtifactDir)
+}
+
+func TestTTSProvider(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(env("OPENAI_API_KEY", "sk-a"))
+	require.NoError(t, err)
+	require.Equal(t, config.ProviderOpenAI, cfg.TTSProvider)
+	cfg, err = config.Load(env("OPENAI_API_KEY", "sk-a", "TTS_PROVIDER", "espeak"))
+	require.NoError(t, err)
+	require.Equal(t, config.ProviderEspeak, cfg.TTSProvider)
+	_, err = config.Load(env("TTS_PROVIDER", "openai"))
+	require.ErrorContains(t, err, "OPENAI_API_KEY")
 }
 
 func TestProviderFollowsKeys(t *testing.T) {
@@ -65,6 +79,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"LOG_LEVEL":            "loud",
 		"LOG_FORMAT":           "xml",
 		"LLM_PROVIDER":         "skynet",
+		"TTS_PROVIDER":         "huggingface",
 		"OPENAI_BASE_URL":      "ftp://x",
 		"WORKER_CONCURRENCY":   "0",
 		"TASK_MAX_RETRY":       "-1",

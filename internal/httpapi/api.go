@@ -12,6 +12,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"github.com/siganteng/siganteng/internal/artifact"
+	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -22,8 +24,16 @@ type Tasks interface {
 	// GenerateText runs the work now; EINVALID, EUNAVAILABLE, ETIMEOUT,
 	// EREJECTED, EPROVIDER.
 	GenerateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error)
+	// SubmitTextToSpeech records and enqueues a task; EINVALID, EUNAVAILABLE.
+	SubmitTextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*task.Record, error)
+	// TextToSpeech starts speech now; errors as GenerateText's. The caller
+	// closes the body.
+	TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*service.Audio, error)
 	// Get returns a record; ENOTFOUND, EUNAVAILABLE.
 	Get(ctx context.Context, id string) (*task.Record, error)
+	// OpenArtifact opens a finished task's artifact; ENOTFOUND, ECONFLICT,
+	// EUNAVAILABLE. The caller closes the object.
+	OpenArtifact(ctx context.Context, id string) (task.Artifact, artifact.Object, error)
 }
 
 // Deps are what the API needs.

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/httpapi"
+	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -23,7 +26,48 @@ type fakeTasks struct {
 	syncErr   error
 	got       task.GenerateTextInput
 	records   map[string]*task.Record
+	artifacts map[string][]byte
+	gotSpeech task.TextToSpeechInput
 }
+
+func (f *fakeTasks) SubmitTextToSpeech(_ context.Context, in task.TextToSpeechInput) (*task.Record, error) {
+	f.gotSpeech = in
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &task.Record{ID: "5d1f6a3e-0000-4000-8000-000000000001", Type: task.TypeTextToSpeech, Status: task.StatusPending}, nil
+}
+
+func (f *fakeTasks) TextToSpeech(_ context.Context, in task.TextToSpeechInput) (*service.Audio, error) {
+	f.gotSpeech = in
+	if f.syncErr != nil {
+		return nil, f.syncErr
+	}
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &service.Audio{Body: io.NopCloser(strings.NewReader("RIFF....WAVE")), ContentType: "audio/wav"}, nil
+}
+
+func (f *fakeTasks) OpenArtifact(ctx context.Context, id string) (task.Artifact, artifact.Object, error) {
+	rec, err := f.Get(ctx, id)
+	if err != nil {
+		return task.Artifact{}, nil, err
+	}
+	if !rec.Status.Terminal() {
+		return task.Artifact{}, nil, &task.Error{Code: task.ECONFLICT, Message: "not finished"}
+	}
+	art, ok := task.ArtifactOf(rec)
+	if !ok {
+		return task.Artifact{}, nil, task.NotFound(id)
+	}
+	return art, &memObject{Reader: bytes.NewReader(f.artifacts[id])}, nil
+}
+
+type memObject struct{ *bytes.Reader }
+
+func (m *memObject) Close() error       { return nil }
+func (m *memObject) ModTime() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 func (f *fakeTasks) SubmitGenerateText(_ context.Context, in task.GenerateTextInput) (*task.Record, error) {
 	f.got = in
@@ -63,7 +107,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	b := &testBundle{tasks: &fakeTasks{records: map[string]*task.Record{}}}
+	b := &testBundle{tasks: &fakeTasks{records: map[string]*task.Record{}, artifacts: map[string][]byte{}}}
 	h := httpapi.New(httpapi.Deps{
 		Tasks:   b.tasks,
 		Ready:   func(context.Context) error { return b.ready },
@@ -266,10 +310,82 @@ func TestDocsAndOpenAPI(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(raw, &doc))
 	require.Equal(t, "3.1.0", doc.OpenAPI)
-	for _, p := range []string{"/background/generate_text", "/background/tasks/{task_id}", "/generate_text", "/healthz", "/readyz"} {
+	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/tasks/{task_id}",
+		"/background/tasks/{task_id}/artifact", "/generate_text", "/text_to_speech", "/healthz", "/readyz"} {
 		require.Contains(t, doc.Paths, p)
 	}
 	offline, err := httpapi.OpenAPI("test")
 	require.NoError(t, err)
 	require.JSONEq(t, string(raw), string(offline), "siganteng openapi prints what the server serves")
+}
+
+func TestSubmitTextToSpeech(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/text_to_speech", `{"text":"Halo","voice":"id","format":"wav","speed":1.25}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	require.Equal(t, "/background/tasks/5d1f6a3e-0000-4000-8000-000000000001", res.Header.Get("Location"))
+	require.Equal(t, "id", b.tasks.gotSpeech.Voice)
+	require.InDelta(t, 1.25, *b.tasks.gotSpeech.Speed, 1e-9)
+
+	for body, location := range map[string]string{
+		`{}`:                          "body",
+		`{"text":" "}`:                "body.text",
+		`{"text":"x","format":"ogg"}`: "body.format",
+		`{"text":"x","speed":9}`:      "body.speed",
+		`{"text":"` + strings.Repeat("a", task.MaxSpeechChars+1) + `"}`: "body.text",
+	} {
+		res, raw := b.do(t, http.MethodPost, "/background/text_to_speech", body)
+		p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+		require.Equal(t, location, p.Errors[0].Location, "%s", body)
+	}
+}
+
+func TestTextToSpeechNowStreamsAudio(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/text_to_speech", `{"text":"Halo"}`)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "audio/wav", res.Header.Get("Content-Type"))
+	require.Equal(t, "RIFF....WAVE", string(raw))
+
+	b.tasks.syncErr = &task.Error{Code: task.EREJECTED, Message: "espeak: rejected: espeak-ng makes wav only, not mp3"}
+	res, raw = b.do(t, http.MethodPost, "/text_to_speech", `{"text":"Halo","format":"mp3"}`)
+	requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+}
+
+func TestArtifactDownload(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	audio := bytes.Repeat([]byte("0123456789"), 1000)
+	b.tasks.artifacts["done"] = audio
+	b.tasks.records["done"] = &task.Record{ID: "done", Type: task.TypeTextToSpeech, Status: task.StatusSuccess,
+		Result: json.RawMessage(`{"artifact":{"url":"/background/tasks/done/artifact","content_type":"audio/wav","size":10000},"provider":"espeak","format":"wav"}`)}
+	b.tasks.records["running"] = &task.Record{ID: "running", Type: task.TypeTextToSpeech, Status: task.StatusStarted}
+	b.tasks.records["text"] = &task.Record{ID: "text", Type: task.TypeGenerateText, Status: task.StatusSuccess, Result: json.RawMessage(`{"text":"hi"}`)}
+
+	res, raw := b.do(t, http.MethodGet, "/background/tasks/done/artifact", "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "audio/wav", res.Header.Get("Content-Type"))
+	require.Equal(t, "10000", res.Header.Get("Content-Length"))
+	require.Equal(t, "bytes", res.Header.Get("Accept-Ranges"))
+	require.Equal(t, audio, raw)
+
+	req, err := http.NewRequest(http.MethodGet, b.srv.URL+"/background/tasks/done/artifact", nil)
+	require.NoError(t, err)
+	req.Header.Set("Range", "bytes=10-19")
+	rres, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	part, _ := io.ReadAll(rres.Body)
+	rres.Body.Close()
+	require.Equal(t, http.StatusPartialContent, rres.StatusCode)
+	require.Equal(t, "bytes 10-19/10000", rres.Header.Get("Content-Range"))
+	require.Equal(t, "0123456789", string(part))
+
+	res, raw = b.do(t, http.MethodGet, "/background/tasks/running/artifact", "")
+	requireProblem(t, res, raw, http.StatusConflict)
+	res, raw = b.do(t, http.MethodGet, "/background/tasks/text/artifact", "")
+	requireProblem(t, res, raw, http.StatusNotFound)
+	res, raw = b.do(t, http.MethodGet, "/background/tasks/nope/artifact", "")
+	requireProblem(t, res, raw, http.StatusNotFound)
 }

@@ -27,6 +27,8 @@ func (h *handlers) problem(ctx context.Context, err error) error {
 		})
 	case task.ENOTFOUND:
 		return huma.Error404NotFound(e.Message)
+	case task.ECONFLICT:
+		return huma.Error409Conflict(e.Message)
 	case task.EUNAVAILABLE:
 		h.deps.Log.WarnContext(ctx, "unavailable", "err", err)
 		retry := max(1, int(math.Ceil(e.RetryAfter.Seconds())))

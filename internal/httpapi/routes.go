@@ -48,6 +48,42 @@ func registerRoutes(api huma.API, h *handlers) {
 	}, h.generateText)
 
 	huma.Register(api, huma.Operation{
+		OperationID:   "submit-text-to-speech",
+		Method:        http.MethodPost,
+		Path:          "/background/text_to_speech",
+		Summary:       "Queue text-to-speech",
+		Description:   "Queues speech synthesis. On SUCCESS the record's result names an audio artifact, served at /background/tasks/{task_id}/artifact.",
+		Tags:          []string{"Background tasks"},
+		DefaultStatus: http.StatusAccepted,
+		MaxBodyBytes:  maxJSONBody,
+		Errors:        []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.submitTextToSpeech)
+
+	huma.Register(api, huma.Operation{
+		OperationID: "get-task-artifact",
+		Method:      http.MethodGet,
+		Path:        "/background/tasks/{task_id}/artifact",
+		Summary:     "Download a task's artifact",
+		Description: "The bytes of a finished task's binary result (audio), with its Content-Type and Content-Length; Range requests are honoured. 409 while the task has not finished.",
+		Tags:        []string{"Background tasks"},
+		Responses:   binaryResponse("The artifact.", "audio/*"),
+		Errors:      []int{http.StatusNotFound, http.StatusConflict, http.StatusRequestedRangeNotSatisfiable, http.StatusServiceUnavailable},
+	}, h.getArtifact)
+
+	huma.Register(api, huma.Operation{
+		OperationID:  "text-to-speech",
+		Method:       http.MethodPost,
+		Path:         "/text_to_speech",
+		Summary:      "Speak text now",
+		Description:  "The same work as the background task; the answer is the audio itself, streamed, within SYNC_TIMEOUT.",
+		Tags:         []string{"Synchronous"},
+		MaxBodyBytes: maxJSONBody,
+		Responses:    binaryResponse("The audio.", "audio/*"),
+		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+	}, h.textToSpeech)
+
+	huma.Register(api, huma.Operation{
 		OperationID: "healthz",
 		Method:      http.MethodGet,
 		Path:        "/healthz",
@@ -63,4 +99,16 @@ func registerRoutes(api huma.API, h *handlers) {
 		Tags:        []string{"Operations"},
 		Errors:      []int{http.StatusServiceUnavailable},
 	}, h.readyz)
+}
+
+// binaryResponse documents a 200 answer whose body is bytes of mediaType.
+func binaryResponse(description, mediaType string) map[string]*huma.Response {
+	return map[string]*huma.Response{
+		"200": {
+			Description: description,
+			Content: map[string]*huma.MediaType{
+				mediaType: {Schema: &huma.Schema{Type: huma.TypeString, Format: "binary"}},
+			},
+		},
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/redistest"
 	"github.com/siganteng/siganteng/internal/service"
@@ -23,9 +24,12 @@ func redisService(tb testing.TB) (*service.Service, *redistest.RoundTrips, *redi
 	rdb := redistest.Client(tb, redistest.URL(tb))
 	trips := &redistest.RoundTrips{}
 	rdb.AddHook(trips)
-	svc := service.New(store.New(rdb, time.Hour), queue.New(rdb, queue.Options{MaxRetry: 3, Timeout: time.Minute}),
-		service.Providers{LLM: &fakeLLM{}}, service.Config{SyncTimeout: time.Second},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	svc := service.New(service.Deps{
+		Records:   store.New(rdb, time.Hour),
+		Queue:     queue.New(rdb, queue.Options{MaxRetry: 3, Timeout: time.Minute}),
+		Providers: service.Providers{LLM: &fakeLLM{}},
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, service.Config{SyncTimeout: time.Second})
 	return svc, trips, rdb
 }
 
@@ -97,4 +101,33 @@ func BenchmarkStatus(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(trips.Count())/float64(b.N), "roundtrips/op")
+}
+
+// BenchmarkTextToSpeechArtifact streams 8 MiB of provider audio into the
+// artifact store; B/op far below 8 MiB shows the worker never holds it.
+func BenchmarkTextToSpeechArtifact(b *testing.B) {
+	const size = 8 << 20
+	tts := &sizedTTS{size: size}
+	svc, _, _ := speechSetup(b, tts)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := svc.Execute(context.Background(), "big", task.TypeTextToSpeech, []byte(`{"text":"long"}`)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type sizedTTS struct{ size int64 }
+
+func (s *sizedTTS) Name() string { return "sized" }
+func (s *sizedTTS) Synthesize(context.Context, provider.SpeechRequest) (provider.Audio, error) {
+	return provider.Audio{Body: io.NopCloser(io.LimitReader(zeroReader{}, s.size)), ContentType: "audio/wav", Format: "wav"}, nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -35,6 +37,15 @@ type Enqueuer interface {
 // Providers are the adapters for each capability.
 type Providers struct {
 	LLM provider.LLM
+	TTS provider.TTS
+}
+
+// Artifacts stores binary results.
+type Artifacts interface {
+	// Put stores r under key and returns its size.
+	Put(ctx context.Context, key string, r io.Reader) (int64, error)
+	// Open returns the artifact under key, or artifact.ErrNotFound.
+	Open(ctx context.Context, key string) (artifact.Object, error)
 }
 
 // Config holds the service's settings.
@@ -42,22 +53,28 @@ type Config struct {
 	SyncTimeout time.Duration // bound on synchronous calls
 }
 
-// Service implements the task workflow.
-type Service struct {
-	records   Records
-	queue     Enqueuer
-	providers Providers
-	cfg       Config
-	log       *slog.Logger
-	now       func() time.Time
+// Deps are the service's dependencies.
+type Deps struct {
+	Records   Records
+	Queue     Enqueuer
+	Providers Providers
+	Artifacts Artifacts
+	Log       *slog.Logger
+	Now       func() time.Time // time.Now when nil
 }
 
-// New returns a service. now may be nil for time.Now.
-func New(records Records, queue Enqueuer, providers Providers, cfg Config, log *slog.Logger, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// Service implements the task workflow.
+type Service struct {
+	Deps
+	cfg Config
+}
+
+// New returns a service.
+func New(deps Deps, cfg Config) *Service {
+	if deps.Now == nil {
+		deps.Now = time.Now
 	}
-	return &Service{records: records, queue: queue, providers: providers, cfg: cfg, log: log, now: now}
+	return &Service{Deps: deps, cfg: cfg}
 }
 
 // SubmitGenerateText validates in, records a PENDING task and enqueues it.
@@ -93,16 +110,16 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 		Type:      typ,
 		Status:    task.StatusPending,
 		Input:     summaryJSON,
-		CreatedAt: s.now().UTC(),
+		CreatedAt: s.Now().UTC(),
 	}
-	if err := s.records.Create(ctx, rec); err != nil {
+	if err := s.Records.Create(ctx, rec); err != nil {
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
-	if err := s.queue.Enqueue(ctx, typ, rec.ID, payload); err != nil {
+	if err := s.Queue.Enqueue(ctx, typ, rec.ID, payload); err != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		if derr := s.records.Delete(cleanup, rec.ID); derr != nil {
-			s.log.Warn("could not remove the record of a task that was not queued; it stays PENDING, unknown to any client",
+		if derr := s.Records.Delete(cleanup, rec.ID); derr != nil {
+			s.Log.Warn("could not remove the record of a task that was not queued; it stays PENDING, unknown to any client",
 				"task_id", rec.ID, "err", derr)
 		}
 		return nil, task.Unavailable("the queue is unavailable; nothing was queued", err)
@@ -114,7 +131,7 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.Records.Get(ctx, id)
 	if err != nil && task.CodeOf(err) != task.ENOTFOUND {
 		return nil, task.Unavailable("the task store is unavailable", err)
 	}
@@ -136,7 +153,7 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 }
 
 func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
-	llm := s.providers.LLM
+	llm := s.Providers.LLM
 	req := provider.TextRequest{Prompt: in.Prompt, System: in.System, Model: in.Model, Temperature: in.Temperature}
 	if in.MaxTokens != nil {
 		req.MaxTokens = *in.MaxTokens
@@ -158,6 +175,80 @@ func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (
 	}, nil
 }
 
+// SubmitTextToSpeech validates in, records a PENDING task and enqueues it.
+func (s *Service) SubmitTextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*task.Record, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return s.submit(ctx, task.TypeTextToSpeech, in, in.Summary())
+}
+
+// Audio is speech produced by a synchronous call; the caller closes Body.
+type Audio struct {
+	Body        io.ReadCloser
+	ContentType string
+}
+
+// TextToSpeech starts speech now. The provider has answered when it returns,
+// so errors come before any audio; reading Body is bounded by ctx.
+func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*Audio, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	audio, err := s.Providers.TTS.Synthesize(tctx, speechRequest(in))
+	if err != nil {
+		cancel()
+		return nil, syncError(tctx, err)
+	}
+	return &Audio{Body: &cancelOnClose{ReadCloser: audio.Body, cancel: cancel}, ContentType: audio.ContentType}, nil
+}
+
+func speechRequest(in task.TextToSpeechInput) provider.SpeechRequest {
+	req := provider.SpeechRequest{Text: in.Text, Voice: in.Voice, Format: in.Format, Model: in.Model}
+	if in.Speed != nil {
+		req.Speed = *in.Speed
+	}
+	return req
+}
+
+// cancelOnClose ends a synchronous call's context once its body is read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	defer c.cancel()
+	return c.ReadCloser.Close()
+}
+
+// OpenArtifact returns a finished task's artifact for download: ENOTFOUND
+// for an unknown task or one without an artifact, ECONFLICT for one not yet
+// finished.
+func (s *Service) OpenArtifact(ctx context.Context, id string) (task.Artifact, artifact.Object, error) {
+	rec, err := s.Get(ctx, id)
+	if err != nil {
+		return task.Artifact{}, nil, err
+	}
+	if !rec.Status.Terminal() {
+		return task.Artifact{}, nil, &task.Error{Code: task.ECONFLICT,
+			Message: fmt.Sprintf("task %s is %s; its artifact exists once it is SUCCESS", id, rec.Status)}
+	}
+	art, ok := task.ArtifactOf(rec)
+	if !ok {
+		return task.Artifact{}, nil, &task.Error{Code: task.ENOTFOUND, Message: fmt.Sprintf("task %s has no artifact", id)}
+	}
+	obj, err := s.Artifacts.Open(ctx, id)
+	if errors.Is(err, artifact.ErrNotFound) {
+		return task.Artifact{}, nil, &task.Error{Code: task.ENOTFOUND, Message: fmt.Sprintf("the artifact of task %s has expired", id)}
+	}
+	if err != nil {
+		return task.Artifact{}, nil, task.Unavailable("the artifact store is unavailable", err)
+	}
+	return art, obj, nil
+}
+
 // Outcome is what a queued task produced.
 type Outcome struct {
 	Provider string
@@ -166,8 +257,17 @@ type Outcome struct {
 
 // Execute runs one queued task. Its errors are provider errors, a
 // task.EINVALID error for a payload that can never run, or ctx's error.
-func (s *Service) Execute(ctx context.Context, typ task.Type, payload []byte) (Outcome, error) {
+func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload []byte) (Outcome, error) {
 	switch typ {
+	case task.TypeTextToSpeech:
+		var in task.TextToSpeechInput
+		if err := json.Unmarshal(payload, &in); err != nil {
+			return Outcome{}, &task.Error{Code: task.EINVALID, Message: "unreadable text_to_speech payload", Err: err}
+		}
+		if err := in.Validate(); err != nil {
+			return Outcome{}, err
+		}
+		return s.textToSpeech(ctx, id, in)
 	case task.TypeGenerateText:
 		var in task.GenerateTextInput
 		if err := json.Unmarshal(payload, &in); err != nil {
@@ -178,11 +278,34 @@ func (s *Service) Execute(ctx context.Context, typ task.Type, payload []byte) (O
 		}
 		out, err := s.generateText(ctx, in)
 		if err != nil {
-			return Outcome{Provider: s.providers.LLM.Name()}, err
+			return Outcome{Provider: s.Providers.LLM.Name()}, err
 		}
 		return encodeOutcome(out.Provider, out)
 	}
 	return Outcome{}, &task.Error{Code: task.EINVALID, Message: fmt.Sprintf("unknown task type %q", typ)}
+}
+
+// textToSpeech streams the provider's audio into the artifact store.
+func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpeechInput) (Outcome, error) {
+	tts := s.Providers.TTS
+	audio, err := tts.Synthesize(ctx, speechRequest(in))
+	if err != nil {
+		return Outcome{Provider: tts.Name()}, err
+	}
+	defer audio.Body.Close()
+	size, err := s.Artifacts.Put(ctx, id, audio.Body)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Outcome{Provider: tts.Name()}, provider.ErrorFromTransport(ctx, tts.Name(), ctx.Err())
+		}
+		// A broken stream from the provider, or a full disk: worth a retry.
+		return Outcome{Provider: tts.Name()}, &provider.Error{Provider: tts.Name(), Kind: provider.KindUnavailable,
+			Message: "the audio could not be stored: " + err.Error()}
+	}
+	return encodeOutcome(tts.Name(), task.AudioResult{
+		Artifact: task.Artifact{URL: task.ArtifactURL(id), ContentType: audio.ContentType, Size: size},
+		Provider: tts.Name(), Model: audio.Model, Voice: audio.Voice, Format: audio.Format,
+	})
 }
 
 func encodeOutcome(providerName string, result any) (Outcome, error) {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/task"
@@ -104,8 +106,8 @@ func setup(t *testing.T) *testBundle {
 	q := &fakeQueue{records: records}
 	llm := &fakeLLM{}
 	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
-	svc := service.New(records, q, service.Providers{LLM: llm}, service.Config{SyncTimeout: 200 * time.Millisecond},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+	svc := service.New(service.Deps{Records: records, Queue: q, Providers: service.Providers{LLM: llm},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now}, service.Config{SyncTimeout: 200 * time.Millisecond})
 	return &testBundle{svc: svc, records: records, queue: q, llm: llm}
 }
 
@@ -214,7 +216,7 @@ func TestGenerateTextNowIsBounded(t *testing.T) {
 func TestExecute(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	out, err := b.svc.Execute(context.Background(), task.TypeGenerateText, []byte(`{"prompt":"p","max_tokens":7}`))
+	out, err := b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{"prompt":"p","max_tokens":7}`))
 	require.NoError(t, err)
 	require.Equal(t, "fake", out.Provider)
 	var res task.TextResult
@@ -222,8 +224,107 @@ func TestExecute(t *testing.T) {
 	require.Equal(t, "out", res.Text)
 	require.Equal(t, 7, b.llm.got.MaxTokens)
 
-	_, err = b.svc.Execute(context.Background(), task.TypeGenerateText, []byte(`{not json`))
+	_, err = b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{not json`))
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
-	_, err = b.svc.Execute(context.Background(), "paint_picture", []byte(`{}`))
+	_, err = b.svc.Execute(context.Background(), "id", "paint_picture", []byte(`{}`))
+	require.Equal(t, task.EINVALID, task.CodeOf(err))
+}
+
+type fakeTTS struct {
+	body string
+	err  error
+	got  provider.SpeechRequest
+}
+
+func (f *fakeTTS) Name() string { return "faketts" }
+
+func (f *fakeTTS) Synthesize(_ context.Context, req provider.SpeechRequest) (provider.Audio, error) {
+	f.got = req
+	if f.err != nil {
+		return provider.Audio{}, f.err
+	}
+	return provider.Audio{Body: io.NopCloser(strings.NewReader(f.body)), ContentType: "audio/wav", Format: "wav", Voice: "v1", Model: "m"}, nil
+}
+
+// brokenStream fails halfway, like a provider hanging up mid-audio.
+type brokenStream struct{ sent bool }
+
+func (b *brokenStream) Read(p []byte) (int, error) {
+	if b.sent {
+		return 0, errors.New("unexpected EOF")
+	}
+	b.sent = true
+	return copy(p, "RIFF"), nil
+}
+
+func speechSetup(t testing.TB, tts provider.TTS) (*service.Service, *fakeRecords, *artifact.Dir) {
+	t.Helper()
+	records := &fakeRecords{recs: map[string]*task.Record{}}
+	dir, err := artifact.NewDir(t.TempDir())
+	require.NoError(t, err)
+	svc := service.New(service.Deps{Records: records, Queue: &fakeQueue{records: records}, Providers: service.Providers{TTS: tts},
+		Artifacts: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, service.Config{SyncTimeout: time.Second})
+	return svc, records, dir
+}
+
+func TestExecuteTextToSpeechStoresTheArtifact(t *testing.T) {
+	t.Parallel()
+	tts := &fakeTTS{body: "RIFF-audio-bytes"}
+	svc, records, _ := speechSetup(t, tts)
+	out, err := svc.Execute(context.Background(), "t1", task.TypeTextToSpeech, []byte(`{"text":"halo","voice":"id","speed":2}`))
+	require.NoError(t, err)
+	require.Equal(t, "faketts", out.Provider)
+	require.Equal(t, provider.SpeechRequest{Text: "halo", Voice: "id", Speed: 2}, tts.got)
+	var res task.AudioResult
+	require.NoError(t, json.Unmarshal(out.Result, &res))
+	require.Equal(t, task.Artifact{URL: "/background/tasks/t1/artifact", ContentType: "audio/wav", Size: 16}, res.Artifact)
+	require.Equal(t, "wav", res.Format)
+
+	records.recs["t1"] = &task.Record{ID: "t1", Status: task.StatusSuccess, Result: out.Result}
+	art, obj, err := svc.OpenArtifact(context.Background(), "t1")
+	require.NoError(t, err)
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	require.NoError(t, err)
+	require.Equal(t, "RIFF-audio-bytes", string(b))
+	require.Equal(t, "audio/wav", art.ContentType)
+}
+
+func TestExecuteTextToSpeechBrokenStreamIsTransient(t *testing.T) {
+	t.Parallel()
+	svc, _, dir := speechSetup(t, &streamTTS{r: &brokenStream{}})
+	_, err := svc.Execute(context.Background(), "t2", task.TypeTextToSpeech, []byte(`{"text":"halo"}`))
+	var perr *provider.Error
+	require.ErrorAs(t, err, &perr)
+	require.True(t, perr.Transient())
+	_, err = dir.Open(context.Background(), "t2")
+	require.ErrorIs(t, err, artifact.ErrNotFound, "no half-written artifact")
+}
+
+type streamTTS struct{ r io.Reader }
+
+func (s *streamTTS) Name() string { return "stream" }
+func (s *streamTTS) Synthesize(context.Context, provider.SpeechRequest) (provider.Audio, error) {
+	return provider.Audio{Body: io.NopCloser(s.r), ContentType: "audio/wav"}, nil
+}
+
+func TestOpenArtifactStates(t *testing.T) {
+	t.Parallel()
+	svc, records, _ := speechSetup(t, &fakeTTS{})
+	records.recs["run"] = &task.Record{ID: "run", Status: task.StatusStarted}
+	records.recs["gone"] = &task.Record{ID: "gone", Status: task.StatusSuccess,
+		Result: json.RawMessage(`{"artifact":{"url":"/x","content_type":"audio/wav","size":3}}`)}
+	for id, want := range map[string]task.ErrorCode{"run": task.ECONFLICT, "gone": task.ENOTFOUND, "unknown": task.ENOTFOUND} {
+		_, _, err := svc.OpenArtifact(context.Background(), id)
+		require.Equal(t, want, task.CodeOf(err), id)
+	}
+}
+
+func TestTextToSpeechNowMapsErrors(t *testing.T) {
+	t.Parallel()
+	svc, _, _ := speechSetup(t, &fakeTTS{err: &provider.Error{Provider: "faketts", Kind: provider.KindRejected, Message: "wav only"}})
+	_, err := svc.TextToSpeech(context.Background(), task.TextToSpeechInput{Text: "x", Format: "mp3"})
+	require.Equal(t, task.EREJECTED, task.CodeOf(err))
+	_, err = svc.TextToSpeech(context.Background(), task.TextToSpeechInput{Text: " "})
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 }

@@ -45,7 +45,7 @@ func (in GenerateTextInput) Validate() error {
 
 // Summary is what the record keeps of the input: enough to recognise the
 // task, never the prompt itself.
-func (in GenerateTextInput) Summary() GenerateTextSummary {
+func (in GenerateTextInput) Summary() any {
 	return GenerateTextSummary{
 		Model:       in.Model,
 		PromptChars: utf8.RuneCountInString(in.Prompt),

@@ -22,7 +22,7 @@ import (
 
 // Executor runs the work of one task.
 type Executor interface {
-	Execute(ctx context.Context, typ task.Type, payload []byte) (service.Outcome, error)
+	Execute(ctx context.Context, id string, typ task.Type, payload []byte) (service.Outcome, error)
 }
 
 // Records is the task record store as the worker uses it. Each method
@@ -154,7 +154,7 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 
 	start := w.now()
-	out, err := w.exec.Execute(ctx, typ, t.Payload())
+	out, err := w.exec.Execute(ctx, id, typ, t.Payload())
 	if err == nil {
 		if err := w.records.Succeeded(rctx, id, out.Provider, out.Result, w.now()); err != nil && !errors.Is(err, store.ErrFinished) {
 			log.Error("could not record the result; the task will run again", "err", err)
