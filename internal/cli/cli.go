@@ -54,7 +54,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintln(stdout, version())
 		return err
 	case "openapi":
-		doc, err := httpapi.OpenAPI(version())
+		doc, err := httpapi.OpenAPI(version(), config.DefaultMaxUploadBytes)
 		if err != nil {
 			return err
 		}

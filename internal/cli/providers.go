@@ -36,6 +36,16 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 			llm = provider.WithUnreachableHint(llm, unconfiguredHint)
 		}
 	}
+	var vision provider.Vision
+	switch cfg.VisionProvider {
+	case config.ProviderOpenAI:
+		vision = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, VisionModel: cfg.VisionModel, HTTPClient: client})
+	case config.ProviderHuggingFace:
+		vision = huggingface.New(huggingface.Config{BaseURL: cfg.HFBaseURL, Token: cfg.HFToken, VisionModel: cfg.VisionModel, HTTPClient: client})
+	default:
+		vision = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, VisionModel: cfg.VisionModel, HTTPClient: client})
+	}
+
 	var tts provider.TTS
 	switch cfg.TTSProvider {
 	case config.ProviderOpenAI:
@@ -46,8 +56,8 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 			log.Warn("text_to_speech uses espeak-ng, which is not installed: install it (apt-get install espeak-ng) or set OPENAI_API_KEY")
 		}
 	}
-	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "tts", tts.Name())
-	return service.Providers{LLM: llm, TTS: tts}
+	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "vision", vision.Name(), "tts", tts.Name())
+	return service.Providers{LLM: llm, TTS: tts, Vision: vision}
 }
 
 func modelOrDefault(cfg config.Config) string {

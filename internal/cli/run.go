@@ -17,6 +17,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/httpapi"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/service"
@@ -26,7 +27,7 @@ import (
 )
 
 // taskTypes are the kinds of work this build runs.
-var taskTypes = []task.Type{task.TypeGenerateText, task.TypeTextToSpeech}
+var taskTypes = []task.Type{task.TypeGenerateText, task.TypeDescribeImage, task.TypeTextToSpeech}
 
 func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) error {
 	if cfg.RedisURL == "" && cmd != "serve" {
@@ -53,8 +54,12 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	records := store.New(rdb, cfg.ResultTTL)
 	q := queue.New(rdb, queue.Options{MaxRetry: cfg.TaskMaxRetry, Timeout: cfg.TaskTimeout})
 	defer q.Close()
-	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Log: log},
-		service.Config{SyncTimeout: cfg.SyncTimeout})
+	fetcher := fetch.New(fetch.Config{
+		MaxBytes: cfg.MaxUploadBytes, Timeout: 30 * time.Second, MaxRedirects: 5,
+		Accept: task.ImageTypes, AllowPrivate: cfg.FetchAllowPrivate,
+	})
+	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Log: log},
+		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -90,10 +95,11 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 
 	if cmd == "serve" || cmd == "api" {
 		handler := httpapi.New(httpapi.Deps{
-			Tasks:   svc,
-			Ready:   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-			Log:     log.With("component", "api"),
-			Version: version(),
+			Tasks:          svc,
+			Ready:          func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+			Log:            log.With("component", "api"),
+			Version:        version(),
+			MaxUploadBytes: cfg.MaxUploadBytes,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {

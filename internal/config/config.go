@@ -24,6 +24,9 @@ const (
 	ProviderEspeak      = "espeak"
 )
 
+// DefaultMaxUploadBytes is MAX_UPLOAD_BYTES's default.
+const DefaultMaxUploadBytes = 10 << 20
+
 // Config is every setting. The zero value is not valid; use Load.
 type Config struct {
 	HTTPAddr  string     // HTTP_ADDR
@@ -36,6 +39,13 @@ type Config struct {
 	// provider; false when Ollama is used only because nothing was configured.
 	LLMProviderChosen bool
 	LLMModel          string // LLM_MODEL; empty: the adapter's default
+
+	VisionProvider string // VISION_PROVIDER, resolved
+	VisionModel    string // VISION_MODEL; empty: the adapter's default
+	MaxUploadBytes int64  // MAX_UPLOAD_BYTES
+	// FetchAllowPrivate lets image URLs reach private and loopback
+	// addresses (FETCH_ALLOW_PRIVATE), for development only.
+	FetchAllowPrivate bool
 
 	TTSProvider string // TTS_PROVIDER, resolved: openai or espeak
 	TTSModel    string // TTS_MODEL; empty: the adapter's default
@@ -76,6 +86,10 @@ var Vars = []Var{
 	{"LOG_FORMAT", "text", "text or json"},
 	{"LLM_PROVIDER", "", "openai, huggingface or ollama; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else ollama"},
 	{"LLM_MODEL", "", "default model; empty: gpt-4o-mini (openai), meta-llama/Llama-3.1-8B-Instruct (huggingface), llama3.2 (ollama)"},
+	{"VISION_PROVIDER", "", "openai, huggingface or ollama, for describe_image; empty: the LLM provider"},
+	{"VISION_MODEL", "", "vision model; empty: gpt-4o-mini (openai), Qwen/Qwen2.5-VL-7B-Instruct (huggingface), llava (ollama)"},
+	{"MAX_UPLOAD_BYTES", "10485760", "largest image accepted, fetched or sent in a data: URL (10 MiB)"},
+	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs reach loopback and private addresses, for development; cloud metadata stays refused"},
 	{"TTS_PROVIDER", "", "openai or espeak; empty: openai if OPENAI_API_KEY is set, else espeak (the local espeak-ng program)"},
 	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai); espeak has one"},
 	{"ARTIFACT_DIR", "", "folder for audio and other binary results, shared by API and workers; empty: a temporary folder, allowed only under serve"},
@@ -106,6 +120,7 @@ func Load(getenv func(string) string) (Config, error) {
 		LogFormat:     p.oneOf("LOG_FORMAT", "text", "json"),
 		LLMModel:      p.str("LLM_MODEL"),
 		TTSModel:      p.str("TTS_MODEL"),
+		VisionModel:   p.str("VISION_MODEL"),
 		ArtifactDir:   p.str("ARTIFACT_DIR"),
 		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
 		OpenAIBaseURL: p.url("OPENAI_BASE_URL"),
@@ -126,6 +141,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)
+	cfg.VisionProvider = p.visionProvider(cfg)
+	cfg.MaxUploadBytes = int64(p.intAtLeast("MAX_UPLOAD_BYTES", 1024))
+	cfg.FetchAllowPrivate = p.boolean("FETCH_ALLOW_PRIVATE")
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		p.fail("HTTP_ADDR", "want host:port, got %q", cfg.HTTPAddr)
 	}
@@ -237,6 +255,25 @@ func (p *parser) duration(name string) time.Duration {
 		p.fail(name, "want a positive duration such as 30s or 5m, got %q", v)
 	}
 	return d
+}
+
+func (p *parser) boolean(name string) bool {
+	v, err := strconv.ParseBool(p.str(name))
+	if err != nil {
+		p.fail(name, "want true or false, got %q", p.str(name))
+	}
+	return v
+}
+
+func (p *parser) visionProvider(cfg Config) string {
+	switch v := strings.ToLower(strings.TrimSpace(p.getenv("VISION_PROVIDER"))); v {
+	case ProviderOpenAI, ProviderHuggingFace, ProviderOllama:
+		return v
+	case "":
+	default:
+		p.fail("VISION_PROVIDER", "want openai, huggingface or ollama, got %q", v)
+	}
+	return cfg.LLMProvider
 }
 
 func (p *parser) ttsProvider(cfg Config) string {

@@ -39,6 +39,9 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 5*time.Millisecond, cfg.WorkerPollInterval)
 	require.Equal(t, config.ProviderEspeak, cfg.TTSProvider)
 	require.Empty(t, cfg.ArtifactDir)
+	require.Equal(t, config.ProviderOllama, cfg.VisionProvider)
+	require.EqualValues(t, 10<<20, cfg.MaxUploadBytes)
+	require.False(t, cfg.FetchAllowPrivate)
 }
 
 func TestTTSProvider(t *testing.T) {
@@ -80,6 +83,9 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"LOG_FORMAT":           "xml",
 		"LLM_PROVIDER":         "skynet",
 		"TTS_PROVIDER":         "huggingface",
+		"VISION_PROVIDER":      "eyes",
+		"MAX_UPLOAD_BYTES":     "ten megs",
+		"FETCH_ALLOW_PRIVATE":  "sometimes",
 		"OPENAI_BASE_URL":      "ftp://x",
 		"WORKER_CONCURRENCY":   "0",
 		"TASK_MAX_RETRY":       "-1",

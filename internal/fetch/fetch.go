@@ -96,7 +96,7 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return Result{}, fmt.Errorf("fetch: %s answered %d", u.Host, res.StatusCode)
+		return Result{}, &StatusError{Host: u.Host, Status: res.StatusCode}
 	}
 	if res.ContentLength > c.cfg.MaxBytes {
 		return Result{}, fmt.Errorf("%w: the answer has %d bytes, more than the limit of %d", ErrRefused, res.ContentLength, c.cfg.MaxBytes)
@@ -114,6 +114,14 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 	}
 	return Result{Body: body, ContentType: kind}, nil
 }
+
+// StatusError is an answer other than 200.
+type StatusError struct {
+	Host   string
+	Status int
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("fetch: %s answered %d", e.Host, e.Status) }
 
 // Sniff names the media type of b from its bytes.
 func Sniff(b []byte) string {

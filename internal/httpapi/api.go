@@ -24,6 +24,11 @@ type Tasks interface {
 	// GenerateText runs the work now; EINVALID, EUNAVAILABLE, ETIMEOUT,
 	// EREJECTED, EPROVIDER.
 	GenerateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error)
+	// SubmitDescribeImage records and enqueues a task; EINVALID, ETOOLARGE,
+	// EUNSUPPORTED, EUNAVAILABLE.
+	SubmitDescribeImage(ctx context.Context, in task.DescribeImageInput) (*task.Record, error)
+	// DescribeImage runs the work now; errors as both of the above.
+	DescribeImage(ctx context.Context, in task.DescribeImageInput) (*task.TextResult, error)
 	// SubmitTextToSpeech records and enqueues a task; EINVALID, EUNAVAILABLE.
 	SubmitTextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*task.Record, error)
 	// TextToSpeech starts speech now; errors as GenerateText's. The caller
@@ -43,6 +48,8 @@ type Deps struct {
 	Ready   func(ctx context.Context) error
 	Log     *slog.Logger
 	Version string
+	// MaxUploadBytes bounds an image sent inside a request body.
+	MaxUploadBytes int64
 }
 
 // New returns the API's handler.
@@ -54,9 +61,9 @@ func New(deps Deps) http.Handler {
 }
 
 // OpenAPI returns the OpenAPI document, as served at /openapi.json.
-func OpenAPI(version string) ([]byte, error) {
+func OpenAPI(version string, maxUploadBytes int64) ([]byte, error) {
 	api := humago.New(http.NewServeMux(), apiConfig(version))
-	registerRoutes(api, &handlers{})
+	registerRoutes(api, &handlers{deps: Deps{MaxUploadBytes: maxUploadBytes}})
 	return api.OpenAPI().MarshalJSON()
 }
 

@@ -30,6 +30,23 @@ type fakeTasks struct {
 	gotSpeech task.TextToSpeechInput
 }
 
+func (f *fakeTasks) SubmitDescribeImage(_ context.Context, in task.DescribeImageInput) (*task.Record, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &task.Record{ID: "7a1c0c3e-0000-4000-8000-000000000002", Type: task.TypeDescribeImage, Status: task.StatusPending}, nil
+}
+
+func (f *fakeTasks) DescribeImage(_ context.Context, in task.DescribeImageInput) (*task.TextResult, error) {
+	if f.syncErr != nil {
+		return nil, f.syncErr
+	}
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &task.TextResult{Text: "a cat", Provider: "fake"}, nil
+}
+
 func (f *fakeTasks) SubmitTextToSpeech(_ context.Context, in task.TextToSpeechInput) (*task.Record, error) {
 	f.gotSpeech = in
 	if err := in.Validate(); err != nil {
@@ -109,10 +126,11 @@ func setup(t *testing.T) *testBundle {
 	t.Helper()
 	b := &testBundle{tasks: &fakeTasks{records: map[string]*task.Record{}, artifacts: map[string][]byte{}}}
 	h := httpapi.New(httpapi.Deps{
-		Tasks:   b.tasks,
-		Ready:   func(context.Context) error { return b.ready },
-		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Version: "test",
+		Tasks:          b.tasks,
+		Ready:          func(context.Context) error { return b.ready },
+		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Version:        "test",
+		MaxUploadBytes: 1 << 20,
 	})
 	b.srv = httptest.NewServer(h)
 	t.Cleanup(b.srv.Close)
@@ -310,11 +328,11 @@ func TestDocsAndOpenAPI(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(raw, &doc))
 	require.Equal(t, "3.1.0", doc.OpenAPI)
-	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/tasks/{task_id}",
+	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/describe_image", "/describe_image", "/background/tasks/{task_id}",
 		"/background/tasks/{task_id}/artifact", "/generate_text", "/text_to_speech", "/healthz", "/readyz"} {
 		require.Contains(t, doc.Paths, p)
 	}
-	offline, err := httpapi.OpenAPI("test")
+	offline, err := httpapi.OpenAPI("test", 1<<20)
 	require.NoError(t, err)
 	require.JSONEq(t, string(raw), string(offline), "siganteng openapi prints what the server serves")
 }
@@ -388,4 +406,35 @@ func TestArtifactDownload(t *testing.T) {
 	requireProblem(t, res, raw, http.StatusNotFound)
 	res, raw = b.do(t, http.MethodGet, "/background/tasks/nope/artifact", "")
 	requireProblem(t, res, raw, http.StatusNotFound)
+}
+
+func TestDescribeImageRequests(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/describe_image", `{"image_url":"https://example.com/cat.jpg","prompt":"What animal?"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	for body, location := range map[string]string{
+		`{}`:                                       "body",
+		`{"image_url":"file:///etc/passwd"}`:       "body.image_url",
+		`{"image_url":"ftp://example.com/a"}`:      "body.image_url",
+		`{"image_url":"https://x","max_tokens":0}`: "body.max_tokens",
+	} {
+		res, raw := b.do(t, http.MethodPost, "/background/describe_image", body)
+		p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+		require.Equal(t, location, p.Errors[0].Location, "%s", body)
+	}
+	// The body limit follows MAX_UPLOAD_BYTES (1 MiB here), base64 included.
+	res, raw = b.do(t, http.MethodPost, "/background/describe_image", `{"image_url":"data:image/png;base64,`+strings.Repeat("A", 2<<20)+`"}`)
+	requireProblem(t, res, raw, http.StatusRequestEntityTooLarge)
+}
+
+func TestTooLargeAndUnsupportedMapTo413And415(t *testing.T) {
+	t.Parallel()
+	for code, status := range map[task.ErrorCode]int{task.ETOOLARGE: http.StatusRequestEntityTooLarge, task.EUNSUPPORTED: http.StatusUnsupportedMediaType} {
+		b := setup(t)
+		b.tasks.syncErr = &task.Error{Code: code, Field: "image_url", Message: "the image is text/html; accepted: image/png"}
+		res, raw := b.do(t, http.MethodPost, "/describe_image", `{"image_url":"https://x/y.png"}`)
+		p := requireProblem(t, res, raw, status)
+		require.Equal(t, "body.image_url", p.Errors[0].Location)
+	}
 }

@@ -25,6 +25,10 @@ func (h *handlers) problem(ctx context.Context, err error) error {
 		return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{
 			Location: "body." + e.Field, Message: e.Message,
 		})
+	case task.ETOOLARGE:
+		return huma.NewError(http.StatusRequestEntityTooLarge, e.Message, &huma.ErrorDetail{Location: "body." + e.Field, Message: e.Message})
+	case task.EUNSUPPORTED:
+		return huma.NewError(http.StatusUnsupportedMediaType, e.Message, &huma.ErrorDetail{Location: "body." + e.Field, Message: e.Message})
 	case task.ENOTFOUND:
 		return huma.Error404NotFound(e.Message)
 	case task.ECONFLICT:

@@ -47,6 +47,33 @@ func registerRoutes(api huma.API, h *handlers) {
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 	}, h.generateText)
 
+	// A data: URL carries the image in base64, a third larger than the bytes.
+	imageBody := h.deps.MaxUploadBytes*4/3 + 64<<10
+	huma.Register(api, huma.Operation{
+		OperationID:   "submit-describe-image",
+		Method:        http.MethodPost,
+		Path:          "/background/describe_image",
+		Summary:       "Queue a question about an image",
+		Description:   "The image is an http(s) URL, fetched by the worker through a guarded client that refuses internal addresses, or a data: URL. The result has the same shape as generate_text's.",
+		Tags:          []string{"Background tasks"},
+		DefaultStatus: http.StatusAccepted,
+		MaxBodyBytes:  imageBody,
+		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+			http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.submitDescribeImage)
+
+	huma.Register(api, huma.Operation{
+		OperationID:  "describe-image",
+		Method:       http.MethodPost,
+		Path:         "/describe_image",
+		Summary:      "Ask about an image now",
+		Description:  "The same work as the background task, within SYNC_TIMEOUT.",
+		Tags:         []string{"Synchronous"},
+		MaxBodyBytes: imageBody,
+		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+			http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+	}, h.describeImage)
+
 	huma.Register(api, huma.Operation{
 		OperationID:   "submit-text-to-speech",
 		Method:        http.MethodPost,

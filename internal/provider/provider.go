@@ -91,3 +91,19 @@ func AudioContentType(format string) string {
 	}
 	return "application/octet-stream" // pcm: raw samples
 }
+
+// VisionRequest asks a vision model about one image.
+type VisionRequest struct {
+	Prompt    string
+	Image     []byte
+	MediaType string // image/png, image/jpeg, image/gif or image/webp
+	Model     string // empty: the adapter's default
+	MaxTokens int    // 0: the provider's default
+}
+
+// Vision answers questions about images.
+type Vision interface {
+	Name() string
+	// DescribeImage returns the model's answer; errors as LLM's.
+	DescribeImage(ctx context.Context, req VisionRequest) (TextResponse, error)
+}

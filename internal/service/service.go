@@ -36,8 +36,9 @@ type Enqueuer interface {
 
 // Providers are the adapters for each capability.
 type Providers struct {
-	LLM provider.LLM
-	TTS provider.TTS
+	LLM    provider.LLM
+	TTS    provider.TTS
+	Vision provider.Vision
 }
 
 // Artifacts stores binary results.
@@ -50,7 +51,8 @@ type Artifacts interface {
 
 // Config holds the service's settings.
 type Config struct {
-	SyncTimeout time.Duration // bound on synchronous calls
+	SyncTimeout    time.Duration // bound on synchronous calls
+	MaxUploadBytes int64         // bound on an image in a data: URL
 }
 
 // Deps are the service's dependencies.
@@ -59,6 +61,7 @@ type Deps struct {
 	Queue     Enqueuer
 	Providers Providers
 	Artifacts Artifacts
+	Fetcher   Fetcher
 	Log       *slog.Logger
 	Now       func() time.Time // time.Now when nil
 }
@@ -162,17 +165,21 @@ func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (
 	if err != nil {
 		return nil, err
 	}
+	return textResult(llm.Name(), out), nil
+}
+
+func textResult(providerName string, out provider.TextResponse) *task.TextResult {
 	return &task.TextResult{
 		Text:         out.Text,
 		Model:        out.Model,
-		Provider:     llm.Name(),
+		Provider:     providerName,
 		FinishReason: out.FinishReason,
 		Usage: task.Usage{
 			PromptTokens:     out.Usage.PromptTokens,
 			CompletionTokens: out.Usage.CompletionTokens,
 			TotalTokens:      out.Usage.TotalTokens,
 		},
-	}, nil
+	}
 }
 
 // SubmitTextToSpeech validates in, records a PENDING task and enqueues it.
@@ -259,6 +266,19 @@ type Outcome struct {
 // task.EINVALID error for a payload that can never run, or ctx's error.
 func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload []byte) (Outcome, error) {
 	switch typ {
+	case task.TypeDescribeImage:
+		var in task.DescribeImageInput
+		if err := json.Unmarshal(payload, &in); err != nil {
+			return Outcome{}, &task.Error{Code: task.EINVALID, Message: "unreadable describe_image payload", Err: err}
+		}
+		if err := in.Validate(); err != nil {
+			return Outcome{}, err
+		}
+		out, err := s.describeImage(ctx, in)
+		if err != nil {
+			return Outcome{Provider: s.Providers.Vision.Name()}, err
+		}
+		return encodeOutcome(out.Provider, out)
 	case task.TypeTextToSpeech:
 		var in task.TextToSpeechInput
 		if err := json.Unmarshal(payload, &in); err != nil {

@@ -15,6 +15,8 @@ const (
 	ENOTFOUND    ErrorCode = "not_found"   // no such task (or not the caller's)
 	EINVALID     ErrorCode = "invalid"     // the request is wrong; Field says where
 	ECONFLICT    ErrorCode = "conflict"    // the task is not in a state that allows this yet
+	ETOOLARGE    ErrorCode = "too_large"   // an input over its size limit
+	EUNSUPPORTED ErrorCode = "unsupported" // a media type we do not take
 	EUNAVAILABLE ErrorCode = "unavailable" // a dependency (Redis, a provider) cannot take the work now
 	EREJECTED    ErrorCode = "rejected"    // the provider refused this request (unknown model, too long)
 	EPROVIDER    ErrorCode = "provider"    // the provider failed in a way the client cannot fix

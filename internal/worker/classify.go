@@ -29,8 +29,11 @@ func classify(err error, providerName string) verdict {
 		return v
 	}
 	var terr *task.Error
-	if errors.As(err, &terr) && terr.Code == task.EINVALID {
-		return verdict{failure: task.Failure{Code: task.FailureInvalidInput, Message: terr.Message}}
+	if errors.As(err, &terr) {
+		switch terr.Code {
+		case task.EINVALID, task.ETOOLARGE, task.EUNSUPPORTED:
+			return verdict{failure: task.Failure{Code: task.FailureInvalidInput, Message: terr.Message}}
+		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return verdict{

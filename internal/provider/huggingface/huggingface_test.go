@@ -43,3 +43,17 @@ func TestSendsLegacyMaxTokens(t *testing.T) {
 		t.Fatalf("model = %q, want the documented default %q", got, huggingface.DefaultModel)
 	}
 }
+
+func TestVisionConformance(t *testing.T) {
+	t.Parallel()
+	providertest.RunVision(t, providertest.VisionHarness{
+		Name:         "huggingface",
+		ChatPath:     "/v1/chat/completions",
+		Key:          "hf_testtoken1234567890",
+		DefaultModel: huggingface.DefaultVisionModel,
+		NewFake:      func(*testing.T) providertest.Fake { return providertest.NewOpenAIFake() },
+		NewAdapter: func(baseURL, key string) provider.Vision {
+			return huggingface.New(huggingface.Config{BaseURL: baseURL, Token: key})
+		},
+	})
+}

@@ -5,6 +5,7 @@ package ollama
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,9 @@ const DefaultBaseURL = "http://127.0.0.1:11434"
 // DefaultModel is used when neither LLM_MODEL nor the request names one.
 const DefaultModel = "llama3.2"
 
+// DefaultVisionModel is Ollama's best-known vision model.
+const DefaultVisionModel = "llava"
+
 // maxAnswer bounds a chat answer: far above any completion, small enough that
 // a misbehaving server cannot exhaust a worker's memory.
 const maxAnswer = 32 << 20
@@ -28,18 +32,21 @@ const maxAnswer = 32 << 20
 type Config struct {
 	BaseURL      string // DefaultBaseURL when empty
 	DefaultModel string // DefaultModel when empty
+	VisionModel  string // DefaultVisionModel when empty
 	HTTPClient   *http.Client
 }
 
 // Adapter implements provider.LLM on Ollama.
 type Adapter struct {
-	base   string
-	model  string
-	client *http.Client
+	base        string
+	model       string
+	visionModel string
+	client      *http.Client
 }
 
 var (
 	_ provider.LLM    = (*Adapter)(nil)
+	_ provider.Vision = (*Adapter)(nil)
 	_ provider.Pinger = (*Adapter)(nil)
 )
 
@@ -54,15 +61,19 @@ func New(cfg Config) *Adapter {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	return &Adapter{base: strings.TrimRight(cfg.BaseURL, "/"), model: cfg.DefaultModel, client: cfg.HTTPClient}
+	if cfg.VisionModel == "" {
+		cfg.VisionModel = DefaultVisionModel
+	}
+	return &Adapter{base: strings.TrimRight(cfg.BaseURL, "/"), model: cfg.DefaultModel, visionModel: cfg.VisionModel, client: cfg.HTTPClient}
 }
 
 // Name implements provider.LLM.
 func (a *Adapter) Name() string { return "ollama" }
 
 type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role    string   `json:"role"`
+	Content string   `json:"content"`
+	Images  []string `json:"images,omitempty"` // base64, for vision models
 }
 
 type chatOptions struct {
@@ -100,6 +111,25 @@ func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (p
 		body.Options = &chatOptions{NumPredict: req.MaxTokens, Temperature: req.Temperature}
 	}
 
+	return a.chat(ctx, body)
+}
+
+// DescribeImage implements provider.Vision: the image travels base64 in the
+// user message's images, as Ollama's chat API documents.
+func (a *Adapter) DescribeImage(ctx context.Context, req provider.VisionRequest) (provider.TextResponse, error) {
+	body := chatRequest{Model: req.Model, Stream: false, Messages: []chatMessage{{
+		Role: "user", Content: req.Prompt, Images: []string{base64.StdEncoding.EncodeToString(req.Image)},
+	}}}
+	if body.Model == "" {
+		body.Model = a.visionModel
+	}
+	if req.MaxTokens > 0 {
+		body.Options = &chatOptions{NumPredict: req.MaxTokens}
+	}
+	return a.chat(ctx, body)
+}
+
+func (a *Adapter) chat(ctx context.Context, body chatRequest) (provider.TextResponse, error) {
 	var out chatResponse
 	if err := a.do(ctx, http.MethodPost, "/api/chat", body, &out); err != nil {
 		return provider.TextResponse{}, err

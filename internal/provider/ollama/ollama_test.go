@@ -19,3 +19,16 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestVisionConformance(t *testing.T) {
+	t.Parallel()
+	providertest.RunVision(t, providertest.VisionHarness{
+		Name:         "ollama",
+		ChatPath:     "/api/chat",
+		DefaultModel: ollama.DefaultVisionModel,
+		NewFake:      func(*testing.T) providertest.Fake { return providertest.NewOllamaFake() },
+		NewAdapter: func(baseURL, _ string) provider.Vision {
+			return ollama.New(ollama.Config{BaseURL: baseURL})
+		},
+	})
+}

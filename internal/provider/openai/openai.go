@@ -29,6 +29,8 @@ type Config struct {
 	DefaultModel string // DefaultModel when empty
 	// SpeechModel is the text-to-speech model; DefaultSpeechModel when empty.
 	SpeechModel string
+	// VisionModel is the model for images; DefaultVisionModel when empty.
+	VisionModel string
 	// LegacyMaxTokens sends max_tokens instead of max_completion_tokens, for
 	// compatible servers that only know the older field.
 	LegacyMaxTokens bool
@@ -41,6 +43,7 @@ type Adapter struct {
 	name        string
 	model       string
 	speechModel string
+	visionModel string
 	key         string
 	legacy      bool
 	client      openai.Client
@@ -65,10 +68,13 @@ func New(cfg Config) *Adapter {
 	if cfg.SpeechModel == "" {
 		cfg.SpeechModel = DefaultSpeechModel
 	}
+	if cfg.VisionModel == "" {
+		cfg.VisionModel = DefaultVisionModel
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, speechModel: cfg.SpeechModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
+	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, speechModel: cfg.SpeechModel, visionModel: cfg.VisionModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
 	a.client = openai.NewClient(
 		option.WithBaseURL(strings.TrimRight(cfg.BaseURL, "/")+"/"),
 		option.WithAPIKey(cfg.APIKey),
@@ -96,17 +102,25 @@ func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (p
 	}
 	messages = append(messages, openai.UserMessage(req.Prompt))
 	params := openai.ChatCompletionNewParams{Model: model, Messages: messages}
-	if req.MaxTokens > 0 {
-		if a.legacy {
-			params.MaxTokens = openai.Int(int64(req.MaxTokens))
-		} else {
-			params.MaxCompletionTokens = openai.Int(int64(req.MaxTokens))
-		}
-	}
+	a.setMaxTokens(&params, req.MaxTokens)
 	if req.Temperature != nil {
 		params.Temperature = openai.Float(*req.Temperature)
 	}
+	return a.complete(ctx, params)
+}
 
+func (a *Adapter) setMaxTokens(params *openai.ChatCompletionNewParams, n int) {
+	switch {
+	case n <= 0:
+	case a.legacy:
+		params.MaxTokens = openai.Int(int64(n))
+	default:
+		params.MaxCompletionTokens = openai.Int(int64(n))
+	}
+}
+
+// complete sends one chat completion and reads its first choice.
+func (a *Adapter) complete(ctx context.Context, params openai.ChatCompletionNewParams) (provider.TextResponse, error) {
 	completion, err := a.client.Chat.Completions.New(ctx, params)
 	if err != nil {
 		return provider.TextResponse{}, a.transportError(ctx, err)

@@ -150,6 +150,28 @@ func TestSpeechConformance(t *testing.T) {
 	})
 }
 
+func TestVisionConformance(t *testing.T) {
+	t.Parallel()
+	var opts []providertest.OpenAIOption
+	if v := loadSpec(t); v != nil {
+		opts = append(opts, providertest.WithRequestValidator(validateAgainstSpec(v)))
+	}
+	providertest.RunVision(t, providertest.VisionHarness{
+		Name:         "openai",
+		ChatPath:     "/v1/chat/completions",
+		Key:          "sk-test-0123456789abcdef",
+		DefaultModel: openai.DefaultVisionModel,
+		NewFake: func(t *testing.T) providertest.Fake {
+			f := providertest.NewOpenAIFake(opts...)
+			t.Cleanup(func() { require.Empty(t, f.InvalidRequests(), "requests OpenAI's document does not allow") })
+			return f
+		},
+		NewAdapter: func(baseURL, key string) provider.Vision {
+			return openai.New(openai.Config{BaseURL: baseURL, APIKey: key})
+		},
+	})
+}
+
 // The validator must be able to fail: a request the document forbids is
 // reported.
 func TestSpecValidatorRejectsBadRequest(t *testing.T) {

@@ -27,6 +27,7 @@ type ChatCall struct {
 	Authorization string
 	Model         string
 	Messages      []Message
+	Images        [][]byte // images sent with the messages, decoded
 	MaxTokens     *int
 	Temperature   *float64
 	Raw           []byte

@@ -1,6 +1,7 @@
 package providertest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -31,10 +32,14 @@ func (f *OllamaFake) URL() string { return f.srv.URL }
 func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
 	raw := readBody(req)
 	var in struct {
-		Model    string    `json:"model"`
-		Stream   *bool     `json:"stream"`
-		Messages []Message `json:"messages"`
-		Options  struct {
+		Model    string `json:"model"`
+		Stream   *bool  `json:"stream"`
+		Messages []struct {
+			Role    string   `json:"role"`
+			Content string   `json:"content"`
+			Images  []string `json:"images"`
+		} `json:"messages"`
+		Options struct {
 			NumPredict  *int     `json:"num_predict"`
 			Temperature *float64 `json:"temperature"`
 		} `json:"options"`
@@ -50,8 +55,18 @@ func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
 	}
 	call := ChatCall{
 		Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
-		Model: in.Model, Messages: in.Messages, MaxTokens: in.Options.NumPredict,
-		Temperature: in.Options.Temperature, Raw: raw,
+		Model: in.Model, MaxTokens: in.Options.NumPredict, Temperature: in.Options.Temperature, Raw: raw,
+	}
+	for _, m := range in.Messages {
+		call.Messages = append(call.Messages, Message{Role: m.Role, Content: m.Content})
+		for _, img := range m.Images {
+			b, err := base64.StdEncoding.DecodeString(img)
+			if err != nil {
+				write(w, req, f.ErrorReply(http.StatusBadRequest, "illegal base64 data in images", 0))
+				return
+			}
+			call.Images = append(call.Images, b)
+		}
 	}
 	write(w, req, f.answer(call, f.TextReply))
 }

@@ -1,6 +1,7 @@
 package providertest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -103,7 +104,9 @@ func (f *OpenAIFake) chat(w http.ResponseWriter, req *http.Request) {
 		call.MaxTokens = in.MaxTokens
 	}
 	for _, m := range in.Messages {
-		call.Messages = append(call.Messages, Message{Role: m.Role, Content: contentText(m.Content)})
+		text, images := contentParts(m.Content)
+		call.Messages = append(call.Messages, Message{Role: m.Role, Content: text})
+		call.Images = append(call.Images, images...)
 	}
 	write(w, req, f.answer(call, f.TextReply))
 }
@@ -167,23 +170,35 @@ func (f *OpenAIFake) ErrorReply(status int, message string, retryAfter time.Dura
 	})}
 }
 
-func contentText(raw json.RawMessage) string {
+// contentParts reads a message's content, a string or a list of parts, and
+// returns its text and the images of its image_url parts (data URLs only:
+// the adapter never hands a provider a URL to fetch).
+func contentParts(raw json.RawMessage) (string, [][]byte) {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return s
+		return s, nil
 	}
 	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
+		Type     string `json:"type"`
+		Text     string `json:"text"`
+		ImageURL struct {
+			URL string `json:"url"`
+		} `json:"image_url"`
 	}
-	if json.Unmarshal(raw, &parts) == nil {
-		var b strings.Builder
-		for _, p := range parts {
-			b.WriteString(p.Text)
+	if json.Unmarshal(raw, &parts) != nil {
+		return fmt.Sprintf("%s", raw), nil
+	}
+	var b strings.Builder
+	var images [][]byte
+	for _, p := range parts {
+		b.WriteString(p.Text)
+		if _, data, ok := strings.Cut(p.ImageURL.URL, ";base64,"); ok {
+			if img, err := base64.StdEncoding.DecodeString(data); err == nil {
+				images = append(images, img)
+			}
 		}
-		return b.String()
 	}
-	return fmt.Sprintf("%s", raw)
+	return b.String(), images
 }
 
 func lastUser(msgs []Message) string {

@@ -1,0 +1,93 @@
+package cli_test
+
+import (
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/provider/providertest"
+	"github.com/siganteng/siganteng/internal/redistest"
+)
+
+func pngDataURL() string {
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(providertest.PNG1x1)
+}
+
+func TestDescribeImageFromDataURL(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+
+	rec, _ := submitTo(t, s.url, "describe_image", `{"prompt":"What colour?","image_url":"`+pngDataURL()+`"}`)
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, "echo: What colour?", final.Result.Text)
+	calls := fake.Calls()
+	require.Len(t, calls, 1)
+	require.Equal(t, [][]byte{providertest.PNG1x1}, calls[0].Images)
+	require.Equal(t, "gpt-4o-mini", calls[0].Model)
+}
+
+func TestDescribeImageFetchesURLsThroughTheGuard(t *testing.T) {
+	t.Parallel()
+	images := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write(providertest.PNG1x1)
+	}))
+	t.Cleanup(images.Close)
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+
+	// By default a URL on this machine is refused: the task fails at once,
+	// saying why, and the provider is never called.
+	guarded := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	rec, _ := submitTo(t, guarded.url, "describe_image", `{"image_url":"`+images.URL+`/cat.png"}`)
+	final, _ := await(t, guarded.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "FAILURE", final.Status)
+	require.Equal(t, "invalid_input", final.Error.Code)
+	require.Contains(t, final.Error.Message, "not a public address")
+	require.Equal(t, 1, final.Attempts)
+	require.Empty(t, fake.Calls())
+
+	// With FETCH_ALLOW_PRIVATE (development), the same URL is fetched.
+	env := openAIEnv(t, fake, redistest.URL(t))
+	env["FETCH_ALLOW_PRIVATE"] = "true"
+	open := start(t, "serve", env)
+	rec, _ = submitTo(t, open.url, "describe_image", `{"image_url":"`+images.URL+`/cat.png"}`)
+	final, _ = await(t, open.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status, "%+v", final.Error)
+	require.Equal(t, "echo: Describe this image.", final.Result.Text)
+}
+
+func TestDescribeImageRejectsBadImagesAtSubmit(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, redistest.URL(t))
+	env["MAX_UPLOAD_BYTES"] = "2048"
+	s := start(t, "serve", env)
+	post := func(body string) (int, string) {
+		res, err := http.Post(s.url+"/background/describe_image", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	html := "data:image/png;base64," + base64.StdEncoding.EncodeToString([]byte("<html><body>hi</body></html>"))
+	status, body := post(`{"image_url":"` + html + `"}`)
+	require.Equal(t, http.StatusUnsupportedMediaType, status, body)
+	require.Contains(t, body, "image/png, image/jpeg")
+
+	big := "data:image/png;base64," + base64.StdEncoding.EncodeToString(append(append([]byte{}, providertest.PNG1x1...), make([]byte, 4096)...))
+	status, body = post(`{"image_url":"` + big + `"}`)
+	require.Equal(t, http.StatusRequestEntityTooLarge, status, body)
+
+	status, body = post(`{"image_url":"data:image/png,notbase64"}`)
+	require.Equal(t, http.StatusUnprocessableEntity, status, body)
+}

@@ -1,0 +1,32 @@
+package httpapi
+
+import (
+	"context"
+
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+type describeImageBody struct {
+	task.DescribeImageInput
+	_ struct{} `json:"-" additionalProperties:"true"`
+}
+
+type describeImageInput struct {
+	Body describeImageBody
+}
+
+func (h *handlers) submitDescribeImage(ctx context.Context, in *describeImageInput) (*submitOutput, error) {
+	rec, err := h.deps.Tasks.SubmitDescribeImage(ctx, in.Body.DescribeImageInput)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+}
+
+func (h *handlers) describeImage(ctx context.Context, in *describeImageInput) (*textOutput, error) {
+	out, err := h.deps.Tasks.DescribeImage(ctx, in.Body.DescribeImageInput)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	return &textOutput{Body: out}, nil
+}
