@@ -107,3 +107,24 @@ type Vision interface {
 	// DescribeImage returns the model's answer; errors as LLM's.
 	DescribeImage(ctx context.Context, req VisionRequest) (TextResponse, error)
 }
+
+// EmbedRequest asks for one vector per input string.
+type EmbedRequest struct {
+	Input      []string
+	Model      string // empty: the adapter's default
+	Dimensions int    // 0: the model's own; only some models can shorten
+}
+
+// EmbedResponse holds the vectors, in the order of the inputs.
+type EmbedResponse struct {
+	Vectors [][]float64
+	Model   string
+	Usage   Usage
+}
+
+// Embedder turns text into vectors.
+type Embedder interface {
+	Name() string
+	// Embed returns one vector per input; errors as LLM's.
+	Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error)
+}

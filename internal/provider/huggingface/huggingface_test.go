@@ -57,3 +57,17 @@ func TestVisionConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestEmbedConformance(t *testing.T) {
+	t.Parallel()
+	providertest.RunEmbed(t, providertest.EmbedHarness{
+		Name:         "huggingface",
+		Key:          "hf_testtoken1234567890",
+		Path:         func(model string) string { return "/models/" + model + "/pipeline/feature-extraction" },
+		DefaultModel: huggingface.DefaultEmbedModel,
+		NewFake:      func(*testing.T) providertest.EmbedFake { return providertest.NewHFInferenceFake() },
+		NewAdapter: func(baseURL, key string) provider.Embedder {
+			return huggingface.NewEmbedder(huggingface.EmbedConfig{InferenceURL: baseURL, Token: key})
+		},
+	})
+}

@@ -24,6 +24,9 @@ const DefaultModel = "llama3.2"
 // DefaultVisionModel is Ollama's best-known vision model.
 const DefaultVisionModel = "llava"
 
+// DefaultEmbedModel is a small embedding model Ollama serves.
+const DefaultEmbedModel = "nomic-embed-text"
+
 // maxAnswer bounds a chat answer: far above any completion, small enough that
 // a misbehaving server cannot exhaust a worker's memory.
 const maxAnswer = 32 << 20
@@ -33,6 +36,7 @@ type Config struct {
 	BaseURL      string // DefaultBaseURL when empty
 	DefaultModel string // DefaultModel when empty
 	VisionModel  string // DefaultVisionModel when empty
+	EmbedModel   string // DefaultEmbedModel when empty
 	HTTPClient   *http.Client
 }
 
@@ -41,13 +45,15 @@ type Adapter struct {
 	base        string
 	model       string
 	visionModel string
+	embedModel  string
 	client      *http.Client
 }
 
 var (
-	_ provider.LLM    = (*Adapter)(nil)
-	_ provider.Vision = (*Adapter)(nil)
-	_ provider.Pinger = (*Adapter)(nil)
+	_ provider.LLM      = (*Adapter)(nil)
+	_ provider.Vision   = (*Adapter)(nil)
+	_ provider.Embedder = (*Adapter)(nil)
+	_ provider.Pinger   = (*Adapter)(nil)
 )
 
 // New returns the adapter. It does no I/O.
@@ -64,7 +70,11 @@ func New(cfg Config) *Adapter {
 	if cfg.VisionModel == "" {
 		cfg.VisionModel = DefaultVisionModel
 	}
-	return &Adapter{base: strings.TrimRight(cfg.BaseURL, "/"), model: cfg.DefaultModel, visionModel: cfg.VisionModel, client: cfg.HTTPClient}
+	if cfg.EmbedModel == "" {
+		cfg.EmbedModel = DefaultEmbedModel
+	}
+	return &Adapter{base: strings.TrimRight(cfg.BaseURL, "/"), model: cfg.DefaultModel, visionModel: cfg.VisionModel,
+		embedModel: cfg.EmbedModel, client: cfg.HTTPClient}
 }
 
 // Name implements provider.LLM.
@@ -144,6 +154,32 @@ func (a *Adapter) chat(ctx context.Context, body chatRequest) (provider.TextResp
 			TotalTokens:      out.PromptEvalCount + out.EvalCount,
 		},
 	}, nil
+}
+
+// Embed implements provider.Embedder with POST /api/embed.
+func (a *Adapter) Embed(ctx context.Context, req provider.EmbedRequest) (provider.EmbedResponse, error) {
+	body := struct {
+		Model      string   `json:"model"`
+		Input      []string `json:"input"`
+		Dimensions int      `json:"dimensions,omitempty"`
+	}{Model: req.Model, Input: req.Input, Dimensions: req.Dimensions}
+	if body.Model == "" {
+		body.Model = a.embedModel
+	}
+	var out struct {
+		Model           string      `json:"model"`
+		Embeddings      [][]float64 `json:"embeddings"`
+		PromptEvalCount int64       `json:"prompt_eval_count"`
+	}
+	if err := a.do(ctx, http.MethodPost, "/api/embed", body, &out); err != nil {
+		return provider.EmbedResponse{}, err
+	}
+	if len(out.Embeddings) != len(req.Input) {
+		return provider.EmbedResponse{}, &provider.Error{Provider: a.Name(), Kind: provider.KindBadResponse,
+			Message: "the answer does not have one vector per input"}
+	}
+	return provider.EmbedResponse{Vectors: out.Embeddings, Model: out.Model,
+		Usage: provider.Usage{PromptTokens: out.PromptEvalCount, TotalTokens: out.PromptEvalCount}}, nil
 }
 
 // Ping asks for the server's version.

@@ -32,3 +32,17 @@ func TestVisionConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestEmbedConformance(t *testing.T) {
+	t.Parallel()
+	providertest.RunEmbed(t, providertest.EmbedHarness{
+		Name:         "ollama",
+		Path:         func(string) string { return "/api/embed" },
+		DefaultModel: ollama.DefaultEmbedModel,
+		Dimensions:   true,
+		NewFake:      func(*testing.T) providertest.EmbedFake { return providertest.NewOllamaFake() },
+		NewAdapter: func(baseURL, _ string) provider.Embedder {
+			return ollama.New(ollama.Config{BaseURL: baseURL})
+		},
+	})
+}

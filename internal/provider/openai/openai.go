@@ -31,6 +31,8 @@ type Config struct {
 	SpeechModel string
 	// VisionModel is the model for images; DefaultVisionModel when empty.
 	VisionModel string
+	// EmbedModel is the embeddings model; DefaultEmbedModel when empty.
+	EmbedModel string
 	// LegacyMaxTokens sends max_tokens instead of max_completion_tokens, for
 	// compatible servers that only know the older field.
 	LegacyMaxTokens bool
@@ -44,6 +46,7 @@ type Adapter struct {
 	model       string
 	speechModel string
 	visionModel string
+	embedModel  string
 	key         string
 	legacy      bool
 	client      openai.Client
@@ -71,10 +74,13 @@ func New(cfg Config) *Adapter {
 	if cfg.VisionModel == "" {
 		cfg.VisionModel = DefaultVisionModel
 	}
+	if cfg.EmbedModel == "" {
+		cfg.EmbedModel = DefaultEmbedModel
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, speechModel: cfg.SpeechModel, visionModel: cfg.VisionModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
+	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, speechModel: cfg.SpeechModel, visionModel: cfg.VisionModel, embedModel: cfg.EmbedModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
 	a.client = openai.NewClient(
 		option.WithBaseURL(strings.TrimRight(cfg.BaseURL, "/")+"/"),
 		option.WithAPIKey(cfg.APIKey),

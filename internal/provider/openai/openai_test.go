@@ -172,6 +172,29 @@ func TestVisionConformance(t *testing.T) {
 	})
 }
 
+func TestEmbedConformance(t *testing.T) {
+	t.Parallel()
+	var opts []providertest.OpenAIOption
+	if v := loadSpec(t); v != nil {
+		opts = append(opts, providertest.WithRequestValidator(validateAgainstSpec(v)))
+	}
+	providertest.RunEmbed(t, providertest.EmbedHarness{
+		Name:         "openai",
+		Key:          "sk-test-0123456789abcdef",
+		Path:         func(string) string { return "/v1/embeddings" },
+		DefaultModel: openai.DefaultEmbedModel,
+		Dimensions:   true,
+		NewFake: func(t *testing.T) providertest.EmbedFake {
+			f := providertest.NewOpenAIFake(opts...)
+			t.Cleanup(func() { require.Empty(t, f.InvalidRequests(), "requests OpenAI's document does not allow") })
+			return f
+		},
+		NewAdapter: func(baseURL, key string) provider.Embedder {
+			return openai.New(openai.Config{BaseURL: baseURL, APIKey: key})
+		},
+	})
+}
+
 // The validator must be able to fail: a request the document forbids is
 // reported.
 func TestSpecValidatorRejectsBadRequest(t *testing.T) {

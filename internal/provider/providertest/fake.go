@@ -63,12 +63,13 @@ type Fake interface {
 type recorder struct {
 	srv *httptest.Server
 
-	mu      sync.Mutex
-	script  []Reply
-	calls   []ChatCall
-	onCall  func(ChatCall)
-	delay   time.Duration
-	failure func(n int) *Reply
+	mu         sync.Mutex
+	script     []Reply
+	calls      []ChatCall
+	embedCalls []EmbedCall
+	onCall     func(ChatCall)
+	delay      time.Duration
+	failure    func(n int) *Reply
 }
 
 func (r *recorder) Close() { r.srv.Close() }

@@ -19,6 +19,7 @@ func NewOllamaFake() *OllamaFake {
 	f := &OllamaFake{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/chat", f.chat)
+	mux.HandleFunc("POST /api/embed", f.embed)
 	mux.HandleFunc("GET /api/version", func(w http.ResponseWriter, req *http.Request) {
 		write(w, req, Reply{Body: []byte(`{"version":"0.12.6"}`)})
 	})

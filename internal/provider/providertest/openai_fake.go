@@ -57,6 +57,7 @@ func NewOpenAIFake(opts ...OpenAIOption) *OpenAIFake {
 	mux.HandleFunc("POST /v1/chat/completions", f.chat)
 	mux.HandleFunc("GET /v1/models", f.models)
 	mux.HandleFunc("POST /v1/audio/speech", f.speech)
+	mux.HandleFunc("POST /v1/embeddings", f.embeddings)
 	f.srv = httptest.NewServer(mux)
 	return f
 }
@@ -82,15 +83,21 @@ type openAIChatRequest struct {
 	} `json:"messages"`
 }
 
+// check keeps the validator's complaint about a request, if any.
+func (f *OpenAIFake) check(req *http.Request, raw []byte) {
+	if f.validate == nil {
+		return
+	}
+	if err := f.validate(req, raw); err != nil {
+		f.mu.Lock()
+		f.invalid = append(f.invalid, err.Error())
+		f.mu.Unlock()
+	}
+}
+
 func (f *OpenAIFake) chat(w http.ResponseWriter, req *http.Request) {
 	raw := readBody(req)
-	if f.validate != nil {
-		if err := f.validate(req, raw); err != nil {
-			f.mu.Lock()
-			f.invalid = append(f.invalid, err.Error())
-			f.mu.Unlock()
-		}
-	}
+	f.check(req, raw)
 	var in openAIChatRequest
 	if err := json.Unmarshal(raw, &in); err != nil {
 		write(w, req, f.ErrorReply(http.StatusBadRequest, "We could not parse the JSON body of your request.", 0))

@@ -32,13 +32,7 @@ type SpeechCall struct {
 // bytes, in the asked format.
 func (f *OpenAIFake) speech(w http.ResponseWriter, req *http.Request) {
 	raw := readBody(req)
-	if f.validate != nil {
-		if err := f.validate(req, raw); err != nil {
-			f.mu.Lock()
-			f.invalid = append(f.invalid, err.Error())
-			f.mu.Unlock()
-		}
-	}
+	f.check(req, raw)
 	var in struct {
 		Model          string   `json:"model"`
 		Input          string   `json:"input"`
