@@ -46,6 +46,16 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 		vision = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, VisionModel: cfg.VisionModel, HTTPClient: client})
 	}
 
+	var embedder provider.Embedder
+	switch cfg.EmbedProvider {
+	case config.ProviderOpenAI:
+		embedder = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, EmbedModel: cfg.EmbedModel, HTTPClient: client})
+	case config.ProviderHuggingFace:
+		embedder = huggingface.NewEmbedder(huggingface.EmbedConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.EmbedModel, HTTPClient: client})
+	default:
+		embedder = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, EmbedModel: cfg.EmbedModel, HTTPClient: client})
+	}
+
 	var tts provider.TTS
 	switch cfg.TTSProvider {
 	case config.ProviderOpenAI:
@@ -56,8 +66,8 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 			log.Warn("text_to_speech uses espeak-ng, which is not installed: install it (apt-get install espeak-ng) or set OPENAI_API_KEY")
 		}
 	}
-	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "vision", vision.Name(), "tts", tts.Name())
-	return service.Providers{LLM: llm, TTS: tts, Vision: vision}
+	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "vision", vision.Name(), "embed", embedder.Name(), "tts", tts.Name())
+	return service.Providers{LLM: llm, TTS: tts, Vision: vision, Embedder: embedder}
 }
 
 func modelOrDefault(cfg config.Config) string {

@@ -91,3 +91,26 @@ func TestDescribeImageRejectsBadImagesAtSubmit(t *testing.T) {
 	status, body = post(`{"image_url":"data:image/png,notbase64"}`)
 	require.Equal(t, http.StatusUnprocessableEntity, status, body)
 }
+
+func TestEmbedThroughOllama(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOllamaFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", map[string]string{"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "ollama", "OLLAMA_BASE_URL": fake.URL()})
+	rec, _ := submitTo(t, s.url, "embed", `{"input":["kucing","anjing"]}`)
+	await(t, s.url, rec.TaskID, 10*time.Second)
+	var final struct {
+		Status string `json:"status"`
+		Result struct {
+			Vectors    [][]float64 `json:"vectors"`
+			Dimensions int         `json:"dimensions"`
+			Provider   string      `json:"provider"`
+		} `json:"result"`
+	}
+	getJSON(t, s.url+"/background/tasks/"+rec.TaskID, &final)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, "ollama", final.Result.Provider)
+	require.Equal(t, 8, final.Result.Dimensions)
+	require.Equal(t, [][]float64{providertest.Vector(0, "kucing", 8), providertest.Vector(1, "anjing", 8)}, final.Result.Vectors)
+	require.Equal(t, "nomic-embed-text", fake.EmbedCalls()[0].Model)
+}

@@ -43,6 +43,8 @@ type Config struct {
 	VisionProvider string // VISION_PROVIDER, resolved
 	VisionModel    string // VISION_MODEL; empty: the adapter's default
 	MaxUploadBytes int64  // MAX_UPLOAD_BYTES
+	EmbedProvider  string // EMBED_PROVIDER, resolved
+	EmbedModel     string // EMBED_MODEL; empty: the adapter's default
 	// FetchAllowPrivate lets image URLs reach private and loopback
 	// addresses (FETCH_ALLOW_PRIVATE), for development only.
 	FetchAllowPrivate bool
@@ -52,11 +54,12 @@ type Config struct {
 
 	ArtifactDir string // ARTIFACT_DIR; empty: a temporary folder, under serve only
 
-	OpenAIAPIKey  string // OPENAI_API_KEY
-	OpenAIBaseURL string // OPENAI_BASE_URL
-	HFToken       string // HF_TOKEN
-	HFBaseURL     string // HF_BASE_URL
-	OllamaBaseURL string // OLLAMA_BASE_URL
+	OpenAIAPIKey   string // OPENAI_API_KEY
+	OpenAIBaseURL  string // OPENAI_BASE_URL
+	HFToken        string // HF_TOKEN
+	HFBaseURL      string // HF_BASE_URL
+	HFInferenceURL string // HF_INFERENCE_URL
+	OllamaBaseURL  string // OLLAMA_BASE_URL
 
 	WorkerConcurrency  int           // WORKER_CONCURRENCY
 	TaskMaxRetry       int           // TASK_MAX_RETRY
@@ -88,6 +91,8 @@ var Vars = []Var{
 	{"LLM_MODEL", "", "default model; empty: gpt-4o-mini (openai), meta-llama/Llama-3.1-8B-Instruct (huggingface), llama3.2 (ollama)"},
 	{"VISION_PROVIDER", "", "openai, huggingface or ollama, for describe_image; empty: the LLM provider"},
 	{"VISION_MODEL", "", "vision model; empty: gpt-4o-mini (openai), Qwen/Qwen2.5-VL-7B-Instruct (huggingface), llava (ollama)"},
+	{"EMBED_PROVIDER", "", "openai, huggingface or ollama, for embed; empty: the LLM provider"},
+	{"EMBED_MODEL", "", "embedding model; empty: text-embedding-3-small (openai), sentence-transformers/all-MiniLM-L6-v2 (huggingface), nomic-embed-text (ollama)"},
 	{"MAX_UPLOAD_BYTES", "10485760", "largest image accepted, fetched or sent in a data: URL (10 MiB)"},
 	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs reach loopback and private addresses, for development; cloud metadata stays refused"},
 	{"TTS_PROVIDER", "", "openai or espeak; empty: openai if OPENAI_API_KEY is set, else espeak (the local espeak-ng program)"},
@@ -96,7 +101,8 @@ var Vars = []Var{
 	{"OPENAI_API_KEY", "", "OpenAI key (or the key of an OpenAI-compatible server)"},
 	{"OPENAI_BASE_URL", "https://api.openai.com/v1", "any OpenAI-compatible server: vLLM, llama.cpp's server, LM Studio, TGI"},
 	{"HF_TOKEN", "", "Hugging Face access token"},
-	{"HF_BASE_URL", "https://router.huggingface.co/v1", "Hugging Face Inference Providers router"},
+	{"HF_BASE_URL", "https://router.huggingface.co/v1", "Hugging Face Inference Providers router (OpenAI-compatible chat)"},
+	{"HF_INFERENCE_URL", "https://router.huggingface.co/hf-inference", "Hugging Face's task pipelines (feature-extraction for embed)"},
 	{"OLLAMA_BASE_URL", "http://127.0.0.1:11434", "Ollama server"},
 	{"WORKER_CONCURRENCY", "64", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count"},
 	{"TASK_MAX_RETRY", "3", "retries after the first attempt for transient failures"},
@@ -114,19 +120,21 @@ var Vars = []Var{
 func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	cfg := Config{
-		HTTPAddr:      p.str("HTTP_ADDR"),
-		RedisURL:      p.str("REDIS_URL"),
-		LogLevel:      p.level("LOG_LEVEL"),
-		LogFormat:     p.oneOf("LOG_FORMAT", "text", "json"),
-		LLMModel:      p.str("LLM_MODEL"),
-		TTSModel:      p.str("TTS_MODEL"),
-		VisionModel:   p.str("VISION_MODEL"),
-		ArtifactDir:   p.str("ARTIFACT_DIR"),
-		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
-		OpenAIBaseURL: p.url("OPENAI_BASE_URL"),
-		HFToken:       strings.TrimSpace(getenv("HF_TOKEN")),
-		HFBaseURL:     p.url("HF_BASE_URL"),
-		OllamaBaseURL: p.url("OLLAMA_BASE_URL"),
+		HTTPAddr:       p.str("HTTP_ADDR"),
+		RedisURL:       p.str("REDIS_URL"),
+		LogLevel:       p.level("LOG_LEVEL"),
+		LogFormat:      p.oneOf("LOG_FORMAT", "text", "json"),
+		LLMModel:       p.str("LLM_MODEL"),
+		TTSModel:       p.str("TTS_MODEL"),
+		VisionModel:    p.str("VISION_MODEL"),
+		EmbedModel:     p.str("EMBED_MODEL"),
+		HFInferenceURL: p.url("HF_INFERENCE_URL"),
+		ArtifactDir:    p.str("ARTIFACT_DIR"),
+		OpenAIAPIKey:   strings.TrimSpace(getenv("OPENAI_API_KEY")),
+		OpenAIBaseURL:  p.url("OPENAI_BASE_URL"),
+		HFToken:        strings.TrimSpace(getenv("HF_TOKEN")),
+		HFBaseURL:      p.url("HF_BASE_URL"),
+		OllamaBaseURL:  p.url("OLLAMA_BASE_URL"),
 
 		WorkerConcurrency:  p.intAtLeast("WORKER_CONCURRENCY", 1),
 		TaskMaxRetry:       p.intAtLeast("TASK_MAX_RETRY", 0),
@@ -141,7 +149,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)
-	cfg.VisionProvider = p.visionProvider(cfg)
+	cfg.VisionProvider = p.capabilityProvider("VISION_PROVIDER", cfg.LLMProvider)
+	cfg.EmbedProvider = p.capabilityProvider("EMBED_PROVIDER", cfg.LLMProvider)
 	cfg.MaxUploadBytes = int64(p.intAtLeast("MAX_UPLOAD_BYTES", 1024))
 	cfg.FetchAllowPrivate = p.boolean("FETCH_ALLOW_PRIVATE")
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
@@ -265,15 +274,17 @@ func (p *parser) boolean(name string) bool {
 	return v
 }
 
-func (p *parser) visionProvider(cfg Config) string {
-	switch v := strings.ToLower(strings.TrimSpace(p.getenv("VISION_PROVIDER"))); v {
+// capabilityProvider reads a capability's provider, which follows the LLM's
+// when unset.
+func (p *parser) capabilityProvider(name, llm string) string {
+	switch v := strings.ToLower(strings.TrimSpace(p.getenv(name))); v {
 	case ProviderOpenAI, ProviderHuggingFace, ProviderOllama:
 		return v
 	case "":
 	default:
-		p.fail("VISION_PROVIDER", "want openai, huggingface or ollama, got %q", v)
+		p.fail(name, "want openai, huggingface or ollama, got %q", v)
 	}
-	return cfg.LLMProvider
+	return llm
 }
 
 func (p *parser) ttsProvider(cfg Config) string {

@@ -84,6 +84,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"LLM_PROVIDER":         "skynet",
 		"TTS_PROVIDER":         "huggingface",
 		"VISION_PROVIDER":      "eyes",
+		"EMBED_PROVIDER":       "word2vec",
+		"HF_INFERENCE_URL":     "router",
 		"MAX_UPLOAD_BYTES":     "ten megs",
 		"FETCH_ALLOW_PRIVATE":  "sometimes",
 		"OPENAI_BASE_URL":      "ftp://x",

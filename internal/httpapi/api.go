@@ -29,6 +29,10 @@ type Tasks interface {
 	SubmitDescribeImage(ctx context.Context, in task.DescribeImageInput) (*task.Record, error)
 	// DescribeImage runs the work now; errors as both of the above.
 	DescribeImage(ctx context.Context, in task.DescribeImageInput) (*task.TextResult, error)
+	// SubmitEmbed records and enqueues a task; EINVALID, EUNAVAILABLE.
+	SubmitEmbed(ctx context.Context, in task.EmbedInput) (*task.Record, error)
+	// Embed runs the work now; errors as GenerateText's.
+	Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedResult, error)
 	// SubmitTextToSpeech records and enqueues a task; EINVALID, EUNAVAILABLE.
 	SubmitTextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*task.Record, error)
 	// TextToSpeech starts speech now; errors as GenerateText's. The caller

@@ -47,6 +47,20 @@ func (f *fakeTasks) DescribeImage(_ context.Context, in task.DescribeImageInput)
 	return &task.TextResult{Text: "a cat", Provider: "fake"}, nil
 }
 
+func (f *fakeTasks) SubmitEmbed(_ context.Context, in task.EmbedInput) (*task.Record, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &task.Record{ID: "e1", Type: task.TypeEmbed, Status: task.StatusPending}, nil
+}
+
+func (f *fakeTasks) Embed(_ context.Context, in task.EmbedInput) (*task.EmbedResult, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return &task.EmbedResult{Vectors: [][]float64{{0.5, 0.25}}, Dimensions: 2, Provider: "fake"}, nil
+}
+
 func (f *fakeTasks) SubmitTextToSpeech(_ context.Context, in task.TextToSpeechInput) (*task.Record, error) {
 	f.gotSpeech = in
 	if err := in.Validate(); err != nil {
@@ -328,7 +342,7 @@ func TestDocsAndOpenAPI(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(raw, &doc))
 	require.Equal(t, "3.1.0", doc.OpenAPI)
-	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/describe_image", "/describe_image", "/background/tasks/{task_id}",
+	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/describe_image", "/describe_image", "/background/embed", "/embed", "/background/tasks/{task_id}",
 		"/background/tasks/{task_id}/artifact", "/generate_text", "/text_to_speech", "/healthz", "/readyz"} {
 		require.Contains(t, doc.Paths, p)
 	}
@@ -436,5 +450,28 @@ func TestTooLargeAndUnsupportedMapTo413And415(t *testing.T) {
 		res, raw := b.do(t, http.MethodPost, "/describe_image", `{"image_url":"https://x/y.png"}`)
 		p := requireProblem(t, res, raw, status)
 		require.Equal(t, "body.image_url", p.Errors[0].Location)
+	}
+}
+
+func TestEmbedRequests(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, raw := b.do(t, http.MethodPost, "/background/embed", `{"input":["kucing","cat"],"dimensions":256}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	res, raw = b.do(t, http.MethodPost, "/embed", `{"input":["kucing"]}`)
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	require.JSONEq(t, `{"vectors":[[0.5,0.25]],"dimensions":2,"model":"","provider":"fake","usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}`, string(raw))
+	many := `["` + strings.Repeat(`x","`, 256) + `x"]`
+	for body, location := range map[string]string{
+		`{}`:                             "body",
+		`{"input":[]}`:                   "body.input",
+		`{"input":"one string"}`:         "body.input",
+		`{"input":["ok"," "]}`:           "body.input",
+		`{"input":` + many + `}`:         "body.input",
+		`{"input":["x"],"dimensions":0}`: "body.dimensions",
+	} {
+		res, raw := b.do(t, http.MethodPost, "/background/embed", body)
+		p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+		require.Equal(t, location, p.Errors[0].Location, "%s", body)
 	}
 }

@@ -74,6 +74,32 @@ func registerRoutes(api huma.API, h *handlers) {
 			http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 	}, h.describeImage)
 
+	// 256 inputs of 32,000 characters, at up to 4 bytes each.
+	const embedBody = 256*32_000*4 + 64<<10
+	huma.Register(api, huma.Operation{
+		OperationID:   "submit-embed",
+		Method:        http.MethodPost,
+		Path:          "/background/embed",
+		Summary:       "Queue embeddings",
+		Description:   "One vector per input string, in order, in the record's result.",
+		Tags:          []string{"Background tasks"},
+		DefaultStatus: http.StatusAccepted,
+		MaxBodyBytes:  embedBody,
+		Errors:        []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.submitEmbed)
+
+	huma.Register(api, huma.Operation{
+		OperationID:  "embed",
+		Method:       http.MethodPost,
+		Path:         "/embed",
+		Summary:      "Embed now",
+		Description:  "The same work as the background task, within SYNC_TIMEOUT.",
+		Tags:         []string{"Synchronous"},
+		MaxBodyBytes: embedBody,
+		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+	}, h.embed)
+
 	huma.Register(api, huma.Operation{
 		OperationID:   "submit-text-to-speech",
 		Method:        http.MethodPost,

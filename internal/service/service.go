@@ -36,9 +36,10 @@ type Enqueuer interface {
 
 // Providers are the adapters for each capability.
 type Providers struct {
-	LLM    provider.LLM
-	TTS    provider.TTS
-	Vision provider.Vision
+	LLM      provider.LLM
+	TTS      provider.TTS
+	Vision   provider.Vision
+	Embedder provider.Embedder
 }
 
 // Artifacts stores binary results.
@@ -265,75 +266,64 @@ type Outcome struct {
 // Execute runs one queued task. Its errors are provider errors, a
 // task.EINVALID error for a payload that can never run, or ctx's error.
 func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload []byte) (Outcome, error) {
+	p := s.Providers
 	switch typ {
-	case task.TypeDescribeImage:
-		var in task.DescribeImageInput
-		if err := json.Unmarshal(payload, &in); err != nil {
-			return Outcome{}, &task.Error{Code: task.EINVALID, Message: "unreadable describe_image payload", Err: err}
-		}
-		if err := in.Validate(); err != nil {
-			return Outcome{}, err
-		}
-		out, err := s.describeImage(ctx, in)
-		if err != nil {
-			return Outcome{Provider: s.Providers.Vision.Name()}, err
-		}
-		return encodeOutcome(out.Provider, out)
-	case task.TypeTextToSpeech:
-		var in task.TextToSpeechInput
-		if err := json.Unmarshal(payload, &in); err != nil {
-			return Outcome{}, &task.Error{Code: task.EINVALID, Message: "unreadable text_to_speech payload", Err: err}
-		}
-		if err := in.Validate(); err != nil {
-			return Outcome{}, err
-		}
-		return s.textToSpeech(ctx, id, in)
 	case task.TypeGenerateText:
-		var in task.GenerateTextInput
-		if err := json.Unmarshal(payload, &in); err != nil {
-			return Outcome{}, &task.Error{Code: task.EINVALID, Message: "unreadable generate_text payload", Err: err}
-		}
-		if err := in.Validate(); err != nil {
-			return Outcome{}, err
-		}
-		out, err := s.generateText(ctx, in)
-		if err != nil {
-			return Outcome{Provider: s.Providers.LLM.Name()}, err
-		}
-		return encodeOutcome(out.Provider, out)
+		return execute(payload, typ, p.LLM, func(in task.GenerateTextInput) (any, error) { return s.generateText(ctx, in) })
+	case task.TypeDescribeImage:
+		return execute(payload, typ, p.Vision, func(in task.DescribeImageInput) (any, error) { return s.describeImage(ctx, in) })
+	case task.TypeEmbed:
+		return execute(payload, typ, p.Embedder, func(in task.EmbedInput) (any, error) { return s.embed(ctx, in) })
+	case task.TypeTextToSpeech:
+		return execute(payload, typ, p.TTS, func(in task.TextToSpeechInput) (any, error) { return s.textToSpeech(ctx, id, in) })
 	}
 	return Outcome{}, &task.Error{Code: task.EINVALID, Message: fmt.Sprintf("unknown task type %q", typ)}
 }
 
+// input is what every task input can do.
+type input interface{ Validate() error }
+
+// execute decodes and validates a payload, runs it, and encodes the result.
+func execute[I input](payload []byte, typ task.Type, p interface{ Name() string }, run func(I) (any, error)) (Outcome, error) {
+	var in I
+	if err := json.Unmarshal(payload, &in); err != nil {
+		return Outcome{}, &task.Error{Code: task.EINVALID, Message: fmt.Sprintf("unreadable %s payload", typ), Err: err}
+	}
+	if err := in.Validate(); err != nil {
+		return Outcome{}, err
+	}
+	result, err := run(in)
+	if err != nil {
+		return Outcome{Provider: p.Name()}, err
+	}
+	b, err := json.Marshal(result)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("service: encode %s result: %w", typ, err)
+	}
+	return Outcome{Provider: p.Name(), Result: b}, nil
+}
+
 // textToSpeech streams the provider's audio into the artifact store.
-func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpeechInput) (Outcome, error) {
+func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpeechInput) (*task.AudioResult, error) {
 	tts := s.Providers.TTS
 	audio, err := tts.Synthesize(ctx, speechRequest(in))
 	if err != nil {
-		return Outcome{Provider: tts.Name()}, err
+		return nil, err
 	}
 	defer audio.Body.Close()
 	size, err := s.Artifacts.Put(ctx, id, audio.Body)
 	if err != nil {
 		if ctx.Err() != nil {
-			return Outcome{Provider: tts.Name()}, provider.ErrorFromTransport(ctx, tts.Name(), ctx.Err())
+			return nil, provider.ErrorFromTransport(ctx, tts.Name(), ctx.Err())
 		}
 		// A broken stream from the provider, or a full disk: worth a retry.
-		return Outcome{Provider: tts.Name()}, &provider.Error{Provider: tts.Name(), Kind: provider.KindUnavailable,
+		return nil, &provider.Error{Provider: tts.Name(), Kind: provider.KindUnavailable,
 			Message: "the audio could not be stored: " + err.Error()}
 	}
-	return encodeOutcome(tts.Name(), task.AudioResult{
+	return &task.AudioResult{
 		Artifact: task.Artifact{URL: task.ArtifactURL(id), ContentType: audio.ContentType, Size: size},
 		Provider: tts.Name(), Model: audio.Model, Voice: audio.Voice, Format: audio.Format,
-	})
-}
-
-func encodeOutcome(providerName string, result any) (Outcome, error) {
-	b, err := json.Marshal(result)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("service: encode result: %w", err)
-	}
-	return Outcome{Provider: providerName, Result: b}, nil
+	}, nil
 }
 
 // syncError maps a failure of a synchronous call to the error the client sees.

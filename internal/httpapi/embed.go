@@ -1,0 +1,36 @@
+package httpapi
+
+import (
+	"context"
+
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+type embedBody struct {
+	task.EmbedInput
+	_ struct{} `json:"-" additionalProperties:"true"`
+}
+
+type embedInput struct {
+	Body embedBody
+}
+
+type embedOutput struct {
+	Body *task.EmbedResult
+}
+
+func (h *handlers) submitEmbed(ctx context.Context, in *embedInput) (*submitOutput, error) {
+	rec, err := h.deps.Tasks.SubmitEmbed(ctx, in.Body.EmbedInput)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+}
+
+func (h *handlers) embed(ctx context.Context, in *embedInput) (*embedOutput, error) {
+	out, err := h.deps.Tasks.Embed(ctx, in.Body.EmbedInput)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	return &embedOutput{Body: out}, nil
+}

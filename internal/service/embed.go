@@ -1,0 +1,48 @@
+package service
+
+import (
+	"context"
+
+	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// SubmitEmbed validates in, records a PENDING task and enqueues it.
+func (s *Service) SubmitEmbed(ctx context.Context, in task.EmbedInput) (*task.Record, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	return s.submit(ctx, task.TypeEmbed, in, in.Summary())
+}
+
+// Embed runs embed now, bounded by the sync timeout.
+func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedResult, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	defer cancel()
+	out, err := s.embed(ctx, in)
+	if err != nil {
+		return nil, syncError(ctx, err)
+	}
+	return out, nil
+}
+
+func (s *Service) embed(ctx context.Context, in task.EmbedInput) (*task.EmbedResult, error) {
+	e := s.Providers.Embedder
+	req := provider.EmbedRequest{Input: in.Input, Model: in.Model}
+	if in.Dimensions != nil {
+		req.Dimensions = *in.Dimensions
+	}
+	out, err := e.Embed(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	res := &task.EmbedResult{Vectors: out.Vectors, Model: out.Model, Provider: e.Name(),
+		Usage: task.Usage{PromptTokens: out.Usage.PromptTokens, TotalTokens: out.Usage.TotalTokens}}
+	if len(out.Vectors) > 0 {
+		res.Dimensions = len(out.Vectors[0])
+	}
+	return res, nil
+}
