@@ -128,3 +128,36 @@ type Embedder interface {
 	// Embed returns one vector per input; errors as LLM's.
 	Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error)
 }
+
+// TranscribeRequest asks for the words in one audio file.
+type TranscribeRequest struct {
+	Audio     io.Reader
+	Filename  string // providers guess the format from its extension too
+	MediaType string // as sniffed: audio/wav, audio/mpeg, audio/flac, audio/ogg, audio/webm, audio/mp4
+	Model     string // empty: the adapter's default
+	Language  string // ISO-639-1 hint, or empty
+	Prompt    string // spelling and style hint, or empty
+}
+
+// Segment is a timed piece of a transcript.
+type Segment struct {
+	Start float64 `json:"start"` // seconds
+	End   float64 `json:"end"`
+	Text  string  `json:"text"`
+}
+
+// Transcript is what was said.
+type Transcript struct {
+	Text     string
+	Language string
+	Duration float64   // seconds, where the provider says
+	Segments []Segment // where the provider returns them
+	Model    string
+}
+
+// STT turns speech into text.
+type STT interface {
+	Name() string
+	// Transcribe returns the transcript; errors as LLM's.
+	Transcribe(ctx context.Context, req TranscribeRequest) (Transcript, error)
+}

@@ -71,3 +71,17 @@ func TestEmbedConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestSTTConformance(t *testing.T) {
+	t.Parallel()
+	providertest.RunSTT(t, providertest.STTHarness{
+		Name:         "huggingface",
+		Key:          "hf_testtoken1234567890",
+		Path:         func(model string) string { return "/models/" + model },
+		DefaultModel: huggingface.DefaultASRModel,
+		NewFake:      func(*testing.T) providertest.STTFake { return providertest.NewHFInferenceFake() },
+		NewAdapter: func(baseURL, key string) provider.STT {
+			return huggingface.NewASR(huggingface.ASRConfig{InferenceURL: baseURL, Token: key})
+		},
+	})
+}

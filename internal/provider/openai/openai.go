@@ -33,6 +33,9 @@ type Config struct {
 	VisionModel string
 	// EmbedModel is the embeddings model; DefaultEmbedModel when empty.
 	EmbedModel string
+	// TranscribeModel is the speech-to-text model; DefaultTranscribeModel
+	// when empty.
+	TranscribeModel string
 	// LegacyMaxTokens sends max_tokens instead of max_completion_tokens, for
 	// compatible servers that only know the older field.
 	LegacyMaxTokens bool
@@ -42,14 +45,15 @@ type Config struct {
 // Adapter implements provider.LLM over chat completions and provider.TTS
 // over audio speech.
 type Adapter struct {
-	name        string
-	model       string
-	speechModel string
-	visionModel string
-	embedModel  string
-	key         string
-	legacy      bool
-	client      openai.Client
+	name            string
+	model           string
+	speechModel     string
+	visionModel     string
+	embedModel      string
+	transcribeModel string
+	key             string
+	legacy          bool
+	client          openai.Client
 }
 
 var (
@@ -77,10 +81,13 @@ func New(cfg Config) *Adapter {
 	if cfg.EmbedModel == "" {
 		cfg.EmbedModel = DefaultEmbedModel
 	}
+	if cfg.TranscribeModel == "" {
+		cfg.TranscribeModel = DefaultTranscribeModel
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, speechModel: cfg.SpeechModel, visionModel: cfg.VisionModel, embedModel: cfg.EmbedModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
+	a := &Adapter{name: cfg.Name, model: cfg.DefaultModel, speechModel: cfg.SpeechModel, visionModel: cfg.VisionModel, embedModel: cfg.EmbedModel, transcribeModel: cfg.TranscribeModel, key: cfg.APIKey, legacy: cfg.LegacyMaxTokens}
 	a.client = openai.NewClient(
 		option.WithBaseURL(strings.TrimRight(cfg.BaseURL, "/")+"/"),
 		option.WithAPIKey(cfg.APIKey),

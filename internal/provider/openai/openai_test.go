@@ -195,6 +195,47 @@ func TestEmbedConformance(t *testing.T) {
 	})
 }
 
+func TestSTTConformance(t *testing.T) {
+	t.Parallel()
+	var opts []providertest.OpenAIOption
+	if v := loadSpec(t); v != nil {
+		opts = append(opts, providertest.WithRequestValidator(validateAgainstSpec(v)))
+	}
+	providertest.RunSTT(t, providertest.STTHarness{
+		Name:         "openai",
+		Key:          "sk-test-0123456789abcdef",
+		Path:         func(string) string { return "/v1/audio/transcriptions" },
+		DefaultModel: openai.DefaultTranscribeModel,
+		NewFake: func(t *testing.T) providertest.STTFake {
+			f := providertest.NewOpenAIFake(opts...)
+			t.Cleanup(func() { require.Empty(t, f.InvalidRequests(), "requests OpenAI's document does not allow") })
+			return f
+		},
+		NewAdapter: func(baseURL, key string) provider.STT {
+			return openai.New(openai.Config{BaseURL: baseURL, APIKey: key})
+		},
+	})
+}
+
+// whisper-1 is asked for verbose_json, whose segments reach the transcript.
+func TestTranscribeSegments(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	defer fake.Close()
+	stt := openai.New(openai.Config{BaseURL: fake.URL(), APIKey: "sk-x"})
+	out, err := stt.Transcribe(t.Context(), provider.TranscribeRequest{Audio: strings.NewReader("RIFF"), Filename: "a.wav", MediaType: "audio/wav"})
+	require.NoError(t, err)
+	require.Equal(t, "verbose_json", fake.STTCalls()[0].Format)
+	require.Equal(t, "english", out.Language)
+	require.InDelta(t, 8.47, out.Duration, 1e-9)
+	require.Len(t, out.Segments, 1)
+	require.InDelta(t, 3.32, out.Segments[0].End, 1e-9)
+
+	_, err = stt.Transcribe(t.Context(), provider.TranscribeRequest{Audio: strings.NewReader("RIFF"), Filename: "a.wav", MediaType: "audio/wav", Model: "gpt-4o-mini-transcribe"})
+	require.NoError(t, err)
+	require.Equal(t, "json", fake.STTCalls()[1].Format, "only whisper-1 answers verbose_json")
+}
+
 // The validator must be able to fail: a request the document forbids is
 // reported.
 func TestSpecValidatorRejectsBadRequest(t *testing.T) {

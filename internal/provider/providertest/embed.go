@@ -149,6 +149,7 @@ func NewHFInferenceFake() *HFInferenceFake {
 	f := &HFInferenceFake{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /models/{owner}/{name}/pipeline/feature-extraction", f.featureExtraction)
+	mux.HandleFunc("POST /models/{owner}/{name}", f.asr)
 	f.srv = httptest.NewServer(mux)
 	return f
 }

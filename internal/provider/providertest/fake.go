@@ -67,6 +67,7 @@ type recorder struct {
 	script     []Reply
 	calls      []ChatCall
 	embedCalls []EmbedCall
+	sttCalls   []STTCall
 	onCall     func(ChatCall)
 	delay      time.Duration
 	failure    func(n int) *Reply

@@ -58,6 +58,7 @@ func NewOpenAIFake(opts ...OpenAIOption) *OpenAIFake {
 	mux.HandleFunc("GET /v1/models", f.models)
 	mux.HandleFunc("POST /v1/audio/speech", f.speech)
 	mux.HandleFunc("POST /v1/embeddings", f.embeddings)
+	mux.HandleFunc("POST /v1/audio/transcriptions", f.transcriptions)
 	f.srv = httptest.NewServer(mux)
 	return f
 }
