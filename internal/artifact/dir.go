@@ -103,6 +103,18 @@ func (d *Dir) Open(_ context.Context, key string) (Object, error) {
 	return &file{File: f, info: info}, nil
 }
 
+// Delete removes the artifact under key; a missing one is not an error.
+func (d *Dir) Delete(_ context.Context, key string) error {
+	path, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("artifact: delete %s: %w", key, err)
+	}
+	return nil
+}
+
 // Sweep deletes artifacts last written more than maxAge ago: their records,
 // which expire RESULT_TTL after the task ended, are gone too.
 func (d *Dir) Sweep(maxAge time.Duration, now time.Time) (removed int, err error) {

@@ -56,6 +56,16 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 		embedder = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, EmbedModel: cfg.EmbedModel, HTTPClient: client})
 	}
 
+	var stt provider.STT
+	switch cfg.STTProvider {
+	case config.ProviderOpenAI:
+		stt = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, TranscribeModel: cfg.STTModel, HTTPClient: client})
+	case config.ProviderHuggingFace:
+		stt = huggingface.NewASR(huggingface.ASRConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.STTModel, HTTPClient: client})
+	default:
+		stt = provider.Missing{Capability: "speech_to_text", Hint: "set OPENAI_API_KEY or HF_TOKEN (STT_PROVIDER chooses between them)"}
+	}
+
 	var tts provider.TTS
 	switch cfg.TTSProvider {
 	case config.ProviderOpenAI:
@@ -66,8 +76,8 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 			log.Warn("text_to_speech uses espeak-ng, which is not installed: install it (apt-get install espeak-ng) or set OPENAI_API_KEY")
 		}
 	}
-	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "vision", vision.Name(), "embed", embedder.Name(), "tts", tts.Name())
-	return service.Providers{LLM: llm, TTS: tts, Vision: vision, Embedder: embedder}
+	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "vision", vision.Name(), "embed", embedder.Name(), "stt", stt.Name(), "tts", tts.Name())
+	return service.Providers{LLM: llm, TTS: tts, Vision: vision, Embedder: embedder, STT: stt}
 }
 
 func modelOrDefault(cfg config.Config) string {

@@ -27,7 +27,7 @@ import (
 )
 
 // taskTypes are the kinds of work this build runs.
-var taskTypes = []task.Type{task.TypeGenerateText, task.TypeDescribeImage, task.TypeEmbed, task.TypeTextToSpeech}
+var taskTypes = []task.Type{task.TypeGenerateText, task.TypeDescribeImage, task.TypeEmbed, task.TypeTextToSpeech, task.TypeSpeechToText}
 
 func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) error {
 	if cfg.RedisURL == "" && cmd != "serve" {

@@ -44,6 +44,8 @@ type Config struct {
 	VisionModel    string // VISION_MODEL; empty: the adapter's default
 	MaxUploadBytes int64  // MAX_UPLOAD_BYTES
 	EmbedProvider  string // EMBED_PROVIDER, resolved
+	STTProvider    string // STT_PROVIDER, resolved: openai, huggingface, or "" for none
+	STTModel       string // STT_MODEL; empty: the adapter's default
 	EmbedModel     string // EMBED_MODEL; empty: the adapter's default
 	// FetchAllowPrivate lets image URLs reach private and loopback
 	// addresses (FETCH_ALLOW_PRIVATE), for development only.
@@ -93,6 +95,8 @@ var Vars = []Var{
 	{"VISION_MODEL", "", "vision model; empty: gpt-4o-mini (openai), Qwen/Qwen2.5-VL-7B-Instruct (huggingface), llava (ollama)"},
 	{"EMBED_PROVIDER", "", "openai, huggingface or ollama, for embed; empty: the LLM provider"},
 	{"EMBED_MODEL", "", "embedding model; empty: text-embedding-3-small (openai), sentence-transformers/all-MiniLM-L6-v2 (huggingface), nomic-embed-text (ollama)"},
+	{"STT_PROVIDER", "", "openai or huggingface, for speech_to_text; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else none (such tasks fail saying so)"},
+	{"STT_MODEL", "", "speech-to-text model; empty: whisper-1 (openai), openai/whisper-large-v3 (huggingface)"},
 	{"MAX_UPLOAD_BYTES", "10485760", "largest image accepted, fetched or sent in a data: URL (10 MiB)"},
 	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs reach loopback and private addresses, for development; cloud metadata stays refused"},
 	{"TTS_PROVIDER", "", "openai or espeak; empty: openai if OPENAI_API_KEY is set, else espeak (the local espeak-ng program)"},
@@ -151,6 +155,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.TTSProvider = p.ttsProvider(cfg)
 	cfg.VisionProvider = p.capabilityProvider("VISION_PROVIDER", cfg.LLMProvider)
 	cfg.EmbedProvider = p.capabilityProvider("EMBED_PROVIDER", cfg.LLMProvider)
+	cfg.STTProvider = p.sttProvider(cfg)
 	cfg.MaxUploadBytes = int64(p.intAtLeast("MAX_UPLOAD_BYTES", 1024))
 	cfg.FetchAllowPrivate = p.boolean("FETCH_ALLOW_PRIVATE")
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
@@ -285,6 +290,23 @@ func (p *parser) capabilityProvider(name, llm string) string {
 		p.fail(name, "want openai, huggingface or ollama, got %q", v)
 	}
 	return llm
+}
+
+func (p *parser) sttProvider(cfg Config) string {
+	switch v := strings.ToLower(strings.TrimSpace(p.getenv("STT_PROVIDER"))); v {
+	case ProviderOpenAI, ProviderHuggingFace:
+		return v
+	case "":
+	default:
+		p.fail("STT_PROVIDER", "want openai or huggingface, got %q", v)
+	}
+	switch {
+	case cfg.OpenAIAPIKey != "":
+		return ProviderOpenAI
+	case cfg.HFToken != "":
+		return ProviderHuggingFace
+	}
+	return ""
 }
 
 func (p *parser) ttsProvider(cfg Config) string {

@@ -85,6 +85,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"TTS_PROVIDER":         "huggingface",
 		"VISION_PROVIDER":      "eyes",
 		"EMBED_PROVIDER":       "word2vec",
+		"STT_PROVIDER":         "ollama",
 		"HF_INFERENCE_URL":     "router",
 		"MAX_UPLOAD_BYTES":     "ten megs",
 		"FETCH_ALLOW_PRIVATE":  "sometimes",

@@ -5,6 +5,8 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -33,6 +35,11 @@ type Tasks interface {
 	SubmitEmbed(ctx context.Context, in task.EmbedInput) (*task.Record, error)
 	// Embed runs the work now; errors as GenerateText's.
 	Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedResult, error)
+	// SubmitSpeechToText stores the audio, records and enqueues a task;
+	// EINVALID, ETOOLARGE, EUNSUPPORTED, EUNAVAILABLE.
+	SubmitSpeechToText(ctx context.Context, in task.SpeechToTextInput, audio io.Reader) (*task.Record, error)
+	// SpeechToText transcribes now; errors as both of the above.
+	SpeechToText(ctx context.Context, in task.SpeechToTextInput, audio io.Reader) (*task.TranscriptResult, error)
 	// SubmitTextToSpeech records and enqueues a task; EINVALID, EUNAVAILABLE.
 	SubmitTextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*task.Record, error)
 	// TextToSpeech starts speech now; errors as GenerateText's. The caller
@@ -61,7 +68,30 @@ func New(deps Deps) http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(deps.Version))
 	registerRoutes(api, &handlers{deps: deps})
-	return withRecovery(deps.Log, withAccessLog(deps.Log, mux))
+	uploads := withUploadLimit(deps.MaxUploadBytes+64<<10, mux, "/background/speech_to_text", "/speech_to_text")
+	return withRecovery(deps.Log, withAccessLog(deps.Log, uploads))
+}
+
+// withUploadLimit bounds multipart bodies on paths, which huma reads without
+// its own limit: a declared length over limit is a 413 before anything is
+// read, and an undeclared one stops being read at limit.
+func withUploadLimit(limit int64, next http.Handler, paths ...string) http.Handler {
+	limited := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		limited[p] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if limited[r.URL.Path] {
+			if r.ContentLength > limit {
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusRequestEntityTooLarge)
+				_, _ = fmt.Fprintf(w, `{"title":"Request Entity Too Large","status":413,"detail":"the upload is larger than MAX_UPLOAD_BYTES (%d bytes)"}`, limit-64<<10)
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // OpenAPI returns the OpenAPI document, as served at /openapi.json.

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -28,6 +30,7 @@ type fakeTasks struct {
 	records   map[string]*task.Record
 	artifacts map[string][]byte
 	gotSpeech task.TextToSpeechInput
+	gotAudio  []byte
 }
 
 func (f *fakeTasks) SubmitDescribeImage(_ context.Context, in task.DescribeImageInput) (*task.Record, error) {
@@ -59,6 +62,23 @@ func (f *fakeTasks) Embed(_ context.Context, in task.EmbedInput) (*task.EmbedRes
 		return nil, err
 	}
 	return &task.EmbedResult{Vectors: [][]float64{{0.5, 0.25}}, Dimensions: 2, Provider: "fake"}, nil
+}
+
+func (f *fakeTasks) SubmitSpeechToText(_ context.Context, in task.SpeechToTextInput, audio io.Reader) (*task.Record, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	b, _ := io.ReadAll(audio)
+	f.gotAudio = b
+	return &task.Record{ID: "s1", Type: task.TypeSpeechToText, Status: task.StatusPending}, nil
+}
+
+func (f *fakeTasks) SpeechToText(_ context.Context, in task.SpeechToTextInput, audio io.Reader) (*task.TranscriptResult, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	b, _ := io.ReadAll(audio)
+	return &task.TranscriptResult{Text: fmt.Sprintf("%d bytes in %s", len(b), in.Language), Provider: "fake"}, nil
 }
 
 func (f *fakeTasks) SubmitTextToSpeech(_ context.Context, in task.TextToSpeechInput) (*task.Record, error) {
@@ -342,7 +362,7 @@ func TestDocsAndOpenAPI(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(raw, &doc))
 	require.Equal(t, "3.1.0", doc.OpenAPI)
-	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/describe_image", "/describe_image", "/background/embed", "/embed", "/background/tasks/{task_id}",
+	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/describe_image", "/describe_image", "/background/embed", "/embed", "/background/speech_to_text", "/speech_to_text", "/background/tasks/{task_id}",
 		"/background/tasks/{task_id}/artifact", "/generate_text", "/text_to_speech", "/healthz", "/readyz"} {
 		require.Contains(t, doc.Paths, p)
 	}
@@ -474,4 +494,55 @@ func TestEmbedRequests(t *testing.T) {
 		p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
 		require.Equal(t, location, p.Errors[0].Location, "%s", body)
 	}
+}
+
+func multipartBody(t *testing.T, fields map[string]string, file []byte) (string, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		require.NoError(t, w.WriteField(k, v))
+	}
+	if file != nil {
+		fw, err := w.CreateFormFile("file", "rapat.wav")
+		require.NoError(t, err)
+		_, _ = fw.Write(file)
+	}
+	require.NoError(t, w.Close())
+	return w.FormDataContentType(), &buf
+}
+
+func TestSpeechToTextUploads(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	post := func(path, contentType string, body io.Reader) (*http.Response, []byte) {
+		res, err := http.Post(b.srv.URL+path, contentType, body)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		return res, raw
+	}
+	audio := bytes.Repeat([]byte("a"), 3000)
+	ct, body := multipartBody(t, map[string]string{"language": "id", "model": "whisper-1"}, audio)
+	res, raw := post("/background/speech_to_text", ct, body)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	require.Equal(t, audio, b.tasks.gotAudio)
+
+	ct, body = multipartBody(t, map[string]string{"language": "id"}, audio)
+	res, raw = post("/speech_to_text", ct, body)
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	require.Contains(t, string(raw), `"text":"3000 bytes in id"`)
+
+	ct, body = multipartBody(t, map[string]string{"language": "Indonesian"}, audio)
+	res, raw = post("/background/speech_to_text", ct, body)
+	p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+	require.Equal(t, "body.language", p.Errors[0].Location)
+
+	ct, body = multipartBody(t, nil, nil)
+	res, raw = post("/background/speech_to_text", ct, body)
+	requireProblem(t, res, raw, http.StatusUnprocessableEntity)
+
+	ct, body = multipartBody(t, nil, bytes.Repeat([]byte("a"), 2<<20)) // MAX_UPLOAD_BYTES is 1 MiB here
+	res, raw = post("/background/speech_to_text", ct, body)
+	requireProblem(t, res, raw, http.StatusRequestEntityTooLarge)
 }

@@ -100,6 +100,32 @@ func registerRoutes(api huma.API, h *handlers) {
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 	}, h.embed)
 
+	uploadBody := h.deps.MaxUploadBytes + 64<<10
+	huma.Register(api, huma.Operation{
+		OperationID:   "submit-speech-to-text",
+		Method:        http.MethodPost,
+		Path:          "/background/speech_to_text",
+		Summary:       "Queue a transcription",
+		Description:   "A multipart/form-data upload. The audio is kept in the artifact store, not in Redis, until the task has read it.",
+		Tags:          []string{"Background tasks"},
+		DefaultStatus: http.StatusAccepted,
+		MaxBodyBytes:  uploadBody,
+		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+			http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.submitSpeechToText)
+
+	huma.Register(api, huma.Operation{
+		OperationID:  "speech-to-text",
+		Method:       http.MethodPost,
+		Path:         "/speech_to_text",
+		Summary:      "Transcribe now",
+		Description:  "The same work as the background task, within SYNC_TIMEOUT.",
+		Tags:         []string{"Synchronous"},
+		MaxBodyBytes: uploadBody,
+		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+			http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+	}, h.speechToText)
+
 	huma.Register(api, huma.Operation{
 		OperationID:   "submit-text-to-speech",
 		Method:        http.MethodPost,

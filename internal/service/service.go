@@ -40,6 +40,7 @@ type Providers struct {
 	TTS      provider.TTS
 	Vision   provider.Vision
 	Embedder provider.Embedder
+	STT      provider.STT
 }
 
 // Artifacts stores binary results.
@@ -48,6 +49,8 @@ type Artifacts interface {
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	// Open returns the artifact under key, or artifact.ErrNotFound.
 	Open(ctx context.Context, key string) (artifact.Object, error)
+	// Delete removes the artifact under key, if there is one.
+	Delete(ctx context.Context, key string) error
 }
 
 // Config holds the service's settings.
@@ -99,6 +102,12 @@ const storeTimeout = 1500 * time.Millisecond
 // the record is removed (its id was never given out), and a worker that still
 // gets the task, because the enqueue reached Redis after all, skips it.
 func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any) (*task.Record, error) {
+	return s.submitWith(ctx, typ, input, summary, nil, nil)
+}
+
+// submitWith is submit with a step that stores the task's input (an upload)
+// under its id before anything else, and the step that undoes it.
+func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary any, store func(id string) error, undo func(id string)) (*task.Record, error) {
 	payload, err := json.Marshal(input)
 	if err != nil {
 		return nil, fmt.Errorf("service: encode %s input: %w", typ, err)
@@ -107,8 +116,6 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 	if err != nil {
 		return nil, fmt.Errorf("service: encode %s summary: %w", typ, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
 	rec := &task.Record{
 		ID:        uuid.NewString(),
 		Type:      typ,
@@ -116,7 +123,18 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 		Input:     summaryJSON,
 		CreatedAt: s.Now().UTC(),
 	}
+	if store != nil {
+		if err := store(rec.ID); err != nil {
+			undo(rec.ID)
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	if err := s.Records.Create(ctx, rec); err != nil {
+		if undo != nil {
+			undo(rec.ID)
+		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
 	if err := s.Queue.Enqueue(ctx, typ, rec.ID, payload); err != nil {
@@ -125,6 +143,9 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 		if derr := s.Records.Delete(cleanup, rec.ID); derr != nil {
 			s.Log.Warn("could not remove the record of a task that was not queued; it stays PENDING, unknown to any client",
 				"task_id", rec.ID, "err", derr)
+		}
+		if undo != nil {
+			undo(rec.ID)
 		}
 		return nil, task.Unavailable("the queue is unavailable; nothing was queued", err)
 	}
@@ -276,6 +297,8 @@ func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload
 		return execute(payload, typ, p.Embedder, func(in task.EmbedInput) (any, error) { return s.embed(ctx, in) })
 	case task.TypeTextToSpeech:
 		return execute(payload, typ, p.TTS, func(in task.TextToSpeechInput) (any, error) { return s.textToSpeech(ctx, id, in) })
+	case task.TypeSpeechToText:
+		return execute(payload, typ, p.STT, func(in task.SpeechToTextInput) (any, error) { return s.speechToText(ctx, id, in) })
 	}
 	return Outcome{}, &task.Error{Code: task.EINVALID, Message: fmt.Sprintf("unknown task type %q", typ)}
 }

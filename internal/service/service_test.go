@@ -1,11 +1,13 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -262,7 +265,8 @@ func speechSetup(t testing.TB, tts provider.TTS) (*service.Service, *fakeRecords
 	records := &fakeRecords{recs: map[string]*task.Record{}}
 	dir, err := artifact.NewDir(t.TempDir())
 	require.NoError(t, err)
-	svc := service.New(service.Deps{Records: records, Queue: &fakeQueue{records: records}, Providers: service.Providers{TTS: tts},
+	svc := service.New(service.Deps{Records: records, Queue: &fakeQueue{records: records},
+		Providers: service.Providers{TTS: tts, STT: provider.Missing{Capability: "speech_to_text", Hint: "set a key"}},
 		Artifacts: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, service.Config{SyncTimeout: time.Second})
 	return svc, records, dir
 }
@@ -327,4 +331,44 @@ func TestTextToSpeechNowMapsErrors(t *testing.T) {
 	require.Equal(t, task.EREJECTED, task.CodeOf(err))
 	_, err = svc.TextToSpeech(context.Background(), task.TextToSpeechInput{Text: " "})
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
+}
+
+func TestSubmitSpeechToTextUndoesTheUploadWhenEnqueueFails(t *testing.T) {
+	t.Parallel()
+	records := &fakeRecords{recs: map[string]*task.Record{}}
+	dir, err := artifact.NewDir(t.TempDir())
+	require.NoError(t, err)
+	q := &fakeQueue{records: records, err: errors.New("redis: connection refused")}
+	svc := service.New(service.Deps{Records: records, Queue: q, Artifacts: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		service.Config{SyncTimeout: time.Second, MaxUploadBytes: 1 << 20})
+	_, err = svc.SubmitSpeechToText(context.Background(), task.SpeechToTextInput{}, bytes.NewReader(providertest.WAV(1000)))
+	require.Equal(t, task.EUNAVAILABLE, task.CodeOf(err))
+	entries, err := os.ReadDir(dir.Root())
+	require.NoError(t, err)
+	require.Empty(t, entries, "the stored upload is removed with the record")
+}
+
+func TestSpeechToTextWithoutItsInputFailsForGood(t *testing.T) {
+	t.Parallel()
+	svc, _, _ := speechSetup(t, &fakeTTS{})
+	_, err := svc.Execute(context.Background(), "lost", task.TypeSpeechToText, []byte(`{"media_type":"audio/wav","filename":"audio.wav"}`))
+	require.Equal(t, task.EINVALID, task.CodeOf(err))
+}
+
+func TestSniffAudio(t *testing.T) {
+	t.Parallel()
+	for head, want := range map[string]string{
+		string(providertest.WAV(10)): "audio/wav",
+		"ID3\x04\x00\x00":            "audio/mpeg",
+		"\xff\xfb\x90\x64":           "audio/mpeg",
+		"fLaC\x00\x00":               "audio/flac",
+		"OggS\x00\x02":               "audio/ogg",
+		"\x1a\x45\xdf\xa3\x9f":       "audio/webm",
+		"\x00\x00\x00\x20ftypM4A ":   "audio/mp4",
+		"<html>":                     "",
+		"\x89PNG\r\n\x1a\n":          "",
+	} {
+		got, _ := task.SniffAudio([]byte(head))
+		require.Equal(t, want, got, "%q", head)
+	}
 }

@@ -1,0 +1,48 @@
+package httpapi
+
+import (
+	"context"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+type speechToTextForm struct {
+	File     huma.FormFile `form:"file" required:"true" doc:"The audio: WAV, MP3, FLAC, Ogg/Opus, WebM or M4A, up to MAX_UPLOAD_BYTES. The format is sniffed from the bytes."`
+	Model    string        `form:"model" required:"false" doc:"Speech-to-text model; STT_MODEL when empty."`
+	Language string        `form:"language" required:"false" doc:"ISO-639-1 code of the spoken language (en, id), a hint."`
+	Prompt   string        `form:"prompt" required:"false" doc:"Spelling and style hint: names, jargon."`
+}
+
+type speechToTextInput struct {
+	RawBody huma.MultipartFormFiles[speechToTextForm]
+}
+
+func (f *speechToTextForm) input() task.SpeechToTextInput {
+	return task.SpeechToTextInput{Model: f.Model, Language: f.Language, Prompt: f.Prompt}
+}
+
+func (h *handlers) submitSpeechToText(ctx context.Context, in *speechToTextInput) (*submitOutput, error) {
+	form := in.RawBody.Data()
+	defer form.File.Close()
+	rec, err := h.deps.Tasks.SubmitSpeechToText(ctx, form.input(), form.File)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+}
+
+type transcriptOutput struct {
+	Body *task.TranscriptResult
+}
+
+func (h *handlers) speechToText(ctx context.Context, in *speechToTextInput) (*transcriptOutput, error) {
+	form := in.RawBody.Data()
+	defer form.File.Close()
+	out, err := h.deps.Tasks.SpeechToText(ctx, form.input(), form.File)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	return &transcriptOutput{Body: out}, nil
+}
