@@ -1,8 +1,11 @@
 package cli_test
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -113,4 +116,51 @@ func TestEmbedThroughOllama(t *testing.T) {
 	require.Equal(t, 8, final.Result.Dimensions)
 	require.Equal(t, [][]float64{providertest.Vector(0, "kucing", 8), providertest.Vector(1, "anjing", 8)}, final.Result.Vectors)
 	require.Equal(t, "nomic-embed-text", fake.EmbedCalls()[0].Model)
+}
+
+func TestDescribeImageUpload(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, redistest.URL(t))
+	env["MAX_UPLOAD_BYTES"] = "4096"
+	s := start(t, "serve", env)
+	form := func(fields map[string]string, fileField string, file []byte) (int, []byte) {
+		var buf bytes.Buffer
+		w := multipart.NewWriter(&buf)
+		for k, v := range fields {
+			require.NoError(t, w.WriteField(k, v))
+		}
+		if file != nil {
+			fw, err := w.CreateFormFile(fileField, "photo.png")
+			require.NoError(t, err)
+			_, _ = fw.Write(file)
+		}
+		require.NoError(t, w.Close())
+		res, err := http.Post(s.url+"/background/describe_image", w.FormDataContentType(), &buf)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, body
+	}
+
+	status, body := form(map[string]string{"prompt": "What is it?", "max_tokens": "30"}, "image", providertest.PNG1x1)
+	require.Equal(t, http.StatusAccepted, status, "%s", body)
+	var rec record
+	require.NoError(t, json.Unmarshal(body, &rec))
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, "echo: What is it?", final.Result.Text)
+	require.Equal(t, [][]byte{providertest.PNG1x1}, fake.Calls()[0].Images)
+	require.Equal(t, 30, *fake.Calls()[0].MaxTokens)
+
+	status, body = form(nil, "image", []byte("%PDF-1.7 not an image"))
+	require.Equal(t, http.StatusUnsupportedMediaType, status, "%s", body)
+	status, body = form(nil, "image", append(append([]byte{}, providertest.PNG1x1...), make([]byte, 8192)...))
+	require.Equal(t, http.StatusRequestEntityTooLarge, status, "%s", body)
+	status, body = form(nil, "picture", providertest.PNG1x1)
+	require.Equal(t, http.StatusUnprocessableEntity, status, "%s", body)
+	status, body = form(map[string]string{"max_tokens": "lots"}, "image", providertest.PNG1x1)
+	require.Equal(t, http.StatusUnprocessableEntity, status, "%s", body)
+	require.Contains(t, string(body), "body.max_tokens")
 }

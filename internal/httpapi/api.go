@@ -68,8 +68,10 @@ func New(deps Deps) http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(deps.Version))
 	registerRoutes(api, &handlers{deps: deps})
-	uploads := withUploadLimit(deps.MaxUploadBytes+64<<10, mux, "/background/speech_to_text", "/speech_to_text")
-	return withRecovery(deps.Log, withAccessLog(deps.Log, uploads))
+	var h http.Handler = mux
+	h = withUploadLimit(deps.MaxUploadBytes+64<<10, h, "/background/speech_to_text", "/speech_to_text")
+	h = withImageUploads(deps.MaxUploadBytes, h, "/background/describe_image", "/describe_image")
+	return withRecovery(deps.Log, withAccessLog(deps.Log, h))
 }
 
 // withUploadLimit bounds multipart bodies on paths, which huma reads without
@@ -83,9 +85,7 @@ func withUploadLimit(limit int64, next http.Handler, paths ...string) http.Handl
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if limited[r.URL.Path] {
 			if r.ContentLength > limit {
-				w.Header().Set("Content-Type", "application/problem+json")
-				w.WriteHeader(http.StatusRequestEntityTooLarge)
-				_, _ = fmt.Fprintf(w, `{"title":"Request Entity Too Large","status":413,"detail":"the upload is larger than MAX_UPLOAD_BYTES (%d bytes)"}`, limit-64<<10)
+				writeProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the upload is larger than MAX_UPLOAD_BYTES (%d bytes)", limit-64<<10))
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)

@@ -50,11 +50,12 @@ func registerRoutes(api huma.API, h *handlers) {
 	// A data: URL carries the image in base64, a third larger than the bytes.
 	imageBody := h.deps.MaxUploadBytes*4/3 + 64<<10
 	huma.Register(api, huma.Operation{
-		OperationID:   "submit-describe-image",
-		Method:        http.MethodPost,
-		Path:          "/background/describe_image",
-		Summary:       "Queue a question about an image",
-		Description:   "The image is an http(s) URL, fetched by the worker through a guarded client that refuses internal addresses, or a data: URL. The result has the same shape as generate_text's.",
+		OperationID: "submit-describe-image",
+		Method:      http.MethodPost,
+		Path:        "/background/describe_image",
+		Summary:     "Queue a question about an image",
+		Description: "The image is an http(s) URL, fetched by the worker through a guarded client that refuses internal addresses, or a data: URL. " +
+			"The same request may be sent as multipart/form-data with the file as `image` and the other fields as form fields. The result has the same shape as generate_text's.",
 		Tags:          []string{"Background tasks"},
 		DefaultStatus: http.StatusAccepted,
 		MaxBodyBytes:  imageBody,
