@@ -70,6 +70,8 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 	switch cfg.TTSProvider {
 	case config.ProviderOpenAI:
 		tts = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, SpeechModel: cfg.TTSModel, HTTPClient: client})
+	case config.ProviderHuggingFace:
+		tts = huggingface.NewTTS(huggingface.TTSConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.TTSModel, HTTPClient: client})
 	default:
 		tts = espeak.New(espeak.Config{Timeout: cfg.TaskTimeout})
 		if !espeak.Available("") {

@@ -51,7 +51,7 @@ type Config struct {
 	// addresses (FETCH_ALLOW_PRIVATE), for development only.
 	FetchAllowPrivate bool
 
-	TTSProvider string // TTS_PROVIDER, resolved: openai or espeak
+	TTSProvider string // TTS_PROVIDER, resolved: openai, huggingface or espeak
 	TTSModel    string // TTS_MODEL; empty: the adapter's default
 
 	ArtifactDir string // ARTIFACT_DIR; empty: a temporary folder, under serve only
@@ -99,8 +99,8 @@ var Vars = []Var{
 	{"STT_MODEL", "", "speech-to-text model; empty: whisper-1 (openai), openai/whisper-large-v3 (huggingface)"},
 	{"MAX_UPLOAD_BYTES", "10485760", "largest image accepted, fetched or sent in a data: URL (10 MiB)"},
 	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs reach loopback and private addresses, for development; cloud metadata stays refused"},
-	{"TTS_PROVIDER", "", "openai or espeak; empty: openai if OPENAI_API_KEY is set, else espeak (the local espeak-ng program)"},
-	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai); espeak has one"},
+	{"TTS_PROVIDER", "", "openai, huggingface or espeak; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else espeak (the local espeak-ng program)"},
+	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai), facebook/mms-tts-eng (huggingface); espeak has one"},
 	{"ARTIFACT_DIR", "", "folder for audio and other binary results, shared by API and workers; empty: a temporary folder, allowed only under serve"},
 	{"OPENAI_API_KEY", "", "OpenAI key (or the key of an OpenAI-compatible server)"},
 	{"OPENAI_BASE_URL", "https://api.openai.com/v1", "any OpenAI-compatible server: vLLM, llama.cpp's server, LM Studio, TGI"},
@@ -311,17 +311,23 @@ func (p *parser) sttProvider(cfg Config) string {
 
 func (p *parser) ttsProvider(cfg Config) string {
 	switch v := strings.ToLower(strings.TrimSpace(p.getenv("TTS_PROVIDER"))); v {
-	case ProviderOpenAI, ProviderEspeak:
+	case ProviderOpenAI, ProviderHuggingFace, ProviderEspeak:
 		if v == ProviderOpenAI && cfg.OpenAIAPIKey == "" && cfg.OpenAIBaseURL == defaultOf("OPENAI_BASE_URL") {
 			p.fail("OPENAI_API_KEY", "TTS_PROVIDER=openai with OpenAI's own API needs a key")
+		}
+		if v == ProviderHuggingFace && cfg.HFToken == "" {
+			p.fail("HF_TOKEN", "TTS_PROVIDER=huggingface needs a token")
 		}
 		return v
 	case "":
 	default:
-		p.fail("TTS_PROVIDER", "want openai or espeak, got %q (Hugging Face text-to-speech is not implemented yet)", v)
+		p.fail("TTS_PROVIDER", "want openai, huggingface or espeak, got %q", v)
 	}
-	if cfg.OpenAIAPIKey != "" {
+	switch {
+	case cfg.OpenAIAPIKey != "":
 		return ProviderOpenAI
+	case cfg.HFToken != "":
+		return ProviderHuggingFace
 	}
 	return ProviderEspeak
 }

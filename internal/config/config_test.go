@@ -54,6 +54,11 @@ func TestTTSProvider(t *testing.T) {
 	require.Equal(t, config.ProviderEspeak, cfg.TTSProvider)
 	_, err = config.Load(env("TTS_PROVIDER", "openai"))
 	require.ErrorContains(t, err, "OPENAI_API_KEY")
+	cfg, err = config.Load(env("HF_TOKEN", "hf_x"))
+	require.NoError(t, err)
+	require.Equal(t, config.ProviderHuggingFace, cfg.TTSProvider)
+	_, err = config.Load(env("TTS_PROVIDER", "huggingface"))
+	require.ErrorContains(t, err, "HF_TOKEN")
 }
 
 func TestProviderFollowsKeys(t *testing.T) {
@@ -82,7 +87,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"LOG_LEVEL":            "loud",
 		"LOG_FORMAT":           "xml",
 		"LLM_PROVIDER":         "skynet",
-		"TTS_PROVIDER":         "huggingface",
+		"TTS_PROVIDER":         "coqui",
 		"VISION_PROVIDER":      "eyes",
 		"EMBED_PROVIDER":       "word2vec",
 		"STT_PROVIDER":         "ollama",

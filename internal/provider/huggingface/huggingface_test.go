@@ -85,3 +85,17 @@ func TestSTTConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestTTSConformance(t *testing.T) {
+	t.Parallel()
+	providertest.RunTTS(t, providertest.TTSHarness{
+		Name:    "huggingface",
+		Key:     "hf_testtoken1234567890",
+		Path:    func(model string) string { return "/models/" + model },
+		Format:  "flac",
+		NewFake: func(*testing.T) providertest.SpeechFake { return providertest.NewHFInferenceFake() },
+		NewAdapter: func(baseURL, key string) provider.TTS {
+			return huggingface.NewTTS(huggingface.TTSConfig{InferenceURL: baseURL, Token: key})
+		},
+	})
+}

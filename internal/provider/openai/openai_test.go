@@ -136,10 +136,11 @@ func TestSpeechConformance(t *testing.T) {
 		opts = append(opts, providertest.WithRequestValidator(validateAgainstSpec(v)))
 	}
 	providertest.RunTTS(t, providertest.TTSHarness{
-		Name: "openai",
-		Path: "/v1/audio/speech",
-		Key:  "sk-test-0123456789abcdef",
-		NewFake: func(t *testing.T) *providertest.OpenAIFake {
+		Name:   "openai",
+		Path:   func(string) string { return "/v1/audio/speech" },
+		Key:    "sk-test-0123456789abcdef",
+		Voices: true,
+		NewFake: func(t *testing.T) providertest.SpeechFake {
 			f := providertest.NewOpenAIFake(opts...)
 			t.Cleanup(func() { require.Empty(t, f.InvalidRequests(), "requests OpenAI's document does not allow") })
 			return f

@@ -142,6 +142,7 @@ func (f *OllamaFake) embed(w http.ResponseWriter, req *http.Request) {
 // HFInferenceFake speaks Hugging Face's hf-inference task pipelines.
 type HFInferenceFake struct {
 	recorder
+	speechCalls []SpeechCall
 }
 
 // NewHFInferenceFake starts the fake on a loopback port.
@@ -149,7 +150,7 @@ func NewHFInferenceFake() *HFInferenceFake {
 	f := &HFInferenceFake{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /models/{owner}/{name}/pipeline/feature-extraction", f.featureExtraction)
-	mux.HandleFunc("POST /models/{owner}/{name}", f.asr)
+	mux.HandleFunc("POST /models/{owner}/{name}", f.model)
 	f.srv = httptest.NewServer(mux)
 	return f
 }

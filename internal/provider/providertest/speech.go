@@ -157,19 +157,32 @@ func ParseWAV(b []byte) (WAVInfo, error) {
 	return info, nil
 }
 
+// SpeechFake is a fake that speaks.
+type SpeechFake interface {
+	URL() string
+	Close()
+	Script(replies ...Reply)
+	SpeechCalls() []SpeechCall
+	ErrorReply(status int, message string, retryAfter time.Duration) Reply
+}
+
 // TTSHarness describes a text-to-speech adapter to the conformance suite.
 type TTSHarness struct {
 	Name       string
-	NewFake    func(t *testing.T) *OpenAIFake
+	NewFake    func(t *testing.T) SpeechFake
 	NewAdapter func(baseURL, key string) provider.TTS
 	Key        string
-	Path       string
+	Path       func(model string) string
+	// Voices is false for providers whose models have one voice each, and
+	// Format names the one format of those that cannot choose ("" if they can).
+	Voices bool
+	Format string
 }
 
 // RunTTS runs the conformance suite for HTTP text-to-speech adapters.
 func RunTTS(t *testing.T, h TTSHarness) {
 	t.Helper()
-	setup := func(t *testing.T) (*OpenAIFake, provider.TTS) {
+	setup := func(t *testing.T) (SpeechFake, provider.TTS) {
 		t.Helper()
 		fake := h.NewFake(t)
 		t.Cleanup(fake.Close)
@@ -189,22 +202,47 @@ func RunTTS(t *testing.T, h TTSHarness) {
 	t.Run("SendsRequestAndStreamsAudio", func(t *testing.T) {
 		t.Parallel()
 		fake, tts := setup(t)
-		audio, body, err := speak(tts, provider.SpeechRequest{Text: "Halo dunia", Voice: "nova", Format: "wav", Model: "tts-x", Speed: 1.5})
+		req := provider.SpeechRequest{Text: "Halo dunia", Model: "owner/tts-x", Format: "wav", Speed: 1.5}
+		if h.Voices {
+			req.Voice = "nova"
+		} else {
+			req.Format, req.Speed = h.Format, 0
+		}
+		audio, body, err := speak(tts, req)
 		require.NoError(t, err)
-		info, err := ParseWAV(body)
-		require.NoError(t, err)
-		require.Positive(t, info.DataBytes)
-		require.Equal(t, "audio/wav", audio.ContentType)
-		require.Equal(t, "wav", audio.Format)
-		require.Equal(t, "nova", audio.Voice)
+		require.NotEmpty(t, body)
+		require.Equal(t, req.Format, audio.Format)
+		require.Equal(t, provider.AudioContentType(req.Format), audio.ContentType)
+		if audio.Format == "wav" {
+			info, err := ParseWAV(body)
+			require.NoError(t, err)
+			require.Positive(t, info.DataBytes)
+		}
 		call := fake.SpeechCalls()[0]
-		require.Equal(t, h.Path, call.Path)
+		require.Equal(t, h.Path("owner/tts-x"), call.Path)
 		require.Equal(t, "Bearer "+h.Key, call.Authorization)
-		require.Equal(t, SpeechCall{Path: h.Path, Authorization: call.Authorization, Model: "tts-x", Input: "Halo dunia",
-			Voice: "nova", Format: "wav", Speed: call.Speed}, call)
-		require.NotNil(t, call.Speed)
-		require.InDelta(t, 1.5, *call.Speed, 1e-9)
+		require.Equal(t, "owner/tts-x", call.Model)
+		require.Equal(t, "Halo dunia", call.Input)
+		if h.Voices {
+			require.Equal(t, "nova", call.Voice)
+			require.Equal(t, "wav", call.Format)
+			require.NotNil(t, call.Speed)
+			require.InDelta(t, 1.5, *call.Speed, 1e-9)
+		}
 	})
+
+	if !h.Voices {
+		t.Run("RefusesWhatItCannotDo", func(t *testing.T) {
+			t.Parallel()
+			_, tts := setup(t)
+			for _, req := range []provider.SpeechRequest{{Text: "x", Voice: "nova"}, {Text: "x", Speed: 2}} {
+				_, _, err := speak(tts, req)
+				var perr *provider.Error
+				require.ErrorAs(t, err, &perr)
+				require.Equal(t, provider.KindRejected, perr.Kind)
+			}
+		})
+	}
 
 	t.Run("Defaults", func(t *testing.T) {
 		t.Parallel()
@@ -214,8 +252,10 @@ func RunTTS(t *testing.T, h TTSHarness) {
 		require.NotEmpty(t, body)
 		call := fake.SpeechCalls()[0]
 		require.NotEmpty(t, call.Model)
-		require.NotEmpty(t, call.Voice)
-		require.Equal(t, audio.Format, call.Format)
+		if h.Voices {
+			require.NotEmpty(t, call.Voice)
+			require.Equal(t, audio.Format, call.Format)
+		}
 		require.Nil(t, call.Speed)
 	})
 

@@ -3,9 +3,11 @@ package providertest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,10 +97,49 @@ func (f *OpenAIFake) transcriptions(w http.ResponseWriter, req *http.Request) {
 	})})
 }
 
-// asr answers POST /models/{owner}/{name} with audio bytes, as Hugging
-// Face's automatic-speech-recognition pipeline does.
-func (f *HFInferenceFake) asr(w http.ResponseWriter, req *http.Request) {
-	audio := readBody(req)
+// model answers POST /models/{owner}/{name}: the real router runs the
+// model's own task; the fake tells speech synthesis ({"inputs": text}) from
+// speech recognition (audio bytes) by the body.
+func (f *HFInferenceFake) model(w http.ResponseWriter, req *http.Request) {
+	body := readBody(req)
+	if strings.HasPrefix(req.Header.Get("Content-Type"), "application/json") {
+		f.tts(w, req, body)
+		return
+	}
+	f.asr(w, req, body)
+}
+
+// tts answers as the text-to-speech pipeline does: FLAC bytes.
+func (f *HFInferenceFake) tts(w http.ResponseWriter, req *http.Request, body []byte) {
+	var in struct {
+		Inputs string `json:"inputs"`
+	}
+	_ = json.Unmarshal(body, &in)
+	call := SpeechCall{Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
+		Model: req.PathValue("owner") + "/" + req.PathValue("name"), Input: in.Inputs}
+	f.mu.Lock()
+	f.speechCalls = append(f.speechCalls, call)
+	var reply Reply
+	scripted := len(f.script) > 0
+	if scripted {
+		reply, f.script = f.script[0], f.script[1:]
+	}
+	f.mu.Unlock()
+	if !scripted {
+		reply = Reply{Header: http.Header{"Content-Type": {"audio/flac"}}, Body: append([]byte("fLaC"), make([]byte, 4000)...)}
+	}
+	write(w, req, reply)
+}
+
+// SpeechCalls returns the speech requests received so far.
+func (f *HFInferenceFake) SpeechCalls() []SpeechCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]SpeechCall(nil), f.speechCalls...)
+}
+
+// asr answers as the automatic-speech-recognition pipeline does.
+func (f *HFInferenceFake) asr(w http.ResponseWriter, req *http.Request, audio []byte) {
 	call := STTCall{Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
 		Model: req.PathValue("owner") + "/" + req.PathValue("name"), Audio: audio, MediaType: req.Header.Get("Content-Type")}
 	if reply, ok := f.recordSTT(call); ok {
