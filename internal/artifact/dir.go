@@ -117,7 +117,7 @@ func (d *Dir) Delete(_ context.Context, key string) error {
 
 // Sweep deletes artifacts last written more than maxAge ago: their records,
 // which expire RESULT_TTL after the task ended, are gone too.
-func (d *Dir) Sweep(maxAge time.Duration, now time.Time) (removed int, err error) {
+func (d *Dir) Sweep(_ context.Context, maxAge time.Duration, now time.Time) (removed int, err error) {
 	entries, err := os.ReadDir(d.root)
 	if err != nil {
 		return 0, fmt.Errorf("artifact: sweep: %w", err)

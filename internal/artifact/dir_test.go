@@ -93,7 +93,7 @@ func TestSweepRemovesOnlyOldArtifacts(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(root, "not ours.txt"), []byte("keep"), 0o600))
 	require.NoError(t, os.Chtimes(filepath.Join(root, "not ours.txt"), past, past))
 
-	removed, err := d.Sweep(24*time.Hour, time.Now())
+	removed, err := d.Sweep(context.Background(), 24*time.Hour, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, 1, removed)
 	_, err = d.Open(ctx, "old")

@@ -490,3 +490,14 @@ func getJSON(t testing.TB, url string, into any) {
 }
 
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func TestUnreachableS3StopsStartup(t *testing.T) {
+	t.Parallel()
+	closed := freeAddr(t)
+	err := cli.Run(context.Background(), []string{"siganteng", "api"}, func(k string) string {
+		return map[string]string{"REDIS_URL": redistest.URL(t), "S3_BUCKET": "artifacts", "S3_ENDPOINT": "http://" + closed,
+			"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "s3-secret-never-shown"}[k]
+	}, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "S3_BUCKET")
+	require.NotContains(t, err.Error(), "s3-secret-never-shown")
+}

@@ -34,11 +34,11 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 		return fmt.Errorf("siganteng %s needs REDIS_URL: the embedded Redis lives inside one process, "+
 			"so API and worker can share it only under 'siganteng serve'", cmd)
 	}
-	if cfg.ArtifactDir == "" && cmd != "serve" {
-		return fmt.Errorf("siganteng %s needs ARTIFACT_DIR: a folder the API and the workers share, "+
-			"where workers write audio and the API reads it", cmd)
+	if cfg.ArtifactDir == "" && cfg.S3.Bucket == "" && cmd != "serve" {
+		return fmt.Errorf("siganteng %s needs ARTIFACT_DIR (a folder the API and the workers share) or S3_BUCKET: "+
+			"workers write audio there and the API reads it", cmd)
 	}
-	artifacts, err := openArtifacts(cfg, log)
+	artifacts, err := openArtifacts(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -148,8 +148,30 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	}
 }
 
-// openArtifacts opens ARTIFACT_DIR, or a temporary folder under serve.
-func openArtifacts(cfg config.Config, log *slog.Logger) (*artifact.Dir, error) {
+// artifactStore is what the service and the sweeper need of a store.
+type artifactStore interface {
+	service.Artifacts
+	Sweep(ctx context.Context, maxAge time.Duration, now time.Time) (int, error)
+}
+
+// openArtifacts opens the S3 bucket, or ARTIFACT_DIR, or a temporary folder
+// under serve.
+func openArtifacts(ctx context.Context, cfg config.Config, log *slog.Logger) (artifactStore, error) {
+	if cfg.S3.Bucket != "" {
+		s3, err := artifact.NewS3(artifact.S3Config{Endpoint: cfg.S3.Endpoint, Bucket: cfg.S3.Bucket, Region: cfg.S3.Region,
+			Prefix: cfg.S3.Prefix, PathStyle: cfg.S3.PathStyle, AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey,
+			SessionToken: cfg.S3.SessionToken})
+		if err != nil {
+			return nil, fmt.Errorf("S3_ENDPOINT: %w", err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := s3.Check(cctx); err != nil {
+			return nil, fmt.Errorf("S3_BUCKET: %w", err)
+		}
+		log.Info("artifacts go to S3", "endpoint", cfg.S3.Endpoint, "bucket", cfg.S3.Bucket, "prefix", cfg.S3.Prefix)
+		return s3, nil
+	}
 	dir := cfg.ArtifactDir
 	if dir == "" {
 		dir = filepath.Join(os.TempDir(), "siganteng-artifacts")
@@ -165,7 +187,7 @@ func openArtifacts(cfg config.Config, log *slog.Logger) (*artifact.Dir, error) {
 // sweepArtifacts deletes artifacts whose records have expired, until ctx
 // ends. A record expires RESULT_TTL after its task ended, which is when its
 // artifact was written.
-func sweepArtifacts(ctx context.Context, d *artifact.Dir, ttl time.Duration, log *slog.Logger) {
+func sweepArtifacts(ctx context.Context, d artifactStore, ttl time.Duration, log *slog.Logger) {
 	every := min(max(ttl/4, time.Second), 10*time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -174,7 +196,7 @@ func sweepArtifacts(ctx context.Context, d *artifact.Dir, ttl time.Duration, log
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if n, err := d.Sweep(ttl+time.Minute, now); err != nil {
+			if n, err := d.Sweep(ctx, ttl+time.Minute, now); err != nil {
 				log.Warn("artifact sweep failed", "err", err)
 			} else if n > 0 {
 				log.Info("expired artifacts removed", "count", n)

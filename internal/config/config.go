@@ -55,6 +55,7 @@ type Config struct {
 	TTSModel    string // TTS_MODEL; empty: the adapter's default
 
 	ArtifactDir string // ARTIFACT_DIR; empty: a temporary folder, under serve only
+	S3          S3     // S3_*; used instead of ARTIFACT_DIR when S3_BUCKET is set
 
 	OpenAIAPIKey   string // OPENAI_API_KEY
 	OpenAIBaseURL  string // OPENAI_BASE_URL
@@ -73,6 +74,18 @@ type Config struct {
 	RetryPollInterval  time.Duration // RETRY_POLL_INTERVAL
 	RetryBaseDelay     time.Duration // RETRY_BASE_DELAY
 	RetryMaxDelay      time.Duration // RETRY_MAX_DELAY
+}
+
+// S3 locates an S3-compatible bucket for artifacts.
+type S3 struct {
+	Endpoint     string // S3_ENDPOINT
+	Bucket       string // S3_BUCKET
+	Region       string // S3_REGION
+	Prefix       string // S3_PREFIX
+	PathStyle    bool   // S3_PATH_STYLE
+	AccessKey    string // AWS_ACCESS_KEY_ID
+	SecretKey    string // AWS_SECRET_ACCESS_KEY
+	SessionToken string // AWS_SESSION_TOKEN
 }
 
 // Var documents one environment variable.
@@ -102,6 +115,14 @@ var Vars = []Var{
 	{"TTS_PROVIDER", "", "openai, huggingface or espeak; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else espeak (the local espeak-ng program)"},
 	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai), facebook/mms-tts-eng (huggingface); espeak has one"},
 	{"ARTIFACT_DIR", "", "folder for audio and other binary results, shared by API and workers; empty: a temporary folder, allowed only under serve"},
+	{"S3_BUCKET", "", "an S3-compatible bucket for artifacts, for API and workers on different machines; empty: ARTIFACT_DIR"},
+	{"S3_ENDPOINT", "https://s3.amazonaws.com", "S3 endpoint: AWS, MinIO, Cloudflare R2, Backblaze B2, Ceph, …"},
+	{"S3_REGION", "us-east-1", "bucket region"},
+	{"S3_PREFIX", "siganteng/", "key prefix for artifacts inside the bucket"},
+	{"S3_PATH_STYLE", "false", "true addresses the bucket as endpoint/bucket (MinIO and most self-hosted servers)"},
+	{"AWS_ACCESS_KEY_ID", "", "S3 credentials; empty: the AWS shared credentials file or the instance or task role"},
+	{"AWS_SECRET_ACCESS_KEY", "", "S3 credentials"},
+	{"AWS_SESSION_TOKEN", "", "S3 credentials, for temporary ones"},
 	{"OPENAI_API_KEY", "", "OpenAI key (or the key of an OpenAI-compatible server)"},
 	{"OPENAI_BASE_URL", "https://api.openai.com/v1", "any OpenAI-compatible server: vLLM, llama.cpp's server, LM Studio, TGI"},
 	{"HF_TOKEN", "", "Hugging Face access token"},
@@ -134,11 +155,20 @@ func Load(getenv func(string) string) (Config, error) {
 		EmbedModel:     p.str("EMBED_MODEL"),
 		HFInferenceURL: p.url("HF_INFERENCE_URL"),
 		ArtifactDir:    p.str("ARTIFACT_DIR"),
-		OpenAIAPIKey:   strings.TrimSpace(getenv("OPENAI_API_KEY")),
-		OpenAIBaseURL:  p.url("OPENAI_BASE_URL"),
-		HFToken:        strings.TrimSpace(getenv("HF_TOKEN")),
-		HFBaseURL:      p.url("HF_BASE_URL"),
-		OllamaBaseURL:  p.url("OLLAMA_BASE_URL"),
+		S3: S3{
+			Endpoint:     p.url("S3_ENDPOINT"),
+			Bucket:       p.str("S3_BUCKET"),
+			Region:       p.str("S3_REGION"),
+			Prefix:       p.str("S3_PREFIX"),
+			AccessKey:    strings.TrimSpace(getenv("AWS_ACCESS_KEY_ID")),
+			SecretKey:    strings.TrimSpace(getenv("AWS_SECRET_ACCESS_KEY")),
+			SessionToken: strings.TrimSpace(getenv("AWS_SESSION_TOKEN")),
+		},
+		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
+		OpenAIBaseURL: p.url("OPENAI_BASE_URL"),
+		HFToken:       strings.TrimSpace(getenv("HF_TOKEN")),
+		HFBaseURL:     p.url("HF_BASE_URL"),
+		OllamaBaseURL: p.url("OLLAMA_BASE_URL"),
 
 		WorkerConcurrency:  p.intAtLeast("WORKER_CONCURRENCY", 1),
 		TaskMaxRetry:       p.intAtLeast("TASK_MAX_RETRY", 0),
@@ -158,6 +188,10 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.STTProvider = p.sttProvider(cfg)
 	cfg.MaxUploadBytes = int64(p.intAtLeast("MAX_UPLOAD_BYTES", 1024))
 	cfg.FetchAllowPrivate = p.boolean("FETCH_ALLOW_PRIVATE")
+	cfg.S3.PathStyle = p.boolean("S3_PATH_STYLE")
+	if (cfg.S3.AccessKey == "") != (cfg.S3.SecretKey == "") {
+		p.fail("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")
+	}
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		p.fail("HTTP_ADDR", "want host:port, got %q", cfg.HTTPAddr)
 	}
