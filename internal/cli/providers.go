@@ -51,7 +51,7 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 	case config.ProviderOpenAI:
 		embedder = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, EmbedModel: cfg.EmbedModel, HTTPClient: client})
 	case config.ProviderHuggingFace:
-		embedder = huggingface.NewEmbedder(huggingface.EmbedConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.EmbedModel, HTTPClient: client})
+		embedder = huggingface.NewEmbedder(huggingface.InferenceConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.EmbedModel, HTTPClient: client})
 	default:
 		embedder = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, EmbedModel: cfg.EmbedModel, HTTPClient: client})
 	}
@@ -61,7 +61,7 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 	case config.ProviderOpenAI:
 		stt = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, TranscribeModel: cfg.STTModel, HTTPClient: client})
 	case config.ProviderHuggingFace:
-		stt = huggingface.NewASR(huggingface.ASRConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.STTModel, HTTPClient: client})
+		stt = huggingface.NewASR(huggingface.InferenceConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.STTModel, HTTPClient: client})
 	default:
 		stt = provider.Missing{Capability: "speech_to_text", Hint: "set OPENAI_API_KEY or HF_TOKEN (STT_PROVIDER chooses between them)"}
 	}
@@ -71,7 +71,7 @@ func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
 	case config.ProviderOpenAI:
 		tts = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, SpeechModel: cfg.TTSModel, HTTPClient: client})
 	case config.ProviderHuggingFace:
-		tts = huggingface.NewTTS(huggingface.TTSConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.TTSModel, HTTPClient: client})
+		tts = huggingface.NewTTS(huggingface.InferenceConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.TTSModel, HTTPClient: client})
 	default:
 		tts = espeak.New(espeak.Config{Timeout: cfg.TaskTimeout})
 		if !espeak.Available("") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"strings"
 
 	"github.com/siganteng/siganteng/internal/provider"
@@ -16,60 +15,23 @@ const DefaultASRModel = "openai/whisper-large-v3"
 // ASR implements provider.STT with the automatic-speech-recognition
 // pipeline: POST {inference}/models/{model} with the audio bytes as the body
 // answers {"text": "..."}.
-type ASR struct {
-	base   string
-	token  string
-	model  string
-	client *http.Client
-}
+type ASR struct{ inference }
 
 var _ provider.STT = (*ASR)(nil)
 
-// ASRConfig configures the ASR adapter.
-type ASRConfig struct {
-	InferenceURL string // DefaultInferenceURL when empty
-	Token        string
-	DefaultModel string // DefaultASRModel when empty
-	HTTPClient   *http.Client
-}
-
 // NewASR returns the adapter. It does no I/O.
-func NewASR(cfg ASRConfig) *ASR {
-	if cfg.InferenceURL == "" {
-		cfg.InferenceURL = DefaultInferenceURL
-	}
-	if cfg.DefaultModel == "" {
-		cfg.DefaultModel = DefaultASRModel
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
-	}
-	return &ASR{base: strings.TrimRight(cfg.InferenceURL, "/"), token: cfg.Token, model: cfg.DefaultModel, client: cfg.HTTPClient}
+func NewASR(cfg InferenceConfig) *ASR {
+	return &ASR{newInference(cfg, DefaultASRModel)}
 }
-
-// Name implements provider.STT.
-func (a *ASR) Name() string { return "huggingface" }
 
 // Transcribe implements provider.STT, streaming the audio to the provider.
 func (a *ASR) Transcribe(ctx context.Context, req provider.TranscribeRequest) (provider.Transcript, error) {
-	model := req.Model
-	if model == "" {
-		model = a.model
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/models/"+escapeModel(model), req.Audio)
+	model := a.modelOr(req.Model)
+	res, err := a.post(ctx, model, "", req.MediaType, req.Audio)
 	if err != nil {
-		return provider.Transcript{}, &provider.Error{Provider: a.Name(), Kind: provider.KindNotConfigured, Message: "invalid HF_INFERENCE_URL"}
-	}
-	hreq.Header.Set("Content-Type", req.MediaType)
-	hreq.Header.Set("Authorization", "Bearer "+a.token)
-	res, err := a.client.Do(hreq)
-	if err != nil {
-		return provider.Transcript{}, provider.ErrorFromTransport(ctx, a.Name(), err, a.token)
+		return provider.Transcript{}, err
 	}
 	defer res.Body.Close()
-	if res.StatusCode >= 300 {
-		return provider.Transcript{}, provider.ErrorFromResponse(a.Name(), res, a.token)
-	}
 	var out struct {
 		Text   string `json:"text"`
 		Chunks []struct {

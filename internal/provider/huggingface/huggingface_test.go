@@ -67,7 +67,7 @@ func TestEmbedConformance(t *testing.T) {
 		DefaultModel: huggingface.DefaultEmbedModel,
 		NewFake:      func(*testing.T) providertest.EmbedFake { return providertest.NewHFInferenceFake() },
 		NewAdapter: func(baseURL, key string) provider.Embedder {
-			return huggingface.NewEmbedder(huggingface.EmbedConfig{InferenceURL: baseURL, Token: key})
+			return huggingface.NewEmbedder(huggingface.InferenceConfig{InferenceURL: baseURL, Token: key})
 		},
 	})
 }
@@ -81,7 +81,7 @@ func TestSTTConformance(t *testing.T) {
 		DefaultModel: huggingface.DefaultASRModel,
 		NewFake:      func(*testing.T) providertest.STTFake { return providertest.NewHFInferenceFake() },
 		NewAdapter: func(baseURL, key string) provider.STT {
-			return huggingface.NewASR(huggingface.ASRConfig{InferenceURL: baseURL, Token: key})
+			return huggingface.NewASR(huggingface.InferenceConfig{InferenceURL: baseURL, Token: key})
 		},
 	})
 }
@@ -95,7 +95,7 @@ func TestTTSConformance(t *testing.T) {
 		Format:  "flac",
 		NewFake: func(*testing.T) providertest.SpeechFake { return providertest.NewHFInferenceFake() },
 		NewAdapter: func(baseURL, key string) provider.TTS {
-			return huggingface.NewTTS(huggingface.TTSConfig{InferenceURL: baseURL, Token: key})
+			return huggingface.NewTTS(huggingface.InferenceConfig{InferenceURL: baseURL, Token: key})
 		},
 	})
 }

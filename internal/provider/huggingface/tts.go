@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"mime"
-	"net/http"
-	"strings"
 
 	"github.com/siganteng/siganteng/internal/provider"
 )
@@ -18,39 +16,14 @@ const DefaultTTSModel = "facebook/mms-tts-eng"
 // TTS implements provider.TTS with the text-to-speech pipeline: POST
 // {inference}/models/{model} with {"inputs": text} answers audio bytes in the
 // model's own format. Each model is one voice, so the voice is the model.
-type TTS struct {
-	base   string
-	token  string
-	model  string
-	client *http.Client
-}
+type TTS struct{ inference }
 
 var _ provider.TTS = (*TTS)(nil)
 
-// TTSConfig configures the adapter.
-type TTSConfig struct {
-	InferenceURL string // DefaultInferenceURL when empty
-	Token        string
-	DefaultModel string // DefaultTTSModel when empty
-	HTTPClient   *http.Client
-}
-
 // NewTTS returns the adapter. It does no I/O.
-func NewTTS(cfg TTSConfig) *TTS {
-	if cfg.InferenceURL == "" {
-		cfg.InferenceURL = DefaultInferenceURL
-	}
-	if cfg.DefaultModel == "" {
-		cfg.DefaultModel = DefaultTTSModel
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
-	}
-	return &TTS{base: strings.TrimRight(cfg.InferenceURL, "/"), token: cfg.Token, model: cfg.DefaultModel, client: cfg.HTTPClient}
+func NewTTS(cfg InferenceConfig) *TTS {
+	return &TTS{newInference(cfg, DefaultTTSModel)}
 }
-
-// Name implements provider.TTS.
-func (a *TTS) Name() string { return "huggingface" }
 
 // formats maps the media types the pipeline answers to format names.
 var formats = map[string]string{
@@ -67,24 +40,11 @@ func (a *TTS) Synthesize(ctx context.Context, req provider.SpeechRequest) (provi
 	if req.Speed != 0 && req.Speed != 1 {
 		return provider.Audio{}, &provider.Error{Provider: a.Name(), Kind: provider.KindRejected, Message: "the text-to-speech pipeline has no speed setting"}
 	}
-	model := req.Model
-	if model == "" {
-		model = a.model
-	}
+	model := a.modelOr(req.Model)
 	body, _ := json.Marshal(map[string]string{"inputs": req.Text})
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/models/"+escapeModel(model), bytes.NewReader(body))
+	res, err := a.post(ctx, model, "", "application/json", bytes.NewReader(body))
 	if err != nil {
-		return provider.Audio{}, &provider.Error{Provider: a.Name(), Kind: provider.KindNotConfigured, Message: "invalid HF_INFERENCE_URL"}
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Authorization", "Bearer "+a.token)
-	res, err := a.client.Do(hreq)
-	if err != nil {
-		return provider.Audio{}, provider.ErrorFromTransport(ctx, a.Name(), err, a.token)
-	}
-	if res.StatusCode >= 300 {
-		defer res.Body.Close()
-		return provider.Audio{}, provider.ErrorFromResponse(a.Name(), res, a.token)
+		return provider.Audio{}, err
 	}
 	mediaType, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
 	format, ok := formats[mediaType]

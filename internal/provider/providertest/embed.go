@@ -60,15 +60,7 @@ func vectors(input []string, dims *int) [][]float64 {
 
 // recordEmbed stores call and returns the scripted reply, if any.
 func (r *recorder) recordEmbed(call EmbedCall) (Reply, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.embedCalls = append(r.embedCalls, call)
-	if len(r.script) == 0 {
-		return Reply{}, false
-	}
-	reply := r.script[0]
-	r.script = r.script[1:]
-	return reply, true
+	return r.take(func() { r.embedCalls = append(r.embedCalls, call) })
 }
 
 // EmbedCalls returns the embeddings requests received so far.

@@ -112,6 +112,20 @@ func (r *recorder) record(call ChatCall) (Reply, bool) {
 	return reply, scripted
 }
 
+// take records a call with add, under the lock, and pops the next scripted
+// reply, if any.
+func (r *recorder) take(add func()) (Reply, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	add()
+	if len(r.script) == 0 {
+		return Reply{}, false
+	}
+	reply := r.script[0]
+	r.script = r.script[1:]
+	return reply, true
+}
+
 // answer records call and returns its reply: the scripted or failing one if
 // any, else a success in the fake's format (textReply) that echoes the last
 // user message.

@@ -46,21 +46,13 @@ func (f *OpenAIFake) speech(w http.ResponseWriter, req *http.Request) {
 	}
 	call := SpeechCall{Path: req.URL.Path, Authorization: req.Header.Get("Authorization"), Model: in.Model,
 		Input: in.Input, Voice: in.Voice, Format: in.ResponseFormat, Speed: in.Speed}
-	f.mu.Lock()
-	f.speechCalls = append(f.speechCalls, call)
-	var reply Reply
-	scripted := len(f.script) > 0
-	if scripted {
-		reply, f.script = f.script[0], f.script[1:]
-	}
-	size := f.speechBytes
-	f.mu.Unlock()
+	reply, scripted := f.take(func() { f.speechCalls = append(f.speechCalls, call) })
 	if !scripted {
 		format := in.ResponseFormat
 		if format == "" {
 			format = "mp3"
 		}
-		reply = AudioReply(format, size)
+		reply = AudioReply(format, f.speechBytes) // set once, before the server started
 	}
 	write(w, req, reply)
 }

@@ -42,15 +42,7 @@ type STTFake interface {
 func TranscriptOf(audio []byte) string { return fmt.Sprintf("heard %d bytes", len(audio)) }
 
 func (r *recorder) recordSTT(call STTCall) (Reply, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sttCalls = append(r.sttCalls, call)
-	if len(r.script) == 0 {
-		return Reply{}, false
-	}
-	reply := r.script[0]
-	r.script = r.script[1:]
-	return reply, true
+	return r.take(func() { r.sttCalls = append(r.sttCalls, call) })
 }
 
 // STTCalls returns the transcription requests received so far.
@@ -117,14 +109,7 @@ func (f *HFInferenceFake) tts(w http.ResponseWriter, req *http.Request, body []b
 	_ = json.Unmarshal(body, &in)
 	call := SpeechCall{Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
 		Model: req.PathValue("owner") + "/" + req.PathValue("name"), Input: in.Inputs}
-	f.mu.Lock()
-	f.speechCalls = append(f.speechCalls, call)
-	var reply Reply
-	scripted := len(f.script) > 0
-	if scripted {
-		reply, f.script = f.script[0], f.script[1:]
-	}
-	f.mu.Unlock()
+	reply, scripted := f.take(func() { f.speechCalls = append(f.speechCalls, call) })
 	if !scripted {
 		reply = Reply{Header: http.Header{"Content-Type": {"audio/flac"}}, Body: append([]byte("fLaC"), make([]byte, 4000)...)}
 	}
