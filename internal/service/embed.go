@@ -30,7 +30,7 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 }
 
 func (s *Service) embed(ctx context.Context, in task.EmbedInput) (*task.EmbedResult, error) {
-	e := s.Providers.Embedder
+	e := s.deps.Providers.Embedder
 	req := provider.EmbedRequest{Input: in.Input, Model: in.Model}
 	if in.Dimensions != nil {
 		req.Dimensions = *in.Dimensions

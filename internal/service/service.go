@@ -72,8 +72,8 @@ type Deps struct {
 
 // Service implements the task workflow.
 type Service struct {
-	Deps
-	cfg Config
+	deps Deps
+	cfg  Config
 }
 
 // New returns a service.
@@ -81,7 +81,7 @@ func New(deps Deps, cfg Config) *Service {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{Deps: deps, cfg: cfg}
+	return &Service{deps: deps, cfg: cfg}
 }
 
 // SubmitGenerateText validates in, records a PENDING task and enqueues it.
@@ -121,7 +121,7 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		Type:      typ,
 		Status:    task.StatusPending,
 		Input:     summaryJSON,
-		CreatedAt: s.Now().UTC(),
+		CreatedAt: s.deps.Now().UTC(),
 	}
 	if store != nil {
 		if err := store(rec.ID); err != nil {
@@ -131,17 +131,17 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if err := s.Records.Create(ctx, rec); err != nil {
+	if err := s.deps.Records.Create(ctx, rec); err != nil {
 		if undo != nil {
 			undo(rec.ID)
 		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
-	if err := s.Queue.Enqueue(ctx, typ, rec.ID, payload); err != nil {
+	if err := s.deps.Queue.Enqueue(ctx, typ, rec.ID, payload); err != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		if derr := s.Records.Delete(cleanup, rec.ID); derr != nil {
-			s.Log.Warn("could not remove the record of a task that was not queued; it stays PENDING, unknown to any client",
+		if derr := s.deps.Records.Delete(cleanup, rec.ID); derr != nil {
+			s.deps.Log.Warn("could not remove the record of a task that was not queued; it stays PENDING, unknown to any client",
 				"task_id", rec.ID, "err", derr)
 		}
 		if undo != nil {
@@ -156,7 +156,7 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	rec, err := s.Records.Get(ctx, id)
+	rec, err := s.deps.Records.Get(ctx, id)
 	if err != nil && task.CodeOf(err) != task.ENOTFOUND {
 		return nil, task.Unavailable("the task store is unavailable", err)
 	}
@@ -178,7 +178,7 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 }
 
 func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
-	llm := s.Providers.LLM
+	llm := s.deps.Providers.LLM
 	req := provider.TextRequest{Prompt: in.Prompt, System: in.System, Model: in.Model, Temperature: in.Temperature}
 	if in.MaxTokens != nil {
 		req.MaxTokens = *in.MaxTokens
@@ -225,7 +225,7 @@ func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (
 		return nil, err
 	}
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
-	audio, err := s.Providers.TTS.Synthesize(tctx, speechRequest(in))
+	audio, err := s.deps.Providers.TTS.Synthesize(tctx, speechRequest(in))
 	if err != nil {
 		cancel()
 		return nil, syncError(tctx, err)
@@ -268,7 +268,7 @@ func (s *Service) OpenArtifact(ctx context.Context, id string) (task.Artifact, a
 	if !ok {
 		return task.Artifact{}, nil, &task.Error{Code: task.ENOTFOUND, Message: fmt.Sprintf("task %s has no artifact", id)}
 	}
-	obj, err := s.Artifacts.Open(ctx, id)
+	obj, err := s.deps.Artifacts.Open(ctx, id)
 	if errors.Is(err, artifact.ErrNotFound) {
 		return task.Artifact{}, nil, &task.Error{Code: task.ENOTFOUND, Message: fmt.Sprintf("the artifact of task %s has expired", id)}
 	}
@@ -287,7 +287,7 @@ type Outcome struct {
 // Execute runs one queued task. Its errors are provider errors, a
 // task.EINVALID error for a payload that can never run, or ctx's error.
 func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload []byte) (Outcome, error) {
-	p := s.Providers
+	p := s.deps.Providers
 	switch typ {
 	case task.TypeGenerateText:
 		return execute(payload, typ, p.LLM, func(in task.GenerateTextInput) (any, error) { return s.generateText(ctx, in) })
@@ -328,13 +328,13 @@ func execute[I input](payload []byte, typ task.Type, p interface{ Name() string 
 
 // textToSpeech streams the provider's audio into the artifact store.
 func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpeechInput) (*task.AudioResult, error) {
-	tts := s.Providers.TTS
+	tts := s.deps.Providers.TTS
 	audio, err := tts.Synthesize(ctx, speechRequest(in))
 	if err != nil {
 		return nil, err
 	}
 	defer audio.Body.Close()
-	size, err := s.Artifacts.Put(ctx, id, audio.Body)
+	size, err := s.deps.Artifacts.Put(ctx, id, audio.Body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, provider.ErrorFromTransport(ctx, tts.Name(), ctx.Err())

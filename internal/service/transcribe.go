@@ -57,14 +57,14 @@ func (s *Service) SubmitSpeechToText(ctx context.Context, in task.SpeechToTextIn
 		return nil, err
 	}
 	return s.submitWith(ctx, task.TypeSpeechToText, in, in.Summary(), func(id string) error {
-		if _, err := s.Artifacts.Put(ctx, task.InputKey(id), body); err != nil {
+		if _, err := s.deps.Artifacts.Put(ctx, task.InputKey(id), body); err != nil {
 			if errors.Is(err, errTooLarge) {
 				return s.tooLarge("file")
 			}
 			return task.Unavailable("the artifact store is unavailable; nothing was queued", err)
 		}
 		return nil
-	}, func(id string) { _ = s.Artifacts.Delete(context.WithoutCancel(ctx), task.InputKey(id)) })
+	}, func(id string) { _ = s.deps.Artifacts.Delete(context.WithoutCancel(ctx), task.InputKey(id)) })
 }
 
 func (s *Service) tooLarge(field string) error {
@@ -96,24 +96,24 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 // speechToText runs a queued task from its stored input, which it removes
 // once the transcript is safe.
 func (s *Service) speechToText(ctx context.Context, id string, in task.SpeechToTextInput) (*task.TranscriptResult, error) {
-	obj, err := s.Artifacts.Open(ctx, task.InputKey(id))
+	obj, err := s.deps.Artifacts.Open(ctx, task.InputKey(id))
 	if errors.Is(err, artifact.ErrNotFound) {
 		return nil, task.Invalid("file", "the uploaded audio is gone (kept RESULT_TTL after upload); submit it again")
 	}
 	if err != nil {
-		return nil, &provider.Error{Provider: s.Providers.STT.Name(), Kind: provider.KindUnavailable, Message: "the uploaded audio cannot be read: " + err.Error()}
+		return nil, &provider.Error{Provider: s.deps.Providers.STT.Name(), Kind: provider.KindUnavailable, Message: "the uploaded audio cannot be read: " + err.Error()}
 	}
 	defer obj.Close()
 	out, err := s.transcribe(ctx, in, obj)
 	if err != nil {
 		return nil, err
 	}
-	_ = s.Artifacts.Delete(ctx, task.InputKey(id))
+	_ = s.deps.Artifacts.Delete(ctx, task.InputKey(id))
 	return out, nil
 }
 
 func (s *Service) transcribe(ctx context.Context, in task.SpeechToTextInput, audio io.Reader) (*task.TranscriptResult, error) {
-	stt := s.Providers.STT
+	stt := s.deps.Providers.STT
 	t, err := stt.Transcribe(ctx, provider.TranscribeRequest{Audio: audio, Filename: in.Filename, MediaType: in.MediaType,
 		Model: in.Model, Language: in.Language, Prompt: in.Prompt})
 	if err != nil {

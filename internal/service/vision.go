@@ -91,7 +91,7 @@ func (s *Service) image(ctx context.Context, in task.DescribeImageInput) ([]byte
 	if strings.HasPrefix(in.ImageURL, "data:") {
 		return s.dataImage(in.ImageURL)
 	}
-	res, err := s.Fetcher.Get(ctx, in.ImageURL)
+	res, err := s.deps.Fetcher.Get(ctx, in.ImageURL)
 	var status *fetch.StatusError
 	switch {
 	case err == nil:
@@ -111,7 +111,7 @@ func (s *Service) describeImage(ctx context.Context, in task.DescribeImageInput)
 	if err != nil {
 		return nil, err
 	}
-	vision := s.Providers.Vision
+	vision := s.deps.Providers.Vision
 	req := provider.VisionRequest{Prompt: in.PromptOrDefault(), Image: img, MediaType: kind, Model: in.Model}
 	if in.MaxTokens != nil {
 		req.MaxTokens = *in.MaxTokens
