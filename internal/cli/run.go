@@ -84,6 +84,13 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			defer wg.Done()
 			sweepArtifacts(runCtx, artifacts, cfg.ResultTTL, log)
 		}()
+		reconciler := worker.NewReconciler(rdb, records, log.With("component", "reconciler"))
+		reconciler.Interval = cfg.ReconcileInterval
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reconciler.Run(runCtx)
+		}()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -74,6 +74,7 @@ type Config struct {
 	RetryPollInterval  time.Duration // RETRY_POLL_INTERVAL
 	RetryBaseDelay     time.Duration // RETRY_BASE_DELAY
 	RetryMaxDelay      time.Duration // RETRY_MAX_DELAY
+	ReconcileInterval  time.Duration // RECONCILE_INTERVAL
 }
 
 // S3 locates an S3-compatible bucket for artifacts.
@@ -139,6 +140,7 @@ var Vars = []Var{
 	{"RETRY_POLL_INTERVAL", "1s", "how often retries that are due are put back on their queue"},
 	{"RETRY_BASE_DELAY", "2s", "delay before the first retry; doubles each retry, with jitter"},
 	{"RETRY_MAX_DELAY", "10m", "longest delay between retries, Retry-After included"},
+	{"RECONCILE_INTERVAL", "30s", "how often workers look for tasks the queue gave up on (a worker that died with no retries left) and end them FAILURE"},
 }
 
 // Load reads the configuration through getenv.
@@ -180,6 +182,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RetryPollInterval:  p.duration("RETRY_POLL_INTERVAL"),
 		RetryBaseDelay:     p.duration("RETRY_BASE_DELAY"),
 		RetryMaxDelay:      p.duration("RETRY_MAX_DELAY"),
+		ReconcileInterval:  p.duration("RECONCILE_INTERVAL"),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)

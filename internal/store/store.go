@@ -18,6 +18,11 @@ import (
 // KeyPrefix starts every record key; asynq's keys start with "asynq:".
 const KeyPrefix = "siganteng:task:"
 
+// UnfinishedKey is a sorted set of the ids of unfinished tasks, scored by
+// creation time in milliseconds, so that tasks lost by the queue can be found
+// and ended (see worker.Reconciler).
+const UnfinishedKey = "siganteng:unfinished"
+
 // Store reads and writes task records.
 type Store struct {
 	rdb       redis.UniversalClient
@@ -31,8 +36,9 @@ func New(rdb redis.UniversalClient, resultTTL time.Duration) *Store {
 
 func key(id string) string { return KeyPrefix + id }
 
-// Create writes a new PENDING record in one round trip. Unfinished records do
-// not expire: a task accepted with 202 keeps its record until it ends.
+// Create writes a new PENDING record, and its entry among the unfinished, in
+// one round trip. Unfinished records do not expire: a task accepted with 202
+// keeps its record until it ends.
 func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	fields := []any{
 		"id", rec.ID, "type", string(rec.Type), "status", string(rec.Status),
@@ -41,7 +47,12 @@ func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	if len(rec.Input) > 0 {
 		fields = append(fields, "input", string(rec.Input))
 	}
-	if err := s.rdb.HSet(ctx, key(rec.ID), fields...).Err(); err != nil {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key(rec.ID), fields...)
+		p.ZAdd(ctx, UnfinishedKey, redis.Z{Score: float64(rec.CreatedAt.UnixMilli()), Member: rec.ID})
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("store: create %s: %w", rec.ID, err)
 	}
 	return nil
@@ -49,7 +60,12 @@ func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 
 // Delete removes a record; used to undo Create when the enqueue fails.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	if err := s.rdb.Del(ctx, key(id)).Err(); err != nil {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key(id))
+		p.ZRem(ctx, UnfinishedKey, id)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("store: delete %s: %w", id, err)
 	}
 	return nil
@@ -104,24 +120,29 @@ func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at 
 // is missing.
 //
 // KEYS[1]  record key
-// ARGV[1]  TTL in milliseconds to set, 0 for none (the record ends)
-// ARGV[2:] field/value pairs to write
+// KEYS[2]  the unfinished set
+// ARGV[1]  task id
+// ARGV[2]  TTL in milliseconds, set when the task ends; 0 while it goes on
+// ARGV[3:] field/value pairs to write
 //
 // Returns 1 when applied, 0 when the task had ended, -1 when missing.
 var transitionScript = redis.NewScript(`
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if ARGV[1] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
 return 1
 `)
 
 func (s *Store) transition(ctx context.Context, id string, ttl time.Duration, update ...any) error {
-	args := make([]any, 0, 1+len(update))
-	args = append(args, ttl.Milliseconds())
+	args := make([]any, 0, 2+len(update))
+	args = append(args, id, ttl.Milliseconds())
 	args = append(args, update...)
-	n, err := transitionScript.Run(ctx, s.rdb, []string{key(id)}, args...).Int()
+	n, err := transitionScript.Run(ctx, s.rdb, []string{key(id), UnfinishedKey}, args...).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("store: update %s: %w", id, err)
@@ -129,6 +150,33 @@ func (s *Store) transition(ctx context.Context, id string, ttl time.Duration, up
 		return ErrFinished
 	case n < 0:
 		return task.NotFound(id)
+	}
+	return nil
+}
+
+// Unfinished returns up to limit ids of unfinished tasks created before
+// before, oldest first, starting after the id whose score is after (0 from
+// the start), with the score to resume from.
+func (s *Store) Unfinished(ctx context.Context, before time.Time, after int64, limit int64) ([]string, int64, error) {
+	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, UnfinishedKey, &redis.ZRangeBy{
+		Min: fmt.Sprintf("(%d", after), Max: fmt.Sprint(before.UnixMilli()), Count: limit,
+	}).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: unfinished: %w", err)
+	}
+	ids := make([]string, len(zs))
+	for i, z := range zs {
+		ids[i] = z.Member.(string)
+		after = int64(z.Score)
+	}
+	return ids, after, nil
+}
+
+// Forget drops id from the unfinished set, for a record that no longer
+// exists.
+func (s *Store) Forget(ctx context.Context, id string) error {
+	if err := s.rdb.ZRem(ctx, UnfinishedKey, id).Err(); err != nil {
+		return fmt.Errorf("store: forget %s: %w", id, err)
 	}
 	return nil
 }

@@ -160,3 +160,31 @@ func TestExpiry(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5, "a finished record lives RESULT_TTL")
 }
+
+func TestUnfinishedSetFollowsTheRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, id := range []string{"a", "b", "c"} {
+		b.create(t, id)
+	}
+	later := b.now.Add(time.Hour)
+	ids, _, err := b.store.Unfinished(b.ctx, later, 0, 10)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"a", "b", "c"}, ids)
+
+	ids, _, err = b.store.Unfinished(b.ctx, b.now.Add(-time.Second), 0, 10)
+	require.NoError(t, err)
+	require.Empty(t, ids, "only tasks created before the given time")
+
+	require.NoError(t, b.store.Started(b.ctx, "a", 1, b.now))
+	require.NoError(t, b.store.Succeeded(b.ctx, "a", "p", json.RawMessage(`{}`), b.now))
+	require.NoError(t, b.store.Delete(b.ctx, "b"))
+	ids, _, err = b.store.Unfinished(b.ctx, later, 0, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"c"}, ids, "a task that ended, or was rolled back, is no longer unfinished")
+
+	require.NoError(t, b.store.Forget(b.ctx, "c"))
+	ids, _, err = b.store.Unfinished(b.ctx, later, 0, 10)
+	require.NoError(t, err)
+	require.Empty(t, ids)
+}

@@ -1,0 +1,134 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/queue"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// UnfinishedRecords is what the reconciler needs of the record store.
+type UnfinishedRecords interface {
+	Unfinished(ctx context.Context, before time.Time, after int64, limit int64) ([]string, int64, error)
+	Get(ctx context.Context, id string) (*task.Record, error)
+	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
+	Forget(ctx context.Context, id string) error
+}
+
+// Reconciler ends the records of tasks the queue has given up on without
+// telling the worker: asynq archives a task whose worker died (its lease
+// expired) once its retries are used up, and no handler runs then. Without
+// this, such a record would say STARTED forever.
+type Reconciler struct {
+	records   UnfinishedRecords
+	inspector *asynq.Inspector
+	// Grace is how old an unfinished task must be before it is looked at,
+	// longer than a submit takes between writing the record and enqueuing.
+	Grace time.Duration
+	// Interval is the time between rounds.
+	Interval time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+	cursor   int64
+}
+
+// pageSize and pagesPerRound bound the work of one round; a backlog of older
+// unfinished tasks is worked through over several rounds.
+const (
+	pageSize      = 200
+	pagesPerRound = 10
+)
+
+// NewReconciler returns a reconciler on rdb.
+func NewReconciler(rdb redis.UniversalClient, records UnfinishedRecords, log *slog.Logger) *Reconciler {
+	return &Reconciler{records: records, inspector: asynq.NewInspectorFromRedisClient(rdb),
+		Grace: time.Minute, Interval: 30 * time.Second, log: log, now: time.Now}
+}
+
+// Run reconciles every Interval until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := r.Round(ctx); err != nil {
+				r.log.Warn("reconciling unfinished tasks failed", "err", err)
+			} else if n > 0 {
+				r.log.Warn("ended tasks the queue had given up on", "count", n)
+			}
+		}
+	}
+}
+
+// Round looks at a bounded number of unfinished tasks older than Grace and
+// returns how many it ended.
+func (r *Reconciler) Round(ctx context.Context) (ended int, err error) {
+	before := r.now().Add(-r.Grace)
+	for range pagesPerRound {
+		ids, next, err := r.records.Unfinished(ctx, before, r.cursor, pageSize)
+		if err != nil {
+			return ended, err
+		}
+		r.cursor = next
+		for _, id := range ids {
+			done, err := r.check(ctx, id)
+			if err != nil {
+				return ended, err
+			}
+			if done {
+				ended++
+			}
+		}
+		if len(ids) < pageSize {
+			r.cursor = 0 // the end: start again from the oldest next time
+			break
+		}
+	}
+	return ended, nil
+}
+
+// check ends one task if the queue no longer holds it or has archived it.
+func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
+	rec, err := r.records.Get(ctx, id)
+	if task.CodeOf(err) == task.ENOTFOUND {
+		return false, r.records.Forget(ctx, id)
+	}
+	if err != nil {
+		return false, err
+	}
+	if rec.Status.Terminal() {
+		return false, r.records.Forget(ctx, id)
+	}
+	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type), id)
+	var reason string
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		reason = "the task was lost by the queue (was Redis restarted without persistence?)"
+	case err != nil:
+		return false, fmt.Errorf("reconcile %s: %w", id, err)
+	case info.State == asynq.TaskStateArchived:
+		reason = fmt.Sprintf("the worker running it stopped and no retries are left (after %d); last error: %s", rec.Attempts, info.LastErr)
+	default:
+		return false, nil // pending, active, scheduled or retrying: in hand
+	}
+	failure := task.Failure{Code: task.FailureLost, Message: reason, Provider: rec.Provider}
+	switch err := r.records.Failed(ctx, id, failure, r.now()); {
+	case errors.Is(err, store.ErrFinished):
+		return false, nil // it ended meanwhile, on its own
+	case err != nil && task.CodeOf(err) != task.ENOTFOUND:
+		return false, err
+	}
+	r.log.Warn("task ended by the reconciler", "task_id", id, "type", rec.Type, "reason", reason)
+	return true, nil
+}

@@ -1,0 +1,63 @@
+package worker_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/queue"
+	"github.com/siganteng/siganteng/internal/redistest"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/worker"
+)
+
+func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t, redistest.URL(t))
+	s := store.New(rdb, time.Hour)
+	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: time.Minute})
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	ctx := context.Background()
+	created := time.Now().Add(-time.Hour)
+	newTask := func(id string, enqueue bool) {
+		require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created}))
+		if enqueue {
+			require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+		}
+	}
+
+	newTask("archived", true) // as asynq's recoverer leaves a task whose worker died with no retries left
+	require.NoError(t, s.Started(ctx, "archived", 1, created))
+	require.NoError(t, inspector.ArchiveTask(queue.Name(task.TypeGenerateText), "archived"))
+	newTask("orphan", false) // its enqueue never happened
+	newTask("waiting", true) // pending in the queue: in hand
+	require.NoError(t, s.Create(ctx, &task.Record{ID: "fresh", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+
+	r := worker.NewReconciler(rdb, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.Grace = time.Minute
+	ended, err := r.Round(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, ended)
+
+	for id, want := range map[string]task.Status{"archived": task.StatusFailure, "orphan": task.StatusFailure,
+		"waiting": task.StatusPending, "fresh": task.StatusPending} {
+		rec, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, want, rec.Status, id)
+		if want == task.StatusFailure {
+			require.Equal(t, task.FailureLost, rec.Error.Code, id)
+		}
+	}
+	rec, _ := s.Get(ctx, "archived")
+	require.Contains(t, rec.Error.Message, "the worker running it stopped")
+
+	ended, err = r.Round(ctx)
+	require.NoError(t, err)
+	require.Zero(t, ended, "a second round finds nothing more")
+}
