@@ -19,6 +19,7 @@ import (
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/httpapi"
+	"github.com/siganteng/siganteng/internal/notify"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
@@ -67,6 +68,17 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	defer cancel()
 
 	if cmd == "serve" || cmd == "worker" {
+		hub := notify.New(rdb, log.With("component", "notify"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hub.Run(runCtx)
+		}()
+		select { // a revocation must reach a task that starts now
+		case <-hub.Ready():
+		case <-time.After(5 * time.Second):
+			log.Warn("task notifications not subscribed yet; revoking running tasks works once Redis answers")
+		}
 		w := worker.New(rdb, worker.Config{
 			Concurrency:         cfg.WorkerConcurrency,
 			Types:               taskTypes,
@@ -74,7 +86,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			DelayedPollInterval: cfg.RetryPollInterval,
 			ShutdownTimeout:     cfg.ShutdownTimeout,
 			Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
-		}, svc, records, log.With("component", "worker"), nil)
+		}, svc, records, hub, log.With("component", "worker"), nil)
 		if err := w.Start(); err != nil {
 			return err
 		}

@@ -47,6 +47,8 @@ type Tasks interface {
 	TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*service.Audio, error)
 	// Get returns a record; ENOTFOUND, EUNAVAILABLE.
 	Get(ctx context.Context, id string) (*task.Record, error)
+	// Cancel revokes a task and returns its record; ENOTFOUND, EUNAVAILABLE.
+	Cancel(ctx context.Context, id string) (*task.Record, error)
 	// OpenArtifact opens a finished task's artifact; ENOTFOUND, ECONFLICT,
 	// EUNAVAILABLE. The caller closes the object.
 	OpenArtifact(ctx context.Context, id string) (task.Artifact, artifact.Object, error)

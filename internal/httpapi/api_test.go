@@ -143,6 +143,17 @@ func (f *fakeTasks) GenerateText(_ context.Context, in task.GenerateTextInput) (
 	return &task.TextResult{Text: "hi", Model: "m", Provider: "fake"}, nil
 }
 
+func (f *fakeTasks) Cancel(ctx context.Context, id string) (*task.Record, error) {
+	rec, err := f.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.Status.Terminal() {
+		rec.Status = task.StatusRevoked
+	}
+	return rec, nil
+}
+
 func (f *fakeTasks) Get(_ context.Context, id string) (*task.Record, error) {
 	if r, ok := f.records[id]; ok {
 		return r, nil
@@ -362,7 +373,7 @@ func TestDocsAndOpenAPI(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(raw, &doc))
 	require.Equal(t, "3.1.0", doc.OpenAPI)
-	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/describe_image", "/describe_image", "/background/embed", "/embed", "/background/speech_to_text", "/speech_to_text", "/background/tasks/{task_id}",
+	for _, p := range []string{"/background/generate_text", "/background/text_to_speech", "/background/describe_image", "/describe_image", "/background/embed", "/embed", "/background/speech_to_text", "/speech_to_text", "/background/tasks/{task_id}/cancel", "/background/tasks/{task_id}",
 		"/background/tasks/{task_id}/artifact", "/generate_text", "/text_to_speech", "/healthz", "/readyz"} {
 		require.Contains(t, doc.Paths, p)
 	}

@@ -164,6 +164,17 @@ func registerRoutes(api huma.API, h *handlers) {
 	}, h.textToSpeech)
 
 	huma.Register(api, huma.Operation{
+		OperationID: "cancel-task",
+		Method:      http.MethodPost,
+		Path:        "/background/tasks/{task_id}/cancel",
+		Summary:     "Cancel a task",
+		Description: "A task not yet started never runs; a running one has its provider call cancelled; neither is retried, and the task ends REVOKED. " +
+			"Cancelling is idempotent, and a task that has already ended is left as it is. The answer is the record.",
+		Tags:   []string{"Background tasks"},
+		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.cancelTask)
+
+	huma.Register(api, huma.Operation{
 		OperationID: "healthz",
 		Method:      http.MethodGet,
 		Path:        "/healthz",

@@ -46,6 +46,14 @@ func (h *handlers) getTask(ctx context.Context, in *getTaskInput) (*recordOutput
 	return &recordOutput{Body: rec}, nil
 }
 
+func (h *handlers) cancelTask(ctx context.Context, in *getTaskInput) (*recordOutput, error) {
+	rec, err := h.deps.Tasks.Cancel(ctx, in.TaskID)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	return &recordOutput{Body: rec}, nil
+}
+
 type textOutput struct {
 	Body *task.TextResult
 }

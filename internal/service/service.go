@@ -16,6 +16,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -27,6 +28,9 @@ type Records interface {
 	Get(ctx context.Context, id string) (*task.Record, error)
 	// Delete removes a record.
 	Delete(ctx context.Context, id string) error
+	// Revoked ends an unfinished task; store.ErrFinished if it had ended,
+	// task.ENOTFOUND if unknown.
+	Revoked(ctx context.Context, id, reason string, at time.Time) error
 }
 
 // Enqueuer puts work on the queue.
@@ -161,6 +165,23 @@ func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
 		return nil, task.Unavailable("the task store is unavailable", err)
 	}
 	return rec, err
+}
+
+// Cancel revokes a task: one not yet started never runs, a running one has
+// its provider call cancelled; neither is retried. Cancelling a task that
+// has ended changes nothing. Either way the answer is the record.
+func (s *Service) Cancel(ctx context.Context, id string) (*task.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	err := s.deps.Records.Revoked(ctx, id, "cancelled by the client", s.deps.Now().UTC())
+	switch {
+	case err == nil, errors.Is(err, store.ErrFinished):
+	case task.CodeOf(err) == task.ENOTFOUND:
+		return nil, err
+	default:
+		return nil, task.Unavailable("the task store is unavailable", err)
+	}
+	return s.Get(ctx, id)
 }
 
 // GenerateText runs generate_text now, bounded by the sync timeout.

@@ -19,6 +19,7 @@ import (
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -47,6 +48,36 @@ func (f *fakeRecords) Get(_ context.Context, id string) (*task.Record, error) {
 		return r, nil
 	}
 	return nil, task.NotFound(id)
+}
+
+func (f *fakeRecords) Revoked(_ context.Context, id, reason string, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.recs[id]
+	if !ok {
+		return task.NotFound(id)
+	}
+	if r.Status.Terminal() {
+		return store.ErrFinished
+	}
+	r.Status = task.StatusRevoked
+	r.Error = &task.Failure{Code: task.FailureRevoked, Message: reason}
+	return nil
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	require.NoError(t, err)
+	got, err := b.svc.Cancel(context.Background(), rec.ID)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusRevoked, got.Status)
+	again, err := b.svc.Cancel(context.Background(), rec.ID)
+	require.NoError(t, err, "cancel is idempotent")
+	require.Equal(t, task.StatusRevoked, again.Status)
+	_, err = b.svc.Cancel(context.Background(), "nope")
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
 }
 
 func (f *fakeRecords) Delete(_ context.Context, id string) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/siganteng/siganteng/internal/notify"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -109,6 +110,15 @@ func (s *Store) Succeeded(ctx context.Context, id, provider string, result json.
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
 
+// Revoked ends a task that has not ended: it will not run, or, running, is
+// stopped. It returns ErrFinished for a task that had already ended.
+func (s *Store) Revoked(ctx context.Context, id, reason string, at time.Time) error {
+	failure := task.Failure{Code: task.FailureRevoked, Message: reason}
+	return s.transition(ctx, id, s.resultTTL,
+		"status", string(task.StatusRevoked), "error", mustJSON(failure),
+		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
+}
+
 // Failed records the final failure; the record expires RESULT_TTL later.
 func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error {
 	return s.transition(ctx, id, s.resultTTL,
@@ -123,24 +133,26 @@ func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at 
 // KEYS[2]  the unfinished set
 // ARGV[1]  task id
 // ARGV[2]  TTL in milliseconds, set when the task ends; 0 while it goes on
-// ARGV[3:] field/value pairs to write
+// ARGV[3]  the channel that hears of endings (notify.Channel)
+// ARGV[4:] field/value pairs to write
 //
 // Returns 1 when applied, 0 when the task had ended, -1 when missing.
 var transitionScript = redis.NewScript(`
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 if ARGV[2] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', ARGV[3], ARGV[1])
 end
 return 1
 `)
 
 func (s *Store) transition(ctx context.Context, id string, ttl time.Duration, update ...any) error {
-	args := make([]any, 0, 2+len(update))
-	args = append(args, id, ttl.Milliseconds())
+	args := make([]any, 0, 3+len(update))
+	args = append(args, id, ttl.Milliseconds(), notify.Channel)
 	args = append(args, update...)
 	n, err := transitionScript.Run(ctx, s.rdb, []string{key(id), UnfinishedKey}, args...).Int()
 	switch {

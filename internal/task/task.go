@@ -73,7 +73,8 @@ const (
 	FailureNotConfigured       FailureCode = "provider_not_configured"
 	FailureInvalidInput        FailureCode = "invalid_input"
 	FailureInternal            FailureCode = "internal"
-	FailureLost                FailureCode = "lost" // the worker died with no retries left, or the queue lost the task
+	FailureLost                FailureCode = "lost"    // the worker died with no retries left, or the queue lost the task
+	FailureRevoked             FailureCode = "revoked" // cancelled by the client
 )
 
 // Usage counts tokens in the provider's own units.

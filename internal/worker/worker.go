@@ -35,6 +35,17 @@ type Records interface {
 	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
 }
 
+// Endings tells the worker when a task ends elsewhere (it was revoked).
+type Endings interface {
+	// Listen returns a channel that receives when task id ends, and the
+	// function that stops listening.
+	Listen(id string) (<-chan struct{}, func())
+}
+
+// errRevoked is the cause of an attempt's context ending because its task
+// was revoked.
+var errRevoked = errors.New("the task was revoked")
+
 // Config configures a worker.
 type Config struct {
 	Concurrency int
@@ -54,17 +65,18 @@ type Worker struct {
 	srv     *asynq.Server
 	exec    Executor
 	records Records
+	endings Endings
 	backoff Backoff
 	log     *slog.Logger
 	now     func() time.Time
 }
 
 // New returns a worker on rdb. now may be nil for time.Now.
-func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, log *slog.Logger, now func() time.Time) *Worker {
+func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, endings Endings, log *slog.Logger, now func() time.Time) *Worker {
 	if now == nil {
 		now = time.Now
 	}
-	w := &Worker{exec: exec, records: records, backoff: cfg.Backoff, log: log, now: now}
+	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, log: log, now: now}
 	queues := make(map[string]int, len(cfg.Types))
 	for _, typ := range cfg.Types {
 		queues[queue.Name(typ)] = 1
@@ -138,6 +150,20 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 
+	// Listen before starting, so a revocation that comes after the start
+	// cannot be missed; one that came before makes Started say ErrFinished.
+	actx, stopAttempt := context.WithCancelCause(ctx)
+	defer stopAttempt(nil)
+	ended, stopListening := w.endings.Listen(id)
+	defer stopListening()
+	go func() {
+		select {
+		case <-ended:
+			stopAttempt(errRevoked)
+		case <-actx.Done():
+		}
+	}()
+
 	switch err := w.records.Started(rctx, id, retried+1, w.now()); {
 	case errors.Is(err, store.ErrFinished):
 		log.Info("task already finished; not running it again")
@@ -154,7 +180,12 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 
 	start := w.now()
-	out, err := w.exec.Execute(ctx, id, typ, t.Payload())
+	out, err := w.exec.Execute(actx, id, typ, t.Payload())
+	stopListening() // from here on, the ending is this worker's own
+	if errors.Is(context.Cause(actx), errRevoked) {
+		log.Info("task revoked while running; its provider call was cancelled")
+		return fmt.Errorf("%w: %w", errRevoked, asynq.RevokeTask) // done: no retry, no archive
+	}
 	if err == nil {
 		if err := w.records.Succeeded(rctx, id, out.Provider, out.Result, w.now()); err != nil && !errors.Is(err, store.ErrFinished) {
 			log.Error("could not record the result; the task will run again", "err", err)

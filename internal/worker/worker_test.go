@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/notify"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/redistest"
@@ -68,6 +69,11 @@ func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outc
 	exec := &executor{fn: fn}
 	s := store.New(rdb, time.Hour)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := notify.New(rdb, log)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	t.Cleanup(stopHub)
+	go hub.Run(hubCtx)
+	<-hub.Ready()
 	w := worker.New(rdb, worker.Config{
 		Concurrency:         4,
 		Types:               []task.Type{task.TypeGenerateText},
@@ -75,7 +81,7 @@ func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outc
 		DelayedPollInterval: 50 * time.Millisecond,
 		ShutdownTimeout:     opts.grace,
 		Backoff:             worker.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second},
-	}, exec, s, log, nil)
+	}, exec, s, hub, log, nil)
 	require.NoError(t, w.Start())
 	stopped := false
 	t.Cleanup(func() {
@@ -250,6 +256,45 @@ func TestTaskWithoutRecordIsNotRun(t *testing.T) {
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	_, err := b.store.Get(context.Background(), id)
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(err), "no record is invented")
+}
+
+func TestRevokedWhileRunningIsCancelledNotRetried(t *testing.T) {
+	t.Parallel()
+	running := make(chan struct{})
+	cause := make(chan error, 1)
+	b := setup(t, func(ctx context.Context, _ int) (service.Outcome, error) {
+		close(running)
+		<-ctx.Done()
+		cause <- ctx.Err()
+		return service.Outcome{Provider: "fake"}, provider.ErrorFromTransport(ctx, "fake", ctx.Err())
+	}, options{maxRetry: 3})
+	id := b.submit(t)
+	<-running
+	require.NoError(t, b.store.Revoked(context.Background(), id, "cancelled by the client", time.Now()))
+	select {
+	case err := <-cause:
+		require.ErrorIs(t, err, context.Canceled, "the provider call's context was cancelled")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the running attempt was not cancelled")
+	}
+	time.Sleep(1500 * time.Millisecond) // past any retry asynq could schedule
+	require.EqualValues(t, 1, b.exec.calls.Load(), "a revoked task is not retried")
+	rec, err := b.store.Get(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusRevoked, rec.Status)
+	require.Equal(t, task.FailureRevoked, rec.Error.Code)
+}
+
+func TestRevokedBeforeStartNeverRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t, succeed, options{})
+	id := uuid.NewString()
+	ctx := context.Background()
+	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+	require.NoError(t, b.store.Revoked(ctx, id, "cancelled by the client", time.Now()))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	time.Sleep(300 * time.Millisecond)
+	require.EqualValues(t, 0, b.exec.calls.Load())
 }
 
 func TestStopLetsRunningTasksFinish(t *testing.T) {

@@ -1,0 +1,81 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/provider/providertest"
+	"github.com/siganteng/siganteng/internal/redistest"
+)
+
+func cancel(t *testing.T, base, id string) (int, record) {
+	t.Helper()
+	res, err := http.Post(base+"/background/tasks/"+id+"/cancel", "application/json", nil)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var rec record
+	raw, _ := io.ReadAll(res.Body)
+	_ = json.Unmarshal(raw, &rec)
+	return res.StatusCode, rec
+}
+
+func TestCancelRunningTask(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithDelay(10 * time.Second))
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	rec, _ := submit(t, s.url, `{"prompt":"long"}`)
+	require.Eventually(t, func() bool { return len(fake.Calls()) == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	begin := time.Now()
+	status, got := cancel(t, s.url, rec.TaskID)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "REVOKED", got.Status)
+	require.Equal(t, "revoked", got.Error.Code)
+
+	status, again := cancel(t, s.url, rec.TaskID)
+	require.Equal(t, http.StatusOK, status, "cancel is idempotent")
+	require.Equal(t, "REVOKED", again.Status)
+
+	time.Sleep(1500 * time.Millisecond) // past any retry asynq could schedule
+	require.Len(t, fake.Calls(), 1, "a revoked task is not retried")
+	require.Equal(t, "REVOKED", get(t, s.url, rec.TaskID).Status)
+	require.Less(t, time.Since(begin), 5*time.Second)
+}
+
+func TestCancelBeforeStartNeverRuns(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, redistest.URL(t))
+	api := start(t, "api", env) // no worker yet
+	rec, _ := submit(t, api.url, `{"prompt":"never"}`)
+	status, got := cancel(t, api.url, rec.TaskID)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "REVOKED", got.Status)
+
+	start(t, "worker", env)
+	time.Sleep(500 * time.Millisecond)
+	require.Empty(t, fake.Calls())
+	require.Equal(t, "REVOKED", get(t, api.url, rec.TaskID).Status)
+
+	status, _ = cancel(t, api.url, "6f1c1d2e-0000-4000-8000-000000000000")
+	require.Equal(t, http.StatusNotFound, status)
+}
+
+func TestCancelFinishedTaskChangesNothing(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	rec, _ := submit(t, s.url, `{"prompt":"quick"}`)
+	await(t, s.url, rec.TaskID, 10*time.Second)
+	status, got := cancel(t, s.url, rec.TaskID)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "SUCCESS", got.Status)
+}
