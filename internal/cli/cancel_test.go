@@ -79,3 +79,48 @@ func TestCancelFinishedTaskChangesNothing(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "SUCCESS", got.Status)
 }
+
+func preferWait(t *testing.T, base, prefer string) (*http.Response, record) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/background/generate_text", stringsReader(`{"prompt":"wait for me"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", prefer)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var rec record
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&rec))
+	return res, rec
+}
+
+func TestPreferWaitAnswersWithTheResult(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithDelay(200 * time.Millisecond))
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+
+	begin := time.Now()
+	res, rec := preferWait(t, s.url, "wait=10")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "SUCCESS", rec.Status)
+	require.Equal(t, "echo: wait for me", rec.Result.Text)
+	require.Less(t, time.Since(begin), 3*time.Second, "answered when the task ended, not when the wait ran out")
+
+	res, rec = preferWait(t, s.url, "wait=0")
+	require.Equal(t, http.StatusAccepted, res.StatusCode)
+	require.NotEqual(t, "SUCCESS", rec.Status)
+}
+
+func TestPreferWaitRunsOut(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithDelay(5 * time.Second))
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	begin := time.Now()
+	res, rec := preferWait(t, s.url, "wait=1")
+	require.Equal(t, http.StatusAccepted, res.StatusCode)
+	require.Equal(t, "wait=1", res.Header.Get("Preference-Applied"))
+	require.Contains(t, []string{"PENDING", "STARTED"}, rec.Status)
+	require.InDelta(t, 1.0, time.Since(begin).Seconds(), 0.5)
+}

@@ -55,11 +55,26 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	records := store.New(rdb, cfg.ResultTTL)
 	q := queue.New(rdb, queue.Options{MaxRetry: cfg.TaskMaxRetry, Timeout: cfg.TaskTimeout})
 	defer q.Close()
+	// Workers hear of revocations, the API of endings (Prefer: wait).
+	hub := notify.New(rdb, log.With("component", "notify"))
+	hubCtx, stopHub := context.WithCancel(ctx)
+	defer stopHub()
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		hub.Run(hubCtx)
+	}()
+	defer func() { stopHub(); <-hubDone }()
+	select { // a revocation must reach a task that starts now
+	case <-hub.Ready():
+	case <-time.After(5 * time.Second):
+		log.Warn("task notifications not subscribed yet; they work once Redis answers")
+	}
 	fetcher := fetch.New(fetch.Config{
 		MaxBytes: cfg.MaxUploadBytes, Timeout: 30 * time.Second, MaxRedirects: 5,
 		Accept: task.ImageTypes, AllowPrivate: cfg.FetchAllowPrivate,
 	})
-	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Log: log},
+	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	var wg sync.WaitGroup
@@ -68,17 +83,6 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	defer cancel()
 
 	if cmd == "serve" || cmd == "worker" {
-		hub := notify.New(rdb, log.With("component", "notify"))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hub.Run(runCtx)
-		}()
-		select { // a revocation must reach a task that starts now
-		case <-hub.Ready():
-		case <-time.After(5 * time.Second):
-			log.Warn("task notifications not subscribed yet; revoking running tasks works once Redis answers")
-		}
 		w := worker.New(rdb, worker.Config{
 			Concurrency:         cfg.WorkerConcurrency,
 			Types:               taskTypes,

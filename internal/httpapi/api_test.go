@@ -154,6 +154,13 @@ func (f *fakeTasks) Cancel(ctx context.Context, id string) (*task.Record, error)
 	return rec, nil
 }
 
+func (f *fakeTasks) Wait(ctx context.Context, id string, _ time.Duration) (*task.Record, error) {
+	if rec, ok := f.records[id]; ok {
+		return rec, nil
+	}
+	return &task.Record{ID: id, Status: task.StatusPending}, nil
+}
+
 func (f *fakeTasks) Get(_ context.Context, id string) (*task.Record, error) {
 	if r, ok := f.records[id]; ok {
 		return r, nil
@@ -556,4 +563,37 @@ func TestSpeechToTextUploads(t *testing.T) {
 	ct, body = multipartBody(t, nil, bytes.Repeat([]byte("a"), 2<<20)) // MAX_UPLOAD_BYTES is 1 MiB here
 	res, raw = post("/background/speech_to_text", ct, body)
 	requireProblem(t, res, raw, http.StatusRequestEntityTooLarge)
+}
+
+func TestPreferWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	submitWith := func(prefer string) *http.Response {
+		req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/background/generate_text", strings.NewReader(`{"prompt":"x"}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		if prefer != "" {
+			req.Header.Set("Prefer", prefer)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res
+	}
+	// Not finished within the wait: 202, and the preference was honoured.
+	res := submitWith("respond-async, wait=5")
+	require.Equal(t, http.StatusAccepted, res.StatusCode)
+	require.Equal(t, "wait=5", res.Header.Get("Preference-Applied"))
+
+	// Finished: 200 with the final record.
+	b.tasks.records["0b6e3a4e-1d5f-4a54-9a3c-6a0d3f2b9c11"] = &task.Record{ID: "0b6e3a4e-1d5f-4a54-9a3c-6a0d3f2b9c11", Status: task.StatusSuccess}
+	res = submitWith("wait=600")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "wait=60", res.Header.Get("Preference-Applied"), "capped at 60 seconds")
+
+	for _, ignored := range []string{"", "wait=soon", "wait=-3", "handling=strict"} {
+		res = submitWith(ignored)
+		require.Equal(t, http.StatusAccepted, res.StatusCode, ignored)
+		require.Empty(t, res.Header.Get("Preference-Applied"), ignored)
+	}
 }

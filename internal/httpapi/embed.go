@@ -12,6 +12,7 @@ type embedBody struct {
 }
 
 type embedInput struct {
+	PreferHeader
 	Body embedBody
 }
 
@@ -21,10 +22,7 @@ type embedOutput struct {
 
 func (h *handlers) submitEmbed(ctx context.Context, in *embedInput) (*submitOutput, error) {
 	rec, err := h.deps.Tasks.SubmitEmbed(ctx, in.Body.EmbedInput)
-	if err != nil {
-		return nil, h.problem(ctx, err)
-	}
-	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+	return h.accepted(ctx, rec, err, in.PreferHeader)
 }
 
 func (h *handlers) embed(ctx context.Context, in *embedInput) (*embedOutput, error) {

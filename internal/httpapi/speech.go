@@ -17,15 +17,13 @@ type textToSpeechBody struct {
 }
 
 type textToSpeechInput struct {
+	PreferHeader
 	Body textToSpeechBody
 }
 
 func (h *handlers) submitTextToSpeech(ctx context.Context, in *textToSpeechInput) (*submitOutput, error) {
 	rec, err := h.deps.Tasks.SubmitTextToSpeech(ctx, in.Body.TextToSpeechInput)
-	if err != nil {
-		return nil, h.problem(ctx, err)
-	}
-	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+	return h.accepted(ctx, rec, err, in.PreferHeader)
 }
 
 // textToSpeech streams the provider's audio to the client as it arrives.

@@ -2,6 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/siganteng/siganteng/internal/service"
 
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -14,20 +21,60 @@ type generateTextBody struct {
 }
 
 type generateTextInput struct {
+	PreferHeader
 	Body generateTextBody
 }
 
+// PreferHeader is RFC 7240's Prefer, on every submit. It is exported only
+// because huma reads the fields of embedded structs of exported types.
+type PreferHeader struct {
+	Prefer string `header:"Prefer" doc:"wait=N (N up to 60): if the task ends within N seconds, the answer is 200 with the final record instead of 202."`
+}
+
+// wait reads wait=N from Prefer; an absent or unreadable preference is 0,
+// since preferences are hints.
+func (p PreferHeader) wait() time.Duration {
+	for _, pref := range strings.Split(p.Prefer, ",") {
+		name, value, _ := strings.Cut(strings.TrimSpace(strings.SplitN(pref, ";", 2)[0]), "=")
+		if strings.EqualFold(strings.TrimSpace(name), "wait") {
+			if n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(value), `"`)); err == nil && n > 0 {
+				return min(time.Duration(n)*time.Second, service.MaxWait)
+			}
+		}
+	}
+	return 0
+}
+
 type submitOutput struct {
-	Location string `header:"Location" doc:"The task's status URL."`
-	Body     *task.Record
+	Status            int
+	Location          string `header:"Location" doc:"The task's status URL."`
+	PreferenceApplied string `header:"Preference-Applied" doc:"wait=N when the request's Prefer: wait was honoured."`
+	Body              *task.Record
+}
+
+// accepted answers a submit: 202 with the record, or, when the client
+// prefers to wait and the task ends in time, 200 with the final record.
+func (h *handlers) accepted(ctx context.Context, rec *task.Record, err error, prefer PreferHeader) (*submitOutput, error) {
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
+	out := &submitOutput{Status: http.StatusAccepted, Location: "/background/tasks/" + rec.ID, Body: rec}
+	if d := prefer.wait(); d > 0 {
+		final, err := h.deps.Tasks.Wait(ctx, rec.ID, d)
+		if err == nil && final != nil {
+			out.Body = final
+			out.PreferenceApplied = fmt.Sprintf("wait=%d", int(d.Seconds()))
+			if final.Status.Terminal() {
+				out.Status = http.StatusOK
+			}
+		}
+	}
+	return out, nil
 }
 
 func (h *handlers) submitGenerateText(ctx context.Context, in *generateTextInput) (*submitOutput, error) {
 	rec, err := h.deps.Tasks.SubmitGenerateText(ctx, in.Body.GenerateTextInput)
-	if err != nil {
-		return nil, h.problem(ctx, err)
-	}
-	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+	return h.accepted(ctx, rec, err, in.PreferHeader)
 }
 
 type getTaskInput struct {

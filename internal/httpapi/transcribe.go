@@ -16,6 +16,7 @@ type speechToTextForm struct {
 }
 
 type speechToTextInput struct {
+	PreferHeader
 	RawBody huma.MultipartFormFiles[speechToTextForm]
 }
 
@@ -27,10 +28,7 @@ func (h *handlers) submitSpeechToText(ctx context.Context, in *speechToTextInput
 	form := in.RawBody.Data()
 	defer form.File.Close()
 	rec, err := h.deps.Tasks.SubmitSpeechToText(ctx, form.input(), form.File)
-	if err != nil {
-		return nil, h.problem(ctx, err)
-	}
-	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+	return h.accepted(ctx, rec, err, in.PreferHeader)
 }
 
 type transcriptOutput struct {

@@ -12,15 +12,13 @@ type describeImageBody struct {
 }
 
 type describeImageInput struct {
+	PreferHeader
 	Body describeImageBody
 }
 
 func (h *handlers) submitDescribeImage(ctx context.Context, in *describeImageInput) (*submitOutput, error) {
 	rec, err := h.deps.Tasks.SubmitDescribeImage(ctx, in.Body.DescribeImageInput)
-	if err != nil {
-		return nil, h.problem(ctx, err)
-	}
-	return &submitOutput{Location: "/background/tasks/" + rec.ID, Body: rec}, nil
+	return h.accepted(ctx, rec, err, in.PreferHeader)
 }
 
 func (h *handlers) describeImage(ctx context.Context, in *describeImageInput) (*textOutput, error) {

@@ -70,6 +70,7 @@ type Deps struct {
 	Providers Providers
 	Artifacts Artifacts
 	Fetcher   Fetcher
+	Endings   Endings
 	Log       *slog.Logger
 	Now       func() time.Time // time.Now when nil
 }

@@ -1,0 +1,38 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// Endings tells the service when a task ends.
+type Endings interface {
+	Listen(id string) (<-chan struct{}, func())
+}
+
+// MaxWait bounds how long a submit may wait for its task (Prefer: wait=N).
+const MaxWait = 60 * time.Second
+
+// Wait returns the task's record once it has ended, or after d, whichever is
+// first. It listens for the ending rather than polling Redis: one read
+// before waiting (the task may have ended already) and one after.
+func (s *Service) Wait(ctx context.Context, id string, d time.Duration) (*task.Record, error) {
+	ended, stop := s.deps.Endings.Listen(id)
+	defer stop()
+	rec, err := s.Get(ctx, id)
+	if err != nil || rec.Status.Terminal() {
+		return rec, err
+	}
+	timer := time.NewTimer(min(d, MaxWait))
+	defer timer.Stop()
+	select {
+	case <-ended:
+	case <-timer.C:
+		return rec, nil
+	case <-ctx.Done():
+		return rec, nil
+	}
+	return s.Get(context.WithoutCancel(ctx), id)
+}
