@@ -140,15 +140,21 @@ func nextAttempt(now time.Time, delay time.Duration) time.Time {
 // attempt's own context has expired.
 const recordTimeout = 5 * time.Second
 
+// record runs one record write with a deadline of its own, counted from now:
+// neither the attempt's context (it may have expired) nor one made when the
+// attempt began (a long task would outlive it) will do.
+func record(ctx context.Context, write func(context.Context) error) error {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return write(wctx)
+}
+
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	typ := task.Type(t.Type())
 	log := w.log.With("task_id", id, "type", typ, "attempt", retried+1)
-
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
 
 	// Listen before starting, so a revocation that comes after the start
 	// cannot be missed; one that came before makes Started say ErrFinished.
@@ -164,7 +170,8 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		}
 	}()
 
-	switch err := w.records.Started(rctx, id, retried+1, w.now()); {
+	started := func(c context.Context) error { return w.records.Started(c, id, retried+1, w.now()) }
+	switch err := record(ctx, started); {
 	case errors.Is(err, store.ErrFinished):
 		log.Info("task already finished; not running it again")
 		return nil
@@ -187,7 +194,8 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", errRevoked, asynq.RevokeTask) // done: no retry, no archive
 	}
 	if err == nil {
-		if err := w.records.Succeeded(rctx, id, out.Provider, out.Result, w.now()); err != nil && !errors.Is(err, store.ErrFinished) {
+		succeeded := func(c context.Context) error { return w.records.Succeeded(c, id, out.Provider, out.Result, w.now()) }
+		if err := record(ctx, succeeded); err != nil && !errors.Is(err, store.ErrFinished) {
 			log.Error("could not record the result; the task will run again", "err", err)
 			return err
 		}
@@ -205,13 +213,15 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	log = log.With("provider", v.failure.Provider, "failure", v.failure.Code)
 	if v.transient && retried < maxRetry {
 		at := nextAttempt(w.now(), w.backoff.Delay(id, retried, v.retryAfter))
-		if rerr := w.records.Retrying(rctx, id, v.failure, at); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
+		retrying := func(c context.Context) error { return w.records.Retrying(c, id, v.failure, at) }
+		if rerr := record(ctx, retrying); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
 			log.Error("could not record the retry", "err", rerr)
 		}
 		log.Warn("attempt failed; retrying", "err", err, "next_attempt_at", at)
 		return &retryError{err: err, at: at}
 	}
-	if ferr := w.records.Failed(rctx, id, v.failure, w.now()); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
+	failed := func(c context.Context) error { return w.records.Failed(c, id, v.failure, w.now()) }
+	if ferr := record(ctx, failed); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
 		log.Error("could not record the failure; asynq will retry", "err", ferr)
 		return ferr
 	}

@@ -189,6 +189,21 @@ func TestRetryShowsTheFailureAndNextAttempt(t *testing.T) {
 	require.Equal(t, task.StatusSuccess, rec.Status)
 }
 
+// A task longer than the deadline of one record write still records its
+// result, once.
+func TestLongTaskRecordsItsResult(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(ctx context.Context, n int) (service.Outcome, error) {
+		time.Sleep(6 * time.Second)
+		return succeed(ctx, n)
+	}, options{maxRetry: 3})
+	id := b.submit(t)
+	rec, _ := b.await(t, id, 20*time.Second)
+	require.Equal(t, task.StatusSuccess, rec.Status)
+	require.Equal(t, 1, rec.Attempts)
+	require.EqualValues(t, 1, b.exec.calls.Load())
+}
+
 func TestPermanentFailureFailsAtOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(context.Context, int) (service.Outcome, error) {
