@@ -58,6 +58,18 @@ func vectors(input []string, dims *int) [][]float64 {
 	return out
 }
 
+// stringOrList reads an input that every embeddings API takes as one string
+// or a list of them.
+func stringOrList(raw json.RawMessage) []string {
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		return list
+	}
+	var one string
+	_ = json.Unmarshal(raw, &one)
+	return []string{one}
+}
+
 // recordEmbed stores call and returns the scripted reply, if any.
 func (r *recorder) recordEmbed(call EmbedCall) (Reply, bool) {
 	return r.take(func() { r.embedCalls = append(r.embedCalls, call) })
@@ -81,12 +93,7 @@ func (f *OpenAIFake) embeddings(w http.ResponseWriter, req *http.Request) {
 		EncodingFormat string          `json:"encoding_format"`
 	}
 	_ = json.Unmarshal(raw, &in)
-	var input []string
-	if json.Unmarshal(in.Input, &input) != nil {
-		var one string
-		_ = json.Unmarshal(in.Input, &one)
-		input = []string{one}
-	}
+	input := stringOrList(in.Input)
 	call := EmbedCall{Path: req.URL.Path, Authorization: req.Header.Get("Authorization"), Model: in.Model, Input: input, Dimensions: in.Dimensions}
 	if reply, ok := f.recordEmbed(call); ok {
 		write(w, req, reply)
@@ -114,12 +121,7 @@ func (f *OllamaFake) embed(w http.ResponseWriter, req *http.Request) {
 		Dimensions *int            `json:"dimensions"`
 	}
 	_ = json.Unmarshal(readBody(req), &in)
-	var input []string
-	if json.Unmarshal(in.Input, &input) != nil {
-		var one string
-		_ = json.Unmarshal(in.Input, &one)
-		input = []string{one}
-	}
+	input := stringOrList(in.Input)
 	call := EmbedCall{Path: req.URL.Path, Authorization: req.Header.Get("Authorization"), Model: in.Model, Input: input, Dimensions: in.Dimensions}
 	if reply, ok := f.recordEmbed(call); ok {
 		write(w, req, reply)
@@ -155,12 +157,7 @@ func (f *HFInferenceFake) featureExtraction(w http.ResponseWriter, req *http.Req
 		Inputs json.RawMessage `json:"inputs"`
 	}
 	_ = json.Unmarshal(readBody(req), &in)
-	var input []string
-	if json.Unmarshal(in.Inputs, &input) != nil {
-		var one string
-		_ = json.Unmarshal(in.Inputs, &one)
-		input = []string{one}
-	}
+	input := stringOrList(in.Inputs)
 	call := EmbedCall{Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
 		Model: req.PathValue("owner") + "/" + req.PathValue("name"), Input: input}
 	if reply, ok := f.recordEmbed(call); ok {
