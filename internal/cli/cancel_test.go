@@ -124,3 +124,35 @@ func TestPreferWaitRunsOut(t *testing.T) {
 	require.Contains(t, []string{"PENDING", "STARTED"}, rec.Status)
 	require.InDelta(t, 1.0, time.Since(begin).Seconds(), 0.5)
 }
+
+func TestCancelAfterRevokesTasksNotStartedInTime(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, redistest.URL(t))
+	api := start(t, "api", env) // no worker yet: the tasks wait
+
+	late, _ := submit(t, api.url, `{"prompt":"late","cancel_after":1}`)
+	req, err := http.NewRequest(http.MethodPost, api.url+"/background/generate_text", stringsReader(`{"prompt":"late too"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cancel-After", "1")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var lateToo record
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&lateToo))
+	res.Body.Close()
+	onTime, _ := submit(t, api.url, `{"prompt":"on time","cancel_after":600}`)
+
+	time.Sleep(1200 * time.Millisecond)
+	start(t, "worker", env)
+	for _, id := range []string{late.TaskID, lateToo.TaskID} {
+		final, _ := await(t, api.url, id, 10*time.Second)
+		require.Equal(t, "REVOKED", final.Status, id)
+		require.Equal(t, "revoked", final.Error.Code)
+		require.Contains(t, final.Error.Message, "cancel_after")
+	}
+	final, _ := await(t, api.url, onTime.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Len(t, fake.Calls(), 1, "only the task on time reached the provider")
+}

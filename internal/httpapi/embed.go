@@ -12,7 +12,7 @@ type embedBody struct {
 }
 
 type embedInput struct {
-	PreferHeader
+	SubmitHeaders
 	Body embedBody
 }
 
@@ -21,8 +21,9 @@ type embedOutput struct {
 }
 
 func (h *handlers) submitEmbed(ctx context.Context, in *embedInput) (*submitOutput, error) {
+	in.deadline(&in.Body.Deadline)
 	rec, err := h.deps.Tasks.SubmitEmbed(ctx, in.Body.EmbedInput)
-	return h.accepted(ctx, rec, err, in.PreferHeader)
+	return h.accepted(ctx, rec, err, in.SubmitHeaders)
 }
 
 func (h *handlers) embed(ctx context.Context, in *embedInput) (*embedOutput, error) {

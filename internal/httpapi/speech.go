@@ -17,13 +17,14 @@ type textToSpeechBody struct {
 }
 
 type textToSpeechInput struct {
-	PreferHeader
+	SubmitHeaders
 	Body textToSpeechBody
 }
 
 func (h *handlers) submitTextToSpeech(ctx context.Context, in *textToSpeechInput) (*submitOutput, error) {
+	in.deadline(&in.Body.Deadline)
 	rec, err := h.deps.Tasks.SubmitTextToSpeech(ctx, in.Body.TextToSpeechInput)
-	return h.accepted(ctx, rec, err, in.PreferHeader)
+	return h.accepted(ctx, rec, err, in.SubmitHeaders)
 }
 
 // textToSpeech streams the provider's audio to the client as it arrives.

@@ -21,19 +21,28 @@ type generateTextBody struct {
 }
 
 type generateTextInput struct {
-	PreferHeader
+	SubmitHeaders
 	Body generateTextBody
 }
 
-// PreferHeader is RFC 7240's Prefer, on every submit. It is exported only
-// because huma reads the fields of embedded structs of exported types.
-type PreferHeader struct {
-	Prefer string `header:"Prefer" doc:"wait=N (N up to 60): if the task ends within N seconds, the answer is 200 with the final record instead of 202."`
+// SubmitHeaders are the headers every submit takes. The type is exported
+// only because huma reads the fields of embedded structs of exported types.
+type SubmitHeaders struct {
+	Prefer      string `header:"Prefer" doc:"wait=N (N up to 60): if the task ends within N seconds, the answer is 200 with the final record instead of 202."`
+	CancelAfter int    `header:"Cancel-After" minimum:"0" maximum:"604800" doc:"Seconds: a task not started by then ends REVOKED. The body's cancel_after wins."`
+}
+
+// deadline applies Cancel-After where the body has no cancel_after.
+func (s SubmitHeaders) deadline(d *task.Deadline) {
+	if d.CancelAfter == nil && s.CancelAfter > 0 {
+		n := s.CancelAfter
+		d.CancelAfter = &n
+	}
 }
 
 // wait reads wait=N from Prefer; an absent or unreadable preference is 0,
 // since preferences are hints.
-func (p PreferHeader) wait() time.Duration {
+func (p SubmitHeaders) wait() time.Duration {
 	for _, pref := range strings.Split(p.Prefer, ",") {
 		name, value, _ := strings.Cut(strings.TrimSpace(strings.SplitN(pref, ";", 2)[0]), "=")
 		if strings.EqualFold(strings.TrimSpace(name), "wait") {
@@ -54,7 +63,7 @@ type submitOutput struct {
 
 // accepted answers a submit: 202 with the record, or, when the client
 // prefers to wait and the task ends in time, 200 with the final record.
-func (h *handlers) accepted(ctx context.Context, rec *task.Record, err error, prefer PreferHeader) (*submitOutput, error) {
+func (h *handlers) accepted(ctx context.Context, rec *task.Record, err error, prefer SubmitHeaders) (*submitOutput, error) {
 	if err != nil {
 		return nil, h.problem(ctx, err)
 	}
@@ -73,8 +82,9 @@ func (h *handlers) accepted(ctx context.Context, rec *task.Record, err error, pr
 }
 
 func (h *handlers) submitGenerateText(ctx context.Context, in *generateTextInput) (*submitOutput, error) {
+	in.deadline(&in.Body.Deadline)
 	rec, err := h.deps.Tasks.SubmitGenerateText(ctx, in.Body.GenerateTextInput)
-	return h.accepted(ctx, rec, err, in.PreferHeader)
+	return h.accepted(ctx, rec, err, in.SubmitHeaders)
 }
 
 type getTaskInput struct {

@@ -13,22 +13,31 @@ type speechToTextForm struct {
 	Model    string        `form:"model" required:"false" doc:"Speech-to-text model; STT_MODEL when empty."`
 	Language string        `form:"language" required:"false" doc:"ISO-639-1 code of the spoken language (en, id), a hint."`
 	Prompt   string        `form:"prompt" required:"false" doc:"Spelling and style hint: names, jargon."`
+	// CancelAfter is cancel_after, in seconds.
+	CancelAfter int `form:"cancel_after" required:"false" minimum:"0" maximum:"604800" doc:"Seconds: a task not started by then ends REVOKED."`
 }
 
 type speechToTextInput struct {
-	PreferHeader
+	SubmitHeaders
 	RawBody huma.MultipartFormFiles[speechToTextForm]
 }
 
 func (f *speechToTextForm) input() task.SpeechToTextInput {
-	return task.SpeechToTextInput{Model: f.Model, Language: f.Language, Prompt: f.Prompt}
+	in := task.SpeechToTextInput{Model: f.Model, Language: f.Language, Prompt: f.Prompt}
+	if f.CancelAfter > 0 {
+		n := f.CancelAfter
+		in.CancelAfter = &n
+	}
+	return in
 }
 
 func (h *handlers) submitSpeechToText(ctx context.Context, in *speechToTextInput) (*submitOutput, error) {
 	form := in.RawBody.Data()
 	defer form.File.Close()
-	rec, err := h.deps.Tasks.SubmitSpeechToText(ctx, form.input(), form.File)
-	return h.accepted(ctx, rec, err, in.PreferHeader)
+	stt := form.input()
+	in.deadline(&stt.Deadline)
+	rec, err := h.deps.Tasks.SubmitSpeechToText(ctx, stt, form.File)
+	return h.accepted(ctx, rec, err, in.SubmitHeaders)
 }
 
 type transcriptOutput struct {

@@ -12,13 +12,14 @@ type describeImageBody struct {
 }
 
 type describeImageInput struct {
-	PreferHeader
+	SubmitHeaders
 	Body describeImageBody
 }
 
 func (h *handlers) submitDescribeImage(ctx context.Context, in *describeImageInput) (*submitOutput, error) {
+	in.deadline(&in.Body.Deadline)
 	rec, err := h.deps.Tasks.SubmitDescribeImage(ctx, in.Body.DescribeImageInput)
-	return h.accepted(ctx, rec, err, in.PreferHeader)
+	return h.accepted(ctx, rec, err, in.SubmitHeaders)
 }
 
 func (h *handlers) describeImage(ctx context.Context, in *describeImageInput) (*textOutput, error) {

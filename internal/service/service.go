@@ -128,6 +128,14 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		Input:     summaryJSON,
 		CreatedAt: s.deps.Now().UTC(),
 	}
+	if d, ok := input.(interface{ CancelAfterSeconds() *int }); ok && d.CancelAfterSeconds() != nil {
+		n := *d.CancelAfterSeconds()
+		if n < 1 || n > 604800 {
+			return nil, task.Invalid("cancel_after", "cancel_after must be between 1 and 604800 seconds")
+		}
+		at := rec.CreatedAt.Add(time.Duration(n) * time.Second)
+		rec.CancelAt = &at
+	}
 	if store != nil {
 		if err := store(rec.ID); err != nil {
 			undo(rec.ID)

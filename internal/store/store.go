@@ -48,6 +48,9 @@ func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	if len(rec.Input) > 0 {
 		fields = append(fields, "input", string(rec.Input))
 	}
+	if rec.CancelAt != nil {
+		fields = append(fields, "cancel_at", formatTime(*rec.CancelAt), "cancel_at_ms", rec.CancelAt.UnixMilli())
+	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key(rec.ID), fields...)
 		p.ZAdd(ctx, UnfinishedKey, redis.Z{Score: float64(rec.CreatedAt.UnixMilli()), Member: rec.ID})
@@ -89,12 +92,54 @@ func (s *Store) Get(ctx context.Context, id string) (*task.Record, error) {
 // ended; the record is unchanged.
 var ErrFinished = errors.New("store: task already finished")
 
+// ErrDeadlinePassed is returned by Started when the task's cancel_after had
+// passed: the task is now REVOKED and must not run.
+var ErrDeadlinePassed = errors.New("store: task not started before its cancel_after")
+
+// startScript marks an attempt as running, unless the task has ended, is
+// missing, or its cancel_after has passed, in which case it ends REVOKED.
+//
+// KEYS[1] record key, KEYS[2] the unfinished set
+// ARGV[1] id, ARGV[2] now in ms, ARGV[3] RESULT_TTL in ms, ARGV[4] the
+// endings channel, ARGV[5] attempt, ARGV[6] now formatted, ARGV[7] expiry
+// formatted, ARGV[8] the revocation's error JSON
+//
+// Returns 1 when started, 2 when revoked, 0 when it had ended, -1 when missing.
+var startScript = redis.NewScript(`
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
+local cancelAt = redis.call('HGET', KEYS[1], 'cancel_at_ms')
+if cancelAt and status ~= 'STARTED' and status ~= 'RETRY' and tonumber(cancelAt) <= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'status', 'REVOKED', 'error', ARGV[8], 'completed_at', ARGV[6], 'expires_at', ARGV[7])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', ARGV[4], ARGV[1])
+  return 2
+end
+redis.call('HSET', KEYS[1], 'status', 'STARTED', 'attempts', ARGV[5], 'started_at', ARGV[6], 'next_attempt_at', '')
+return 1
+`)
+
 // Started marks an attempt as running. A missing record gives a
-// task.ENOTFOUND error: its submit was rolled back, and the task must not run.
+// task.ENOTFOUND error: its submit was rolled back, and the task must not
+// run; a passed cancel_after gives ErrDeadlinePassed. A task that has
+// started once is not stopped by its deadline when it is retried.
 func (s *Store) Started(ctx context.Context, id string, attempt int, at time.Time) error {
-	return s.transition(ctx, id, 0,
-		"status", string(task.StatusStarted), "attempts", attempt,
-		"started_at", formatTime(at), "next_attempt_at", "")
+	revoked := mustJSON(task.Failure{Code: task.FailureRevoked, Message: "not started before its cancel_after"})
+	n, err := startScript.Run(ctx, s.rdb, []string{key(id), UnfinishedKey}, id, at.UnixMilli(), s.resultTTL.Milliseconds(),
+		notify.Channel, attempt, formatTime(at), formatTime(at.Add(s.resultTTL)), revoked).Int()
+	switch {
+	case err != nil:
+		return fmt.Errorf("store: start %s: %w", id, err)
+	case n == 0:
+		return ErrFinished
+	case n == 2:
+		return ErrDeadlinePassed
+	case n < 0:
+		return task.NotFound(id)
+	}
+	return nil
 }
 
 // Retrying records a failed attempt that will run again at next.
@@ -206,6 +251,7 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	rec.CompletedAt = parseTimePtr(h["completed_at"])
 	rec.NextAttemptAt = parseTimePtr(h["next_attempt_at"])
 	rec.ExpiresAt = parseTimePtr(h["expires_at"])
+	rec.CancelAt = parseTimePtr(h["cancel_at"])
 	if v := h["input"]; v != "" {
 		rec.Input = json.RawMessage(v)
 	}

@@ -188,3 +188,28 @@ func TestUnfinishedSetFollowsTheRecord(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, ids)
 }
+
+func TestStartAfterTheDeadlineRevokes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	deadline := b.now.Add(time.Minute)
+	for _, id := range []string{"late", "early"} {
+		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending,
+			CreatedAt: b.now, CancelAt: &deadline}))
+	}
+	require.NoError(t, b.store.Started(b.ctx, "early", 1, deadline.Add(-time.Second)))
+	require.ErrorIs(t, b.store.Started(b.ctx, "late", 1, deadline.Add(time.Second)), store.ErrDeadlinePassed)
+
+	rec, err := b.store.Get(b.ctx, "late")
+	require.NoError(t, err)
+	require.Equal(t, task.StatusRevoked, rec.Status)
+	require.Equal(t, task.FailureRevoked, rec.Error.Code)
+	require.True(t, deadline.Equal(*rec.CancelAt))
+	ids, _, err := b.store.Unfinished(b.ctx, b.now.Add(time.Hour), 0, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"early"}, ids)
+
+	// A task that has started is not stopped by its deadline when retried.
+	require.NoError(t, b.store.Retrying(b.ctx, "early", task.Failure{Code: task.FailureProviderUnavailable}, deadline))
+	require.NoError(t, b.store.Started(b.ctx, "early", 2, deadline.Add(time.Hour)))
+}

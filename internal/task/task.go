@@ -47,6 +47,7 @@ type Record struct {
 	StartedAt     *time.Time      `json:"started_at,omitempty"`
 	CompletedAt   *time.Time      `json:"completed_at,omitempty"`
 	NextAttemptAt *time.Time      `json:"next_attempt_at,omitempty" doc:"When a RETRY task runs again."`
+	CancelAt      *time.Time      `json:"cancel_at,omitempty" doc:"From cancel_after: a task not started by then ends REVOKED."`
 	ExpiresAt     *time.Time      `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
 	Result        json.RawMessage `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
 	Error         *Failure        `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
@@ -76,6 +77,14 @@ const (
 	FailureLost                FailureCode = "lost"    // the worker died with no retries left, or the queue lost the task
 	FailureRevoked             FailureCode = "revoked" // cancelled by the client
 )
+
+// Deadline is the cancel_after every submit may carry.
+type Deadline struct {
+	CancelAfter *int `json:"cancel_after,omitempty" minimum:"1" maximum:"604800" doc:"Seconds from now: a task not started by then ends REVOKED and never runs. The Cancel-After header says the same."`
+}
+
+// CancelAfterSeconds returns cancel_after, or nil.
+func (d Deadline) CancelAfterSeconds() *int { return d.CancelAfter }
 
 // Usage counts tokens in the provider's own units.
 type Usage struct {

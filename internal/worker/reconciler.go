@@ -20,6 +20,7 @@ type UnfinishedRecords interface {
 	Unfinished(ctx context.Context, before time.Time, after int64, limit int64) ([]string, int64, error)
 	Get(ctx context.Context, id string) (*task.Record, error)
 	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
+	Revoked(ctx context.Context, id, reason string, at time.Time) error
 	Forget(ctx context.Context, id string) error
 }
 
@@ -109,6 +110,15 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 	}
 	if rec.Status.Terminal() {
 		return false, r.records.Forget(ctx, id)
+	}
+	if rec.Status == task.StatusPending && rec.CancelAt != nil && r.now().After(*rec.CancelAt) {
+		// Waiting behind a backlog past its deadline: end it now rather than
+		// when a worker reaches it.
+		err := r.records.Revoked(ctx, id, "not started before its cancel_after", r.now())
+		if errors.Is(err, store.ErrFinished) {
+			return false, nil
+		}
+		return err == nil, err
 	}
 	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type), id)
 	var reason string

@@ -38,15 +38,18 @@ func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	newTask("orphan", false) // its enqueue never happened
 	newTask("waiting", true) // pending in the queue: in hand
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "fresh", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+	deadline := created.Add(time.Minute) // long past, and no worker reached it
+	require.NoError(t, s.Create(ctx, &task.Record{ID: "overdue", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created, CancelAt: &deadline}))
+	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "overdue", []byte(`{"prompt":"p"}`)))
 
 	r := worker.NewReconciler(rdb, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.Grace = time.Minute
 	ended, err := r.Round(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, ended)
+	require.Equal(t, 3, ended)
 
 	for id, want := range map[string]task.Status{"archived": task.StatusFailure, "orphan": task.StatusFailure,
-		"waiting": task.StatusPending, "fresh": task.StatusPending} {
+		"waiting": task.StatusPending, "fresh": task.StatusPending, "overdue": task.StatusRevoked} {
 		rec, err := s.Get(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, want, rec.Status, id)

@@ -175,6 +175,9 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	case errors.Is(err, store.ErrFinished):
 		log.Info("task already finished; not running it again")
 		return nil
+	case errors.Is(err, store.ErrDeadlinePassed):
+		log.Info("task not started before its cancel_after; revoked")
+		return nil
 	case task.CodeOf(err) == task.ENOTFOUND:
 		// The submit that queued it answered 503 and removed the record (the
 		// enqueue reached Redis, but its answer did not reach the API). The
