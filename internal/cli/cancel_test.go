@@ -156,3 +156,33 @@ func TestCancelAfterRevokesTasksNotStartedInTime(t *testing.T) {
 	require.Equal(t, "SUCCESS", final.Status)
 	require.Len(t, fake.Calls(), 1, "only the task on time reached the provider")
 }
+
+func TestIdempotencyKeyEndToEnd(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	post := func(body string) (*http.Response, record) {
+		req, err := http.NewRequest(http.MethodPost, s.url+"/background/generate_text", stringsReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "order-42")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		var rec record
+		_ = json.NewDecoder(res.Body).Decode(&rec)
+		return res, rec
+	}
+	res, first := post(`{"prompt":"charge once"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode)
+	res, second := post(`{"prompt":"charge once"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode)
+	require.Equal(t, "true", res.Header.Get("Idempotent-Replayed"))
+	require.Equal(t, first.TaskID, second.TaskID)
+	res, _ = post(`{"prompt":"charge twice"}`)
+	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+
+	await(t, s.url, first.TaskID, 10*time.Second)
+	require.Len(t, fake.Calls(), 1, "the provider was called once")
+}

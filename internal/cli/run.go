@@ -74,7 +74,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 		MaxBytes: cfg.MaxUploadBytes, Timeout: 30 * time.Second, MaxRedirects: 5,
 		Accept: task.ImageTypes, AllowPrivate: cfg.FetchAllowPrivate,
 	})
-	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Log: log},
+	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	var wg sync.WaitGroup

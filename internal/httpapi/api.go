@@ -49,6 +49,8 @@ type Tasks interface {
 	Get(ctx context.Context, id string) (*task.Record, error)
 	// Cancel revokes a task and returns its record; ENOTFOUND, EUNAVAILABLE.
 	Cancel(ctx context.Context, id string) (*task.Record, error)
+	// Idempotent runs submit once per Idempotency-Key; see service.Idempotent.
+	Idempotent(ctx context.Context, key string, typ task.Type, input any, submit func() (*task.Record, error)) (*task.Record, bool, error)
 	// Wait returns the record once the task has ended or d has passed.
 	Wait(ctx context.Context, id string, d time.Duration) (*task.Record, error)
 	// OpenArtifact opens a finished task's artifact; ENOTFOUND, ECONFLICT,

@@ -154,6 +154,11 @@ func (f *fakeTasks) Cancel(ctx context.Context, id string) (*task.Record, error)
 	return rec, nil
 }
 
+func (f *fakeTasks) Idempotent(_ context.Context, key string, _ task.Type, _ any, submit func() (*task.Record, error)) (*task.Record, bool, error) {
+	rec, err := submit()
+	return rec, key == "replay-me", err
+}
+
 func (f *fakeTasks) Wait(ctx context.Context, id string, _ time.Duration) (*task.Record, error) {
 	if rec, ok := f.records[id]; ok {
 		return rec, nil
@@ -595,5 +600,21 @@ func TestPreferWait(t *testing.T) {
 		res = submitWith(ignored)
 		require.Equal(t, http.StatusAccepted, res.StatusCode, ignored)
 		require.Empty(t, res.Header.Get("Preference-Applied"), ignored)
+	}
+}
+
+func TestIdempotentReplayHeader(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for key, want := range map[string]string{"replay-me": "true", "fresh": ""} {
+		req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/background/embed", strings.NewReader(`{"input":["x"]}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusAccepted, res.StatusCode)
+		require.Equal(t, want, res.Header.Get("Idempotent-Replayed"), key)
 	}
 }

@@ -22,8 +22,10 @@ type embedOutput struct {
 
 func (h *handlers) submitEmbed(ctx context.Context, in *embedInput) (*submitOutput, error) {
 	in.deadline(&in.Body.Deadline)
-	rec, err := h.deps.Tasks.SubmitEmbed(ctx, in.Body.EmbedInput)
-	return h.accepted(ctx, rec, err, in.SubmitHeaders)
+	body := in.Body.EmbedInput
+	return h.submit(ctx, in.SubmitHeaders, task.TypeEmbed, body, func() (*task.Record, error) {
+		return h.deps.Tasks.SubmitEmbed(ctx, body)
+	})
 }
 
 func (h *handlers) embed(ctx context.Context, in *embedInput) (*embedOutput, error) {

@@ -23,8 +23,10 @@ type textToSpeechInput struct {
 
 func (h *handlers) submitTextToSpeech(ctx context.Context, in *textToSpeechInput) (*submitOutput, error) {
 	in.deadline(&in.Body.Deadline)
-	rec, err := h.deps.Tasks.SubmitTextToSpeech(ctx, in.Body.TextToSpeechInput)
-	return h.accepted(ctx, rec, err, in.SubmitHeaders)
+	body := in.Body.TextToSpeechInput
+	return h.submit(ctx, in.SubmitHeaders, task.TypeTextToSpeech, body, func() (*task.Record, error) {
+		return h.deps.Tasks.SubmitTextToSpeech(ctx, body)
+	})
 }
 
 // textToSpeech streams the provider's audio to the client as it arrives.

@@ -30,6 +30,8 @@ type generateTextInput struct {
 type SubmitHeaders struct {
 	Prefer      string `header:"Prefer" doc:"wait=N (N up to 60): if the task ends within N seconds, the answer is 200 with the final record instead of 202."`
 	CancelAfter int    `header:"Cancel-After" minimum:"0" maximum:"604800" doc:"Seconds: a task not started by then ends REVOKED. The body's cancel_after wins."`
+	// IdempotencyKey makes a retried submit safe.
+	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"Any unique string, kept 24 hours: the same key with the same body gives back the first request's task (Idempotent-Replayed: true) instead of a second one; with another body it is a 422."`
 }
 
 // deadline applies Cancel-After where the body has no cancel_after.
@@ -58,16 +60,23 @@ type submitOutput struct {
 	Status            int
 	Location          string `header:"Location" doc:"The task's status URL."`
 	PreferenceApplied string `header:"Preference-Applied" doc:"wait=N when the request's Prefer: wait was honoured."`
+	Replayed          string `header:"Idempotent-Replayed" doc:"true when the task is the one an earlier request with the same Idempotency-Key made."`
 	Body              *task.Record
 }
 
-// accepted answers a submit: 202 with the record, or, when the client
-// prefers to wait and the task ends in time, 200 with the final record.
-func (h *handlers) accepted(ctx context.Context, rec *task.Record, err error, prefer SubmitHeaders) (*submitOutput, error) {
+// submit runs one submit under its Idempotency-Key and answers it: 202 with
+// the record, or, when the client prefers to wait and the task ends in time,
+// 200 with the final record.
+func (h *handlers) submit(ctx context.Context, hdr SubmitHeaders, typ task.Type, input any, submit func() (*task.Record, error)) (*submitOutput, error) {
+	rec, replayed, err := h.deps.Tasks.Idempotent(ctx, hdr.IdempotencyKey, typ, input, submit)
 	if err != nil {
 		return nil, h.problem(ctx, err)
 	}
 	out := &submitOutput{Status: http.StatusAccepted, Location: "/background/tasks/" + rec.ID, Body: rec}
+	if replayed {
+		out.Replayed = "true"
+	}
+	prefer := hdr
 	if d := prefer.wait(); d > 0 {
 		final, err := h.deps.Tasks.Wait(ctx, rec.ID, d)
 		if err == nil && final != nil {
@@ -83,8 +92,10 @@ func (h *handlers) accepted(ctx context.Context, rec *task.Record, err error, pr
 
 func (h *handlers) submitGenerateText(ctx context.Context, in *generateTextInput) (*submitOutput, error) {
 	in.deadline(&in.Body.Deadline)
-	rec, err := h.deps.Tasks.SubmitGenerateText(ctx, in.Body.GenerateTextInput)
-	return h.accepted(ctx, rec, err, in.SubmitHeaders)
+	body := in.Body.GenerateTextInput
+	return h.submit(ctx, in.SubmitHeaders, task.TypeGenerateText, body, func() (*task.Record, error) {
+		return h.deps.Tasks.SubmitGenerateText(ctx, body)
+	})
 }
 
 type getTaskInput struct {

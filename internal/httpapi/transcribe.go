@@ -36,8 +36,10 @@ func (h *handlers) submitSpeechToText(ctx context.Context, in *speechToTextInput
 	defer form.File.Close()
 	stt := form.input()
 	in.deadline(&stt.Deadline)
-	rec, err := h.deps.Tasks.SubmitSpeechToText(ctx, stt, form.File)
-	return h.accepted(ctx, rec, err, in.SubmitHeaders)
+	// The key covers the form's fields; the audio is streamed, not hashed.
+	return h.submit(ctx, in.SubmitHeaders, task.TypeSpeechToText, stt, func() (*task.Record, error) {
+		return h.deps.Tasks.SubmitSpeechToText(ctx, stt, form.File)
+	})
 }
 
 type transcriptOutput struct {

@@ -18,8 +18,10 @@ type describeImageInput struct {
 
 func (h *handlers) submitDescribeImage(ctx context.Context, in *describeImageInput) (*submitOutput, error) {
 	in.deadline(&in.Body.Deadline)
-	rec, err := h.deps.Tasks.SubmitDescribeImage(ctx, in.Body.DescribeImageInput)
-	return h.accepted(ctx, rec, err, in.SubmitHeaders)
+	body := in.Body.DescribeImageInput
+	return h.submit(ctx, in.SubmitHeaders, task.TypeDescribeImage, body, func() (*task.Record, error) {
+		return h.deps.Tasks.SubmitDescribeImage(ctx, body)
+	})
 }
 
 func (h *handlers) describeImage(ctx context.Context, in *describeImageInput) (*textOutput, error) {

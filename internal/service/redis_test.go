@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +25,10 @@ func redisService(tb testing.TB) (*service.Service, *redistest.RoundTrips, *redi
 	rdb := redistest.Client(tb, redistest.URL(tb))
 	trips := &redistest.RoundTrips{}
 	rdb.AddHook(trips)
+	records := store.New(rdb, time.Hour)
 	svc := service.New(service.Deps{
-		Records:   store.New(rdb, time.Hour),
+		Records:   records,
+		Keys:      records,
 		Queue:     queue.New(rdb, queue.Options{MaxRetry: 3, Timeout: time.Minute}),
 		Providers: service.Providers{LLM: &fakeLLM{}},
 		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -130,4 +133,81 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	svc, _, rdb := redisService(t)
+	ctx := context.Background()
+	in := task.GenerateTextInput{Prompt: "once"}
+	submit := func(in task.GenerateTextInput) func() (*task.Record, error) {
+		return func() (*task.Record, error) { return svc.SubmitGenerateText(ctx, in) }
+	}
+
+	first, replayed, err := svc.Idempotent(ctx, "key-1", task.TypeGenerateText, in, submit(in))
+	require.NoError(t, err)
+	require.False(t, replayed)
+	again, replayed, err := svc.Idempotent(ctx, "key-1", task.TypeGenerateText, in, submit(in))
+	require.NoError(t, err)
+	require.True(t, replayed)
+	require.Equal(t, first.ID, again.ID)
+
+	other := task.GenerateTextInput{Prompt: "something else"}
+	_, _, err = svc.Idempotent(ctx, "key-1", task.TypeGenerateText, other, submit(other))
+	require.Equal(t, task.EINVALID, task.CodeOf(err))
+
+	ttl, err := rdb.TTL(ctx, "siganteng:idem:key-1").Result()
+	require.NoError(t, err)
+	require.InDelta(t, (24 * time.Hour).Seconds(), ttl.Seconds(), 5, "keys are kept a day")
+
+	n, err := rdb.ZCard(ctx, store.UnfinishedKey).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "one task for one key")
+}
+
+func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	svc, _, rdb := redisService(t)
+	ctx := context.Background()
+	in := task.GenerateTextInput{Prompt: "at the same time"}
+	ids := make(chan string, 20)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec, _, err := svc.Idempotent(ctx, "racy", task.TypeGenerateText, in, func() (*task.Record, error) {
+				time.Sleep(50 * time.Millisecond) // a slow submit, so the others find the key pending
+				return svc.SubmitGenerateText(ctx, in)
+			})
+			if err == nil {
+				ids <- rec.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		seen[id] = true
+	}
+	require.Len(t, seen, 1, "twenty concurrent requests with one key made one task")
+	n, err := rdb.ZCard(ctx, store.UnfinishedKey).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+}
+
+func TestIdempotencyKeyIsFreedWhenSubmitFails(t *testing.T) {
+	t.Parallel()
+	svc, _, _ := redisService(t)
+	ctx := context.Background()
+	in := task.GenerateTextInput{Prompt: "retry me"}
+	_, _, err := svc.Idempotent(ctx, "k", task.TypeGenerateText, in, func() (*task.Record, error) {
+		return nil, task.Unavailable("the queue is unavailable", nil)
+	})
+	require.Equal(t, task.EUNAVAILABLE, task.CodeOf(err))
+	rec, replayed, err := svc.Idempotent(ctx, "k", task.TypeGenerateText, in, func() (*task.Record, error) { return svc.SubmitGenerateText(ctx, in) })
+	require.NoError(t, err, "a retry after a failed submit goes ahead")
+	require.False(t, replayed)
+	require.NotEmpty(t, rec.ID)
 }

@@ -71,6 +71,7 @@ type Deps struct {
 	Artifacts Artifacts
 	Fetcher   Fetcher
 	Endings   Endings
+	Keys      IdempotencyKeys
 	Log       *slog.Logger
 	Now       func() time.Time // time.Now when nil
 }
