@@ -5,7 +5,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -35,9 +34,6 @@ func New(rdb redis.UniversalClient, opts Options) *Client {
 	return &Client{ac: asynq.NewClientFromRedisClient(rdb), opts: opts}
 }
 
-// ErrDuplicate means a task with this id is already queued.
-var ErrDuplicate = errors.New("queue: task id already enqueued")
-
 // Enqueue puts one task on its type's queue in one round trip (asynq adds one
 // more the first time a process uses a queue, to register its name).
 func (c *Client) Enqueue(ctx context.Context, typ task.Type, id string, payload []byte) error {
@@ -50,9 +46,6 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, id string, payload 
 		asynq.MaxRetry(c.opts.MaxRetry),
 		asynq.Timeout(c.opts.Timeout),
 	)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return ErrDuplicate
-	}
 	if err != nil {
 		return fmt.Errorf("queue: enqueue %s %s: %w", typ, id, err)
 	}

@@ -65,6 +65,14 @@ func TestRoundTripsOnTheHotPaths(t *testing.T) {
 	_, err = svc.Get(ctx, "unknown")
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
 	require.EqualValues(t, 1, trips.Count(), "status read of an unknown id")
+
+	// An Idempotency-Key adds two: claim the key, then settle it.
+	trips.Reset()
+	_, _, err = svc.Idempotent(ctx, "rt-key", task.TypeGenerateText, in, func() (*task.Record, error) {
+		return svc.SubmitGenerateText(ctx, in)
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 4, trips.Count(), "keyed submit")
 }
 
 func BenchmarkSubmit(b *testing.B) {
@@ -210,4 +218,30 @@ func TestIdempotencyKeyIsFreedWhenSubmitFails(t *testing.T) {
 	require.NoError(t, err, "a retry after a failed submit goes ahead")
 	require.False(t, replayed)
 	require.NotEmpty(t, rec.ID)
+}
+
+func TestIdempotencyKeyStillSubmittingIsConflict(t *testing.T) {
+	t.Parallel()
+	svc, _, _ := redisService(t)
+	ctx := context.Background()
+	in := task.GenerateTextInput{Prompt: "slow first"}
+	release := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := svc.Idempotent(ctx, "slow", task.TypeGenerateText, in, func() (*task.Record, error) {
+			<-release // a submit stuck longer than the second request will wait
+			return svc.SubmitGenerateText(ctx, in)
+		})
+		first <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	begin := time.Now()
+	_, _, err := svc.Idempotent(ctx, "slow", task.TypeGenerateText, in, func() (*task.Record, error) {
+		t.Error("a second request with the key must not submit")
+		return nil, nil
+	})
+	require.Equal(t, task.ECONFLICT, task.CodeOf(err))
+	require.InDelta(t, 3.0, time.Since(begin).Seconds(), 0.5, "it waits about 3 s for the first")
+	close(release)
+	require.NoError(t, <-first)
 }

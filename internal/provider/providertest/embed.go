@@ -76,11 +76,7 @@ func (r *recorder) recordEmbed(call EmbedCall) (Reply, bool) {
 }
 
 // EmbedCalls returns the embeddings requests received so far.
-func (r *recorder) EmbedCalls() []EmbedCall {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]EmbedCall(nil), r.embedCalls...)
-}
+func (r *recorder) EmbedCalls() []EmbedCall { return snapshot(r, &r.embedCalls) }
 
 // embeddings answers POST /v1/embeddings as OpenAI documents it.
 func (f *OpenAIFake) embeddings(w http.ResponseWriter, req *http.Request) {

@@ -68,7 +68,6 @@ type recorder struct {
 	calls      []ChatCall
 	embedCalls []EmbedCall
 	sttCalls   []STTCall
-	onCall     func(ChatCall)
 	delay      time.Duration
 	failure    func(n int) *Reply
 }
@@ -81,10 +80,13 @@ func (r *recorder) Script(replies ...Reply) {
 	r.script = append(r.script, replies...)
 }
 
-func (r *recorder) Calls() []ChatCall {
+func (r *recorder) Calls() []ChatCall { return snapshot(r, &r.calls) }
+
+// snapshot copies a list of calls under the recorder's lock.
+func snapshot[T any](r *recorder, calls *[]T) []T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]ChatCall(nil), r.calls...)
+	return append([]T(nil), *calls...)
 }
 
 // record stores call and returns the scripted reply for it, if any.
@@ -104,11 +106,7 @@ func (r *recorder) record(call ChatCall) (Reply, bool) {
 	if !scripted && r.delay > 0 {
 		reply, scripted = Reply{Delay: r.delay}, false
 	}
-	onCall := r.onCall
 	r.mu.Unlock()
-	if onCall != nil {
-		onCall(call)
-	}
 	return reply, scripted
 }
 

@@ -3,7 +3,6 @@ package providertest
 import (
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,11 +39,6 @@ func WithDelay(d time.Duration) OpenAIOption {
 // instead of the default success; nil means succeed.
 func WithFailures(fail func(n int) *Reply) OpenAIOption {
 	return func(f *OpenAIFake) { f.failure = fail }
-}
-
-// WithOnCall is called for every chat call, after it is recorded.
-func WithOnCall(fn func(ChatCall)) OpenAIOption {
-	return func(f *OpenAIFake) { f.onCall = fn }
 }
 
 // NewOpenAIFake starts the fake on a loopback port.
@@ -194,7 +188,7 @@ func contentParts(raw json.RawMessage) (string, [][]byte) {
 		} `json:"image_url"`
 	}
 	if json.Unmarshal(raw, &parts) != nil {
-		return fmt.Sprintf("%s", raw), nil
+		return string(raw), nil
 	}
 	var b strings.Builder
 	var images [][]byte

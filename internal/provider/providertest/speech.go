@@ -58,11 +58,7 @@ func (f *OpenAIFake) speech(w http.ResponseWriter, req *http.Request) {
 }
 
 // SpeechCalls returns the speech requests received so far.
-func (f *OpenAIFake) SpeechCalls() []SpeechCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]SpeechCall(nil), f.speechCalls...)
-}
+func (f *OpenAIFake) SpeechCalls() []SpeechCall { return snapshot(&f.recorder, &f.speechCalls) }
 
 // WithSpeechBytes sets the size of unscripted speech answers.
 func WithSpeechBytes(n int) OpenAIOption {

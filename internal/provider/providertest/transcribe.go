@@ -46,11 +46,7 @@ func (r *recorder) recordSTT(call STTCall) (Reply, bool) {
 }
 
 // STTCalls returns the transcription requests received so far.
-func (r *recorder) STTCalls() []STTCall {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]STTCall(nil), r.sttCalls...)
-}
+func (r *recorder) STTCalls() []STTCall { return snapshot(r, &r.sttCalls) }
 
 // transcriptions answers POST /v1/audio/transcriptions, a multipart form, as
 // OpenAI documents it: {"text"} for json, with language, duration and
@@ -117,11 +113,7 @@ func (f *HFInferenceFake) tts(w http.ResponseWriter, req *http.Request, body []b
 }
 
 // SpeechCalls returns the speech requests received so far.
-func (f *HFInferenceFake) SpeechCalls() []SpeechCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]SpeechCall(nil), f.speechCalls...)
-}
+func (f *HFInferenceFake) SpeechCalls() []SpeechCall { return snapshot(&f.recorder, &f.speechCalls) }
 
 // asr answers as the automatic-speech-recognition pipeline does.
 func (f *HFInferenceFake) asr(w http.ResponseWriter, req *http.Request, audio []byte) {
