@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/webhook"
 	"github.com/siganteng/siganteng/internal/worker"
 )
 
@@ -70,12 +72,16 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	case <-time.After(5 * time.Second):
 		log.Warn("task notifications not subscribed yet; they work once Redis answers")
 	}
+	queues, err := queueWeights(cfg.QueueWeights)
+	if err != nil {
+		return err
+	}
 	fetcher := fetch.New(fetch.Config{
 		MaxBytes: cfg.MaxUploadBytes, Timeout: 30 * time.Second, MaxRedirects: 5,
 		Accept: task.ImageTypes, AllowPrivate: cfg.FetchAllowPrivate,
 	})
 	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records, Log: log},
-		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes})
+		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != ""})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -83,13 +89,30 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	defer cancel()
 
 	if cmd == "serve" || cmd == "worker" {
+		var deliverer worker.WebhookDeliverer
+		if cfg.WebhookSecret != "" {
+			d, err := webhook.NewDeliverer(cfg.WebhookSecret, fetch.New(fetch.Config{
+				Timeout: webhook.Timeout, AllowPrivate: cfg.FetchAllowPrivate,
+			}), log.With("component", "webhook"))
+			if err != nil {
+				return err
+			}
+			deliverer = d
+			dispatcher := webhook.NewDispatcher(records, q, log.With("component", "webhook"))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dispatcher.Run(runCtx)
+			}()
+		}
 		w := worker.New(rdb, worker.Config{
 			Concurrency:         cfg.WorkerConcurrency,
-			Types:               taskTypes,
+			Queues:              queues,
 			PollInterval:        cfg.WorkerPollInterval,
 			DelayedPollInterval: cfg.RetryPollInterval,
 			ShutdownTimeout:     cfg.ShutdownTimeout,
 			Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
+			Webhooks:            deliverer,
 		}, svc, records, hub, log.With("component", "worker"), nil)
 		if err := w.Start(); err != nil {
 			return err
@@ -169,6 +192,19 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	default:
 		return nil
 	}
+}
+
+// queueWeights is the default weight of every queue, with QUEUE_WEIGHTS
+// over it.
+func queueWeights(overrides map[string]int) (map[string]int, error) {
+	weights := queue.DefaultWeights(taskTypes)
+	for name, w := range overrides {
+		if _, ok := weights[name]; !ok {
+			return nil, fmt.Errorf("QUEUE_WEIGHTS: no queue %q; the queues are %s", name, strings.Join(queue.Names(taskTypes), ", "))
+		}
+		weights[name] = w
+	}
+	return weights, nil
 }
 
 // artifactStore is what the service and the sweeper need of a store.

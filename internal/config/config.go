@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,11 @@ type Config struct {
 	RetryBaseDelay     time.Duration // RETRY_BASE_DELAY
 	RetryMaxDelay      time.Duration // RETRY_MAX_DELAY
 	ReconcileInterval  time.Duration // RECONCILE_INTERVAL
+	// QueueWeights overrides the default weights of the named queues
+	// (QUEUE_WEIGHTS); the names are checked against the queues at start-up.
+	QueueWeights map[string]int
+
+	WebhookSecret string // WEBHOOK_SECRET: whsec_ and base64; empty turns webhooks off
 }
 
 // S3 locates an S3-compatible bucket for artifacts.
@@ -112,7 +118,7 @@ var Vars = []Var{
 	{"STT_PROVIDER", "", "openai or huggingface, for speech_to_text; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else none (such tasks fail saying so)"},
 	{"STT_MODEL", "", "speech-to-text model; empty: whisper-1 (openai), openai/whisper-large-v3 (huggingface)"},
 	{"MAX_UPLOAD_BYTES", "10485760", "largest image accepted, fetched or sent in a data: URL (10 MiB)"},
-	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs reach loopback and private addresses, for development; cloud metadata stays refused"},
+	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs and webhooks reach loopback and private addresses, for development; cloud metadata stays refused"},
 	{"TTS_PROVIDER", "", "openai, huggingface or espeak; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else espeak (the local espeak-ng program)"},
 	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai), facebook/mms-tts-eng (huggingface); espeak has one"},
 	{"ARTIFACT_DIR", "", "folder for audio and other binary results, shared by API and workers; empty: a temporary folder, allowed only under serve"},
@@ -141,6 +147,8 @@ var Vars = []Var{
 	{"RETRY_BASE_DELAY", "2s", "delay before the first retry; doubles each retry, with jitter"},
 	{"RETRY_MAX_DELAY", "10m", "longest delay between retries, Retry-After included"},
 	{"RECONCILE_INTERVAL", "30s", "how often workers look for tasks the queue gave up on (a worker that died with no retries left) and end them FAILURE"},
+	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, webhooks=2, low=1: a queue with twice the weight is looked at first twice as often"},
+	{"WEBHOOK_SECRET", "", "signs webhook deliveries (Standard Webhooks): whsec_ and base64 of 24 to 64 random bytes, for example whsec_$(openssl rand -base64 32); empty: submits naming a webhook get a 422"},
 }
 
 // Load reads the configuration through getenv.
@@ -183,6 +191,8 @@ func Load(getenv func(string) string) (Config, error) {
 		RetryBaseDelay:     p.duration("RETRY_BASE_DELAY"),
 		RetryMaxDelay:      p.duration("RETRY_MAX_DELAY"),
 		ReconcileInterval:  p.duration("RECONCILE_INTERVAL"),
+		QueueWeights:       p.weights("QUEUE_WEIGHTS"),
+		WebhookSecret:      p.webhookSecret("WEBHOOK_SECRET"),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)
@@ -306,6 +316,41 @@ func (p *parser) duration(name string) time.Duration {
 		p.fail(name, "want a positive duration such as 30s or 5m, got %q", v)
 	}
 	return d
+}
+
+// weights reads name=n pairs.
+func (p *parser) weights(name string) map[string]int {
+	w := map[string]int{}
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return w
+	}
+	for _, pair := range strings.Split(v, ",") {
+		q, n, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		weight, err := strconv.Atoi(strings.TrimSpace(n))
+		if !ok || err != nil || weight < 1 || strings.TrimSpace(q) == "" {
+			p.fail(name, "want queue=weight pairs with whole weights of at least 1, such as high=50,embed=4; got %q", pair)
+			continue
+		}
+		w[strings.TrimSpace(q)] = weight
+	}
+	return w
+}
+
+// webhookSecret reads a Standard Webhooks secret: whsec_ and base64. The
+// value never appears in the error.
+func (p *parser) webhookSecret(name string) string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return ""
+	}
+	raw, ok := strings.CutPrefix(v, "whsec_")
+	key, err := base64.StdEncoding.DecodeString(raw)
+	if !ok || err != nil || len(key) < 24 || len(key) > 64 {
+		p.fail(name, "want whsec_ followed by the base64 of 24 to 64 random bytes (whsec_$(openssl rand -base64 32))")
+		return ""
+	}
+	return v
 }
 
 func (p *parser) boolean(name string) bool {

@@ -4,6 +4,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -113,6 +114,38 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 		return Result{}, fmt.Errorf("%w: the content is %s; accepted: %s", ErrRefused, kind, strings.Join(c.cfg.Accept, ", "))
 	}
 	return Result{Body: body, ContentType: kind}, nil
+}
+
+// Post sends body to rawURL with header and returns the answer's status. It
+// follows no redirect (a 3xx is returned as it is) and reads at most a
+// little of the answer. Refusals wrap ErrRefused.
+func (c *Client) Post(ctx context.Context, rawURL string, header http.Header, body []byte) (int, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0, fmt.Errorf("%w: not a URL", ErrRefused)
+	}
+	if err := checkURL(u); err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	req.Header = header.Clone()
+	client := *c.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	res, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, ErrRefused) {
+			return 0, unwrapRefusal(err)
+		}
+		return 0, fmt.Errorf("fetch: %s: %w", u.Host, transportError(err))
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10)) // lets the connection be reused
+	return res.StatusCode, nil
 }
 
 // StatusError is an answer other than 200.

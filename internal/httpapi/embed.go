@@ -21,7 +21,7 @@ type embedOutput struct {
 }
 
 func (h *handlers) submitEmbed(ctx context.Context, in *embedInput) (*submitOutput, error) {
-	in.deadline(&in.Body.Deadline)
+	in.options(&in.Body.Options)
 	body := in.Body.EmbedInput
 	return h.submit(ctx, in.SubmitHeaders, task.TypeEmbed, body, func() (*task.Record, error) {
 		return h.deps.Tasks.SubmitEmbed(ctx, body)

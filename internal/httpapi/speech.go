@@ -22,7 +22,7 @@ type textToSpeechInput struct {
 }
 
 func (h *handlers) submitTextToSpeech(ctx context.Context, in *textToSpeechInput) (*submitOutput, error) {
-	in.deadline(&in.Body.Deadline)
+	in.options(&in.Body.Options)
 	body := in.Body.TextToSpeechInput
 	return h.submit(ctx, in.SubmitHeaders, task.TypeTextToSpeech, body, func() (*task.Record, error) {
 		return h.deps.Tasks.SubmitTextToSpeech(ctx, body)

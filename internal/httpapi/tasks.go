@@ -34,8 +34,8 @@ type SubmitHeaders struct {
 	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"Any unique string, kept 24 hours: the same key with the same body gives back the first request's task (Idempotent-Replayed: true) instead of a second one; with another body it is a 422."`
 }
 
-// deadline applies Cancel-After where the body has no cancel_after.
-func (s SubmitHeaders) deadline(d *task.Deadline) {
+// options applies Cancel-After where the body has no cancel_after.
+func (s SubmitHeaders) options(d *task.Options) {
 	if d.CancelAfter == nil && s.CancelAfter > 0 {
 		n := s.CancelAfter
 		d.CancelAfter = &n
@@ -91,7 +91,7 @@ func (h *handlers) submit(ctx context.Context, hdr SubmitHeaders, typ task.Type,
 }
 
 func (h *handlers) submitGenerateText(ctx context.Context, in *generateTextInput) (*submitOutput, error) {
-	in.deadline(&in.Body.Deadline)
+	in.options(&in.Body.Options)
 	body := in.Body.GenerateTextInput
 	return h.submit(ctx, in.SubmitHeaders, task.TypeGenerateText, body, func() (*task.Record, error) {
 		return h.deps.Tasks.SubmitGenerateText(ctx, body)

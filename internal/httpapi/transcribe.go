@@ -14,7 +14,11 @@ type speechToTextForm struct {
 	Language string        `form:"language" required:"false" doc:"ISO-639-1 code of the spoken language (en, id), a hint."`
 	Prompt   string        `form:"prompt" required:"false" doc:"Spelling and style hint: names, jargon."`
 	// CancelAfter is cancel_after, in seconds.
-	CancelAfter int `form:"cancel_after" required:"false" minimum:"0" maximum:"604800" doc:"Seconds: a task not started by then ends REVOKED."`
+	CancelAfter int    `form:"cancel_after" required:"false" minimum:"0" maximum:"604800" doc:"Seconds: a task not started by then ends REVOKED."`
+	Priority    string `form:"priority" required:"false" enum:"high,normal,low" doc:"high, normal (the default) or low."`
+	Webhook     string `form:"webhook" required:"false" maxLength:"2048" doc:"URL that receives the signed task record on the events in webhook_events."`
+	// WebhookEvents is a comma-separated list, as forms carry no arrays.
+	WebhookEvents string `form:"webhook_events" required:"false" doc:"Comma-separated: start, progress, completed; default completed."`
 }
 
 type speechToTextInput struct {
@@ -24,6 +28,7 @@ type speechToTextInput struct {
 
 func (f *speechToTextForm) input() task.SpeechToTextInput {
 	in := task.SpeechToTextInput{Model: f.Model, Language: f.Language, Prompt: f.Prompt}
+	in.Priority, in.Webhook, in.WebhookEvents = task.Priority(f.Priority), f.Webhook, splitList(f.WebhookEvents)
 	if f.CancelAfter > 0 {
 		n := f.CancelAfter
 		in.CancelAfter = &n
@@ -35,7 +40,7 @@ func (h *handlers) submitSpeechToText(ctx context.Context, in *speechToTextInput
 	form := in.RawBody.Data()
 	defer form.File.Close()
 	stt := form.input()
-	in.deadline(&stt.Deadline)
+	in.options(&stt.Options)
 	// The key covers the form's fields; the audio is streamed, not hashed.
 	return h.submit(ctx, in.SubmitHeaders, task.TypeSpeechToText, stt, func() (*task.Record, error) {
 		return h.deps.Tasks.SubmitSpeechToText(ctx, stt, form.File)

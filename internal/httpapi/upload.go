@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 )
@@ -72,13 +73,15 @@ func imageFormToJSON(r *http.Request, maxBytes int64) ([]byte, int, error) {
 		case "image":
 			// The declared type is not believed; the service sniffs the bytes.
 			fields["image_url"] = "data:application/octet-stream;base64," + base64.StdEncoding.EncodeToString(value)
-		case "max_tokens":
+		case "max_tokens", "cancel_after":
 			if n, err := strconv.Atoi(string(value)); err == nil {
 				fields[name] = n
 			} else {
 				fields[name] = string(value) // validation names the field
 			}
-		case "prompt", "model":
+		case "webhook_events":
+			fields[name] = splitList(string(value))
+		case "prompt", "model", "priority", "webhook":
 			fields[name] = string(value)
 		}
 	}
@@ -87,6 +90,17 @@ func imageFormToJSON(r *http.Request, maxBytes int64) ([]byte, int, error) {
 	}
 	body, err := json.Marshal(fields)
 	return body, http.StatusInternalServerError, err
+}
+
+// splitList reads a form field that holds a list as "a,b,c".
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func writeProblem(w http.ResponseWriter, status int, detail string) {

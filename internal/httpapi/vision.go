@@ -17,7 +17,7 @@ type describeImageInput struct {
 }
 
 func (h *handlers) submitDescribeImage(ctx context.Context, in *describeImageInput) (*submitOutput, error) {
-	in.deadline(&in.Body.Deadline)
+	in.options(&in.Body.Options)
 	body := in.Body.DescribeImageInput
 	return h.submit(ctx, in.SubmitHeaders, task.TypeDescribeImage, body, func() (*task.Record, error) {
 		return h.deps.Tasks.SubmitDescribeImage(ctx, body)

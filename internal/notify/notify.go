@@ -16,13 +16,17 @@ import (
 // Channel carries the id of every task that ends.
 const Channel = "siganteng:ended"
 
+// EventsChannel carries the id of a task each time an event is added to its
+// event stream (see store.Events): status changes, progress, text.
+const EventsChannel = "siganteng:events"
+
 // Hub delivers endings to listeners in this process.
 type Hub struct {
 	rdb redis.UniversalClient
 	log *slog.Logger
 
 	mu        sync.Mutex
-	listeners map[string]map[chan struct{}]struct{}
+	listeners map[string]map[chan struct{}]struct{} // by channel and task id
 	ready     chan struct{}
 }
 
@@ -34,7 +38,7 @@ func New(rdb redis.UniversalClient, log *slog.Logger) *Hub {
 // Run subscribes and delivers until ctx ends, resubscribing after failures.
 func (h *Hub) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		sub := h.rdb.Subscribe(ctx, Channel)
+		sub := h.rdb.Subscribe(ctx, Channel, EventsChannel)
 		if _, err := sub.Receive(ctx); err != nil {
 			_ = sub.Close()
 			if ctx.Err() == nil {
@@ -47,7 +51,7 @@ func (h *Hub) Run(ctx context.Context) {
 		// The channel closes only when the subscription does, not with ctx.
 		stop := context.AfterFunc(ctx, func() { _ = sub.Close() })
 		for msg := range sub.Channel() {
-			h.deliver(msg.Payload)
+			h.deliver(listenKey(msg.Channel, msg.Payload))
 		}
 		stop()
 		_ = sub.Close()
@@ -65,10 +69,12 @@ func (h *Hub) once() {
 // Ready is closed once the first subscription is in place.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-func (h *Hub) deliver(id string) {
+func listenKey(channel, id string) string { return channel + "\x00" + id }
+
+func (h *Hub) deliver(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.listeners[id] {
+	for ch := range h.listeners[key] {
 		select {
 		case ch <- struct{}{}:
 		default: // already told
@@ -79,6 +85,16 @@ func (h *Hub) deliver(id string) {
 // Listen returns a channel that receives when task id ends, and the function
 // that stops listening.
 func (h *Hub) Listen(id string) (<-chan struct{}, func()) {
+	return h.listen(listenKey(Channel, id))
+}
+
+// ListenEvents returns a channel that receives when task id has new events;
+// several events may be announced by one receive.
+func (h *Hub) ListenEvents(id string) (<-chan struct{}, func()) {
+	return h.listen(listenKey(EventsChannel, id))
+}
+
+func (h *Hub) listen(id string) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	if h.listeners[id] == nil {

@@ -5,6 +5,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,10 +13,51 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/webhook"
 )
 
-// Name returns the asynq queue that holds tasks of typ.
-func Name(typ task.Type) string { return string(typ) }
+// Name returns the asynq queue that holds tasks of typ at priority: each
+// type has its own queue for normal work, so that a burst of one kind does
+// not starve the others, and high and low work of every type share one
+// queue each. A queue per type and priority would be finer, but every queue
+// costs each idle worker one Redis call per poll.
+func Name(typ task.Type, priority task.Priority) string {
+	switch priority {
+	case task.PriorityHigh:
+		return QueueHigh
+	case task.PriorityLow:
+		return QueueLow
+	}
+	return string(typ)
+}
+
+// The queues shared across types.
+const (
+	QueueHigh     = "high"
+	QueueLow      = "low"
+	QueueWebhooks = "webhooks" // webhook deliveries
+)
+
+// Names lists every queue for types, high and low included, and the
+// webhook queue.
+func Names(types []task.Type) []string {
+	names := []string{QueueHigh}
+	for _, t := range types {
+		names = append(names, string(t))
+	}
+	return append(names, QueueWebhooks, QueueLow)
+}
+
+// DefaultWeights gives high work about four picks in five when every queue
+// has work, splits normal work evenly between types, and leaves low work
+// what the rest do not take.
+func DefaultWeights(types []task.Type) map[string]int {
+	w := map[string]int{QueueHigh: 50, QueueWebhooks: 2, QueueLow: 1}
+	for _, t := range types {
+		w[string(t)] = 2
+	}
+	return w
+}
 
 // Options apply to every task enqueued.
 type Options struct {
@@ -36,18 +78,29 @@ func New(rdb redis.UniversalClient, opts Options) *Client {
 
 // Enqueue puts one task on its type's queue in one round trip (asynq adds one
 // more the first time a process uses a queue, to register its name).
-func (c *Client) Enqueue(ctx context.Context, typ task.Type, id string, payload []byte) error {
+func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id string, payload []byte) error {
 	// The id also travels in a header so that retry delays, computed by asynq
 	// without the task id, can be jittered per task yet agree between the
 	// worker and asynq.
 	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, map[string]string{HeaderTaskID: id}),
 		asynq.TaskID(id),
-		asynq.Queue(Name(typ)),
+		asynq.Queue(Name(typ, priority)),
 		asynq.MaxRetry(c.opts.MaxRetry),
 		asynq.Timeout(c.opts.Timeout),
 	)
 	if err != nil {
 		return fmt.Errorf("queue: enqueue %s %s: %w", typ, id, err)
+	}
+	return nil
+}
+
+// EnqueueWebhook puts a webhook delivery on the webhooks queue under its
+// own id; one already queued under that id is left as it is.
+func (c *Client) EnqueueWebhook(ctx context.Context, id string, payload []byte, maxRetry int, timeout time.Duration) error {
+	_, err := c.ac.EnqueueContext(ctx, asynq.NewTask(webhook.TaskType, payload),
+		asynq.TaskID(id), asynq.Queue(QueueWebhooks), asynq.MaxRetry(maxRetry), asynq.Timeout(timeout))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("queue: enqueue webhook %s: %w", id, err)
 	}
 	return nil
 }

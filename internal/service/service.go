@@ -35,7 +35,7 @@ type Records interface {
 
 // Enqueuer puts work on the queue.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, typ task.Type, id string, payload []byte) error
+	Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id string, payload []byte) error
 }
 
 // Providers are the adapters for each capability.
@@ -61,6 +61,9 @@ type Artifacts interface {
 type Config struct {
 	SyncTimeout    time.Duration // bound on synchronous calls
 	MaxUploadBytes int64         // bound on an image in a data: URL
+	// WebhooksEnabled is true when WEBHOOK_SECRET is set: without a secret
+	// deliveries could not be signed, so submits naming a webhook are refused.
+	WebhooksEnabled bool
 }
 
 // Deps are the service's dependencies.
@@ -129,13 +132,10 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		Input:     summaryJSON,
 		CreatedAt: s.deps.Now().UTC(),
 	}
-	if d, ok := input.(interface{ CancelAfterSeconds() *int }); ok && d.CancelAfterSeconds() != nil {
-		n := *d.CancelAfterSeconds()
-		if n < 1 || n > 604800 {
-			return nil, task.Invalid("cancel_after", "cancel_after must be between 1 and 604800 seconds")
+	if o, ok := input.(interface{ SubmitOptions() task.Options }); ok {
+		if err := s.applyOptions(rec, o.SubmitOptions()); err != nil {
+			return nil, err
 		}
-		at := rec.CreatedAt.Add(time.Duration(n) * time.Second)
-		rec.CancelAt = &at
 	}
 	if store != nil {
 		if err := store(rec.ID); err != nil {
@@ -151,7 +151,7 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
-	if err := s.deps.Queue.Enqueue(ctx, typ, rec.ID, payload); err != nil {
+	if err := s.deps.Queue.Enqueue(ctx, typ, rec.Priority, rec.ID, payload); err != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if derr := s.deps.Records.Delete(cleanup, rec.ID); derr != nil {
@@ -164,6 +164,28 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		return nil, task.Unavailable("the queue is unavailable; nothing was queued", err)
 	}
 	return rec, nil
+}
+
+// applyOptions checks what every submit may carry and writes it on rec.
+func (s *Service) applyOptions(rec *task.Record, o task.Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if o.CancelAfter != nil {
+		at := rec.CreatedAt.Add(time.Duration(*o.CancelAfter) * time.Second)
+		rec.CancelAt = &at
+	}
+	if o.Priority != task.PriorityNormal {
+		rec.Priority = o.Priority
+	}
+	if o.Webhook != "" {
+		if !s.cfg.WebhooksEnabled {
+			return task.Invalid("webhook", "webhooks are off on this server: the operator has not set WEBHOOK_SECRET, which signs them")
+		}
+		rec.WebhookURL = o.Webhook
+		rec.Webhook = &task.WebhookInfo{URL: task.ShownWebhookURL(o.Webhook), Events: o.Events()}
+	}
+	return nil
 }
 
 // Get returns a task's record.

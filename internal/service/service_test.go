@@ -96,7 +96,7 @@ type fakeQueue struct {
 	records *fakeRecords
 }
 
-func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, id string, payload []byte) error {
+func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, _ task.Priority, id string, payload []byte) error {
 	q.records.mu.Lock()
 	q.records.ops = append(q.records.ops, "enqueue")
 	q.records.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,9 +38,13 @@ func New(rdb redis.UniversalClient, resultTTL time.Duration) *Store {
 
 func key(id string) string { return KeyPrefix + id }
 
-// Create writes a new PENDING record, and its entry among the unfinished, in
-// one round trip. Unfinished records do not expire: a task accepted with 202
-// keeps its record until it ends.
+// keys are the keys every script on one task touches, in the order the
+// scripts' prelude names them.
+func keys(id string) []string { return []string{key(id), UnfinishedKey, eventsKey(id), OutboxKey} }
+
+// Create writes a new PENDING record, its entry among the unfinished and in
+// the list index, and its first event, in one round trip. Unfinished records
+// do not expire: a task accepted with 202 keeps its record until it ends.
 func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	fields := []any{
 		"id", rec.ID, "type", string(rec.Type), "status", string(rec.Status),
@@ -51,9 +56,19 @@ func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	if rec.CancelAt != nil {
 		fields = append(fields, "cancel_at", formatTime(*rec.CancelAt), "cancel_at_ms", rec.CancelAt.UnixMilli())
 	}
+	if rec.Priority != "" {
+		fields = append(fields, "priority", string(rec.Priority))
+	}
+	if rec.WebhookURL != "" && rec.Webhook != nil {
+		fields = append(fields, "webhook_url", rec.WebhookURL, "webhook_events", strings.Join(rec.Webhook.Events, ","))
+	}
+	created := statusEvent(rec.ID, task.StatusPending, 0, nil)
+	score := float64(rec.CreatedAt.UnixMilli())
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key(rec.ID), fields...)
-		p.ZAdd(ctx, UnfinishedKey, redis.Z{Score: float64(rec.CreatedAt.UnixMilli()), Member: rec.ID})
+		p.ZAdd(ctx, UnfinishedKey, redis.Z{Score: score, Member: rec.ID})
+		p.ZAdd(ctx, IndexKey, redis.Z{Score: score, Member: rec.ID})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: eventsKey(rec.ID), Values: []any{"event", EventStatus, "data", created}})
 		return nil
 	})
 	if err != nil {
@@ -65,8 +80,9 @@ func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 // Delete removes a record; used to undo Create when the enqueue fails.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key(id))
+		p.Del(ctx, key(id), eventsKey(id))
 		p.ZRem(ctx, UnfinishedKey, id)
+		p.ZRem(ctx, IndexKey, id)
 		return nil
 	})
 	if err != nil {
@@ -96,28 +112,60 @@ var ErrFinished = errors.New("store: task already finished")
 // passed: the task is now REVOKED and must not run.
 var ErrDeadlinePassed = errors.New("store: task not started before its cancel_after")
 
+// prelude is shared by the scripts that change a task. Each event goes to
+// the task's stream and is announced on notify.EventsChannel; an event a
+// webhook asked for is put in the outbox in the same step, so a delivery
+// cannot be lost between the change and its announcement.
+//
+// KEYS[1] record, KEYS[2] the unfinished set, KEYS[3] the event stream,
+// KEYS[4] the webhook outbox; ARGV[1] is always the task id.
+var prelude = `
+local function emit(channel, kind, data, hook)
+  local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ` + maxEventsText + `, '*', 'event', kind, 'data', data)
+  redis.call('PUBLISH', channel, ARGV[1])
+  if hook ~= '' then
+    local want = redis.call('HGET', KEYS[1], 'webhook_events')
+    if want and string.find(',' .. want .. ',', ',' .. hook .. ',', 1, true) then
+      redis.call('RPUSH', KEYS[4], ARGV[1] .. ' ' .. hook .. ' ' .. eid)
+    end
+  end
+  return eid
+end
+local function finish(ttl, ended)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', ended, ARGV[1])
+end
+local function terminal(status)
+  return status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED'
+end
+`
+
 // startScript marks an attempt as running, unless the task has ended, is
 // missing, or its cancel_after has passed, in which case it ends REVOKED.
 //
-// KEYS[1] record key, KEYS[2] the unfinished set
-// ARGV[1] id, ARGV[2] now in ms, ARGV[3] RESULT_TTL in ms, ARGV[4] the
-// endings channel, ARGV[5] attempt, ARGV[6] now formatted, ARGV[7] expiry
-// formatted, ARGV[8] the revocation's error JSON
+// ARGV[2] now in ms, ARGV[3] RESULT_TTL in ms, ARGV[4] the endings channel,
+// ARGV[5] the events channel, ARGV[6] attempt, ARGV[7] now formatted,
+// ARGV[8] expiry formatted, ARGV[9] the revocation's error JSON, ARGV[10]
+// the start event, ARGV[11] the revocation event
 //
 // Returns 1 when started, 2 when revoked, 0 when it had ended, -1 when missing.
-var startScript = redis.NewScript(`
+var startScript = redis.NewScript(prelude + `
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
-if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
+if terminal(status) then return 0 end
 local cancelAt = redis.call('HGET', KEYS[1], 'cancel_at_ms')
 if cancelAt and status ~= 'STARTED' and status ~= 'RETRY' and tonumber(cancelAt) <= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'status', 'REVOKED', 'error', ARGV[8], 'completed_at', ARGV[6], 'expires_at', ARGV[7])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('PUBLISH', ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', 'REVOKED', 'error', ARGV[9], 'completed_at', ARGV[7], 'expires_at', ARGV[8])
+  emit(ARGV[5], 'status', ARGV[11], 'completed')
+  finish(ARGV[3], ARGV[4])
   return 2
 end
-redis.call('HSET', KEYS[1], 'status', 'STARTED', 'attempts', ARGV[5], 'started_at', ARGV[6], 'next_attempt_at', '')
+redis.call('HSET', KEYS[1], 'status', 'STARTED', 'attempts', ARGV[6], 'started_at', ARGV[7], 'next_attempt_at', '', 'progress', '')
+local hook = ''
+if status == 'PENDING' then hook = 'start' end
+emit(ARGV[5], 'status', ARGV[10], hook)
 return 1
 `)
 
@@ -126,9 +174,10 @@ return 1
 // run; a passed cancel_after gives ErrDeadlinePassed. A task that has
 // started once is not stopped by its deadline when it is retried.
 func (s *Store) Started(ctx context.Context, id string, attempt int, at time.Time) error {
-	revoked := mustJSON(task.Failure{Code: task.FailureRevoked, Message: "not started before its cancel_after"})
-	n, err := startScript.Run(ctx, s.rdb, []string{key(id), UnfinishedKey}, id, at.UnixMilli(), s.resultTTL.Milliseconds(),
-		notify.Channel, attempt, formatTime(at), formatTime(at.Add(s.resultTTL)), revoked).Int()
+	failure := task.Failure{Code: task.FailureRevoked, Message: "not started before its cancel_after"}
+	n, err := startScript.Run(ctx, s.rdb, keys(id), id, at.UnixMilli(), s.resultTTL.Milliseconds(),
+		notify.Channel, notify.EventsChannel, attempt, formatTime(at), formatTime(at.Add(s.resultTTL)), mustJSON(failure),
+		statusEvent(id, task.StatusStarted, attempt, nil), statusEvent(id, task.StatusRevoked, 0, &failure)).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("store: start %s: %w", id, err)
@@ -144,13 +193,13 @@ func (s *Store) Started(ctx context.Context, id string, attempt int, at time.Tim
 
 // Retrying records a failed attempt that will run again at next.
 func (s *Store) Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error {
-	return s.transition(ctx, id, 0,
+	return s.transition(ctx, id, task.StatusRetry, &failure, 0,
 		"status", string(task.StatusRetry), "error", mustJSON(failure), "next_attempt_at", formatTime(next))
 }
 
 // Succeeded records the result; the record expires RESULT_TTL later.
 func (s *Store) Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error {
-	return s.transition(ctx, id, s.resultTTL,
+	return s.transition(ctx, id, task.StatusSuccess, nil, s.resultTTL,
 		"status", string(task.StatusSuccess), "provider", provider, "result", string(result), "error", "",
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
@@ -159,47 +208,47 @@ func (s *Store) Succeeded(ctx context.Context, id, provider string, result json.
 // stopped. It returns ErrFinished for a task that had already ended.
 func (s *Store) Revoked(ctx context.Context, id, reason string, at time.Time) error {
 	failure := task.Failure{Code: task.FailureRevoked, Message: reason}
-	return s.transition(ctx, id, s.resultTTL,
+	return s.transition(ctx, id, task.StatusRevoked, &failure, s.resultTTL,
 		"status", string(task.StatusRevoked), "error", mustJSON(failure),
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
 
 // Failed records the final failure; the record expires RESULT_TTL later.
 func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error {
-	return s.transition(ctx, id, s.resultTTL,
+	return s.transition(ctx, id, task.StatusFailure, &failure, s.resultTTL,
 		"status", string(task.StatusFailure), "provider", failure.Provider, "error", mustJSON(failure),
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
 
 // transitionScript applies a change unless the task has ended or its record
-// is missing.
+// is missing, and adds its status event.
 //
-// KEYS[1]  record key
-// KEYS[2]  the unfinished set
-// ARGV[1]  task id
 // ARGV[2]  TTL in milliseconds, set when the task ends; 0 while it goes on
 // ARGV[3]  the channel that hears of endings (notify.Channel)
-// ARGV[4:] field/value pairs to write
+// ARGV[4]  the events channel (notify.EventsChannel)
+// ARGV[5]  the status event
+// ARGV[6:] field/value pairs to write
 //
 // Returns 1 when applied, 0 when the task had ended, -1 when missing.
-var transitionScript = redis.NewScript(`
+var transitionScript = redis.NewScript(prelude + `
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
-if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if terminal(status) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 if ARGV[2] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('PUBLISH', ARGV[3], ARGV[1])
+  emit(ARGV[4], 'status', ARGV[5], 'completed')
+  finish(ARGV[2], ARGV[3])
+else
+  emit(ARGV[4], 'status', ARGV[5], '')
 end
 return 1
 `)
 
-func (s *Store) transition(ctx context.Context, id string, ttl time.Duration, update ...any) error {
-	args := make([]any, 0, 3+len(update))
-	args = append(args, id, ttl.Milliseconds(), notify.Channel)
+func (s *Store) transition(ctx context.Context, id string, to task.Status, failure *task.Failure, ttl time.Duration, update ...any) error {
+	args := make([]any, 0, 5+len(update))
+	args = append(args, id, ttl.Milliseconds(), notify.Channel, notify.EventsChannel, statusEvent(id, to, 0, failure))
 	args = append(args, update...)
-	n, err := transitionScript.Run(ctx, s.rdb, []string{key(id), UnfinishedKey}, args...).Int()
+	n, err := transitionScript.Run(ctx, s.rdb, keys(id), args...).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("store: update %s: %w", id, err)
@@ -252,6 +301,17 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	rec.NextAttemptAt = parseTimePtr(h["next_attempt_at"])
 	rec.ExpiresAt = parseTimePtr(h["expires_at"])
 	rec.CancelAt = parseTimePtr(h["cancel_at"])
+	rec.Priority = task.Priority(h["priority"])
+	if v := h["progress"]; v != "" {
+		rec.Progress = new(task.Progress)
+		if err := json.Unmarshal([]byte(v), rec.Progress); err != nil {
+			return nil, fmt.Errorf("store: decode progress of %s: %w", id, err)
+		}
+	}
+	if v := h["webhook_url"]; v != "" {
+		rec.WebhookURL = v
+		rec.Webhook = &task.WebhookInfo{URL: task.ShownWebhookURL(v), Events: strings.Split(h["webhook_events"], ",")}
+	}
 	if v := h["input"]; v != "" {
 		rec.Input = json.RawMessage(v)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/redistest"
@@ -14,6 +15,7 @@ import (
 )
 
 type testBundle struct {
+	rdb   *redis.Client
 	store *store.Store
 	trips *redistest.RoundTrips
 	ctx   context.Context
@@ -28,6 +30,7 @@ func setup(t *testing.T) *testBundle {
 	require.NoError(t, rdb.Ping(context.Background()).Err()) // open the connection before counting
 	trips.Reset()
 	return &testBundle{
+		rdb:   rdb,
 		store: store.New(rdb, time.Hour),
 		trips: trips,
 		ctx:   context.Background(),
@@ -213,3 +216,7 @@ func TestStartAfterTheDeadlineRevokes(t *testing.T) {
 	require.NoError(t, b.store.Retrying(b.ctx, "early", task.Failure{Code: task.FailureProviderUnavailable}, deadline))
 	require.NoError(t, b.store.Started(b.ctx, "early", 2, deadline.Add(time.Hour)))
 }
+
+func redisTTL(b *testBundle, key string) (time.Duration, error) { return b.rdb.TTL(b.ctx, key).Result() }
+
+func rawDel(b *testBundle, key string) error { return b.rdb.Del(b.ctx, key).Err() }

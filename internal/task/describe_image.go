@@ -19,7 +19,7 @@ const DefaultImagePrompt = "Describe this image."
 
 // DescribeImageInput is a question about one image.
 type DescribeImageInput struct {
-	Deadline
+	Options
 	Prompt    string `json:"prompt,omitempty" maxLength:"20000" doc:"What to ask about the image; 'Describe this image.' when empty." example:"What is in this picture?"`
 	ImageURL  string `json:"image_url" minLength:"1" doc:"An http(s) URL, fetched by the worker through a guarded client (no internal addresses), or a data: URL with the image in base64. PNG, JPEG, GIF or WebP, up to MAX_UPLOAD_BYTES." example:"https://upload.wikimedia.org/wikipedia/commons/3/3a/Cat03.jpg"`
 	Model     string `json:"model,omitempty" maxLength:"256" doc:"Vision model; VISION_MODEL when empty."`

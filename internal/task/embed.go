@@ -17,7 +17,7 @@ const (
 
 // EmbedInput asks for one vector per string.
 type EmbedInput struct {
-	Deadline
+	Options
 	Input      []string `json:"input" minItems:"1" maxItems:"256" doc:"The texts, up to 256, each up to 32,000 characters." example:"[\"kucing\",\"cat\"]"`
 	Model      string   `json:"model,omitempty" maxLength:"256" doc:"Embedding model; EMBED_MODEL when empty."`
 	Dimensions *int     `json:"dimensions,omitempty" minimum:"1" maximum:"8192" doc:"Shorter vectors, where the model can make them (OpenAI's text-embedding-3, some Ollama models)."`

@@ -16,7 +16,7 @@ const (
 
 // GenerateTextInput is a request for text from an LLM.
 type GenerateTextInput struct {
-	Deadline
+	Options
 	Prompt      string   `json:"prompt" minLength:"1" maxLength:"200000" doc:"The user's message." example:"Write a haiku about queues."`
 	System      string   `json:"system,omitempty" maxLength:"50000" doc:"Optional system instruction."`
 	Model       string   `json:"model,omitempty" maxLength:"256" doc:"Provider model; LLM_MODEL when empty." example:"gpt-4o-mini"`

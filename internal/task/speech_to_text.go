@@ -15,7 +15,7 @@ var AudioUploadTypes = []string{"audio/wav", "audio/mpeg", "audio/flac", "audio/
 // SpeechToTextInput is a transcription request. The audio itself travels
 // apart, as an input artifact; MediaType and Filename describe it.
 type SpeechToTextInput struct {
-	Deadline
+	Options
 	Model     string `json:"model,omitempty"`
 	Language  string `json:"language,omitempty"`
 	Prompt    string `json:"prompt,omitempty"`

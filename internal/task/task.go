@@ -42,6 +42,12 @@ type Record struct {
 	Status        Status          `json:"status" enum:"PENDING,STARTED,RETRY,SUCCESS,FAILURE,REVOKED" doc:"Celery's status words."`
 	Attempts      int             `json:"attempts" doc:"Attempts started so far."`
 	Provider      string          `json:"provider,omitempty" doc:"Provider that served the last attempt."`
+	Priority      Priority        `json:"priority,omitempty" doc:"The priority asked for on submit; absent means normal."`
+	Progress      *Progress       `json:"progress,omitempty" doc:"How far the running attempt has come, where the work reports it (streamed text does)."`
+	Webhook       *WebhookInfo    `json:"webhook,omitempty" doc:"Where the task's events are posted (the URL's query is not shown)."`
+	// WebhookURL is the whole webhook URL, for deliveries only: its query
+	// may hold the receiver's token, so it is never shown.
+	WebhookURL string `json:"-"`
 	Input         json.RawMessage `json:"input,omitempty" doc:"Summary of the input (never the full prompt)."`
 	CreatedAt     time.Time       `json:"created_at"`
 	StartedAt     *time.Time      `json:"started_at,omitempty"`
@@ -77,14 +83,6 @@ const (
 	FailureLost                FailureCode = "lost"    // the worker died with no retries left, or the queue lost the task
 	FailureRevoked             FailureCode = "revoked" // cancelled by the client
 )
-
-// Deadline is the cancel_after every submit may carry.
-type Deadline struct {
-	CancelAfter *int `json:"cancel_after,omitempty" minimum:"1" maximum:"604800" doc:"Seconds from now: a task not started by then ends REVOKED and never runs. The Cancel-After header says the same."`
-}
-
-// CancelAfterSeconds returns cancel_after, or nil.
-func (d Deadline) CancelAfterSeconds() *int { return d.CancelAfter }
 
 // Usage counts tokens in the provider's own units.
 type Usage struct {

@@ -120,7 +120,7 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 		}
 		return err == nil, err
 	}
-	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type), id)
+	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type, rec.Priority), id)
 	var reason string
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):

@@ -28,19 +28,19 @@ func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	newTask := func(id string, enqueue bool) {
 		require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created}))
 		if enqueue {
-			require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+			require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 		}
 	}
 
 	newTask("archived", true) // as asynq's recoverer leaves a task whose worker died with no retries left
 	require.NoError(t, s.Started(ctx, "archived", 1, created))
-	require.NoError(t, inspector.ArchiveTask(queue.Name(task.TypeGenerateText), "archived"))
+	require.NoError(t, inspector.ArchiveTask(queue.Name(task.TypeGenerateText, ""), "archived"))
 	newTask("orphan", false) // its enqueue never happened
 	newTask("waiting", true) // pending in the queue: in hand
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "fresh", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
 	deadline := created.Add(time.Minute) // long past, and no worker reached it
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "overdue", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created, CancelAt: &deadline}))
-	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "overdue", []byte(`{"prompt":"p"}`)))
+	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", "overdue", []byte(`{"prompt":"p"}`)))
 
 	r := worker.NewReconciler(rdb, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.Grace = time.Minute

@@ -18,6 +18,7 @@ import (
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/webhook"
 )
 
 // Executor runs the work of one task.
@@ -49,7 +50,9 @@ var errRevoked = errors.New("the task was revoked")
 // Config configures a worker.
 type Config struct {
 	Concurrency int
-	Types       []task.Type // one queue each, equal weight
+	// Queues are the queues to serve, by name, with their weights: a queue
+	// with twice the weight is looked at first twice as often.
+	Queues map[string]int
 	// PollInterval is how often an idle worker looks for new tasks; it bounds
 	// the latency of a task submitted to an idle system.
 	PollInterval time.Duration
@@ -58,6 +61,16 @@ type Config struct {
 	DelayedPollInterval time.Duration
 	ShutdownTimeout     time.Duration // grace for running tasks on stop
 	Backoff             Backoff
+	// Webhooks delivers webhook tasks; nil when WEBHOOK_SECRET is unset.
+	Webhooks WebhookDeliverer
+	// WebhookSchedule is the delay before each retry of a delivery;
+	// webhook.Schedule when empty.
+	WebhookSchedule []time.Duration
+}
+
+// WebhookDeliverer posts one queued webhook delivery.
+type WebhookDeliverer interface {
+	Deliver(ctx context.Context, payload []byte) error
 }
 
 // Worker processes tasks until stopped.
@@ -67,6 +80,8 @@ type Worker struct {
 	records Records
 	endings Endings
 	backoff Backoff
+	hooks   WebhookDeliverer
+	hookDue []time.Duration
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -76,14 +91,14 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 	if now == nil {
 		now = time.Now
 	}
-	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, log: log, now: now}
-	queues := make(map[string]int, len(cfg.Types))
-	for _, typ := range cfg.Types {
-		queues[queue.Name(typ)] = 1
+	if len(cfg.WebhookSchedule) == 0 {
+		cfg.WebhookSchedule = webhook.Schedule
 	}
+	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff,
+		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, log: log, now: now}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
-		Queues:                   queues,
+		Queues:                   cfg.Queues,
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: cfg.DelayedPollInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
@@ -118,6 +133,9 @@ func (e *retryError) Unwrap() error { return e.err }
 
 func (w *Worker) retryDelay(retried int, err error, t *asynq.Task) time.Duration {
 	now := w.now()
+	if t.Type() == webhook.TaskType {
+		return webhook.RetryDelay(w.hookDue, retried)
+	}
 	var re *retryError
 	if errors.As(err, &re) {
 		return re.at.Sub(now)
@@ -150,6 +168,13 @@ func record(ctx context.Context, write func(context.Context) error) error {
 }
 
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
+	if t.Type() == webhook.TaskType {
+		if w.hooks == nil {
+			w.log.Warn("webhook delivery dropped: WEBHOOK_SECRET is not set on this worker")
+			return fmt.Errorf("webhooks are off: %w", asynq.SkipRetry)
+		}
+		return w.hooks.Deliver(ctx, t.Payload())
+	}
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)

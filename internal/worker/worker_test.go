@@ -76,7 +76,7 @@ func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outc
 	<-hub.Ready()
 	w := worker.New(rdb, worker.Config{
 		Concurrency:         4,
-		Types:               []task.Type{task.TypeGenerateText},
+		Queues:              queue.DefaultWeights([]task.Type{task.TypeGenerateText}),
 		PollInterval:        5 * time.Millisecond,
 		DelayedPollInterval: 50 * time.Millisecond,
 		ShutdownTimeout:     opts.grace,
@@ -98,7 +98,7 @@ func (b *testBundle) submit(t *testing.T) string {
 	id := uuid.NewString()
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 	return id
 }
 
@@ -254,7 +254,7 @@ func TestFinishedTaskIsNotRunAgain(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
 	require.NoError(t, b.store.Failed(ctx, id, task.Failure{Code: task.FailureInternal, Message: "ended elsewhere"}, time.Now()))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 	time.Sleep(300 * time.Millisecond)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	rec, err := b.store.Get(ctx, id)
@@ -266,7 +266,7 @@ func TestTaskWithoutRecordIsNotRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, succeed, options{})
 	id := uuid.NewString()
-	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 	time.Sleep(300 * time.Millisecond)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	_, err := b.store.Get(context.Background(), id)
@@ -307,7 +307,7 @@ func TestRevokedBeforeStartNeverRuns(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
 	require.NoError(t, b.store.Revoked(ctx, id, "cancelled by the client", time.Now()))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 	time.Sleep(300 * time.Millisecond)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 }

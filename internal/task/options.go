@@ -1,0 +1,127 @@
+package task
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Priority orders queued work: high goes ahead of the per-type queues, low
+// runs when they leave room (see QUEUE_WEIGHTS).
+type Priority string
+
+// The priorities a submit may ask for; empty means normal.
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
+
+// The webhook events a submit may ask for.
+const (
+	WebhookStart     = "start"     // the first attempt began
+	WebhookProgress  = "progress"  // the work reported progress (at most every few seconds)
+	WebhookCompleted = "completed" // the task ended: SUCCESS, FAILURE or REVOKED
+)
+
+// WebhookEvents lists every webhook event, in the order they happen.
+var WebhookEvents = []string{WebhookStart, WebhookProgress, WebhookCompleted}
+
+// MaxWebhookURL bounds a webhook URL's length.
+const MaxWebhookURL = 2048
+
+// Options are what every submit may carry besides the work itself.
+type Options struct {
+	CancelAfter   *int     `json:"cancel_after,omitempty" minimum:"1" maximum:"604800" doc:"Seconds from now: a task not started by then ends REVOKED and never runs. The Cancel-After header says the same."`
+	Priority      Priority `json:"priority,omitempty" enum:"high,normal,low" doc:"high runs ahead of normal work of every type; low runs when the queues leave room. Default normal."`
+	Webhook       string   `json:"webhook,omitempty" maxLength:"2048" format:"uri" doc:"An https (or http) URL that receives the task record as a signed POST (Standard Webhooks) on the events in webhook_events. Retried with growing delays for about a day; a 410 answer stops it."`
+	WebhookEvents []string `json:"webhook_events,omitempty" maxItems:"3" uniqueItems:"true" enum:"start,progress,completed" doc:"Which events are sent to webhook; default [\"completed\"]."`
+}
+
+// SubmitOptions returns the options; every input embeds Options, so this is
+// how the service reads them without knowing the input's type.
+func (o Options) SubmitOptions() Options { return o }
+
+// Validate checks the options, naming the field at fault.
+func (o Options) Validate() error {
+	if o.CancelAfter != nil && (*o.CancelAfter < 1 || *o.CancelAfter > 604800) {
+		return Invalid("cancel_after", "cancel_after must be between 1 and 604800 seconds")
+	}
+	switch o.Priority {
+	case "", PriorityHigh, PriorityNormal, PriorityLow:
+	default:
+		return Invalid("priority", fmt.Sprintf("priority must be high, normal or low, not %q", o.Priority))
+	}
+	for _, e := range o.WebhookEvents {
+		if !slices.Contains(WebhookEvents, e) {
+			return Invalid("webhook_events", fmt.Sprintf("unknown webhook event %q; the events are %s", e, strings.Join(WebhookEvents, ", ")))
+		}
+	}
+	if o.Webhook == "" {
+		if len(o.WebhookEvents) > 0 {
+			return Invalid("webhook", "webhook_events needs a webhook URL")
+		}
+		return nil
+	}
+	return CheckWebhookURL(o.Webhook)
+}
+
+// CheckWebhookURL checks what can be checked of a webhook URL before it is
+// called; the address it resolves to is checked at every delivery.
+func CheckWebhookURL(raw string) error {
+	if len(raw) > MaxWebhookURL {
+		return Invalid("webhook", "webhook is longer than 2048 characters")
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return Invalid("webhook", "webhook is not a URL")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return Invalid("webhook", "webhook must be an https or http URL")
+	case u.Host == "":
+		return Invalid("webhook", "webhook has no host")
+	case u.User != nil:
+		return Invalid("webhook", "webhook must not carry credentials; put a token in the path or query, or check the signature")
+	case u.Fragment != "":
+		return Invalid("webhook", "webhook must not have a #fragment")
+	}
+	return nil
+}
+
+// Events returns the webhook events asked for: completed by default.
+func (o Options) Events() []string {
+	if o.Webhook == "" {
+		return nil
+	}
+	if len(o.WebhookEvents) == 0 {
+		return []string{WebhookCompleted}
+	}
+	return o.WebhookEvents
+}
+
+// Progress is how far a running task has come, as its work reports it.
+type Progress struct {
+	Done  int64   `json:"done" doc:"Units done so far."`
+	Total int64   `json:"total,omitempty" doc:"Units in all, when known."`
+	Unit  string  `json:"unit" doc:"What is counted: characters for streamed text." example:"characters"`
+	Ratio float64 `json:"ratio,omitempty" doc:"done/total, when total is known."`
+}
+
+// WebhookInfo is what a record shows of its webhook: the URL without its
+// query (which may hold the receiver's token) and the events.
+type WebhookInfo struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+}
+
+// ShownWebhookURL is raw without its query, so that a token in it does
+// not reach records, lists or logs.
+func ShownWebhookURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.RawQuery, u.ForceQuery, u.Fragment = "", false, ""
+	return u.String()
+}
