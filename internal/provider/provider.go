@@ -35,6 +35,15 @@ type LLM interface {
 	GenerateText(ctx context.Context, req TextRequest) (TextResponse, error)
 }
 
+// TextStreamer is implemented by LLM adapters whose provider can hand over
+// text as it is produced.
+type TextStreamer interface {
+	// StreamText is GenerateText that calls onText with each piece of text
+	// as it arrives, in order; the response holds the whole text. onText
+	// runs on the caller's goroutine and should not block for long.
+	StreamText(ctx context.Context, req TextRequest, onText func(string)) (TextResponse, error)
+}
+
 // Pinger is implemented by adapters that can check, cheaply and without
 // spending tokens, that their provider is reachable with the credentials given.
 type Pinger interface {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,10 +51,11 @@ type Adapter struct {
 }
 
 var (
-	_ provider.LLM      = (*Adapter)(nil)
-	_ provider.Vision   = (*Adapter)(nil)
-	_ provider.Embedder = (*Adapter)(nil)
-	_ provider.Pinger   = (*Adapter)(nil)
+	_ provider.LLM          = (*Adapter)(nil)
+	_ provider.Vision       = (*Adapter)(nil)
+	_ provider.Embedder     = (*Adapter)(nil)
+	_ provider.TextStreamer = (*Adapter)(nil)
+	_ provider.Pinger       = (*Adapter)(nil)
 )
 
 // New returns the adapter. It does no I/O.
@@ -109,6 +111,11 @@ type chatResponse struct {
 
 // GenerateText implements provider.LLM with one non-streaming chat call.
 func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (provider.TextResponse, error) {
+	return a.chat(ctx, a.textBody(req))
+}
+
+// textBody is the chat request for req, not streamed.
+func (a *Adapter) textBody(req provider.TextRequest) chatRequest {
 	body := chatRequest{Model: req.Model, Stream: false}
 	if body.Model == "" {
 		body.Model = a.model
@@ -120,8 +127,46 @@ func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (p
 	if req.MaxTokens > 0 || req.Temperature != nil {
 		body.Options = &chatOptions{NumPredict: req.MaxTokens, Temperature: req.Temperature}
 	}
+	return body
+}
 
-	return a.chat(ctx, body)
+// StreamText implements provider.TextStreamer with a streamed chat: Ollama
+// answers with one JSON object per line, each holding the next piece of the
+// message, and a last one with done true and the counts.
+func (a *Adapter) StreamText(ctx context.Context, req provider.TextRequest, onText func(string)) (provider.TextResponse, error) {
+	body := a.textBody(req)
+	body.Stream = true
+	res, err := a.send(ctx, http.MethodPost, "/api/chat", body)
+	if err != nil {
+		return provider.TextResponse{}, err
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(io.LimitReader(res.Body, maxAnswer))
+	var text strings.Builder
+	for {
+		var chunk struct {
+			chatResponse
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&chunk); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the stream ended before done
+			}
+			return provider.TextResponse{}, a.readError(ctx, err)
+		}
+		if chunk.Error != "" {
+			return provider.TextResponse{}, &provider.Error{Provider: a.Name(), Kind: provider.KindUnavailable, Message: chunk.Error}
+		}
+		if piece := chunk.Message.Content; piece != "" {
+			text.WriteString(piece)
+			onText(piece)
+		}
+		if chunk.Done {
+			out := textResponse(chunk.chatResponse)
+			out.Text = text.String()
+			return out, nil
+		}
+	}
 }
 
 // DescribeImage implements provider.Vision: the image travels base64 in the
@@ -144,6 +189,10 @@ func (a *Adapter) chat(ctx context.Context, body chatRequest) (provider.TextResp
 	if err := a.do(ctx, http.MethodPost, "/api/chat", body, &out); err != nil {
 		return provider.TextResponse{}, err
 	}
+	return textResponse(out), nil
+}
+
+func textResponse(out chatResponse) provider.TextResponse {
 	return provider.TextResponse{
 		Text:         out.Message.Content,
 		Model:        out.Model,
@@ -153,7 +202,7 @@ func (a *Adapter) chat(ctx context.Context, body chatRequest) (provider.TextResp
 			CompletionTokens: out.EvalCount,
 			TotalTokens:      out.PromptEvalCount + out.EvalCount,
 		},
-	}, nil
+	}
 }
 
 // Embed implements provider.Embedder with POST /api/embed.
@@ -191,34 +240,50 @@ func (a *Adapter) Ping(ctx context.Context) error {
 }
 
 func (a *Adapter) do(ctx context.Context, method, path string, in, out any) error {
+	res, err := a.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(res.Body, maxAnswer)).Decode(out); err != nil {
+		return a.readError(ctx, err)
+	}
+	return nil
+}
+
+// send makes one call and returns a successful answer for the caller to
+// read and close.
+func (a *Adapter) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		buf, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("ollama: encode request: %w", err)
+			return nil, fmt.Errorf("ollama: encode request: %w", err)
 		}
 		body = bytes.NewReader(buf)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
 	if err != nil {
-		return &provider.Error{Provider: a.Name(), Kind: provider.KindNotConfigured, Message: "invalid OLLAMA_BASE_URL"}
+		return nil, &provider.Error{Provider: a.Name(), Kind: provider.KindNotConfigured, Message: "invalid OLLAMA_BASE_URL"}
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	res, err := a.client.Do(req)
 	if err != nil {
-		return provider.ErrorFromTransport(ctx, a.Name(), err)
+		return nil, provider.ErrorFromTransport(ctx, a.Name(), err)
 	}
-	defer res.Body.Close()
 	if res.StatusCode >= 300 {
-		return provider.ErrorFromResponse(a.Name(), res)
+		defer res.Body.Close()
+		return nil, provider.ErrorFromResponse(a.Name(), res)
 	}
-	if err := json.NewDecoder(io.LimitReader(res.Body, maxAnswer)).Decode(out); err != nil {
-		if ctx.Err() != nil {
-			return provider.ErrorFromTransport(ctx, a.Name(), ctx.Err())
-		}
-		return &provider.Error{Provider: a.Name(), Kind: provider.KindBadResponse, Message: "unreadable answer: " + err.Error()}
+	return res, nil
+}
+
+// readError classifies a failure to read an answer.
+func (a *Adapter) readError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return provider.ErrorFromTransport(ctx, a.Name(), ctx.Err())
 	}
-	return nil
+	return &provider.Error{Provider: a.Name(), Kind: provider.KindBadResponse, Message: "unreadable answer: " + err.Error()}
 }

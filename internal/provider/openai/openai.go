@@ -57,8 +57,9 @@ type Adapter struct {
 }
 
 var (
-	_ provider.LLM    = (*Adapter)(nil)
-	_ provider.Pinger = (*Adapter)(nil)
+	_ provider.LLM          = (*Adapter)(nil)
+	_ provider.TextStreamer = (*Adapter)(nil)
+	_ provider.Pinger       = (*Adapter)(nil)
 )
 
 // New returns an adapter. It does no I/O.
@@ -105,6 +106,11 @@ func (a *Adapter) Name() string { return a.name }
 
 // GenerateText implements provider.LLM with one chat completion.
 func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (provider.TextResponse, error) {
+	return a.complete(ctx, a.chatParams(req))
+}
+
+// chatParams builds the chat completion request for req.
+func (a *Adapter) chatParams(req provider.TextRequest) openai.ChatCompletionNewParams {
 	model := req.Model
 	if model == "" {
 		model = a.model
@@ -119,7 +125,46 @@ func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (p
 	if req.Temperature != nil {
 		params.Temperature = openai.Float(*req.Temperature)
 	}
-	return a.complete(ctx, params)
+	return params
+}
+
+// StreamText implements provider.TextStreamer with a streamed chat
+// completion (server-sent chat.completion.chunk events), asking for the
+// usage in the last chunk.
+func (a *Adapter) StreamText(ctx context.Context, req provider.TextRequest, onText func(string)) (provider.TextResponse, error) {
+	params := a.chatParams(req)
+	params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	stream := a.client.Chat.Completions.NewStreaming(ctx, params)
+	defer stream.Close()
+	var (
+		out  provider.TextResponse
+		text strings.Builder
+	)
+	for stream.Next() {
+		chunk := stream.Current()
+		if chunk.Model != "" {
+			out.Model = chunk.Model
+		}
+		if chunk.JSON.Usage.Valid() {
+			out.Usage = provider.Usage{PromptTokens: chunk.Usage.PromptTokens, CompletionTokens: chunk.Usage.CompletionTokens, TotalTokens: chunk.Usage.TotalTokens}
+		}
+		if len(chunk.Choices) == 0 {
+			continue
+		}
+		choice := chunk.Choices[0]
+		if choice.FinishReason != "" {
+			out.FinishReason = choice.FinishReason
+		}
+		if piece := choice.Delta.Content; piece != "" {
+			text.WriteString(piece)
+			onText(piece)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return provider.TextResponse{}, a.transportError(ctx, err)
+	}
+	out.Text = text.String()
+	return out, nil
 }
 
 func (a *Adapter) setMaxTokens(params *openai.ChatCompletionNewParams, n int) {

@@ -30,6 +30,7 @@ type ChatCall struct {
 	Images        [][]byte // images sent with the messages, decoded
 	MaxTokens     *int
 	Temperature   *float64
+	Stream        bool // the answer was asked for as a stream
 	Raw           []byte
 }
 
@@ -57,6 +58,8 @@ type Fake interface {
 	TextReply(text, model string, promptTokens, completionTokens int64) Reply
 	// ErrorReply is an error in this wire format, with Retry-After when > 0.
 	ErrorReply(status int, message string, retryAfter time.Duration) Reply
+	// SetStreamChunkDelay spaces the pieces of streamed answers.
+	SetStreamChunkDelay(d time.Duration)
 }
 
 // recorder is the state both fakes share: scripted replies and calls seen.
@@ -70,6 +73,7 @@ type recorder struct {
 	sttCalls   []STTCall
 	delay      time.Duration
 	failure    func(n int) *Reply
+	chunkDelay time.Duration
 }
 
 func (r *recorder) Close() { r.srv.Close() }

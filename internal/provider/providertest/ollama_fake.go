@@ -49,14 +49,10 @@ func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
 		write(w, req, f.ErrorReply(http.StatusBadRequest, "invalid character in request body", 0))
 		return
 	}
-	if in.Stream == nil || *in.Stream {
-		// The adapter must ask for one answer; a stream here would be misread.
-		write(w, req, f.ErrorReply(http.StatusBadRequest, "fake: this fake only answers stream:false", 0))
-		return
-	}
+	stream := in.Stream == nil || *in.Stream // Ollama streams unless told not to
 	call := ChatCall{
 		Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
-		Model: in.Model, MaxTokens: in.Options.NumPredict, Temperature: in.Options.Temperature, Raw: raw,
+		Model: in.Model, MaxTokens: in.Options.NumPredict, Temperature: in.Options.Temperature, Stream: stream, Raw: raw,
 	}
 	for _, m := range in.Messages {
 		call.Messages = append(call.Messages, Message{Role: m.Role, Content: m.Content})
@@ -69,7 +65,33 @@ func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
 			call.Images = append(call.Images, b)
 		}
 	}
-	write(w, req, f.answer(call, f.TextReply))
+	reply := f.answer(call, f.TextReply)
+	if !stream || !isSuccess(reply) {
+		write(w, req, reply)
+		return
+	}
+	if waitReply(req, reply) {
+		streamLines(w, req, "application/x-ndjson", f.streamChunkDelay(), f.chunks(reply))
+	}
+}
+
+// chunks turns a final chat answer into the newline-delimited objects the
+// reference documents for a streamed chat: one per piece of content with
+// done false, then a last one with done true and the counts.
+func (f *OllamaFake) chunks(reply Reply) [][]byte {
+	var final map[string]any
+	_ = json.Unmarshal(reply.Body, &final)
+	msg, _ := final["message"].(map[string]any)
+	text, _ := msg["content"].(string)
+	var lines [][]byte
+	for _, piece := range words(text) {
+		lines = append(lines, append(mustJSON(map[string]any{
+			"model": final["model"], "created_at": "2023-08-04T08:52:19.385406455-07:00",
+			"message": map[string]any{"role": "assistant", "content": piece}, "done": false,
+		}), '\n'))
+	}
+	final["message"] = map[string]any{"role": "assistant", "content": ""}
+	return append(lines, append(mustJSON(final), '\n'))
 }
 
 // TextReply implements Fake with the documented final chat answer.

@@ -72,7 +72,11 @@ type openAIChatRequest struct {
 	MaxTokens           *int     `json:"max_tokens"`
 	MaxCompletionTokens *int     `json:"max_completion_tokens"`
 	Temperature         *float64 `json:"temperature"`
-	Messages            []struct {
+	Stream              bool     `json:"stream"`
+	StreamOptions       *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	Messages []struct {
 		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
@@ -100,7 +104,7 @@ func (f *OpenAIFake) chat(w http.ResponseWriter, req *http.Request) {
 	}
 	call := ChatCall{
 		Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
-		Model: in.Model, MaxTokens: in.MaxCompletionTokens, Temperature: in.Temperature, Raw: raw,
+		Model: in.Model, MaxTokens: in.MaxCompletionTokens, Temperature: in.Temperature, Stream: in.Stream, Raw: raw,
 	}
 	if call.MaxTokens == nil {
 		call.MaxTokens = in.MaxTokens
@@ -110,7 +114,56 @@ func (f *OpenAIFake) chat(w http.ResponseWriter, req *http.Request) {
 		call.Messages = append(call.Messages, Message{Role: m.Role, Content: text})
 		call.Images = append(call.Images, images...)
 	}
-	write(w, req, f.answer(call, f.TextReply))
+	reply := f.answer(call, f.TextReply)
+	if !in.Stream || !isSuccess(reply) {
+		write(w, req, reply)
+		return
+	}
+	if waitReply(req, reply) {
+		usage := in.StreamOptions != nil && in.StreamOptions.IncludeUsage
+		streamLines(w, req, "text/event-stream", f.streamChunkDelay(), f.chunks(reply, usage))
+	}
+}
+
+// chunks turns a chat.completion answer into the chat.completion.chunk
+// events the document describes for stream: true: the role first, then the
+// content piece by piece, then the finish reason, then (with include_usage)
+// a chunk with no choices and the usage, then [DONE].
+func (f *OpenAIFake) chunks(reply Reply, includeUsage bool) [][]byte {
+	var done struct {
+		Model   string `json:"model"`
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+		Usage json.RawMessage `json:"usage"`
+	}
+	_ = json.Unmarshal(reply.Body, &done)
+	chunk := func(choices []map[string]any, usage any) []byte {
+		return []byte("data: " + string(mustJSON(map[string]any{
+			"id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", "object": "chat.completion.chunk", "created": 1741570283,
+			"model": done.Model, "system_fingerprint": "fp_06737a9306", "service_tier": "default",
+			"choices": choices, "usage": usage,
+		})) + "\n\n")
+	}
+	choice := func(delta map[string]any, finish any) []map[string]any {
+		return []map[string]any{{"index": 0, "delta": delta, "logprobs": nil, "finish_reason": finish}}
+	}
+	text, finish := "", "stop"
+	if len(done.Choices) > 0 {
+		text, finish = done.Choices[0].Message.Content, done.Choices[0].FinishReason
+	}
+	lines := [][]byte{chunk(choice(map[string]any{"role": "assistant", "content": "", "refusal": nil}, nil), nil)}
+	for _, piece := range words(text) {
+		lines = append(lines, chunk(choice(map[string]any{"content": piece}, nil), nil))
+	}
+	lines = append(lines, chunk(choice(map[string]any{}, finish), nil))
+	if includeUsage {
+		lines = append(lines, chunk([]map[string]any{}, done.Usage))
+	}
+	return append(lines, []byte("data: [DONE]\n\n"))
 }
 
 func (f *OpenAIFake) models(w http.ResponseWriter, req *http.Request) {

@@ -76,6 +76,40 @@ func RunLLM(t *testing.T, h LLMHarness) {
 		require.Equal(t, 64, *call.MaxTokens)
 		require.NotNil(t, call.Temperature)
 		require.InDelta(t, 0.25, *call.Temperature, 1e-9)
+		require.False(t, call.Stream, "one answer was asked for, not a stream")
+	})
+
+	t.Run("StreamsTextInPieces", func(t *testing.T) {
+		t.Parallel()
+		fake, llm := setup(t)
+		streamer, ok := llm.(provider.TextStreamer)
+		require.True(t, ok, "the adapter streams")
+		fake.Script(fake.TextReply("Queues wait; workers wake.", "served-model", 11, 7))
+		var pieces []string
+		out, err := streamer.StreamText(ctx, provider.TextRequest{Prompt: "Write a haiku", Model: "asked-model"},
+			func(s string) { pieces = append(pieces, s) })
+		require.NoError(t, err)
+		require.Greater(t, len(pieces), 1, "the text came in pieces: %q", pieces)
+		require.Equal(t, "Queues wait; workers wake.", strings.Join(pieces, ""))
+		require.Equal(t, "Queues wait; workers wake.", out.Text)
+		require.Equal(t, "served-model", out.Model)
+		require.Equal(t, "stop", out.FinishReason)
+		require.Equal(t, provider.Usage{PromptTokens: 11, CompletionTokens: 7, TotalTokens: 18}, out.Usage)
+		calls := fake.Calls()
+		require.Len(t, calls, 1)
+		require.True(t, calls[0].Stream)
+		require.Equal(t, "asked-model", calls[0].Model)
+	})
+
+	t.Run("StreamRateLimited", func(t *testing.T) {
+		t.Parallel()
+		fake, llm := setup(t)
+		fake.Script(fake.ErrorReply(http.StatusTooManyRequests, "Rate limit reached for requests", 3*time.Second))
+		_, err := llm.(provider.TextStreamer).StreamText(ctx, provider.TextRequest{Prompt: "hi"}, func(string) {})
+		var perr *provider.Error
+		require.ErrorAs(t, err, &perr)
+		require.Equal(t, provider.KindRateLimited, perr.Kind)
+		require.Equal(t, 3*time.Second, perr.RetryAfter)
 	})
 
 	t.Run("DefaultModelAndNoOptions", func(t *testing.T) {
