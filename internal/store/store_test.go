@@ -217,6 +217,8 @@ func TestStartAfterTheDeadlineRevokes(t *testing.T) {
 	require.NoError(t, b.store.Started(b.ctx, "early", 2, deadline.Add(time.Hour)))
 }
 
-func redisTTL(b *testBundle, key string) (time.Duration, error) { return b.rdb.TTL(b.ctx, key).Result() }
+func redisTTL(b *testBundle, key string) (time.Duration, error) {
+	return b.rdb.TTL(b.ctx, key).Result()
+}
 
 func rawDel(b *testBundle, key string) error { return b.rdb.Del(b.ctx, key).Err() }

@@ -37,17 +37,17 @@ func (s Status) Terminal() bool {
 // Record is what a client sees of a task: the single source of truth for its
 // status, independent of the queue's own bookkeeping.
 type Record struct {
-	ID            string          `json:"task_id" doc:"Unguessable task id (UUIDv4)."`
-	Type          Type            `json:"type" doc:"Kind of work." example:"generate_text"`
-	Status        Status          `json:"status" enum:"PENDING,STARTED,RETRY,SUCCESS,FAILURE,REVOKED" doc:"Celery's status words."`
-	Attempts      int             `json:"attempts" doc:"Attempts started so far."`
-	Provider      string          `json:"provider,omitempty" doc:"Provider that served the last attempt."`
-	Priority      Priority        `json:"priority,omitempty" doc:"The priority asked for on submit; absent means normal."`
-	Progress      *Progress       `json:"progress,omitempty" doc:"How far the running attempt has come, where the work reports it (streamed text does)."`
-	Webhook       *WebhookInfo    `json:"webhook,omitempty" doc:"Where the task's events are posted (the URL's query is not shown)."`
+	ID       string       `json:"task_id" doc:"Unguessable task id (UUIDv4)."`
+	Type     Type         `json:"type" doc:"Kind of work." example:"generate_text"`
+	Status   Status       `json:"status" enum:"PENDING,STARTED,RETRY,SUCCESS,FAILURE,REVOKED" doc:"Celery's status words."`
+	Attempts int          `json:"attempts" doc:"Attempts started so far."`
+	Provider string       `json:"provider,omitempty" doc:"Provider that served the last attempt."`
+	Priority Priority     `json:"priority,omitempty" doc:"The priority asked for on submit; absent means normal."`
+	Progress *Progress    `json:"progress,omitempty" doc:"How far the running attempt has come, where the work reports it (streamed text does)."`
+	Webhook  *WebhookInfo `json:"webhook,omitempty" doc:"Where the task's events are posted (the URL's query is not shown)."`
 	// WebhookURL is the whole webhook URL, for deliveries only: its query
 	// may hold the receiver's token, so it is never shown.
-	WebhookURL string `json:"-"`
+	WebhookURL    string          `json:"-"`
 	Input         json.RawMessage `json:"input,omitempty" doc:"Summary of the input (never the full prompt)."`
 	CreatedAt     time.Time       `json:"created_at"`
 	StartedAt     *time.Time      `json:"started_at,omitempty"`
