@@ -16,6 +16,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -53,6 +54,12 @@ type Tasks interface {
 	Idempotent(ctx context.Context, key string, typ task.Type, input any, submit func() (*task.Record, error)) (*task.Record, bool, error)
 	// Wait returns the record once the task has ended or d has passed.
 	Wait(ctx context.Context, id string, d time.Duration) (*task.Record, error)
+	// List returns a page of tasks, newest first; EINVALID for a bad
+	// cursor, EUNAVAILABLE.
+	List(ctx context.Context, q service.ListQuery) (store.Page, error)
+	// FollowEvents sends a task's events until its end; see
+	// service.FollowEvents.
+	FollowEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error
 	// OpenArtifact opens a finished task's artifact; ENOTFOUND, ECONFLICT,
 	// EUNAVAILABLE. The caller closes the object.
 	OpenArtifact(ctx context.Context, id string) (task.Artifact, artifact.Object, error)
@@ -67,6 +74,9 @@ type Deps struct {
 	Version string
 	// MaxUploadBytes bounds an image sent inside a request body.
 	MaxUploadBytes int64
+	// EventKeepalive is how often an idle event stream gets a comment
+	// line; 15 s when zero.
+	EventKeepalive time.Duration
 }
 
 // New returns the API's handler.

@@ -20,6 +20,7 @@ import (
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/httpapi"
 	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -31,6 +32,39 @@ type fakeTasks struct {
 	artifacts map[string][]byte
 	gotSpeech task.TextToSpeechInput
 	gotAudio  []byte
+	gotList   service.ListQuery
+	events    []service.Event // sent by FollowEvents, after an idle pause if idleFirst
+	idleFirst bool
+	gotAfter  string
+}
+
+func (f *fakeTasks) List(_ context.Context, q service.ListQuery) (store.Page, error) {
+	f.gotList = q
+	if q.Cursor == "bad" {
+		return store.Page{}, store.ErrBadCursor
+	}
+	var page store.Page
+	for _, r := range f.records {
+		if q.Status == "" || r.Status == q.Status {
+			page.Tasks = append(page.Tasks, r)
+		}
+	}
+	return page, nil
+}
+
+func (f *fakeTasks) FollowEvents(_ context.Context, _ string, after string, _ time.Duration, send func(service.Event) error, idle func() error) error {
+	f.gotAfter = after
+	if f.idleFirst {
+		if err := idle(); err != nil {
+			return err
+		}
+	}
+	for _, e := range f.events {
+		if err := send(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fakeTasks) SubmitDescribeImage(_ context.Context, in task.DescribeImageInput) (*task.Record, error) {

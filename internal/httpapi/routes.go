@@ -175,6 +175,35 @@ func registerRoutes(api huma.API, h *handlers) {
 	}, h.cancelTask)
 
 	huma.Register(api, huma.Operation{
+		OperationID: "list-tasks",
+		Method:      http.MethodGet,
+		Path:        "/background/tasks",
+		Summary:     "List tasks",
+		Description: "Newest first, optionally filtered by status and type, a page at a time: pass next_cursor as cursor until it is absent. Finished tasks drop out after RESULT_TTL.",
+		Tags:        []string{"Background tasks"},
+		Errors:      []int{http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.listTasks)
+
+	huma.Register(api, huma.Operation{
+		OperationID: "task-events",
+		Method:      http.MethodGet,
+		Path:        "/background/tasks/{task_id}/events",
+		Summary:     "Follow a task as server-sent events",
+		Description: "A text/event-stream of the task's story: `status` events (data: task_id, status, attempt, error; the last one carries the whole final record), " +
+			"`progress` events, and, for generate_text with `\"stream\": true`, `delta` events with the text as the provider produces it (a new attempt starts its text over). " +
+			"Events are kept as long as the record, so a client that reconnects with Last-Event-ID misses nothing and one that connects after the end gets the whole story. " +
+			"A comment line every 15 s keeps idle connections open through proxies; the stream ends after the terminal status event.",
+		Tags: []string{"Background tasks"},
+		Responses: map[string]*huma.Response{
+			"200": {
+				Description: "The events.",
+				Content:     map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: huma.TypeString}}},
+			},
+		},
+		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.taskEvents)
+
+	huma.Register(api, huma.Operation{
 		OperationID: "healthz",
 		Method:      http.MethodGet,
 		Path:        "/healthz",

@@ -20,11 +20,29 @@ type hinted struct {
 
 func (h *hinted) GenerateText(ctx context.Context, req TextRequest) (TextResponse, error) {
 	out, err := h.LLM.GenerateText(ctx, req)
-	var perr *Error
-	if errors.As(err, &perr) && perr.Kind == KindUnavailable && perr.StatusCode == 0 {
-		return out, &Error{Provider: perr.Provider, Kind: KindNotConfigured, Message: h.hint + " (" + perr.Message + ")"}
+	return out, h.explain(err)
+}
+
+// StreamText streams when the wrapped adapter can, and otherwise hands over
+// the whole text at once.
+func (h *hinted) StreamText(ctx context.Context, req TextRequest, onText func(string)) (TextResponse, error) {
+	if s, ok := h.LLM.(TextStreamer); ok {
+		out, err := s.StreamText(ctx, req, onText)
+		return out, h.explain(err)
+	}
+	out, err := h.GenerateText(ctx, req)
+	if err == nil && out.Text != "" {
+		onText(out.Text)
 	}
 	return out, err
+}
+
+func (h *hinted) explain(err error) error {
+	var perr *Error
+	if errors.As(err, &perr) && perr.Kind == KindUnavailable && perr.StatusCode == 0 {
+		return &Error{Provider: perr.Provider, Kind: KindNotConfigured, Message: h.hint + " (" + perr.Message + ")"}
+	}
+	return err
 }
 
 // Ping passes through to the wrapped adapter when it can ping.

@@ -123,7 +123,7 @@ func BenchmarkTextToSpeechArtifact(b *testing.B) {
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := svc.Execute(context.Background(), "big", task.TypeTextToSpeech, []byte(`{"text":"long"}`)); err != nil {
+		if _, err := svc.Execute(context.Background(), "big", task.TypeTextToSpeech, []byte(`{"text":"long"}`), nil); err != nil {
 			b.Fatal(err)
 		}
 	}

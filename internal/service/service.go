@@ -31,6 +31,10 @@ type Records interface {
 	// Revoked ends an unfinished task; store.ErrFinished if it had ended,
 	// task.ENOTFOUND if unknown.
 	Revoked(ctx context.Context, id, reason string, at time.Time) error
+	// Events returns up to count events of a task after the event after.
+	Events(ctx context.Context, id, after string, count int64) ([]store.Event, error)
+	// List returns a page of tasks, newest first.
+	List(ctx context.Context, q store.ListQuery) (store.Page, error)
 }
 
 // Enqueuer puts work on the queue.
@@ -232,15 +236,28 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 
 func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
 	llm := s.deps.Providers.LLM
-	req := provider.TextRequest{Prompt: in.Prompt, System: in.System, Model: in.Model, Temperature: in.Temperature}
-	if in.MaxTokens != nil {
-		req.MaxTokens = *in.MaxTokens
-	}
-	out, err := llm.GenerateText(ctx, req)
+	out, err := llm.GenerateText(ctx, textRequest(in))
 	if err != nil {
 		return nil, err
 	}
 	return textResult(llm.Name(), out), nil
+}
+
+// streamText is generateText with the text handed to onText as it comes.
+func (s *Service) streamText(ctx context.Context, llm provider.TextStreamer, in task.GenerateTextInput, onText func(string)) (*task.TextResult, error) {
+	out, err := llm.StreamText(ctx, textRequest(in), onText)
+	if err != nil {
+		return nil, err
+	}
+	return textResult(s.deps.Providers.LLM.Name(), out), nil
+}
+
+func textRequest(in task.GenerateTextInput) provider.TextRequest {
+	req := provider.TextRequest{Prompt: in.Prompt, System: in.System, Model: in.Model, Temperature: in.Temperature}
+	if in.MaxTokens != nil {
+		req.MaxTokens = *in.MaxTokens
+	}
+	return req
 }
 
 func textResult(providerName string, out provider.TextResponse) *task.TextResult {
@@ -337,13 +354,33 @@ type Outcome struct {
 	Result   json.RawMessage
 }
 
-// Execute runs one queued task. Its errors are provider errors, a
-// task.EINVALID error for a payload that can never run, or ctx's error.
-func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload []byte) (Outcome, error) {
+// Progress receives what a running task produces before it ends.
+type Progress interface {
+	// Text is the next piece of a streamed generate_text.
+	Text(piece string)
+}
+
+// Execute runs one queued task, telling progress (which may be nil) what it
+// produces on the way. Its errors are provider errors, a task.EINVALID error
+// for a payload that can never run, or ctx's error.
+func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload []byte, progress Progress) (Outcome, error) {
 	p := s.deps.Providers
 	switch typ {
 	case task.TypeGenerateText:
-		return execute(payload, typ, p.LLM, func(in task.GenerateTextInput) (any, error) { return s.generateText(ctx, in) })
+		return execute(payload, typ, p.LLM, func(in task.GenerateTextInput) (any, error) {
+			if !in.Stream || progress == nil {
+				return s.generateText(ctx, in)
+			}
+			if streamer, ok := p.LLM.(provider.TextStreamer); ok {
+				return s.streamText(ctx, streamer, in, progress.Text)
+			}
+			// The provider cannot stream: the text comes as one piece.
+			out, err := s.generateText(ctx, in)
+			if err == nil {
+				progress.Text(out.Text)
+			}
+			return out, err
+		})
 	case task.TypeDescribeImage:
 		return execute(payload, typ, p.Vision, func(in task.DescribeImageInput) (any, error) { return s.describeImage(ctx, in) })
 	case task.TypeEmbed:

@@ -88,6 +88,13 @@ func (f *fakeRecords) Delete(_ context.Context, id string) error {
 	return nil
 }
 
+// Events and List are exercised against a real Redis (redis_test.go).
+func (f *fakeRecords) Events(context.Context, string, string, int64) ([]store.Event, error) {
+	return nil, nil
+}
+
+func (f *fakeRecords) List(context.Context, store.ListQuery) (store.Page, error) { return store.Page{}, nil }
+
 type fakeQueue struct {
 	err     error
 	typ     task.Type
@@ -250,7 +257,7 @@ func TestGenerateTextNowIsBounded(t *testing.T) {
 func TestExecute(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	out, err := b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{"prompt":"p","max_tokens":7}`))
+	out, err := b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{"prompt":"p","max_tokens":7}`), nil)
 	require.NoError(t, err)
 	require.Equal(t, "fake", out.Provider)
 	var res task.TextResult
@@ -258,9 +265,9 @@ func TestExecute(t *testing.T) {
 	require.Equal(t, "out", res.Text)
 	require.Equal(t, 7, b.llm.got.MaxTokens)
 
-	_, err = b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{not json`))
+	_, err = b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{not json`), nil)
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
-	_, err = b.svc.Execute(context.Background(), "id", "paint_picture", []byte(`{}`))
+	_, err = b.svc.Execute(context.Background(), "id", "paint_picture", []byte(`{}`), nil)
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 }
 
@@ -306,7 +313,7 @@ func TestExecuteTextToSpeechStoresTheArtifact(t *testing.T) {
 	t.Parallel()
 	tts := &fakeTTS{body: "RIFF-audio-bytes"}
 	svc, records, _ := speechSetup(t, tts)
-	out, err := svc.Execute(context.Background(), "t1", task.TypeTextToSpeech, []byte(`{"text":"halo","voice":"id","speed":2}`))
+	out, err := svc.Execute(context.Background(), "t1", task.TypeTextToSpeech, []byte(`{"text":"halo","voice":"id","speed":2}`), nil)
 	require.NoError(t, err)
 	require.Equal(t, "faketts", out.Provider)
 	require.Equal(t, provider.SpeechRequest{Text: "halo", Voice: "id", Speed: 2}, tts.got)
@@ -328,7 +335,7 @@ func TestExecuteTextToSpeechStoresTheArtifact(t *testing.T) {
 func TestExecuteTextToSpeechBrokenStreamIsTransient(t *testing.T) {
 	t.Parallel()
 	svc, _, dir := speechSetup(t, &streamTTS{r: &brokenStream{}})
-	_, err := svc.Execute(context.Background(), "t2", task.TypeTextToSpeech, []byte(`{"text":"halo"}`))
+	_, err := svc.Execute(context.Background(), "t2", task.TypeTextToSpeech, []byte(`{"text":"halo"}`), nil)
 	var perr *provider.Error
 	require.ErrorAs(t, err, &perr)
 	require.True(t, perr.Transient())
@@ -382,7 +389,7 @@ func TestSubmitSpeechToTextUndoesTheUploadWhenEnqueueFails(t *testing.T) {
 func TestSpeechToTextWithoutItsInputFailsForGood(t *testing.T) {
 	t.Parallel()
 	svc, _, _ := speechSetup(t, &fakeTTS{})
-	_, err := svc.Execute(context.Background(), "lost", task.TypeSpeechToText, []byte(`{"media_type":"audio/wav","filename":"audio.wav"}`))
+	_, err := svc.Execute(context.Background(), "lost", task.TypeSpeechToText, []byte(`{"media_type":"audio/wav","filename":"audio.wav"}`), nil)
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 }
 

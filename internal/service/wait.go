@@ -7,9 +7,10 @@ import (
 	"github.com/siganteng/siganteng/internal/task"
 )
 
-// Endings tells the service when a task ends.
+// Endings tells the service when a task ends, and when it has new events.
 type Endings interface {
 	Listen(id string) (<-chan struct{}, func())
+	ListenEvents(id string) (<-chan struct{}, func())
 }
 
 // MaxWait bounds how long a submit may wait for its task (Prefer: wait=N).

@@ -22,6 +22,7 @@ type GenerateTextInput struct {
 	Model       string   `json:"model,omitempty" maxLength:"256" doc:"Provider model; LLM_MODEL when empty." example:"gpt-4o-mini"`
 	MaxTokens   *int     `json:"max_tokens,omitempty" minimum:"1" maximum:"131072" doc:"Upper bound on generated tokens."`
 	Temperature *float64 `json:"temperature,omitempty" minimum:"0" maximum:"2" doc:"Sampling temperature."`
+	Stream      bool     `json:"stream,omitempty" doc:"Background tasks only: send the text as the provider produces it, as delta events on /background/tasks/{task_id}/events, and progress on the record. Providers that cannot stream answer at once at the end."`
 }
 
 // Validate checks what a schema cannot express, and the schema's own limits
@@ -48,6 +49,7 @@ func (in GenerateTextInput) Validate() error {
 // task, never the prompt itself.
 func (in GenerateTextInput) Summary() any {
 	return GenerateTextSummary{
+		Stream:      in.Stream,
 		Model:       in.Model,
 		PromptChars: utf8.RuneCountInString(in.Prompt),
 		MaxTokens:   in.MaxTokens,
@@ -57,6 +59,7 @@ func (in GenerateTextInput) Summary() any {
 
 // GenerateTextSummary is the input summary stored on a generate_text record.
 type GenerateTextSummary struct {
+	Stream      bool     `json:"stream,omitempty"`
 	Model       string   `json:"model,omitempty"`
 	PromptChars int      `json:"prompt_chars"`
 	MaxTokens   *int     `json:"max_tokens,omitempty"`

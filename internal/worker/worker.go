@@ -23,7 +23,7 @@ import (
 
 // Executor runs the work of one task.
 type Executor interface {
-	Execute(ctx context.Context, id string, typ task.Type, payload []byte) (service.Outcome, error)
+	Execute(ctx context.Context, id string, typ task.Type, payload []byte, progress service.Progress) (service.Outcome, error)
 }
 
 // Records is the task record store as the worker uses it. Each method
@@ -34,6 +34,7 @@ type Records interface {
 	Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error
 	Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error
 	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
+	Reporter
 }
 
 // Endings tells the worker when a task ends elsewhere (it was revoked).
@@ -215,7 +216,9 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 
 	start := w.now()
-	out, err := w.exec.Execute(actx, id, typ, t.Payload())
+	progress := newAttemptProgress(w.records, id, retried+1, log)
+	out, err := w.exec.Execute(actx, id, typ, t.Payload(), progress)
+	progress.Close()
 	stopListening() // from here on, the ending is this worker's own
 	if errors.Is(context.Cause(actx), errRevoked) {
 		log.Info("task revoked while running; its provider call was cancelled")

@@ -32,7 +32,7 @@ type executor struct {
 	starts []time.Time
 }
 
-func (e *executor) Execute(ctx context.Context, _ string, _ task.Type, _ []byte) (service.Outcome, error) {
+func (e *executor) Execute(ctx context.Context, _ string, _ task.Type, _ []byte, _ service.Progress) (service.Outcome, error) {
 	n := int(e.calls.Add(1))
 	e.mu.Lock()
 	e.starts = append(e.starts, time.Now())
