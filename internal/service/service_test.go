@@ -93,7 +93,9 @@ func (f *fakeRecords) Events(context.Context, string, string, int64) ([]store.Ev
 	return nil, nil
 }
 
-func (f *fakeRecords) List(context.Context, store.ListQuery) (store.Page, error) { return store.Page{}, nil }
+func (f *fakeRecords) List(context.Context, store.ListQuery) (store.Page, error) {
+	return store.Page{}, nil
+}
 
 type fakeQueue struct {
 	err     error
