@@ -96,7 +96,7 @@ func TestWebhookOutboxGetsTheEventsAskedFor(t *testing.T) {
 	}
 	var got []string
 	for {
-		due, ok, err := b.store.NextWebhook(b.ctx, 10*time.Millisecond)
+		due, ok, err := b.store.NextWebhook(b.ctx, time.Second)
 		require.NoError(t, err)
 		if !ok {
 			break
@@ -119,14 +119,14 @@ func TestWebhooksInFlightAreRequeued(t *testing.T) {
 	require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: "w", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
 		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}))
 	require.NoError(t, b.store.Revoked(b.ctx, "w", "cancelled", b.now))
-	first, ok, err := b.store.NextWebhook(b.ctx, 10*time.Millisecond)
+	first, ok, err := b.store.NextWebhook(b.ctx, time.Second)
 	require.NoError(t, err)
 	require.True(t, ok)
 	// The worker dies here, before queuing it.
 	n, err := b.store.RequeueWebhooks(b.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	again, ok, err := b.store.NextWebhook(b.ctx, 10*time.Millisecond)
+	again, ok, err := b.store.NextWebhook(b.ctx, time.Second)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, first.EventID, again.EventID)

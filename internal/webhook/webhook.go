@@ -64,7 +64,8 @@ type Dispatcher struct {
 	queue  Enqueuer
 	log    *slog.Logger
 	// Wait is how long one blocking read of the outbox waits; an idle
-	// dispatcher costs one Redis call per Wait.
+	// dispatcher costs one Redis call per Wait. Whole seconds: go-redis
+	// rounds blocking timeouts down to them.
 	Wait time.Duration
 }
 
