@@ -57,7 +57,8 @@ func BenchmarkIdleWorkerRedisCost(b *testing.B) {
 	for _, interval := range []string{"5ms", "1s"} {
 		b.Run("poll="+interval, func(b *testing.B) {
 			srv := redistest.StartServer(b)
-			env := map[string]string{"REDIS_URL": "redis://" + srv.Addr, "WORKER_POLL_INTERVAL": interval, "LOG_LEVEL": "warn"}
+			env := map[string]string{"REDIS_URL": "redis://" + srv.Addr, "WORKER_POLL_INTERVAL": interval, "LOG_LEVEL": "warn",
+				"WEBHOOK_SECRET": testWebhookSecret} // the webhook dispatcher waits on Redis too
 			start(b, "worker", env)
 			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 			b.Cleanup(func() { _ = rdb.Close() })

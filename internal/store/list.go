@@ -175,11 +175,13 @@ func decodeCursor(s string) (cursor, error) {
 	return cursor{set: true, score: score, id: id}, nil
 }
 
-// PruneIndex removes from the list index up to limit entries created before
-// before whose records have expired, oldest first, starting after score
-// after; it returns the score to resume from (0 once the end is reached)
-// and how many it removed.
-func (s *Store) PruneIndex(ctx context.Context, before time.Time, after int64, limit int64) (int64, int, error) {
+// PruneIndex removes from the list index up to limit entries whose records
+// have expired, oldest first, starting after score after; it returns the
+// score to resume from (0 once the end is reached) and how many it removed.
+// Only entries older than RESULT_TTL are looked at: no record younger than
+// that can have expired.
+func (s *Store) PruneIndex(ctx context.Context, now time.Time, after int64, limit int64) (int64, int, error) {
+	before := now.Add(-s.resultTTL)
 	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, IndexKey, &redis.ZRangeBy{
 		Min: fmt.Sprintf("(%d", after), Max: fmt.Sprint(before.UnixMilli()), Count: limit,
 	}).Result()

@@ -22,6 +22,7 @@ type UnfinishedRecords interface {
 	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
 	Revoked(ctx context.Context, id, reason string, at time.Time) error
 	Forget(ctx context.Context, id string) error
+	PruneIndex(ctx context.Context, now time.Time, after int64, limit int64) (int64, int, error)
 }
 
 // Reconciler ends the records of tasks the queue has given up on without
@@ -39,6 +40,7 @@ type Reconciler struct {
 	log      *slog.Logger
 	now      func() time.Time
 	cursor   int64
+	pruned   int64 // where pruning the list index resumes
 }
 
 // pageSize and pagesPerRound bound the work of one round; a backlog of older
@@ -73,8 +75,19 @@ func (r *Reconciler) Run(ctx context.Context) {
 }
 
 // Round looks at a bounded number of unfinished tasks older than Grace and
-// returns how many it ended.
+// returns how many it ended; it also drops the list index's entries of
+// expired records, a bounded number at a time.
 func (r *Reconciler) Round(ctx context.Context) (ended int, err error) {
+	for range pagesPerRound {
+		next, _, err := r.records.PruneIndex(ctx, r.now(), r.pruned, pageSize)
+		if err != nil {
+			return 0, err
+		}
+		r.pruned = next
+		if next == 0 {
+			break
+		}
+	}
 	before := r.now().Add(-r.Grace)
 	for range pagesPerRound {
 		ids, next, err := r.records.Unfinished(ctx, before, r.cursor, pageSize)
