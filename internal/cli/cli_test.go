@@ -389,6 +389,18 @@ func TestInvalidConfigStopsStartup(t *testing.T) {
 	require.ErrorContains(t, err, "TASK_TIMEOUT")
 }
 
+func TestUnknownQueueInWeightsStopsStartup(t *testing.T) {
+	t.Parallel()
+	err := cli.Run(context.Background(), []string{"siganteng"}, func(k string) string {
+		if k == "QUEUE_WEIGHTS" {
+			return "urgent=9"
+		}
+		return ""
+	}, io.Discard, io.Discard)
+	require.ErrorContains(t, err, `QUEUE_WEIGHTS: no queue "urgent"`)
+	require.ErrorContains(t, err, "high, generate_text")
+}
+
 func TestOpenAPICommand(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer

@@ -41,6 +41,10 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 		return fmt.Errorf("siganteng %s needs ARTIFACT_DIR (a folder the API and the workers share) or S3_BUCKET: "+
 			"workers write audio there and the API reads it", cmd)
 	}
+	queues, err := queueWeights(cfg.QueueWeights)
+	if err != nil {
+		return err
+	}
 	artifacts, err := openArtifacts(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -71,10 +75,6 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	case <-hub.Ready():
 	case <-time.After(5 * time.Second):
 		log.Warn("task notifications not subscribed yet; they work once Redis answers")
-	}
-	queues, err := queueWeights(cfg.QueueWeights)
-	if err != nil {
-		return err
 	}
 	fetcher := fetch.New(fetch.Config{
 		MaxBytes: cfg.MaxUploadBytes, Timeout: 30 * time.Second, MaxRedirects: 5,

@@ -143,3 +143,21 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		require.Contains(t, string(raw), v.Name+"="+v.Default+"\n", ".env.example gives %s a default other than %q", v.Name, v.Default)
 	}
 }
+
+func TestQueueWeightsAndWebhookSecret(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(env("QUEUE_WEIGHTS", " high=80, embed=3 ", "WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"high": 80, "embed": 3}, cfg.QueueWeights)
+	require.Equal(t, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", cfg.WebhookSecret)
+
+	for _, bad := range []string{"high", "high=0", "=3", "high=x"} {
+		_, err := config.Load(env("QUEUE_WEIGHTS", bad))
+		require.ErrorContains(t, err, "QUEUE_WEIGHTS", bad)
+	}
+	for _, bad := range []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not*base64", "whsec_c2hvcnQ="} {
+		_, err := config.Load(env("WEBHOOK_SECRET", bad))
+		require.ErrorContains(t, err, "WEBHOOK_SECRET")
+		require.NotContains(t, err.Error(), strings.TrimPrefix(bad, "whsec_"), "the secret stays out of the error")
+	}
+}
