@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -29,6 +28,7 @@ Commands:
   serve     run the API and a worker in one process (the default)
   api       run only the HTTP API (needs REDIS_URL)
   worker    run only a worker (needs REDIS_URL)
+  keys      create, list and revoke API keys (needs REDIS_URL)
   openapi   print the OpenAPI document
   version   print the version
 
@@ -60,7 +60,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		_, err = fmt.Fprintf(stdout, "%s\n", doc)
 		return err
-	case "serve", "api", "worker":
+	case "serve", "api", "worker", "keys":
 	default:
 		return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 	}
@@ -72,6 +72,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
+	}
+	if cmd == "keys" {
+		return keys(ctx, args[2:], cfg, stdout)
 	}
 	log := newLogger(cfg, stderr)
 	return run(ctx, cmd, cfg, log)
@@ -93,14 +96,6 @@ func withDotEnv(getenv func(string) string) (func(string) string, error) {
 		}
 		return file[name]
 	}, nil
-}
-
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func version() string {

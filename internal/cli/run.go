@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/siganteng/siganteng/internal/artifact"
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/httpapi"
@@ -81,7 +82,8 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 		Accept: task.ImageTypes, AllowPrivate: cfg.FetchAllowPrivate,
 	})
 	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records, Log: log},
-		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != ""})
+		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != "",
+			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -140,12 +142,24 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	}
 
 	if cmd == "serve" || cmd == "api" {
+		keys := auth.NewStore(rdb)
+		policy, err := authPolicy(ctx, cfg, keys, log)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
 		handler := httpapi.New(httpapi.Deps{
 			Tasks:          svc,
 			Ready:          func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 			Log:            log.With("component", "api"),
 			Version:        version(),
 			MaxUploadBytes: cfg.MaxUploadBytes,
+			MaxBodyBytes:   cfg.MaxBodyBytes,
+			Auth:           keys,
+			AuthPolicy:     policy,
+			Limiter:        auth.NewLimiter(rdb, cfg.RateLimitRPS),
+			CORSOrigins:    cfg.CORSOrigins,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -192,6 +206,38 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	default:
 		return nil
 	}
+}
+
+// authPolicy decides when the API is open, and refuses to start an API
+// that would be open to a network by accident: no keys, an address other
+// than loopback, and no AUTH_DISABLED.
+func authPolicy(ctx context.Context, cfg config.Config, keys *auth.Store, log *slog.Logger) (httpapi.AuthPolicy, error) {
+	host, _, _ := net.SplitHostPort(cfg.HTTPAddr)
+	ip := net.ParseIP(host)
+	policy := httpapi.AuthPolicy{Disabled: cfg.AuthDisabled, Loopback: host == "localhost" || (ip != nil && ip.IsLoopback())}
+	if policy.Disabled {
+		log.Warn("AUTH_DISABLED=true: the API takes no keys, and every caller sees and cancels every task")
+		return policy, nil
+	}
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	anyKeys, err := keys.Any(kctx)
+	switch {
+	case err != nil:
+		// Keys are checked per request; until Redis answers, requests
+		// without a key are refused on any address but loopback.
+		log.Warn("could not tell whether API keys exist yet", "err", err)
+	case anyKeys:
+		log.Info("API keys required")
+	case policy.Loopback:
+		log.Warn("the API is open: no API key exists, so anyone who can reach " + cfg.HTTPAddr +
+			" may use it; create one with 'siganteng keys create --name NAME' to require keys")
+	default:
+		return policy, fmt.Errorf("HTTP_ADDR %s is not a loopback address and no API key exists, so the API would be open to the network: "+
+			"create a key with 'siganteng keys create --name NAME' (REDIS_URL must name the same Redis), "+
+			"or set AUTH_DISABLED=true to run it open on purpose", cfg.HTTPAddr)
+	}
+	return policy, nil
 }
 
 // queueWeights is the default weight of every queue, with QUEUE_WEIGHTS

@@ -81,6 +81,13 @@ type Config struct {
 	QueueWeights map[string]int
 
 	WebhookSecret string // WEBHOOK_SECRET: whsec_ and base64; empty turns webhooks off
+
+	AuthDisabled        bool     // AUTH_DISABLED: open API on any address, on purpose
+	RateLimitRPS        int      // RATE_LIMIT_RPS: per key, shared across instances
+	MaxUnfinishedPerKey int      // MAX_UNFINISHED_PER_KEY
+	MaxBodyBytes        int64    // MAX_BODY_BYTES: JSON request bodies
+	MaxOutputTokens     int      // MAX_OUTPUT_TOKENS: cap on max_tokens, and its value when a request omits it
+	CORSOrigins         []string // CORS_ORIGINS; empty: no cross-origin access
 }
 
 // S3 locates an S3-compatible bucket for artifacts.
@@ -149,6 +156,12 @@ var Vars = []Var{
 	{"RECONCILE_INTERVAL", "30s", "how often workers look for tasks the queue gave up on (a worker that died with no retries left) and end them FAILURE"},
 	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, webhooks=2, low=1: a queue with twice the weight is looked at first twice as often"},
 	{"WEBHOOK_SECRET", "", "signs webhook deliveries (Standard Webhooks): whsec_ and base64 of 24 to 64 random bytes, for example whsec_$(openssl rand -base64 32); empty: submits naming a webhook get a 422"},
+	{"AUTH_DISABLED", "false", "true runs the API without keys on any address; without it, an API on a non-loopback address with no keys refuses to start"},
+	{"RATE_LIMIT_RPS", "50", "requests per second per API key (bursts up to twice that), shared by every API instance through Redis; keys may override it"},
+	{"MAX_UNFINISHED_PER_KEY", "1000", "tasks one API key may have unfinished at once; keys may override it"},
+	{"MAX_BODY_BYTES", "1048576", "largest JSON request body (1 MiB); uploads are bounded by MAX_UPLOAD_BYTES"},
+	{"MAX_OUTPUT_TOKENS", "16384", "largest max_tokens a request may ask for, and what is sent when it asks for none, so no request runs up an unbounded bill"},
+	{"CORS_ORIGINS", "", "origins browsers may call the API from, comma-separated (https://app.example.com), or * for any; empty: none"},
 }
 
 // Load reads the configuration through getenv.
@@ -180,19 +193,25 @@ func Load(getenv func(string) string) (Config, error) {
 		HFBaseURL:     p.url("HF_BASE_URL"),
 		OllamaBaseURL: p.url("OLLAMA_BASE_URL"),
 
-		WorkerConcurrency:  p.intAtLeast("WORKER_CONCURRENCY", 1),
-		TaskMaxRetry:       p.intAtLeast("TASK_MAX_RETRY", 0),
-		TaskTimeout:        p.duration("TASK_TIMEOUT"),
-		ResultTTL:          p.duration("RESULT_TTL"),
-		SyncTimeout:        p.duration("SYNC_TIMEOUT"),
-		ShutdownTimeout:    p.duration("SHUTDOWN_TIMEOUT"),
-		WorkerPollInterval: p.duration("WORKER_POLL_INTERVAL"),
-		RetryPollInterval:  p.duration("RETRY_POLL_INTERVAL"),
-		RetryBaseDelay:     p.duration("RETRY_BASE_DELAY"),
-		RetryMaxDelay:      p.duration("RETRY_MAX_DELAY"),
-		ReconcileInterval:  p.duration("RECONCILE_INTERVAL"),
-		QueueWeights:       p.weights("QUEUE_WEIGHTS"),
-		WebhookSecret:      p.webhookSecret("WEBHOOK_SECRET"),
+		WorkerConcurrency:   p.intAtLeast("WORKER_CONCURRENCY", 1),
+		TaskMaxRetry:        p.intAtLeast("TASK_MAX_RETRY", 0),
+		TaskTimeout:         p.duration("TASK_TIMEOUT"),
+		ResultTTL:           p.duration("RESULT_TTL"),
+		SyncTimeout:         p.duration("SYNC_TIMEOUT"),
+		ShutdownTimeout:     p.duration("SHUTDOWN_TIMEOUT"),
+		WorkerPollInterval:  p.duration("WORKER_POLL_INTERVAL"),
+		RetryPollInterval:   p.duration("RETRY_POLL_INTERVAL"),
+		RetryBaseDelay:      p.duration("RETRY_BASE_DELAY"),
+		RetryMaxDelay:       p.duration("RETRY_MAX_DELAY"),
+		ReconcileInterval:   p.duration("RECONCILE_INTERVAL"),
+		QueueWeights:        p.weights("QUEUE_WEIGHTS"),
+		WebhookSecret:       p.webhookSecret("WEBHOOK_SECRET"),
+		AuthDisabled:        p.boolean("AUTH_DISABLED"),
+		RateLimitRPS:        p.intAtLeast("RATE_LIMIT_RPS", 1),
+		MaxUnfinishedPerKey: p.intAtLeast("MAX_UNFINISHED_PER_KEY", 1),
+		MaxBodyBytes:        int64(p.intAtLeast("MAX_BODY_BYTES", 4096)),
+		MaxOutputTokens:     p.intAtLeast("MAX_OUTPUT_TOKENS", 1),
+		CORSOrigins:         p.list("CORS_ORIGINS"),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)
@@ -225,6 +244,14 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if cfg.TaskTimeout < time.Second {
 		p.fail("TASK_TIMEOUT", "must be at least 1s: the queue counts timeouts in whole seconds")
+	}
+	if cfg.MaxOutputTokens > 131072 {
+		p.fail("MAX_OUTPUT_TOKENS", "must be at most 131072, the largest max_tokens the API takes")
+	}
+	for _, o := range cfg.CORSOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "") {
+			p.fail("CORS_ORIGINS", "want origins such as https://app.example.com (scheme and host, no path) or *, got %q", o)
+		}
 	}
 	if cfg.RetryMaxDelay < cfg.RetryBaseDelay {
 		p.fail("RETRY_MAX_DELAY", "must not be shorter than RETRY_BASE_DELAY (%s)", cfg.RetryBaseDelay)
@@ -316,6 +343,17 @@ func (p *parser) duration(name string) time.Duration {
 		p.fail(name, "want a positive duration such as 30s or 5m, got %q", v)
 	}
 	return d
+}
+
+// list reads a comma-separated list.
+func (p *parser) list(name string) []string {
+	var out []string
+	for _, v := range strings.Split(p.getenv(name), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // weights reads name=n pairs.

@@ -77,16 +77,29 @@ type Deps struct {
 	// EventKeepalive is how often an idle event stream gets a comment
 	// line; 15 s when zero.
 	EventKeepalive time.Duration
+	// Auth checks API keys; nil leaves the API open (tests of other parts).
+	Auth       Authenticator
+	AuthPolicy AuthPolicy
+	// Limiter bounds each key's request rate; nil for none.
+	Limiter RateLimiter
+	// MaxBodyBytes bounds JSON request bodies.
+	MaxBodyBytes int64
+	// CORSOrigins may call the API from browsers; empty for none.
+	CORSOrigins []string
 }
 
 // New returns the API's handler.
 func New(deps Deps) http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(deps.Version))
-	registerRoutes(api, &handlers{deps: deps})
+	hs := &handlers{deps: deps}
+	registerRoutes(api, hs)
 	var h http.Handler = mux
 	h = withUploadLimit(deps.MaxUploadBytes+64<<10, h, "/background/speech_to_text", "/speech_to_text")
 	h = withImageUploads(deps.MaxUploadBytes, h, "/background/describe_image", "/describe_image")
+	h = hs.withAuth(h)
+	h = withCORS(deps.CORSOrigins, h)
+	h = withSecurityHeaders(h)
 	return withRecovery(deps.Log, withAccessLog(deps.Log, h))
 }
 

@@ -38,6 +38,10 @@ func (h *handlers) problem(ctx context.Context, err error) error {
 		retry := max(1, int(math.Ceil(e.RetryAfter.Seconds())))
 		return huma.ErrorWithHeaders(huma.Error503ServiceUnavailable(e.Message),
 			http.Header{"Retry-After": {strconv.Itoa(retry)}})
+	case task.ELIMITED:
+		retry := max(1, int(math.Ceil(e.RetryAfter.Seconds())))
+		return huma.ErrorWithHeaders(huma.Error429TooManyRequests(e.Message),
+			http.Header{"Retry-After": {strconv.Itoa(retry)}})
 	case task.ETIMEOUT:
 		return huma.Error504GatewayTimeout(e.Message)
 	case task.EREJECTED:

@@ -6,13 +6,18 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 )
 
-// maxJSONBody bounds request bodies: the largest valid generate_text body
-// (200,000 characters of prompt and 50,000 of system, up to 4 bytes each)
-// fits, and nothing much larger is read.
-const maxJSONBody = 1 << 20
+// DefaultMaxBodyBytes bounds JSON request bodies unless MAX_BODY_BYTES says
+// otherwise: the largest valid generate_text body (200,000 characters of
+// prompt and 50,000 of system, up to 4 bytes each) fits, and nothing much
+// larger is read.
+const DefaultMaxBodyBytes = 1 << 20
 
 // registerRoutes is the whole API surface.
 func registerRoutes(api huma.API, h *handlers) {
+	maxJSONBody := h.deps.MaxBodyBytes
+	if maxJSONBody <= 0 {
+		maxJSONBody = DefaultMaxBodyBytes
+	}
 	huma.Register(api, huma.Operation{
 		OperationID:   "submit-generate-text",
 		Method:        http.MethodPost,
@@ -75,8 +80,9 @@ func registerRoutes(api huma.API, h *handlers) {
 			http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 	}, h.describeImage)
 
-	// 256 inputs of 32,000 characters, at up to 4 bytes each.
-	const embedBody = 256*32_000*4 + 64<<10
+	// embed's inputs (up to 256 of 32,000 characters) are bounded by the
+	// same MAX_BODY_BYTES in all.
+	embedBody := maxJSONBody
 	huma.Register(api, huma.Operation{
 		OperationID:   "submit-embed",
 		Method:        http.MethodPost,

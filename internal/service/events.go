@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -93,6 +94,8 @@ type ListQuery = store.ListQuery
 
 // List returns a page of tasks, newest first.
 func (s *Service) List(ctx context.Context, q ListQuery) (store.Page, error) {
+	caller := auth.FromContext(ctx)
+	q.Owner, q.All = caller.Owner(), caller.Admin
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	page, err := s.deps.Records.List(ctx, q)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -42,6 +43,8 @@ func (s *Service) Idempotent(ctx context.Context, key string, typ task.Type, inp
 	}
 	sum := sha256.Sum256(append([]byte(string(typ)+"\n"), body...))
 	hash := hex.EncodeToString(sum[:])
+	// Keys belong to their caller: two callers may pick the same one.
+	key = auth.FromContext(ctx).Owner() + ":" + key
 
 	claimed, heldHash, heldID, err := s.deps.Keys.Claim(ctx, key, hash, idempotencyTTL)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/redistest"
@@ -164,7 +165,7 @@ func TestIdempotencyKey(t *testing.T) {
 	_, _, err = svc.Idempotent(ctx, "key-1", task.TypeGenerateText, other, submit(other))
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 
-	ttl, err := rdb.TTL(ctx, "siganteng:idem:key-1").Result()
+	ttl, err := rdb.TTL(ctx, "siganteng:idem::key-1").Result() // no owner: a caller of an open API
 	require.NoError(t, err)
 	require.InDelta(t, (24 * time.Hour).Seconds(), ttl.Seconds(), 5, "keys are kept a day")
 
@@ -244,4 +245,64 @@ func TestIdempotencyKeyStillSubmittingIsConflict(t *testing.T) {
 	require.InDelta(t, 3.0, time.Since(begin).Seconds(), 0.5, "it waits about 3 s for the first")
 	close(release)
 	require.NoError(t, <-first)
+}
+
+func TestTenantsAreKeptApart(t *testing.T) {
+	t.Parallel()
+	svc, _, _ := redisService(t)
+	ctx := context.Background()
+	alice := auth.WithCaller(ctx, auth.Caller{KeyID: "sgk_alice0000000"})
+	bob := auth.WithCaller(ctx, auth.Caller{KeyID: "sgk_bob000000000"})
+	admin := auth.WithCaller(ctx, auth.Caller{KeyID: "sgk_admin0000000", Admin: true})
+	in := task.GenerateTextInput{Prompt: "mine"}
+	submit := func(c context.Context) func() (*task.Record, error) {
+		return func() (*task.Record, error) { return svc.SubmitGenerateText(c, in) }
+	}
+
+	a, _, err := svc.Idempotent(alice, "same-key", task.TypeGenerateText, in, submit(alice))
+	require.NoError(t, err)
+	require.Equal(t, "sgk_alice0000000", a.Owner)
+	b, replayed, err := svc.Idempotent(bob, "same-key", task.TypeGenerateText, in, submit(bob))
+	require.NoError(t, err)
+	require.False(t, replayed, "another caller's Idempotency-Key is another key")
+	require.NotEqual(t, a.ID, b.ID)
+
+	// Bob cannot see, download from, or cancel Alice's task: it is a 404 to him.
+	for _, op := range []func() error{
+		func() error { _, err := svc.Get(bob, a.ID); return err },
+		func() error { _, err := svc.Cancel(bob, a.ID); return err },
+		func() error { _, _, err := svc.OpenArtifact(bob, a.ID); return err },
+	} {
+		require.Equal(t, task.ENOTFOUND, task.CodeOf(op()))
+	}
+	rec, err := svc.Get(alice, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusPending, rec.Status, "Bob's cancel changed nothing")
+	_, err = svc.Get(admin, a.ID)
+	require.NoError(t, err, "an admin sees every task")
+
+	page, err := svc.List(bob, service.ListQuery{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, page.Tasks, 1)
+	require.Equal(t, b.ID, page.Tasks[0].ID)
+	page, err = svc.List(admin, service.ListQuery{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, page.Tasks, 2)
+}
+
+func TestUnfinishedTasksPerKeyAreBounded(t *testing.T) {
+	t.Parallel()
+	svc, _, _ := redisService(t)
+	ctx := auth.WithCaller(context.Background(), auth.Caller{KeyID: "sgk_busy00000000", MaxUnfinished: 2})
+	for range 2 {
+		_, err := svc.SubmitGenerateText(ctx, task.GenerateTextInput{Prompt: "p"})
+		require.NoError(t, err)
+	}
+	_, err := svc.SubmitGenerateText(ctx, task.GenerateTextInput{Prompt: "p"})
+	require.Equal(t, task.ELIMITED, task.CodeOf(err))
+	require.ErrorContains(t, err, "2 unfinished tasks")
+
+	other := auth.WithCaller(context.Background(), auth.Caller{KeyID: "sgk_other0000000", MaxUnfinished: 2})
+	_, err = svc.SubmitGenerateText(other, task.GenerateTextInput{Prompt: "p"})
+	require.NoError(t, err, "the limit is per key")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/siganteng/siganteng/internal/artifact"
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
@@ -22,8 +23,9 @@ import (
 
 // Records is the task record store as the service uses it.
 type Records interface {
-	// Create writes a new record.
-	Create(ctx context.Context, rec *task.Record) error
+	// Create writes a new record; store.ErrTooManyUnfinished when its owner
+	// has maxUnfinished (0: no limit) unfinished tasks already.
+	Create(ctx context.Context, rec *task.Record, maxUnfinished int) error
 	// Get returns a record, or a task.ENOTFOUND error.
 	Get(ctx context.Context, id string) (*task.Record, error)
 	// Delete removes a record.
@@ -65,6 +67,12 @@ type Artifacts interface {
 type Config struct {
 	SyncTimeout    time.Duration // bound on synchronous calls
 	MaxUploadBytes int64         // bound on an image in a data: URL
+	// MaxOutputTokens caps max_tokens and is sent when a request gives
+	// none; 0 for no cap.
+	MaxOutputTokens int
+	// MaxUnfinishedPerKey bounds an API key's unfinished tasks unless the
+	// key has a limit of its own; 0 for none.
+	MaxUnfinishedPerKey int
 	// WebhooksEnabled is true when WEBHOOK_SECRET is set: without a secret
 	// deliveries could not be signed, so submits naming a webhook are refused.
 	WebhooksEnabled bool
@@ -102,6 +110,9 @@ func (s *Service) SubmitGenerateText(ctx context.Context, in task.GenerateTextIn
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.capTokens(&in.MaxTokens); err != nil {
+		return nil, err
+	}
 	return s.submit(ctx, task.TypeGenerateText, in, in.Summary())
 }
 
@@ -120,7 +131,7 @@ func (s *Service) submit(ctx context.Context, typ task.Type, input, summary any)
 
 // submitWith is submit with a step that stores the task's input (an upload)
 // under its id before anything else, and the step that undoes it.
-func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary any, store func(id string) error, undo func(id string)) (*task.Record, error) {
+func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary any, keep func(id string) error, undo func(id string)) (*task.Record, error) {
 	payload, err := json.Marshal(input)
 	if err != nil {
 		return nil, fmt.Errorf("service: encode %s input: %w", typ, err)
@@ -129,10 +140,12 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	if err != nil {
 		return nil, fmt.Errorf("service: encode %s summary: %w", typ, err)
 	}
+	caller := auth.FromContext(ctx)
 	rec := &task.Record{
 		ID:        uuid.NewString(),
 		Type:      typ,
 		Status:    task.StatusPending,
+		Owner:     caller.Owner(),
 		Input:     summaryJSON,
 		CreatedAt: s.deps.Now().UTC(),
 	}
@@ -141,17 +154,22 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 			return nil, err
 		}
 	}
-	if store != nil {
-		if err := store(rec.ID); err != nil {
+	if keep != nil {
+		if err := keep(rec.ID); err != nil {
 			undo(rec.ID)
 			return nil, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if err := s.deps.Records.Create(ctx, rec); err != nil {
+	limit := s.unfinishedLimit(caller)
+	if err := s.deps.Records.Create(ctx, rec, limit); err != nil {
 		if undo != nil {
 			undo(rec.ID)
+		}
+		if errors.Is(err, store.ErrTooManyUnfinished) {
+			return nil, &task.Error{Code: task.ELIMITED, RetryAfter: 5 * time.Second,
+				Message: fmt.Sprintf("this API key has %d unfinished tasks, its limit; submit more as they end", limit)}
 		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
@@ -192,13 +210,42 @@ func (s *Service) applyOptions(rec *task.Record, o task.Options) error {
 	return nil
 }
 
-// Get returns a task's record.
+// unfinishedLimit is how many unfinished tasks caller may have; callers
+// without a key (an open API) have no limit.
+func (s *Service) unfinishedLimit(caller auth.Caller) int {
+	switch {
+	case caller.KeyID == "":
+		return 0
+	case caller.MaxUnfinished > 0:
+		return caller.MaxUnfinished
+	}
+	return s.cfg.MaxUnfinishedPerKey
+}
+
+// capTokens applies MAX_OUTPUT_TOKENS to a request's max_tokens.
+func (s *Service) capTokens(n **int) error {
+	limit := s.cfg.MaxOutputTokens
+	switch {
+	case limit == 0:
+	case *n == nil:
+		*n = &limit
+	case **n > limit:
+		return task.Invalid("max_tokens", fmt.Sprintf("max_tokens must be at most %d on this server (MAX_OUTPUT_TOKENS)", limit))
+	}
+	return nil
+}
+
+// Get returns a task's record. Another caller's task is, to this caller,
+// unknown: the same 404, so ids cannot be probed.
 func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	rec, err := s.deps.Records.Get(ctx, id)
 	if err != nil && task.CodeOf(err) != task.ENOTFOUND {
 		return nil, task.Unavailable("the task store is unavailable", err)
+	}
+	if err == nil && !auth.FromContext(ctx).CanSee(rec.Owner) {
+		return nil, task.NotFound(id)
 	}
 	return rec, err
 }
@@ -207,6 +254,9 @@ func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
 // its provider call cancelled; neither is retried. Cancelling a task that
 // has ended changes nothing. Either way the answer is the record.
 func (s *Service) Cancel(ctx context.Context, id string) (*task.Record, error) {
+	if _, err := s.Get(ctx, id); err != nil { // another caller's task is unknown
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	err := s.deps.Records.Revoked(ctx, id, "cancelled by the client", s.deps.Now().UTC())
@@ -223,6 +273,9 @@ func (s *Service) Cancel(ctx context.Context, id string) (*task.Record, error) {
 // GenerateText runs generate_text now, bounded by the sync timeout.
 func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
 	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)

@@ -25,12 +25,18 @@ func (s *Service) SubmitDescribeImage(ctx context.Context, in task.DescribeImage
 	if err := s.checkDescribeImage(in); err != nil {
 		return nil, err
 	}
+	if err := s.capTokens(&in.MaxTokens); err != nil {
+		return nil, err
+	}
 	return s.submit(ctx, task.TypeDescribeImage, in, in.Summary())
 }
 
 // DescribeImage runs describe_image now, bounded by the sync timeout.
 func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput) (*task.TextResult, error) {
 	if err := s.checkDescribeImage(in); err != nil {
+		return nil, err
+	}
+	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)

@@ -81,7 +81,7 @@ func TestWebhookOutboxGetsTheEventsAskedFor(t *testing.T) {
 	b := setup(t)
 	withHook := func(id string, events ...string) {
 		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
-			WebhookURL: "https://hooks.example/x?token=s3cret", Webhook: &task.WebhookInfo{Events: events}}))
+			WebhookURL: "https://hooks.example/x?token=s3cret", Webhook: &task.WebhookInfo{Events: events}}, 0))
 	}
 	withHook("all", task.WebhookStart, task.WebhookProgress, task.WebhookCompleted)
 	withHook("end", task.WebhookCompleted)
@@ -117,7 +117,7 @@ func TestWebhooksInFlightAreRequeued(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: "w", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
-		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}))
+		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, 0))
 	require.NoError(t, b.store.Revoked(b.ctx, "w", "cancelled", b.now))
 	first, ok, err := b.store.NextWebhook(b.ctx, time.Second)
 	require.NoError(t, err)
@@ -144,7 +144,7 @@ func TestListNewestFirstWithFiltersAndCursor(t *testing.T) {
 			typ = task.TypeEmbed
 		}
 		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: id, Type: typ, Status: task.StatusPending,
-			CreatedAt: b.now.Add(time.Duration(i/3) * time.Millisecond)}))
+			CreatedAt: b.now.Add(time.Duration(i/3) * time.Millisecond)}, 0))
 		ids = append(ids, id)
 	}
 	require.NoError(t, b.store.Started(b.ctx, "t20", 1, b.now))
@@ -200,10 +200,10 @@ func TestListAndPruneDropExpiredRecords(t *testing.T) {
 
 	b.create(t, "expired2")
 	require.NoError(t, rawDel(b, store.KeyPrefix+"expired2"))
-	next, removed, err := b.store.PruneIndex(b.ctx, b.now, 0, 100)
+	next, removed, err := b.store.PruneIndex(b.ctx, store.IndexKey, b.now, 0, 100)
 	require.NoError(t, err)
 	require.Zero(t, removed, "nothing younger than RESULT_TTL is looked at")
-	next, removed, err = b.store.PruneIndex(b.ctx, b.now.Add(time.Hour+time.Millisecond), 0, 100)
+	next, removed, err = b.store.PruneIndex(b.ctx, store.IndexKey, b.now.Add(time.Hour+time.Millisecond), 0, 100)
 	require.NoError(t, err)
 	require.Equal(t, 1, removed)
 	require.Zero(t, next)

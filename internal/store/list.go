@@ -20,6 +20,9 @@ const IndexKey = "siganteng:tasks"
 
 // ListQuery selects a page of tasks.
 type ListQuery struct {
+	// Owner's tasks are listed, or, with All, every task.
+	Owner  string
+	All    bool
 	Status task.Status // "" for any
 	Type   task.Type   // "" for any
 	Limit  int         // page size, at least 1
@@ -48,6 +51,10 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
+	index := IndexKey
+	if !q.All {
+		index, _ = indexKeys(q.Owner)
+	}
 	filtered := q.Status != "" || q.Type != ""
 	batch := int64(q.Limit + 1)
 	if filtered {
@@ -67,12 +74,12 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 	defer func() {
 		if len(gone) > 0 {
 			// Best effort: the next listing or PruneIndex tries again.
-			_ = s.rdb.ZRem(context.WithoutCancel(ctx), IndexKey, gone...).Err()
+			_ = s.rdb.ZRem(context.WithoutCancel(ctx), index, gone...).Err()
 		}
 	}()
 	for {
 		zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-			Key: IndexKey, Start: max, Stop: "-inf", ByScore: true, Rev: true, Offset: offset, Count: batch,
+			Key: index, Start: max, Stop: "-inf", ByScore: true, Rev: true, Offset: offset, Count: batch,
 		}).Result()
 		if err != nil {
 			return Page{}, fmt.Errorf("store: list: %w", err)
@@ -175,14 +182,28 @@ func decodeCursor(s string) (cursor, error) {
 	return cursor{set: true, score: score, id: id}, nil
 }
 
-// PruneIndex removes from the list index up to limit entries whose records
+// Indexes returns the keys of every list index: the global one and each
+// API key's.
+func (s *Store) Indexes(ctx context.Context) ([]string, error) {
+	out := []string{IndexKey}
+	iter := s.rdb.Scan(ctx, 0, OwnerIndexPrefix+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		out = append(out, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("store: list indexes: %w", err)
+	}
+	return out, nil
+}
+
+// PruneIndex removes from a list index up to limit entries whose records
 // have expired, oldest first, starting after score after; it returns the
 // score to resume from (0 once the end is reached) and how many it removed.
 // Only entries older than RESULT_TTL are looked at: no record younger than
 // that can have expired.
-func (s *Store) PruneIndex(ctx context.Context, now time.Time, after int64, limit int64) (int64, int, error) {
+func (s *Store) PruneIndex(ctx context.Context, index string, now time.Time, after int64, limit int64) (int64, int, error) {
 	before := now.Add(-s.resultTTL)
-	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, IndexKey, &redis.ZRangeBy{
+	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{
 		Min: fmt.Sprintf("(%d", after), Max: fmt.Sprint(before.UnixMilli()), Count: limit,
 	}).Result()
 	if err != nil || len(zs) == 0 {
@@ -205,7 +226,7 @@ func (s *Store) PruneIndex(ctx context.Context, now time.Time, after int64, limi
 		}
 	}
 	if len(gone) > 0 {
-		if err := s.rdb.ZRem(ctx, IndexKey, gone...).Err(); err != nil {
+		if err := s.rdb.ZRem(ctx, index, gone...).Err(); err != nil {
 			return after, 0, fmt.Errorf("store: prune index: %w", err)
 		}
 	}

@@ -42,10 +42,47 @@ func key(id string) string { return KeyPrefix + id }
 // scripts' prelude names them.
 func keys(id string) []string { return []string{key(id), UnfinishedKey, eventsKey(id), OutboxKey} }
 
-// Create writes a new PENDING record, its entry among the unfinished and in
-// the list index, and its first event, in one round trip. Unfinished records
-// do not expire: a task accepted with 202 keeps its record until it ends.
-func (s *Store) Create(ctx context.Context, rec *task.Record) error {
+// ErrTooManyUnfinished is returned by Create when the owner already has
+// as many unfinished tasks as it may.
+var ErrTooManyUnfinished = errors.New("store: too many unfinished tasks")
+
+// OwnerIndexPrefix and OwnerUnfinishedPrefix start the keys of an API key's
+// own list index and unfinished set; a task with no owner (the API is open)
+// is in the global ones only.
+const (
+	OwnerIndexPrefix      = "siganteng:tasks:owner:"
+	OwnerUnfinishedPrefix = "siganteng:unfinished:owner:"
+)
+
+// createScript writes a new task unless its owner is at its limit of
+// unfinished tasks, checked in the same atomic step.
+//
+// KEYS[1] record, KEYS[2] unfinished set, KEYS[3] list index, KEYS[4] event
+// stream, KEYS[5] the owner's list index, KEYS[6] the owner's unfinished set
+// (for no owner, 5 and 6 are 3 and 2)
+// ARGV[1] id, ARGV[2] creation in ms, ARGV[3] the owner's limit (0: none),
+// ARGV[4] the first event, ARGV[5:] field/value pairs
+//
+// Returns 1 when created, 0 when the owner is at its limit.
+var createScript = redis.NewScript(`
+if ARGV[3] ~= '0' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if KEYS[5] ~= KEYS[3] then
+  redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+  redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
+end
+redis.call('XADD', KEYS[4], '*', 'event', 'status', 'data', ARGV[4])
+return 1
+`)
+
+// Create writes a new PENDING record, its entries among the unfinished and
+// in the list indexes, and its first event, in one round trip. maxUnfinished
+// (0 for none) bounds the owner's unfinished tasks: at the limit nothing is
+// written and the answer is ErrTooManyUnfinished. Unfinished records do not
+// expire: a task accepted with 202 keeps its record until it ends.
+func (s *Store) Create(ctx context.Context, rec *task.Record, maxUnfinished int) error {
 	fields := []any{
 		"id", rec.ID, "type", string(rec.Type), "status", string(rec.Status),
 		"attempts", rec.Attempts, "created_at", formatTime(rec.CreatedAt),
@@ -59,32 +96,48 @@ func (s *Store) Create(ctx context.Context, rec *task.Record) error {
 	if rec.Priority != "" {
 		fields = append(fields, "priority", string(rec.Priority))
 	}
+	if rec.Owner != "" {
+		fields = append(fields, "owner", rec.Owner)
+	}
 	if rec.WebhookURL != "" && rec.Webhook != nil {
 		fields = append(fields, "webhook_url", rec.WebhookURL, "webhook_events", strings.Join(rec.Webhook.Events, ","))
 	}
-	created := statusEvent(rec.ID, task.StatusPending, 0, nil)
-	score := float64(rec.CreatedAt.UnixMilli())
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key(rec.ID), fields...)
-		p.ZAdd(ctx, UnfinishedKey, redis.Z{Score: score, Member: rec.ID})
-		p.ZAdd(ctx, IndexKey, redis.Z{Score: score, Member: rec.ID})
-		p.XAdd(ctx, &redis.XAddArgs{Stream: eventsKey(rec.ID), Values: []any{"event", EventStatus, "data", created}})
-		return nil
-	})
-	if err != nil {
+	ownerIndex, ownerUnfinished := indexKeys(rec.Owner)
+	args := append([]any{rec.ID, rec.CreatedAt.UnixMilli(), maxUnfinished, statusEvent(rec.ID, task.StatusPending, 0, nil)}, fields...)
+	n, err := createScript.Run(ctx, s.rdb, []string{key(rec.ID), UnfinishedKey, IndexKey, eventsKey(rec.ID), ownerIndex, ownerUnfinished}, args...).Int()
+	switch {
+	case err != nil:
 		return fmt.Errorf("store: create %s: %w", rec.ID, err)
+	case n == 0:
+		return ErrTooManyUnfinished
 	}
 	return nil
 }
 
+// indexKeys are the list index and unfinished set of owner's tasks.
+func indexKeys(owner string) (index, unfinished string) {
+	if owner == "" {
+		return IndexKey, UnfinishedKey
+	}
+	return OwnerIndexPrefix + owner, OwnerUnfinishedPrefix + owner
+}
+
+// deleteScript removes a task and every entry of it.
+var deleteScript = redis.NewScript(`
+local owner = redis.call('HGET', KEYS[1], 'owner')
+redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if owner then
+  redis.call('ZREM', ARGV[2] .. owner, ARGV[1])
+  redis.call('ZREM', ARGV[3] .. owner, ARGV[1])
+end
+return 1
+`)
+
 // Delete removes a record; used to undo Create when the enqueue fails.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key(id), eventsKey(id))
-		p.ZRem(ctx, UnfinishedKey, id)
-		p.ZRem(ctx, IndexKey, id)
-		return nil
-	})
+	err := deleteScript.Run(ctx, s.rdb, []string{key(id), UnfinishedKey, IndexKey, eventsKey(id)}, id, OwnerIndexPrefix, OwnerUnfinishedPrefix).Err()
 	if err != nil {
 		return fmt.Errorf("store: delete %s: %w", id, err)
 	}
@@ -135,6 +188,8 @@ local function finish(ttl, ended)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
   redis.call('ZREM', KEYS[2], ARGV[1])
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if owner then redis.call('ZREM', '` + OwnerUnfinishedPrefix + `' .. owner, ARGV[1]) end
   redis.call('PUBLISH', ended, ARGV[1])
 end
 local function terminal(status)
@@ -302,6 +357,7 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	rec.ExpiresAt = parseTimePtr(h["expires_at"])
 	rec.CancelAt = parseTimePtr(h["cancel_at"])
 	rec.Priority = task.Priority(h["priority"])
+	rec.Owner = h["owner"]
 	if v := h["progress"]; v != "" {
 		rec.Progress = new(task.Progress)
 		if err := json.Unmarshal([]byte(v), rec.Progress); err != nil {

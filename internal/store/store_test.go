@@ -43,7 +43,7 @@ func (b *testBundle) create(t *testing.T, id string) {
 	require.NoError(t, b.store.Create(b.ctx, &task.Record{
 		ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
 		Input: json.RawMessage(`{"prompt_chars":5}`),
-	}))
+	}, 0))
 }
 
 func TestCreateAndGetInOneRoundTripEach(t *testing.T) {
@@ -152,7 +152,7 @@ func TestExpiry(t *testing.T) {
 	rdb := redistest.Client(t, url)
 	s := store.New(rdb, time.Hour)
 	ctx := context.Background()
-	require.NoError(t, s.Create(ctx, &task.Record{ID: "a", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}))
+	require.NoError(t, s.Create(ctx, &task.Record{ID: "a", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, 0))
 	require.NoError(t, s.Started(ctx, "a", 1, time.Now()))
 	ttl, err := rdb.PTTL(ctx, store.KeyPrefix+"a").Result()
 	require.NoError(t, err)
@@ -198,7 +198,7 @@ func TestStartAfterTheDeadlineRevokes(t *testing.T) {
 	deadline := b.now.Add(time.Minute)
 	for _, id := range []string{"late", "early"} {
 		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending,
-			CreatedAt: b.now, CancelAt: &deadline}))
+			CreatedAt: b.now, CancelAt: &deadline}, 0))
 	}
 	require.NoError(t, b.store.Started(b.ctx, "early", 1, deadline.Add(-time.Second)))
 	require.ErrorIs(t, b.store.Started(b.ctx, "late", 1, deadline.Add(time.Second)), store.ErrDeadlinePassed)

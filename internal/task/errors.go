@@ -21,6 +21,7 @@ const (
 	EREJECTED    ErrorCode = "rejected"    // the provider refused this request (unknown model, too long)
 	EPROVIDER    ErrorCode = "provider"    // the provider failed in a way the client cannot fix
 	ETIMEOUT     ErrorCode = "timeout"     // the work did not finish in time
+	ELIMITED     ErrorCode = "limited"     // a per-key limit is reached; RetryAfter may say when to try again
 	EINTERNAL    ErrorCode = "internal"    // a bug; details are logged, not shown
 )
 

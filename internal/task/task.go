@@ -42,6 +42,7 @@ type Record struct {
 	Status   Status       `json:"status" enum:"PENDING,STARTED,RETRY,SUCCESS,FAILURE,REVOKED" doc:"Celery's status words."`
 	Attempts int          `json:"attempts" doc:"Attempts started so far."`
 	Provider string       `json:"provider,omitempty" doc:"Provider that served the last attempt."`
+	Owner    string       `json:"owner,omitempty" doc:"Id of the API key that submitted it; absent when the API is open."`
 	Priority Priority     `json:"priority,omitempty" doc:"The priority asked for on submit; absent means normal."`
 	Progress *Progress    `json:"progress,omitempty" doc:"How far the running attempt has come, where the work reports it (streamed text does)."`
 	Webhook  *WebhookInfo `json:"webhook,omitempty" doc:"Where the task's events are posted (the URL's query is not shown)."`

@@ -22,7 +22,8 @@ type UnfinishedRecords interface {
 	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
 	Revoked(ctx context.Context, id, reason string, at time.Time) error
 	Forget(ctx context.Context, id string) error
-	PruneIndex(ctx context.Context, now time.Time, after int64, limit int64) (int64, int, error)
+	Indexes(ctx context.Context) ([]string, error)
+	PruneIndex(ctx context.Context, index string, now time.Time, after int64, limit int64) (int64, int, error)
 }
 
 // Reconciler ends the records of tasks the queue has given up on without
@@ -40,7 +41,7 @@ type Reconciler struct {
 	log      *slog.Logger
 	now      func() time.Time
 	cursor   int64
-	pruned   int64 // where pruning the list index resumes
+	pruned   map[string]int64 // where pruning each list index resumes
 }
 
 // pageSize and pagesPerRound bound the work of one round; a backlog of older
@@ -78,15 +79,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 // returns how many it ended; it also drops the list index's entries of
 // expired records, a bounded number at a time.
 func (r *Reconciler) Round(ctx context.Context) (ended int, err error) {
-	for range pagesPerRound {
-		next, _, err := r.records.PruneIndex(ctx, r.now(), r.pruned, pageSize)
-		if err != nil {
-			return 0, err
-		}
-		r.pruned = next
-		if next == 0 {
-			break
-		}
+	if err := r.prune(ctx); err != nil {
+		return 0, err
 	}
 	before := r.now().Add(-r.Grace)
 	for range pagesPerRound {
@@ -110,6 +104,26 @@ func (r *Reconciler) Round(ctx context.Context) (ended int, err error) {
 		}
 	}
 	return ended, nil
+}
+
+// prune drops entries of expired records from every list index, a bounded
+// number per index and round.
+func (r *Reconciler) prune(ctx context.Context) error {
+	indexes, err := r.records.Indexes(ctx)
+	if err != nil {
+		return err
+	}
+	if r.pruned == nil {
+		r.pruned = map[string]int64{}
+	}
+	for _, index := range indexes {
+		next, _, err := r.records.PruneIndex(ctx, index, r.now(), r.pruned[index], pageSize)
+		if err != nil {
+			return err
+		}
+		r.pruned[index] = next
+	}
+	return nil
 }
 
 // check ends one task if the queue no longer holds it or has archived it.

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/auth"
+	"github.com/siganteng/siganteng/internal/config"
+)
+
+const keysUsage = `Usage:
+  siganteng keys create --name NAME [--admin] [--rps N] [--max-unfinished N]
+  siganteng keys list
+  siganteng keys revoke KEY_ID
+
+create prints the new key once; only its hash is stored. --rps and
+--max-unfinished override RATE_LIMIT_RPS and MAX_UNFINISHED_PER_KEY for this
+key. Keys live in the Redis at REDIS_URL, shared by every API instance.
+`
+
+// keys runs the keys subcommands against REDIS_URL.
+func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("keys: want create, list or revoke\n\n%s", keysUsage)
+	}
+	if cfg.RedisURL == "" {
+		return errors.New("keys: set REDIS_URL to the Redis the API uses; with the embedded Redis there are no keys, " +
+			"and the API is open on a loopback address only")
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	store := auth.NewStore(rdb)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+
+	switch args[0] {
+	case "create":
+		fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		name := fs.String("name", "", "who or what the key is for")
+		admin := fs.Bool("admin", false, "sees and cancels every task")
+		rps := fs.Int("rps", 0, "requests per second; 0: RATE_LIMIT_RPS")
+		maxUnfinished := fs.Int("max-unfinished", 0, "unfinished tasks at once; 0: MAX_UNFINISHED_PER_KEY")
+		if err := fs.Parse(args[1:]); err != nil {
+			return fmt.Errorf("keys create: %w\n\n%s", err, keysUsage)
+		}
+		if *name == "" || *rps < 0 || *maxUnfinished < 0 {
+			return fmt.Errorf("keys create: --name is required, and limits are not negative\n\n%s", keysUsage)
+		}
+		raw, rec, err := store.Create(ctx, *name, *admin, *rps, *maxUnfinished)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n\nThe key above is shown only now; store it as a secret.\nid: %s  name: %s  admin: %t\n", raw, rec.ID, rec.Name, rec.Admin)
+		return err
+	case "list":
+		list, err := store.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tRPS\tMAX UNFINISHED\tCREATED\tREVOKED")
+		for _, k := range list {
+			revoked := "-"
+			if k.RevokedAt != nil {
+				revoked = k.RevokedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
+				k.CreatedAt.Format(time.RFC3339), revoked)
+		}
+		return tw.Flush()
+	case "revoke":
+		if len(args) != 2 {
+			return fmt.Errorf("keys revoke: want one key id (see keys list)\n\n%s", keysUsage)
+		}
+		if err := store.Revoke(ctx, args[1]); err != nil {
+			return fmt.Errorf("keys revoke %s: %w", args[1], err)
+		}
+		_, err := fmt.Fprintf(stdout, "revoked %s; API instances stop accepting it within %s\n", args[1], auth.CacheTTL)
+		return err
+	}
+	return fmt.Errorf("keys: unknown subcommand %q\n\n%s", args[0], keysUsage)
+}
+
+func orDefault(n int) string {
+	if n == 0 {
+		return "default"
+	}
+	return fmt.Sprint(n)
+}
