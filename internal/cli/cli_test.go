@@ -162,9 +162,15 @@ func submitTo(t testing.TB, base, typ, body string) (record, *http.Response) {
 	return rec, res
 }
 
-func get(t testing.TB, base, id string) record {
+// get reads a task's record, with the API key given, if any.
+func get(t testing.TB, base, id string, key ...string) record {
 	t.Helper()
-	res, err := http.Get(base + "/background/tasks/" + id)
+	req, err := http.NewRequest(http.MethodGet, base+"/background/tasks/"+id, nil)
+	require.NoError(t, err)
+	if len(key) > 0 {
+		req.Header.Set("X-API-Key", key[0])
+	}
+	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
@@ -176,12 +182,12 @@ func get(t testing.TB, base, id string) record {
 
 // await polls every 2 ms until the task ends; it returns the final record
 // and each status seen, in order.
-func await(t testing.TB, base, id string, within time.Duration) (record, []string) {
+func await(t testing.TB, base, id string, within time.Duration, key ...string) (record, []string) {
 	t.Helper()
 	var seen []string
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		rec := get(t, base, id)
+		rec := get(t, base, id, key...)
 		if len(seen) == 0 || seen[len(seen)-1] != rec.Status {
 			seen = append(seen, rec.Status)
 		}
