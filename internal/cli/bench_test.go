@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/provider/providertest"
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/redistest"
 )
 
@@ -97,7 +98,8 @@ func redisStats(tb testing.TB, rdb *redis.Client) (commands int64, cpuSeconds fl
 // BenchmarkHTTP drives the real server over loopback HTTP from 32 concurrent
 // clients: submits, and status reads of one task.
 func BenchmarkHTTP(b *testing.B) {
-	s := start(b, "api", map[string]string{"REDIS_URL": "redis://" + redistest.StartServer(b).Addr, "LOG_LEVEL": "warn"})
+	redisURL := "redis://" + redistest.StartServer(b).Addr
+	s := start(b, "api", map[string]string{"REDIS_URL": redisURL, "LOG_LEVEL": "warn"})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	rec, _ := submit(b, s.url, `{"prompt":"status target"}`)
 
@@ -125,13 +127,33 @@ func BenchmarkHTTP(b *testing.B) {
 			b.Fatalf("%d requests failed", failures)
 		}
 	}
-	b.Run("submit", func(b *testing.B) {
-		run(b, func() (*http.Response, error) {
-			return client.Post(s.url+"/background/generate_text", "application/json", strings.NewReader(`{"prompt":"Write a haiku about queues."}`))
-		}, http.StatusAccepted)
-	})
+	// The same requests with an API key, once keys exist: each request then
+	// also passes the rate limiter (one more Redis round trip); the key
+	// itself is read from Redis at most every 5 s.
+	var key string
+	request := func(method, url, body string) func() (*http.Response, error) {
+		return func() (*http.Response, error) {
+			req, err := http.NewRequest(method, url, strings.NewReader(body))
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			if key != "" {
+				req.Header.Set("Authorization", "Bearer "+key)
+			}
+			return client.Do(req)
+		}
+	}
+	submitReq := request(http.MethodPost, s.url+"/background/generate_text", `{"prompt":"Write a haiku about queues."}`)
+	b.Run("submit", func(b *testing.B) { run(b, submitReq, http.StatusAccepted) })
 	b.Run("status", func(b *testing.B) {
-		run(b, func() (*http.Response, error) { return client.Get(s.url + "/background/tasks/" + rec.TaskID) }, http.StatusOK)
+		run(b, request(http.MethodGet, s.url+"/background/tasks/"+rec.TaskID, ""), http.StatusOK)
+	})
+	key = createKey(b, redisURL, "--name", "bench", "--admin", "--rps", "1000000", "--max-unfinished", "100000000")
+	time.Sleep(auth.CacheTTL) // until the API sees that keys exist
+	b.Run("submit-with-key", func(b *testing.B) { run(b, submitReq, http.StatusAccepted) })
+	b.Run("status-with-key", func(b *testing.B) {
+		run(b, request(http.MethodGet, s.url+"/background/tasks/"+rec.TaskID, ""), http.StatusOK)
 	})
 }
 

@@ -21,7 +21,7 @@ import (
 )
 
 // createKey runs `siganteng keys create` and returns the key it prints.
-func createKey(t *testing.T, redisURL string, args ...string) string {
+func createKey(t testing.TB, redisURL string, args ...string) string {
 	t.Helper()
 	var out bytes.Buffer
 	err := cli.Run(context.Background(), append([]string{"siganteng", "keys", "create"}, args...),
@@ -89,12 +89,13 @@ func TestAttacksOnKeysAndTenants(t *testing.T) {
 	}
 	res, _ := call(t, http.MethodGet, s.url+"/healthz", "", "")
 	require.Equal(t, http.StatusOK, res.StatusCode, "health needs no key")
-	res, _ = call(t, http.MethodGet, s.url+"/openapi.json", "", "")
+	res, raw := call(t, http.MethodGet, s.url+"/openapi.json", "", "")
 	require.Equal(t, http.StatusOK, res.StatusCode, "neither does the API's description")
+	require.NotContains(t, string(raw), testKey, "which holds no secret")
 
 	// Alice's task is unknown to Bob on every per-task endpoint, and the
 	// answer is exactly the one for a task that does not exist.
-	res, raw := call(t, http.MethodPost, submitURL, alice, `{"prompt":"alice's secret plan"}`)
+	res, raw = call(t, http.MethodPost, submitURL, alice, `{"prompt":"alice's secret plan"}`)
 	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
 	var rec record
 	require.NoError(t, json.Unmarshal(raw, &rec))
