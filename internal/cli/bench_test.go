@@ -15,8 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/auth"
+	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/redistest"
 )
 

@@ -247,7 +247,9 @@ func TestOpenOnlyOnLoopbackUnlessDisabledOnPurpose(t *testing.T) {
 	env["AUTH_DISABLED"] = "true"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- cli.Run(ctx, []string{"siganteng", "api"}, func(k string) string { return env[k] }, io.Discard, &logs) }()
+	go func() {
+		done <- cli.Run(ctx, []string{"siganteng", "api"}, func(k string) string { return env[k] }, io.Discard, &logs)
+	}()
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "API listening") }, 10*time.Second, 10*time.Millisecond)
 	require.Contains(t, logs.String(), "AUTH_DISABLED=true")
 	cancel()
