@@ -211,3 +211,22 @@ func TestListAndPruneDropExpiredRecords(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 }
+
+func TestReturnedWebhookGoesBackToTheOutbox(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: "r", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
+		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, 0))
+	require.NoError(t, b.store.Revoked(b.ctx, "r", "cancelled", b.now))
+	due, ok, err := b.store.NextWebhook(b.ctx, time.Second)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, b.store.ReturnWebhook(b.ctx, due))
+	n, err := b.store.RequeueWebhooks(b.ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing is left in flight")
+	again, ok, err := b.store.NextWebhook(b.ctx, time.Second)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, due.EventID, again.EventID)
+}

@@ -52,6 +52,20 @@ func (s *Store) WebhookQueued(ctx context.Context, due WebhookDue) error {
 	return nil
 }
 
+// ReturnWebhook puts a delivery taken by NextWebhook back at the end of the
+// outbox, for a dispatcher that could not queue it.
+func (s *Store) ReturnWebhook(ctx context.Context, due WebhookDue) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LRem(ctx, inFlightKey, 1, due.raw)
+		p.RPush(ctx, OutboxKey, due.raw)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: webhook outbox: %w", err)
+	}
+	return nil
+}
+
 // RequeueWebhooks puts back deliveries left in flight by a worker that
 // stopped between taking and queuing them, and returns how many. If another
 // worker is queuing one of them right now it is queued twice under the same

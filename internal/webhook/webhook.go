@@ -48,6 +48,7 @@ type Delivery struct {
 type Outbox interface {
 	NextWebhook(ctx context.Context, wait time.Duration) (store.WebhookDue, bool, error)
 	WebhookQueued(ctx context.Context, due store.WebhookDue) error
+	ReturnWebhook(ctx context.Context, due store.WebhookDue) error
 	RequeueWebhooks(ctx context.Context) (int, error)
 	Get(ctx context.Context, id string) (*task.Record, error)
 }
@@ -93,12 +94,24 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
-// Step moves at most one delivery, waiting up to Wait for one.
+// Step moves at most one delivery, waiting up to Wait for one. A delivery
+// it cannot queue goes back to the outbox.
 func (d *Dispatcher) Step(ctx context.Context) error {
 	due, ok, err := d.outbox.NextWebhook(ctx, d.Wait)
 	if err != nil || !ok {
 		return err
 	}
+	if err := d.forward(ctx, due); err != nil {
+		if rerr := d.outbox.ReturnWebhook(context.WithoutCancel(ctx), due); rerr != nil {
+			d.log.Warn("webhook delivery left in flight until a worker restarts", "task_id", due.TaskID, "err", rerr)
+		}
+		return err
+	}
+	return nil
+}
+
+// forward queues one delivery and forgets it from the outbox.
+func (d *Dispatcher) forward(ctx context.Context, due store.WebhookDue) error {
 	rec, err := d.outbox.Get(ctx, due.TaskID)
 	switch {
 	case task.CodeOf(err) == task.ENOTFOUND:
