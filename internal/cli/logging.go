@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/logctx"
 	"github.com/siganteng/siganteng/internal/provider"
 )
 
@@ -22,9 +23,9 @@ var secretAttrs = map[string]bool{
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: redactAttr}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(logctx.Handler{Handler: slog.NewJSONHandler(w, opts)})
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(logctx.Handler{Handler: slog.NewTextHandler(w, opts)})
 }
 
 func redactAttr(_ []string, a slog.Attr) slog.Attr {

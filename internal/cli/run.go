@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/siganteng/siganteng/internal/artifact"
@@ -21,6 +23,7 @@ import (
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/httpapi"
+	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/notify"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/service"
@@ -55,6 +58,14 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 		return err
 	}
 	defer closeRedis()
+
+	m := metrics.New()
+	m.WatchQueues(asynq.NewInspectorFromRedisClient(rdb), queue.Names(taskTypes))
+	ops, closeOps, err := operations(cfg, rdb, m)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
 
 	providers := buildProviders(cfg, log)
 	go checkProviders(ctx, providers, log)
@@ -115,6 +126,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			ShutdownTimeout:     cfg.ShutdownTimeout,
 			Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
 			Webhooks:            deliverer,
+			Metrics:             m,
 		}, svc, records, hub, log.With("component", "worker"), nil)
 		if err := w.Start(); err != nil {
 			return err
@@ -141,6 +153,19 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 		}()
 	}
 
+	// /metrics and /monitoring: on their own address when METRICS_ADDR is
+	// set, else on the API for admin keys.
+	var opsOnAPI http.Handler
+	if cfg.MetricsAddr != "" {
+		if err := serveOperations(runCtx, &wg, cfg, ops, log); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+	} else {
+		opsOnAPI = ops
+	}
+
 	if cmd == "serve" || cmd == "api" {
 		keys := auth.NewStore(rdb)
 		policy, err := authPolicy(ctx, cfg, keys, log)
@@ -160,6 +185,8 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			AuthPolicy:     policy,
 			Limiter:        auth.NewLimiter(rdb, cfg.RateLimitRPS),
 			CORSOrigins:    cfg.CORSOrigins,
+			Metrics:        m,
+			Operations:     opsOnAPI,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -206,6 +233,51 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	default:
 		return nil
 	}
+}
+
+// operations returns the handler of /metrics and /monitoring (asynqmon,
+// Flower's role), and what closes the dashboard's Redis connections.
+func operations(cfg config.Config, rdb redis.UniversalClient, m *metrics.Metrics) (http.Handler, func(), error) {
+	client, ok := rdb.(*redis.Client)
+	if !ok {
+		return nil, nil, errors.New("monitoring: a single Redis client is needed")
+	}
+	o := client.Options()
+	mon := asynqmon.New(asynqmon.Options{
+		RootPath:     "/monitoring",
+		RedisConnOpt: asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig},
+		ReadOnly:     cfg.MonitoringReadOnly,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	mux.Handle("/monitoring/", mon)
+	mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
+	return mux, func() { _ = mon.Close() }, nil
+}
+
+// serveOperations serves ops on METRICS_ADDR until ctx ends.
+func serveOperations(ctx context.Context, wg *sync.WaitGroup, cfg config.Config, ops http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR: listen on %s: %w", cfg.MetricsAddr, err)
+	}
+	srv := &http.Server{Handler: ops, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("metrics and monitoring listening", "addr", ln.Addr().String())
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return nil
 }
 
 // authPolicy decides when the API is open, and refuses to start an API

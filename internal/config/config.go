@@ -88,6 +88,9 @@ type Config struct {
 	MaxBodyBytes        int64    // MAX_BODY_BYTES: JSON request bodies
 	MaxOutputTokens     int      // MAX_OUTPUT_TOKENS: cap on max_tokens, and its value when a request omits it
 	CORSOrigins         []string // CORS_ORIGINS; empty: no cross-origin access
+
+	MetricsAddr        string // METRICS_ADDR; empty: /metrics and /monitoring on the API, for admin keys
+	MonitoringReadOnly bool   // MONITORING_READONLY
 }
 
 // S3 locates an S3-compatible bucket for artifacts.
@@ -162,6 +165,8 @@ var Vars = []Var{
 	{"MAX_BODY_BYTES", "1048576", "largest JSON request body (1 MiB); uploads are bounded by MAX_UPLOAD_BYTES"},
 	{"MAX_OUTPUT_TOKENS", "16384", "largest max_tokens a request may ask for, and what is sent when it asks for none, so no request runs up an unbounded bill"},
 	{"CORS_ORIGINS", "", "origins browsers may call the API from, comma-separated (https://app.example.com), or * for any; empty: none"},
+	{"METRICS_ADDR", "", "a separate address (such as 127.0.0.1:9090) serving /metrics and /monitoring without keys, in API and worker processes alike; empty: both are served on the API to admin keys only, and workers have none"},
+	{"MONITORING_READONLY", "true", "the /monitoring dashboard (asynqmon) shows but does not change the queues; its actions bypass task records, which the reconciler then ends as lost"},
 }
 
 // Load reads the configuration through getenv.
@@ -212,6 +217,8 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxBodyBytes:        int64(p.intAtLeast("MAX_BODY_BYTES", 4096)),
 		MaxOutputTokens:     p.intAtLeast("MAX_OUTPUT_TOKENS", 1),
 		CORSOrigins:         p.list("CORS_ORIGINS"),
+		MetricsAddr:         strings.TrimSpace(getenv("METRICS_ADDR")),
+		MonitoringReadOnly:  p.boolean("MONITORING_READONLY"),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)
@@ -244,6 +251,11 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if cfg.TaskTimeout < time.Second {
 		p.fail("TASK_TIMEOUT", "must be at least 1s: the queue counts timeouts in whole seconds")
+	}
+	if cfg.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
+			p.fail("METRICS_ADDR", "want host:port, got %q", cfg.MetricsAddr)
+		}
 	}
 	if cfg.MaxOutputTokens > 131072 {
 		p.fail("MAX_OUTPUT_TOKENS", "must be at most 131072, the largest max_tokens the API takes")

@@ -13,8 +13,12 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/google/uuid"
 
 	"github.com/siganteng/siganteng/internal/artifact"
+	"github.com/siganteng/siganteng/internal/auth"
+	"github.com/siganteng/siganteng/internal/logctx"
+	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
@@ -86,6 +90,11 @@ type Deps struct {
 	MaxBodyBytes int64
 	// CORSOrigins may call the API from browsers; empty for none.
 	CORSOrigins []string
+	// Metrics records requests and submits; nil for none.
+	Metrics *metrics.Metrics
+	// Operations serves /metrics and /monitoring to admin callers; nil
+	// when they are on a separate address (METRICS_ADDR) or off.
+	Operations http.Handler
 }
 
 // New returns the API's handler.
@@ -93,14 +102,37 @@ func New(deps Deps) http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(deps.Version))
 	hs := &handlers{deps: deps}
+	// The route of each request, for the access log and the metrics.
+	api.UseMiddleware(func(ctx huma.Context, next func(huma.Context)) {
+		if info := infoOf(ctx.Context()); info != nil {
+			info.route = ctx.Operation().Path
+		}
+		next(ctx)
+	})
 	registerRoutes(api, hs)
+	if deps.Operations != nil {
+		mux.Handle("/metrics", adminOnly(deps.Operations))
+		mux.Handle("/monitoring/", adminOnly(deps.Operations))
+		mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
+	}
 	var h http.Handler = mux
 	h = withUploadLimit(deps.MaxUploadBytes+64<<10, h, "/background/speech_to_text", "/speech_to_text")
 	h = withImageUploads(deps.MaxUploadBytes, h, "/background/describe_image", "/describe_image")
 	h = hs.withAuth(h)
 	h = withCORS(deps.CORSOrigins, h)
 	h = withSecurityHeaders(h)
-	return withRecovery(deps.Log, withAccessLog(deps.Log, h))
+	return withAccessLog(deps.Log, deps.Metrics, withRecovery(deps.Log, h))
+}
+
+// adminOnly serves next to admin callers (any caller of an open API) only.
+func adminOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !auth.FromContext(r.Context()).Admin {
+			writeProblem(w, http.StatusForbidden, "this needs an admin API key")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // withUploadLimit bounds multipart bodies on paths, which huma reads without
@@ -159,20 +191,65 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
+// requestInfo is filled in as a request goes down the layers, for the line
+// the access log writes and the metrics it records on the way back.
+type requestInfo struct {
+	route  string // the operation's path pattern; "" when no operation matched
+	taskID string // the task a submit made
+}
+
+type requestInfoKey struct{}
+
+func infoOf(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
+}
+
+// requestID returns the client's X-Request-ID when it is a sane token, so
+// a caller's own id can be followed, or a new one.
+func requestID(r *http.Request) string {
+	id := r.Header.Get("X-Request-ID")
+	if len(id) == 0 || len(id) > 128 {
+		return uuid.NewString()
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return uuid.NewString()
+		}
+	}
+	return id
+}
+
+// withAccessLog gives each request an id (echoed in X-Request-ID and on
+// every log line written with its context), counts it in the metrics, and
+// logs it: at debug level, or error for a 5xx.
+func withAccessLog(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		id := requestID(r)
+		w.Header().Set("X-Request-ID", id)
+		info := &requestInfo{}
+		ctx := context.WithValue(logctx.WithRequestID(r.Context(), id), requestInfoKey{}, info)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		route := info.route
+		if route == "" {
+			route = "other"
+		}
+		m.HTTPRequest(route, r.Method, rec.status, time.Since(start))
 		level := slog.LevelDebug
 		if rec.status >= 500 {
 			level = slog.LevelError
 		}
-		if !log.Enabled(r.Context(), level) {
+		if !log.Enabled(ctx, level) {
 			return // the hot paths pay nothing for a log line nobody keeps
 		}
-		log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "duration", time.Since(start))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start)}
+		if info.taskID != "" {
+			attrs = append(attrs, "task_id", info.taskID)
+		}
+		log.Log(ctx, level, "http request", attrs...)
 	})
 }
 

@@ -73,8 +73,13 @@ func (h *handlers) submit(ctx context.Context, hdr SubmitHeaders, typ task.Type,
 		return nil, h.problem(ctx, err)
 	}
 	out := &submitOutput{Status: http.StatusAccepted, Location: "/background/tasks/" + rec.ID, Body: rec}
+	if info := infoOf(ctx); info != nil {
+		info.taskID = rec.ID
+	}
 	if replayed {
 		out.Replayed = "true"
+	} else {
+		h.deps.Metrics.Submitted(string(typ))
 	}
 	prefer := hdr
 	if d := prefer.wait(); d > 0 {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -82,7 +83,8 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Prior
 	// The id also travels in a header so that retry delays, computed by asynq
 	// without the task id, can be jittered per task yet agree between the
 	// worker and asynq.
-	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, map[string]string{HeaderTaskID: id}),
+	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(time.Now().UnixMilli(), 10)}
+	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers),
 		asynq.TaskID(id),
 		asynq.Queue(Name(typ, priority)),
 		asynq.MaxRetry(c.opts.MaxRetry),
@@ -108,5 +110,9 @@ func (c *Client) EnqueueWebhook(ctx context.Context, id string, payload []byte, 
 // Close releases the client; the Redis connection it was given stays open.
 func (c *Client) Close() error { return c.ac.Close() }
 
-// HeaderTaskID is the asynq task header that carries the task id.
-const HeaderTaskID = "task_id"
+// The asynq task headers: the task id, and when it was enqueued (Unix
+// milliseconds), from which workers measure the time it waited.
+const (
+	HeaderTaskID     = "task_id"
+	HeaderEnqueuedAt = "enqueued_at"
+)

@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/siganteng/siganteng/internal/metrics"
+	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
@@ -67,6 +70,8 @@ type Config struct {
 	// WebhookSchedule is the delay before each retry of a delivery;
 	// webhook.Schedule when empty.
 	WebhookSchedule []time.Duration
+	// Metrics records attempts and ends; nil for none.
+	Metrics *metrics.Metrics
 }
 
 // WebhookDeliverer posts one queued webhook delivery.
@@ -83,6 +88,7 @@ type Worker struct {
 	backoff Backoff
 	hooks   WebhookDeliverer
 	hookDue []time.Duration
+	metrics *metrics.Metrics
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -96,7 +102,7 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		cfg.WebhookSchedule = webhook.Schedule
 	}
 	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff,
-		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, log: log, now: now}
+		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, log: log, now: now}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -216,12 +222,19 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 
 	start := w.now()
+	if retried == 0 {
+		if ms, err := strconv.ParseInt(t.Headers()[queue.HeaderEnqueuedAt], 10, 64); err == nil {
+			w.metrics.Started(string(typ), start.Sub(time.UnixMilli(ms)))
+		}
+	}
 	progress := newAttemptProgress(w.records, id, retried+1, log)
 	out, err := w.exec.Execute(actx, id, typ, t.Payload(), progress)
 	progress.Close()
 	stopListening() // from here on, the ending is this worker's own
+	w.attempted(typ, out.Provider, err, w.now().Sub(start))
 	if errors.Is(context.Cause(actx), errRevoked) {
 		log.Info("task revoked while running; its provider call was cancelled")
+		w.metrics.Ended(string(typ), out.Provider, string(task.StatusRevoked))
 		return fmt.Errorf("%w: %w", errRevoked, asynq.RevokeTask) // done: no retry, no archive
 	}
 	if err == nil {
@@ -231,6 +244,7 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		log.Info("task succeeded", "provider", out.Provider, "duration", w.now().Sub(start))
+		w.metrics.Ended(string(typ), out.Provider, string(task.StatusSuccess))
 		return nil
 	}
 
@@ -257,7 +271,28 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		return ferr
 	}
 	log.Warn("task failed", "err", err, "transient", v.transient)
+	w.metrics.Ended(string(typ), v.failure.Provider, string(task.StatusFailure))
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// attempted records an attempt's provider call in the metrics.
+func (w *Worker) attempted(typ task.Type, providerName string, err error, d time.Duration) {
+	if w.metrics == nil {
+		return
+	}
+	outcome, status := "success", 0
+	if err != nil {
+		v := classify(err, providerName)
+		outcome = string(v.failure.Code)
+		var perr *provider.Error
+		if errors.As(err, &perr) {
+			status = perr.StatusCode
+		}
+	}
+	if providerName == "" {
+		providerName = "none"
+	}
+	w.metrics.Attempt(providerName, string(typ), outcome, status, d)
 }
 
 // asynqLogger sends asynq's own log lines to slog.
