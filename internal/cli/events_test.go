@@ -26,12 +26,18 @@ type sseEvent struct {
 // follow reads a task's event stream until the server ends it, or ctx ends.
 func follow(t *testing.T, ctx context.Context, base, id, lastEventID string) []sseEvent {
 	t.Helper()
+	return followClient(t, ctx, http.DefaultClient, base, id, lastEventID)
+}
+
+// followClient is follow through client.
+func followClient(t *testing.T, ctx context.Context, client *http.Client, base, id, lastEventID string) []sseEvent {
+	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/background/tasks/"+id+"/events", nil)
 	require.NoError(t, err)
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)

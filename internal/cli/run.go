@@ -187,6 +187,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			CORSOrigins:    cfg.CORSOrigins,
 			Metrics:        m,
 			Operations:     opsOnAPI,
+			TrustedProxies: cfg.TrustedProxies,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -89,8 +90,9 @@ type Config struct {
 	MaxOutputTokens     int      // MAX_OUTPUT_TOKENS: cap on max_tokens, and its value when a request omits it
 	CORSOrigins         []string // CORS_ORIGINS; empty: no cross-origin access
 
-	MetricsAddr        string // METRICS_ADDR; empty: /metrics and /monitoring on the API, for admin keys
-	MonitoringReadOnly bool   // MONITORING_READONLY
+	MetricsAddr        string         // METRICS_ADDR; empty: /metrics and /monitoring on the API, for admin keys
+	TrustedProxies     []netip.Prefix // TRUSTED_PROXIES: whose X-Forwarded-For is believed
+	MonitoringReadOnly bool           // MONITORING_READONLY
 }
 
 // S3 locates an S3-compatible bucket for artifacts.
@@ -165,6 +167,7 @@ var Vars = []Var{
 	{"MAX_BODY_BYTES", "1048576", "largest JSON request body (1 MiB); uploads are bounded by MAX_UPLOAD_BYTES"},
 	{"MAX_OUTPUT_TOKENS", "16384", "largest max_tokens a request may ask for, and what is sent when it asks for none, so no request runs up an unbounded bill"},
 	{"CORS_ORIGINS", "", "origins browsers may call the API from, comma-separated (https://app.example.com), or * for any; empty: none"},
+	{"TRUSTED_PROXIES", "", "addresses or CIDR ranges of reverse proxies (127.0.0.1,10.0.0.0/8) whose X-Forwarded-For names the client in logs; empty: none, the connection's address is the client"},
 	{"METRICS_ADDR", "", "a separate address (such as 127.0.0.1:9090) serving /metrics and /monitoring without keys, in API and worker processes alike; empty: both are served on the API to admin keys only, and workers have none"},
 	{"MONITORING_READONLY", "true", "the /monitoring dashboard (asynqmon) shows but does not change the queues; its actions bypass task records, which the reconciler then ends as lost"},
 }
@@ -219,6 +222,7 @@ func Load(getenv func(string) string) (Config, error) {
 		CORSOrigins:         p.list("CORS_ORIGINS"),
 		MetricsAddr:         strings.TrimSpace(getenv("METRICS_ADDR")),
 		MonitoringReadOnly:  p.boolean("MONITORING_READONLY"),
+		TrustedProxies:      p.prefixes("TRUSTED_PROXIES"),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)
@@ -355,6 +359,24 @@ func (p *parser) duration(name string) time.Duration {
 		p.fail(name, "want a positive duration such as 30s or 5m, got %q", v)
 	}
 	return d
+}
+
+// prefixes reads a list of addresses and CIDR ranges.
+func (p *parser) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range p.list(name) {
+		if pfx, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, pfx.Masked())
+			continue
+		}
+		addr, err := netip.ParseAddr(v)
+		if err != nil {
+			p.fail(name, "want addresses or CIDR ranges such as 127.0.0.1 or 10.0.0.0/8, got %q", v)
+			continue
+		}
+		out = append(out, netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+	}
+	return out
 }
 
 // list reads a comma-separated list.

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -90,6 +93,8 @@ type Deps struct {
 	MaxBodyBytes int64
 	// CORSOrigins may call the API from browsers; empty for none.
 	CORSOrigins []string
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
 	// Metrics records requests and submits; nil for none.
 	Metrics *metrics.Metrics
 	// Operations serves /metrics and /monitoring to admin callers; nil
@@ -121,7 +126,7 @@ func New(deps Deps) http.Handler {
 	h = hs.withAuth(h)
 	h = withCORS(deps.CORSOrigins, h)
 	h = withSecurityHeaders(h)
-	return withAccessLog(deps.Log, deps.Metrics, withRecovery(deps.Log, h))
+	return withAccessLog(deps.Log, deps.Metrics, deps.TrustedProxies, withRecovery(deps.Log, h))
 }
 
 // adminOnly serves next to admin callers (any caller of an open API) only.
@@ -221,10 +226,49 @@ func requestID(r *http.Request) string {
 	return id
 }
 
+// clientIP is the address of the client: the connection's, unless that is
+// a trusted proxy, in which case the last address in X-Forwarded-For that
+// is not a trusted proxy (addresses before it could be forged by anyone).
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	isTrusted := func(s string) bool {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return false
+		}
+		for _, p := range trusted {
+			if p.Contains(a.Unmap()) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		if !isTrusted(hop) {
+			if _, err := netip.ParseAddr(hop); err != nil {
+				return host // garbage: believe nothing
+			}
+			return hop
+		}
+	}
+	return host
+}
+
 // withAccessLog gives each request an id (echoed in X-Request-ID and on
 // every log line written with its context), counts it in the metrics, and
 // logs it: at debug level, or error for a 5xx.
-func withAccessLog(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
+func withAccessLog(log *slog.Logger, m *metrics.Metrics, trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := requestID(r)
@@ -245,7 +289,8 @@ func withAccessLog(log *slog.Logger, m *metrics.Metrics, next http.Handler) http
 		if !log.Enabled(ctx, level) {
 			return // the hot paths pay nothing for a log line nobody keeps
 		}
-		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start)}
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start),
+			"client", clientIP(r, trusted)}
 		if info.taskID != "" {
 			attrs = append(attrs, "task_id", info.taskID)
 		}
