@@ -57,15 +57,20 @@ func nginxFront(t *testing.T, upstreams ...string) (httpsURL, httpURL string, cl
 	for _, u := range upstreams {
 		fmt.Fprintf(&servers, "    server %s;\n", strings.TrimPrefix(u, "http://"))
 	}
+	upstream, err := os.ReadFile("../../deploy/nginx/upstream.conf")
+	require.NoError(t, err)
+	const shipped = "    server 127.0.0.1:8001;\n    server 127.0.0.1:8002;\n"
+	require.Contains(t, string(upstream), shipped)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "upstream.conf"), []byte(strings.Replace(string(upstream), shipped, servers.String(), 1)), 0o600))
 	for old, repl := range map[string]string{
-		"    server 127.0.0.1:8001;\n    server 127.0.0.1:8002;\n": servers.String(),
-		"listen 80;":                       "listen " + httpAddr + ";",
-		"listen 443 ssl;":                  "listen " + httpsAddr + " ssl;",
-		"/etc/ssl/siganteng/fullchain.pem": filepath.Join(dir, "cert.pem"),
-		"/etc/ssl/siganteng/privkey.pem":   filepath.Join(dir, "key.pem"),
+		"/etc/nginx/siganteng/upstream.conf": filepath.Join(dir, "upstream.conf"),
+		"listen 80;":                         "listen " + httpAddr + ";",
+		"listen 443 ssl;":                    "listen " + httpsAddr + " ssl;",
+		"/etc/ssl/siganteng/fullchain.pem":   filepath.Join(dir, "cert.pem"),
+		"/etc/ssl/siganteng/privkey.pem":     filepath.Join(dir, "key.pem"),
 	} {
 		require.Contains(t, conf, old, "the shipped file changed shape; update this test")
-		conf = strings.Replace(conf, old, repl, 1)
+		conf = strings.ReplaceAll(conf, old, repl)
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "siganteng.conf"), []byte(conf), 0o600))
 	main := fmt.Sprintf(`user root;
