@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -440,33 +441,43 @@ func TestAPIAndWorkersInSeparateProcesses(t *testing.T) {
 	env := openAIEnv(t, fake, redistest.URL(t))
 	env["WORKER_POLL_INTERVAL"] = "2ms"
 	env["LOG_FORMAT"] = "json"
-	apiAddr := freeAddr(t)
+	apiAddr, api2Addr := freeAddr(t), freeAddr(t)
 	env["HTTP_ADDR"] = apiAddr
 	api, apiLogs := child(t, "api", env)
+	env2 := maps.Clone(env)
+	env2["HTTP_ADDR"] = api2Addr
+	api2, api2Logs := child(t, "api", env2)
 	worker1, w1Logs := child(t, "worker", env)
 	worker2, w2Logs := child(t, "worker", env)
-	base := "http://" + apiAddr
-	waitHealthy(t, base, nil)
+	bases := []string{"http://" + apiAddr, "http://" + api2Addr}
+	for _, base := range bases {
+		waitHealthy(t, base, nil)
+	}
 
+	// Two API instances and two workers on one Redis: tasks submitted to
+	// either are seen by both, and each runs exactly once.
 	var ids []string
-	for i := range 20 {
-		rec, _ := submit(t, base, fmt.Sprintf(`{"prompt":"task %d"}`, i))
+	for i := range 40 {
+		rec, _ := submit(t, bases[i%2], fmt.Sprintf(`{"prompt":"task %d"}`, i))
 		ids = append(ids, rec.TaskID)
 	}
 	for i, id := range ids {
-		final, _ := await(t, base, id, 15*time.Second)
+		final, _ := await(t, bases[(i+1)%2], id, 15*time.Second)
 		require.Equal(t, "SUCCESS", final.Status)
 		require.Equal(t, fmt.Sprintf("echo: task %d", i), final.Result.Text)
+		require.Equal(t, 1, final.Attempts)
 	}
-	require.Len(t, fake.Calls(), 20, "every task ran exactly once")
-	require.Contains(t, w1Logs.String()+w2Logs.String(), "task succeeded")
-	require.NotContains(t, apiLogs.String(), "task succeeded", "the API process runs no tasks")
+	require.Len(t, fake.Calls(), 40, "every task ran exactly once")
+	require.Contains(t, w1Logs.String(), "task succeeded")
+	require.Contains(t, w2Logs.String(), "task succeeded", "both workers took tasks")
+	require.NotContains(t, apiLogs.String()+api2Logs.String(), "task succeeded", "the API processes run no tasks")
 
 	// SIGTERM: each process stops taking work, finishes, and exits 0.
-	for _, p := range []*exec.Cmd{api, worker1, worker2} {
+	procs := []*exec.Cmd{api, api2, worker1, worker2}
+	for _, p := range procs {
 		require.NoError(t, p.Process.Signal(syscall.SIGTERM))
 	}
-	for _, p := range []*exec.Cmd{api, worker1, worker2} {
+	for _, p := range procs {
 		waited := make(chan error, 1)
 		go func() { waited <- p.Wait() }()
 		select {
@@ -476,7 +487,7 @@ func TestAPIAndWorkersInSeparateProcesses(t *testing.T) {
 			t.Fatal("process did not exit after SIGTERM")
 		}
 	}
-	require.NotContains(t, apiLogs.String()+w1Logs.String()+w2Logs.String(), testKey)
+	require.NotContains(t, apiLogs.String()+api2Logs.String()+w1Logs.String()+w2Logs.String(), testKey)
 }
 
 func TestSIGTERMLetsRunningTaskFinish(t *testing.T) {
