@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,7 +54,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	rdb, closeRedis, err := openRedis(ctx, cfg, log)
+	rdb, connOpt, closeRedis, err := openRedis(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -61,10 +62,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 
 	m := metrics.New()
 	m.WatchQueues(asynq.NewInspectorFromRedisClient(rdb), queue.Names(taskTypes))
-	ops, closeOps, err := operations(cfg, rdb, m)
-	if err != nil {
-		return err
-	}
+	ops, closeOps := operations(cfg, connOpt, m)
 	defer closeOps()
 
 	providers := buildProviders(cfg, log)
@@ -238,22 +236,13 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 
 // operations returns the handler of /metrics and /monitoring (asynqmon,
 // Flower's role), and what closes the dashboard's Redis connections.
-func operations(cfg config.Config, rdb redis.UniversalClient, m *metrics.Metrics) (http.Handler, func(), error) {
-	client, ok := rdb.(*redis.Client)
-	if !ok {
-		return nil, nil, errors.New("monitoring: a single Redis client is needed")
-	}
-	o := client.Options()
-	mon := asynqmon.New(asynqmon.Options{
-		RootPath:     "/monitoring",
-		RedisConnOpt: asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig},
-		ReadOnly:     cfg.MonitoringReadOnly,
-	})
+func operations(cfg config.Config, connOpt asynq.RedisConnOpt, m *metrics.Metrics) (http.Handler, func()) {
+	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: connOpt, ReadOnly: cfg.MonitoringReadOnly})
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
 	mux.Handle("/monitoring/", mon)
 	mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
-	return mux, func() { _ = mon.Close() }, nil
+	return mux, func() { _ = mon.Close() }
 }
 
 // serveOperations serves ops on METRICS_ADDR until ctx ends.
@@ -383,38 +372,65 @@ func sweepArtifacts(ctx context.Context, d artifactStore, ttl time.Duration, log
 	}
 }
 
-// openRedis connects to REDIS_URL, or starts the embedded Redis.
-func openRedis(ctx context.Context, cfg config.Config, log *slog.Logger) (redis.UniversalClient, func(), error) {
+// openRedis connects to REDIS_URL, or starts the embedded Redis. It also
+// returns the same connection as asynq describes it, for the dashboard.
+func openRedis(ctx context.Context, cfg config.Config, log *slog.Logger) (redis.UniversalClient, asynq.RedisConnOpt, func(), error) {
 	redis.SetLogger(redisLogger{log.With("from", "go-redis")})
 	if cfg.RedisURL == "" {
 		m := miniredis.NewMiniRedis()
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, nil, fmt.Errorf("start embedded Redis: %w", err)
+			return nil, nil, nil, fmt.Errorf("start embedded Redis: %w", err)
 		}
 		stopClock := advanceClock(m)
 		rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
 		log.Warn("using an embedded in-memory Redis: tasks do not survive a restart, and API and worker must share this process. " +
 			"Set REDIS_URL (for example redis://127.0.0.1:6379/0) to keep tasks and to scale out.")
-		return rdb, func() { _ = rdb.Close(); stopClock(); m.Close() }, nil
+		return rdb, asynq.RedisClientOpt{Addr: m.Addr()}, func() { _ = rdb.Close(); stopClock(); m.Close() }, nil
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	rdb, connOpt, where, err := dialRedis(cfg.RedisURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	// Let request deadlines cut Redis calls short: the API answers 503 in
-	// time instead of waiting out go-redis's own retries.
-	opts.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		// Not fatal: the API answers 503 and the worker reconnects until
 		// Redis comes back, which is what a restart under systemd wants.
-		log.Error("Redis does not answer yet; retrying in the background", "addr", opts.Addr, "err", err)
+		log.Error("Redis does not answer yet; retrying in the background", "addr", where, "err", err)
 	} else {
-		log.Info("connected to Redis", "addr", opts.Addr, "db", opts.DB)
+		log.Info("connected to Redis", "addr", where)
 	}
-	return rdb, func() { _ = rdb.Close() }, nil
+	return rdb, connOpt, func() { _ = rdb.Close() }, nil
+}
+
+// dialRedis makes the client REDIS_URL names: a single server, or, when
+// the URL has master_name, the master that Redis Sentinel reports (the URL's
+// host and each addr= parameter being sentinels), followed across failovers.
+func dialRedis(raw string) (*redis.Client, asynq.RedisConnOpt, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, nil, "", errors.New("not a URL")
+	}
+	if u.Query().Has("master_name") {
+		fo, err := redis.ParseFailoverURL(raw)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		// Let request deadlines cut Redis calls short: the API answers 503
+		// in time instead of waiting out go-redis's own retries.
+		fo.ContextTimeoutEnabled = true
+		opt := asynq.RedisFailoverClientOpt{MasterName: fo.MasterName, SentinelAddrs: fo.SentinelAddrs,
+			SentinelUsername: fo.SentinelUsername, SentinelPassword: fo.SentinelPassword,
+			Username: fo.Username, Password: fo.Password, DB: fo.DB, TLSConfig: fo.TLSConfig}
+		return redis.NewFailoverClient(fo), opt, "sentinel master " + fo.MasterName, nil
+	}
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	opts.ContextTimeoutEnabled = true
+	opt := asynq.RedisClientOpt{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: opts.TLSConfig}
+	return redis.NewClient(opts), opt, fmt.Sprintf("%s db %d", opts.Addr, opts.DB), nil
 }
 
 // advanceClock moves the embedded Redis's clock with real time: miniredis

@@ -118,7 +118,7 @@ type Var struct {
 // A test checks that .env.example and both READMEs name each of them.
 var Vars = []Var{
 	{"HTTP_ADDR", "127.0.0.1:8000", "address the API listens on"},
-	{"REDIS_URL", "", "redis:// or rediss:// URL; empty runs an embedded in-memory Redis (tasks do not survive a restart)"},
+	{"REDIS_URL", "", "redis:// or rediss:// URL; with ?master_name=NAME the host (and each &addr=host:port) is a Redis Sentinel, and the client follows its master across failovers; empty runs an embedded in-memory Redis (tasks do not survive a restart)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 	{"LLM_PROVIDER", "", "openai, huggingface or ollama; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else ollama"},
@@ -239,7 +239,11 @@ func Load(getenv func(string) string) (Config, error) {
 		p.fail("HTTP_ADDR", "want host:port, got %q", cfg.HTTPAddr)
 	}
 	if cfg.RedisURL != "" {
-		if _, err := redis.ParseURL(cfg.RedisURL); err != nil {
+		parse := func(raw string) error { _, err := redis.ParseURL(raw); return err }
+		if u, err := url.Parse(cfg.RedisURL); err == nil && u.Query().Has("master_name") {
+			parse = func(raw string) error { _, err := redis.ParseFailoverURL(raw); return err }
+		}
+		if err := parse(cfg.RedisURL); err != nil {
 			p.fail("REDIS_URL", "%v", stripURL(err, cfg.RedisURL))
 		}
 	}
