@@ -12,11 +12,14 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/joho/godotenv"
 
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/httpapi"
+	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/tracing"
 )
 
 const usage = `SIGANTENG runs slow AI work in background workers behind an HTTP API.
@@ -77,7 +80,21 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return keys(ctx, args[2:], cfg, stdout)
 	}
 	log := newLogger(cfg, stderr)
-	return run(ctx, cmd, cfg, log)
+	tr, err := tracing.Setup(ctx, getenv, version())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			log.Warn("traces not all exported", "err", err)
+		}
+	}()
+	if tr.Enabled() {
+		log.Info("tracing to OTLP", "endpoint", provider.Redact(firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))))
+	}
+	return run(ctx, cmd, cfg, log, tr)
 }
 
 // withDotEnv lets a .env file in the working directory supply variables the
@@ -96,6 +113,15 @@ func withDotEnv(getenv func(string) string) (func(string) string, error) {
 		}
 		return file[name]
 	}, nil
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func version() string {

@@ -13,6 +13,7 @@ import (
 	"github.com/siganteng/siganteng/internal/provider/ollama"
 	"github.com/siganteng/siganteng/internal/provider/openai"
 	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/tracing"
 )
 
 // unconfiguredHint is what a task says when no provider was configured and
@@ -22,8 +23,9 @@ const unconfiguredHint = "no LLM provider is configured and no Ollama server ans
 	"or HF_TOKEN (Hugging Face), or start Ollama ('ollama serve' and 'ollama pull llama3.2') " +
 	"or point OLLAMA_BASE_URL at one; LLM_PROVIDER chooses among them"
 
-func buildProviders(cfg config.Config, log *slog.Logger) service.Providers {
+func buildProviders(cfg config.Config, log *slog.Logger, tr *tracing.Tracing) service.Providers {
 	client := providerHTTPClient(cfg)
+	client.Transport = tr.Transport(client.Transport) // provider calls are spans of their task
 	var llm provider.LLM
 	switch cfg.LLMProvider {
 	case config.ProviderOpenAI:

@@ -30,6 +30,7 @@ import (
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/tracing"
 	"github.com/siganteng/siganteng/internal/webhook"
 	"github.com/siganteng/siganteng/internal/worker"
 )
@@ -37,7 +38,7 @@ import (
 // taskTypes are the kinds of work this build runs.
 var taskTypes = []task.Type{task.TypeGenerateText, task.TypeDescribeImage, task.TypeEmbed, task.TypeTextToSpeech, task.TypeSpeechToText}
 
-func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) error {
+func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger, tr *tracing.Tracing) error {
 	if cfg.RedisURL == "" && cmd != "serve" {
 		return fmt.Errorf("siganteng %s needs REDIS_URL: the embedded Redis lives inside one process, "+
 			"so API and worker can share it only under 'siganteng serve'", cmd)
@@ -65,7 +66,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 	ops, closeOps := operations(cfg, connOpt, m)
 	defer closeOps()
 
-	providers := buildProviders(cfg, log)
+	providers := buildProviders(cfg, log, tr)
 	go checkProviders(ctx, providers, log)
 
 	records := store.New(rdb, cfg.ResultTTL)
@@ -125,6 +126,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
 			Webhooks:            deliverer,
 			Metrics:             m,
+			Tracer:              tr.Tracer("siganteng/worker"),
 		}, svc, records, hub, log.With("component", "worker"), nil)
 		if err := w.Start(); err != nil {
 			return err
@@ -194,7 +196,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger) e
 			return fmt.Errorf("HTTP_ADDR: listen on %s: %w", cfg.HTTPAddr, err)
 		}
 		srv := &http.Server{
-			Handler:           handler,
+			Handler:           tr.Handler(handler),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
 			WriteTimeout:      cfg.SyncTimeout + 10*time.Second,

@@ -168,6 +168,9 @@ var Vars = []Var{
 	{"MAX_OUTPUT_TOKENS", "16384", "largest max_tokens a request may ask for, and what is sent when it asks for none, so no request runs up an unbounded bill"},
 	{"CORS_ORIGINS", "", "origins browsers may call the API from, comma-separated (https://app.example.com), or * for any; empty: none"},
 	{"TRUSTED_PROXIES", "", "addresses or CIDR ranges of reverse proxies (127.0.0.1,10.0.0.0/8) whose X-Forwarded-For names the client in logs; empty: none, the connection's address is the client"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "an OpenTelemetry collector's OTLP/HTTP base URL (http://127.0.0.1:4318): turns tracing on, from each API request through the queue into the worker and its provider calls; empty: no tracing"},
+	{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "the full traces URL, instead of OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces"},
+	{"OTEL_SERVICE_NAME", "siganteng", "the service name on the traces"},
 	{"METRICS_ADDR", "", "a separate address (such as 127.0.0.1:9090) serving /metrics and /monitoring without keys, in API and worker processes alike; empty: both are served on the API to admin keys only, and workers have none"},
 	{"MONITORING_READONLY", "true", "the /monitoring dashboard (asynqmon) shows but does not change the queues; its actions bypass task records, which the reconciler then ends as lost"},
 }

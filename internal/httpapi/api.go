@@ -17,6 +17,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/auth"
@@ -112,6 +113,7 @@ func New(deps Deps) http.Handler {
 		if info := infoOf(ctx.Context()); info != nil {
 			info.route = ctx.Operation().Path
 		}
+		trace.SpanFromContext(ctx.Context()).SetName(ctx.Operation().Method + " " + ctx.Operation().Path)
 		next(ctx)
 	})
 	registerRoutes(api, hs)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/tracing"
 	"github.com/siganteng/siganteng/internal/webhook"
 )
 
@@ -84,6 +85,7 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Prior
 	// without the task id, can be jittered per task yet agree between the
 	// worker and asynq.
 	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(time.Now().UnixMilli(), 10)}
+	tracing.Inject(ctx, headers) // the worker's span continues the request's trace
 	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers),
 		asynq.TaskID(id),
 		asynq.Queue(Name(typ, priority)),

@@ -14,6 +14,10 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/provider"
@@ -21,6 +25,7 @@ import (
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
+	"github.com/siganteng/siganteng/internal/tracing"
 	"github.com/siganteng/siganteng/internal/webhook"
 )
 
@@ -72,6 +77,8 @@ type Config struct {
 	WebhookSchedule []time.Duration
 	// Metrics records attempts and ends; nil for none.
 	Metrics *metrics.Metrics
+	// Tracer makes each attempt's span; nil for none.
+	Tracer trace.Tracer
 }
 
 // WebhookDeliverer posts one queued webhook delivery.
@@ -89,6 +96,7 @@ type Worker struct {
 	hooks   WebhookDeliverer
 	hookDue []time.Duration
 	metrics *metrics.Metrics
+	tracer  trace.Tracer
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -101,7 +109,10 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 	if len(cfg.WebhookSchedule) == 0 {
 		cfg.WebhookSchedule = webhook.Schedule
 	}
-	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff,
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, tracer: cfg.Tracer,
 		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, log: log, now: now}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -188,6 +199,13 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	typ := task.Type(t.Type())
 	log := w.log.With("task_id", id, "type", typ, "attempt", retried+1)
 
+	// The attempt's span continues the trace of the request that queued it;
+	// the provider's HTTP calls are its children.
+	ctx, span := w.tracer.Start(tracing.Extract(ctx, t.Headers()), "task "+string(typ), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("siganteng.task_id", id), attribute.String("siganteng.task_type", string(typ)),
+			attribute.Int("siganteng.attempt", retried+1)))
+	defer span.End()
+
 	// Listen before starting, so a revocation that comes after the start
 	// cannot be missed; one that came before makes Started say ErrFinished.
 	actx, stopAttempt := context.WithCancelCause(ctx)
@@ -232,6 +250,10 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	progress.Close()
 	stopListening() // from here on, the ending is this worker's own
 	w.attempted(typ, out.Provider, err, w.now().Sub(start))
+	span.SetAttributes(attribute.String("siganteng.provider", out.Provider))
+	if err != nil {
+		span.SetStatus(codes.Error, provider.Redact(err.Error()))
+	}
 	if errors.Is(context.Cause(actx), errRevoked) {
 		log.Info("task revoked while running; its provider call was cancelled")
 		w.metrics.Ended(string(typ), out.Provider, string(task.StatusRevoked))
