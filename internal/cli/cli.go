@@ -32,6 +32,7 @@ Commands:
   api       run only the HTTP API (needs REDIS_URL)
   worker    run only a worker (needs REDIS_URL)
   keys      create, list and revoke API keys (needs REDIS_URL)
+  bench     the load tool: an instant provider, and a driver that measures a running API
   openapi   print the OpenAPI document
   version   print the version
 
@@ -63,6 +64,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		_, err = fmt.Fprintf(stdout, "%s\n", doc)
 		return err
+	case "bench":
+		return bench(ctx, args[2:], stdout)
 	case "serve", "api", "worker", "keys":
 	default:
 		return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -236,12 +237,17 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger, t
 	}
 }
 
-// operations returns the handler of /metrics and /monitoring (asynqmon,
-// Flower's role), and what closes the dashboard's Redis connections.
+// operations returns the handler of /metrics, /debug/pprof and /monitoring
+// (asynqmon, Flower's role), and what closes the dashboard's Redis
+// connections.
 func operations(cfg config.Config, connOpt asynq.RedisConnOpt, m *metrics.Metrics) (http.Handler, func()) {
 	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: connOpt, ReadOnly: cfg.MonitoringReadOnly})
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
+	// Profiles, for finding where the time goes under load.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/monitoring/", mon)
 	mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	return mux, func() { _ = mon.Close() }

@@ -119,6 +119,7 @@ func New(deps Deps) http.Handler {
 	registerRoutes(api, hs)
 	if deps.Operations != nil {
 		mux.Handle("/metrics", adminOnly(deps.Operations))
+		mux.Handle("/debug/pprof/", adminOnly(deps.Operations))
 		mux.Handle("/monitoring/", adminOnly(deps.Operations))
 		mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	}

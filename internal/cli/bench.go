@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/siganteng/siganteng/internal/loadtest"
+)
+
+const benchUsage = `Usage:
+  siganteng bench provider [--addr 127.0.0.1:9999] [--delay 0s] [--error-rate 0]
+      an instant OpenAI-compatible provider: start SIGANTENG against it with
+      OPENAI_BASE_URL=http://127.0.0.1:9999/v1 OPENAI_API_KEY=bench
+  siganteng bench run [--url http://127.0.0.1:8000] [--key KEY] [--tasks 10000] [--clients 32] [--poll 2ms] [--timeout 2m]
+      submits the tasks as fast as the API takes them, then polls each until
+      it ends; prints submit and end-to-end rates, latencies, errors and the
+      server's memory
+  siganteng bench latency [--url …] [--key KEY] [--tasks 300] [--poll 2ms]
+      one task at a time on an idle system: submit-to-end latency
+`
+
+// bench runs the load tool's subcommands.
+func bench(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("bench: want provider, run or latency\n\n%s", benchUsage)
+	}
+	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	switch args[0] {
+	case "provider":
+		addr := fs.String("addr", "127.0.0.1:9999", "address to listen on")
+		delay := fs.Duration("delay", 0, "wait before each answer")
+		errorRate := fs.Float64("error-rate", 0, "share of calls failed with 500 or 429 (0 to 1)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return fmt.Errorf("bench provider: %w\n\n%s", err, benchUsage)
+		}
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return fmt.Errorf("bench provider: %w", err)
+		}
+		srv := &http.Server{Handler: loadtest.Provider{Delay: *delay, ErrorRate: *errorRate}.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		fmt.Fprintf(stdout, "instant provider on http://%s/v1 (delay %s, error rate %.2f)\n", ln.Addr(), *delay, *errorRate)
+		go func() {
+			<-ctx.Done()
+			_ = srv.Close()
+		}()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	case "run", "latency":
+		cfg := loadtest.Config{}
+		fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8000", "the API")
+		fs.StringVar(&cfg.Key, "key", "", "an API key (an admin key also lets the report read the server's memory)")
+		defaultTasks := 10000
+		if args[0] == "latency" {
+			defaultTasks = 300
+		}
+		fs.IntVar(&cfg.Tasks, "tasks", defaultTasks, "tasks to submit")
+		fs.IntVar(&cfg.Clients, "clients", 32, "concurrent clients (run only)")
+		fs.DurationVar(&cfg.Poll, "poll", 2*time.Millisecond, "status polling interval")
+		fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "how long to wait for the tasks to end")
+		if err := fs.Parse(args[1:]); err != nil {
+			return fmt.Errorf("bench %s: %w\n\n%s", args[0], err, benchUsage)
+		}
+		if cfg.Tasks < 1 || cfg.Clients < 1 {
+			return fmt.Errorf("bench %s: --tasks and --clients must be at least 1", args[0])
+		}
+		measure := loadtest.Run
+		if args[0] == "latency" {
+			measure = loadtest.Latency
+		}
+		rep, err := measure(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		rep.Print(stdout)
+		if rep.Unfinished > 0 {
+			return fmt.Errorf("bench: %d tasks did not end within %s", rep.Unfinished, cfg.Timeout)
+		}
+		return nil
+	}
+	return fmt.Errorf("bench: unknown subcommand %q\n\n%s", args[0], benchUsage)
+}

@@ -1,0 +1,48 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/cli"
+	"github.com/siganteng/siganteng/internal/loadtest"
+	"github.com/siganteng/siganteng/internal/redistest"
+)
+
+// The load tool against a real server and its own instant provider, with a
+// 20% error rate: every task still ends SUCCESS through retries, and the
+// report adds up.
+func TestLoadToolMeasuresARunningServer(t *testing.T) {
+	t.Parallel()
+	prov := httptest.NewServer(loadtest.Provider{ErrorRate: 0.2}.Handler())
+	t.Cleanup(prov.Close)
+	s := start(t, "serve", map[string]string{
+		"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
+		"LOG_LEVEL": "warn", "RETRY_BASE_DELAY": "100ms", "TASK_MAX_RETRY": "10",
+	})
+	var out bytes.Buffer
+	err := cli.Run(context.Background(), []string{"siganteng", "bench", "run", "--url", s.url, "--tasks", "200", "--clients", "8"},
+		func(string) string { return "" }, &out, io.Discard)
+	require.NoError(t, err, "%s", out.String())
+	report := out.String()
+	require.Contains(t, report, "map[SUCCESS:200], 0 not ended in time", report)
+	require.Regexp(t, `submit:\s+\d+ accepted/s \(200 in`, report)
+	require.Regexp(t, `latency:\s+p50 \S+\s+p95 \S+\s+p99 \S+`, report)
+	rss := regexp.MustCompile(`server RSS:\s+([\d.]+) MB`).FindStringSubmatch(report)
+	require.NotNil(t, rss, "the open API's /metrics gives the server's memory: %s", report)
+	mb, _ := strconv.ParseFloat(rss[1], 64)
+	require.Greater(t, mb, 1.0)
+
+	out.Reset()
+	err = cli.Run(context.Background(), []string{"siganteng", "bench", "latency", "--url", s.url, "--tasks", "20"},
+		func(string) string { return "" }, &out, io.Discard)
+	require.NoError(t, err, "%s", out.String())
+	require.Contains(t, out.String(), "SUCCESS:20")
+}

@@ -1,0 +1,295 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is one run of the load driver.
+type Config struct {
+	URL     string        // the API's base URL
+	Key     string        // an API key, when the API needs one
+	Tasks   int           // how many tasks to submit
+	Clients int           // concurrent clients
+	Poll    time.Duration // how often a client reads a task's status
+	Timeout time.Duration // how long to wait for every task to end
+}
+
+// Report is what a run measured.
+type Report struct {
+	Tasks, Clients  int
+	SubmitSeconds   float64 // from the first submit to the last 202
+	EndSeconds      float64 // from the first submit to the last task seen ended
+	SubmitRate      float64 // accepted per second
+	TaskRate        float64 // tasks seen ended per second, end to end
+	P50, P95, P99   time.Duration
+	Statuses        map[string]int // final statuses seen
+	SubmitErrors    int            // submits not answered 202
+	ReadErrors      int            // status reads that failed
+	Unfinished      int            // tasks not seen ended within Timeout
+	ServerRSSBytes  float64        // process_resident_memory_bytes from /metrics after the run; 0 if unreadable
+	StatusReads     int64
+	StatusReadRate  float64 // status reads per second while waiting
+}
+
+// Latency submits cfg.Tasks tasks one at a time, each after the last has
+// ended, from one client polling every cfg.Poll: the latency of an idle
+// system, as a user sees it.
+func Latency(ctx context.Context, cfg Config) (Report, error) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	rep := Report{Tasks: cfg.Tasks, Clients: 1, Statuses: map[string]int{}}
+	latencies := make([]time.Duration, 0, cfg.Tasks)
+	start := time.Now()
+	for n := range cfg.Tasks {
+		at := time.Now()
+		id, err := submit(ctx, client, cfg, int64(n))
+		if err != nil {
+			rep.SubmitErrors++
+			continue
+		}
+		for deadline := at.Add(cfg.Timeout); ; time.Sleep(cfg.Poll) {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				rep.Unfinished++
+				break
+			}
+			status, err := readStatus(ctx, client, cfg, id)
+			rep.StatusReads++
+			if err != nil {
+				rep.ReadErrors++
+				continue
+			}
+			if status == "SUCCESS" || status == "FAILURE" || status == "REVOKED" {
+				rep.Statuses[status]++
+				latencies = append(latencies, time.Since(at))
+				break
+			}
+		}
+	}
+	rep.EndSeconds = time.Since(start).Seconds()
+	rep.SubmitSeconds = rep.EndSeconds
+	rep.TaskRate = float64(len(latencies)) / rep.EndSeconds
+	rep.SubmitRate = rep.TaskRate
+	rep.StatusReadRate = float64(rep.StatusReads) / rep.EndSeconds
+	slices.Sort(latencies)
+	rep.P50, rep.P95, rep.P99 = percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
+	rep.ServerRSSBytes = serverRSS(ctx, client, cfg)
+	return rep, nil
+}
+
+// Run submits cfg.Tasks generate_text tasks from cfg.Clients clients as fast
+// as the API takes them, then has the same clients poll the tasks until
+// each has ended, and reports rates and the submit-to-visible-end latencies
+// (under a backlog these include the time waiting in the queue).
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients * 2}, Timeout: 30 * time.Second}
+	type pending struct {
+		id        string
+		submitted time.Time
+	}
+	var (
+		mu        sync.Mutex
+		submitted []pending
+		rep       = Report{Tasks: cfg.Tasks, Clients: cfg.Clients, Statuses: map[string]int{}}
+		next      atomic.Int64
+		reads     atomic.Int64
+	)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := next.Add(1); n <= int64(cfg.Tasks); n = next.Add(1) {
+				at := time.Now()
+				id, err := submit(ctx, client, cfg, n)
+				mu.Lock()
+				if err != nil {
+					rep.SubmitErrors++
+				} else {
+					submitted = append(submitted, pending{id: id, submitted: at})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	rep.SubmitSeconds = time.Since(start).Seconds()
+	rep.SubmitRate = float64(len(submitted)) / rep.SubmitSeconds
+
+	// Every client polls its share of the tasks, round robin, until each
+	// has ended.
+	deadline := time.Now().Add(cfg.Timeout)
+	latencies := make([]time.Duration, 0, len(submitted))
+	waitStart := time.Now()
+	var lastEnd atomic.Int64
+	for c := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []pending
+			for i := c; i < len(submitted); i += cfg.Clients {
+				mine = append(mine, submitted[i])
+			}
+			// Oldest first, one at a time: tasks end roughly in the order
+			// they were queued, so a client rarely reads a task twice, and
+			// the reads do not crowd out the work being measured.
+			for len(mine) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+				p := mine[0]
+				status, err := readStatus(ctx, client, cfg, p.id)
+				reads.Add(1)
+				switch {
+				case err != nil:
+					mu.Lock()
+					rep.ReadErrors++
+					mu.Unlock()
+					time.Sleep(cfg.Poll)
+				case status == "SUCCESS" || status == "FAILURE" || status == "REVOKED":
+					now := time.Now()
+					mu.Lock()
+					rep.Statuses[status]++
+					latencies = append(latencies, now.Sub(p.submitted))
+					mu.Unlock()
+					for {
+						prev := lastEnd.Load()
+						if now.UnixNano() <= prev || lastEnd.CompareAndSwap(prev, now.UnixNano()) {
+							break
+						}
+					}
+					mine = mine[1:]
+				default:
+					time.Sleep(cfg.Poll)
+				}
+			}
+			mu.Lock()
+			rep.Unfinished += len(mine)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	rep.StatusReads = reads.Load()
+	rep.StatusReadRate = float64(rep.StatusReads) / time.Since(waitStart).Seconds()
+	if end := lastEnd.Load(); end > 0 {
+		rep.EndSeconds = time.Unix(0, end).Sub(start).Seconds()
+		rep.TaskRate = float64(len(latencies)) / rep.EndSeconds
+	}
+	slices.Sort(latencies)
+	rep.P50, rep.P95, rep.P99 = percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
+	rep.ServerRSSBytes = serverRSS(ctx, client, cfg)
+	return rep, nil
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * q)
+	return sorted[i]
+}
+
+func request(ctx context.Context, cfg Config, method, path, body string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cfg.URL, "/")+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if cfg.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.Key)
+	}
+	return req, nil
+}
+
+func submit(ctx context.Context, client *http.Client, cfg Config, n int64) (string, error) {
+	req, err := request(ctx, cfg, http.MethodPost, "/background/generate_text", fmt.Sprintf(`{"prompt":"bench task %d","max_tokens":8}`, n))
+	if err != nil {
+		return "", err
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	var rec struct {
+		TaskID string `json:"task_id"`
+	}
+	if res.StatusCode != http.StatusAccepted {
+		_, _ = io.Copy(io.Discard, res.Body)
+		return "", fmt.Errorf("submit answered %d", res.StatusCode)
+	}
+	if err := json.NewDecoder(res.Body).Decode(&rec); err != nil {
+		return "", err
+	}
+	return rec.TaskID, nil
+}
+
+func readStatus(ctx context.Context, client *http.Client, cfg Config, id string) (string, error) {
+	req, err := request(ctx, cfg, http.MethodGet, "/background/tasks/"+id, "")
+	if err != nil {
+		return "", err
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, res.Body)
+		return "", fmt.Errorf("status read answered %d", res.StatusCode)
+	}
+	var rec struct {
+		Status string `json:"status"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&rec); err != nil {
+		return "", err
+	}
+	return rec.Status, nil
+}
+
+// serverRSS reads the API process's resident memory from its /metrics (an
+// admin key or an open API is needed); 0 when it cannot.
+func serverRSS(ctx context.Context, client *http.Client, cfg Config) float64 {
+	req, err := request(ctx, cfg, http.MethodGet, "/metrics", "")
+	if err != nil {
+		return 0
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// Print writes the report for people.
+func (r Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "tasks %d from %d clients\n", r.Tasks, r.Clients)
+	fmt.Fprintf(w, "submit:      %.0f accepted/s (%d in %.2fs), %d errors\n", r.SubmitRate, r.Tasks-r.SubmitErrors, r.SubmitSeconds, r.SubmitErrors)
+	fmt.Fprintf(w, "end to end:  %.0f tasks/s (last end %.2fs after the first submit)\n", r.TaskRate, r.EndSeconds)
+	fmt.Fprintf(w, "latency:     p50 %s  p95 %s  p99 %s (submit to a status read seeing the end)\n", r.P50.Round(time.Microsecond), r.P95.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	fmt.Fprintf(w, "status reads: %d (%.0f/s while waiting), %d errors\n", r.StatusReads, r.StatusReadRate, r.ReadErrors)
+	fmt.Fprintf(w, "final:       %v, %d not ended in time\n", r.Statuses, r.Unfinished)
+	if r.ServerRSSBytes > 0 {
+		fmt.Fprintf(w, "server RSS:  %.1f MB after the run\n", r.ServerRSSBytes/1e6)
+	} else {
+		fmt.Fprintln(w, "server RSS:  unknown (/metrics needs an admin key, or METRICS_ADDR)")
+	}
+}
