@@ -27,19 +27,19 @@ type Config struct {
 
 // Report is what a run measured.
 type Report struct {
-	Tasks, Clients  int
-	SubmitSeconds   float64 // from the first submit to the last 202
-	EndSeconds      float64 // from the first submit to the last task seen ended
-	SubmitRate      float64 // accepted per second
-	TaskRate        float64 // tasks seen ended per second, end to end
-	P50, P95, P99   time.Duration
-	Statuses        map[string]int // final statuses seen
-	SubmitErrors    int            // submits not answered 202
-	ReadErrors      int            // status reads that failed
-	Unfinished      int            // tasks not seen ended within Timeout
-	ServerRSSBytes  float64        // process_resident_memory_bytes from /metrics after the run; 0 if unreadable
-	StatusReads     int64
-	StatusReadRate  float64 // status reads per second while waiting
+	Tasks, Clients int
+	SubmitSeconds  float64 // from the first submit to the last 202
+	EndSeconds     float64 // from the first submit to the last task seen ended
+	SubmitRate     float64 // accepted per second
+	TaskRate       float64 // tasks seen ended per second, end to end
+	P50, P95, P99  time.Duration
+	Statuses       map[string]int // final statuses seen
+	SubmitErrors   int            // submits not answered 202
+	ReadErrors     int            // status reads that failed
+	Unfinished     int            // tasks not seen ended within Timeout
+	ServerRSSBytes float64        // process_resident_memory_bytes from /metrics after the run; 0 if unreadable
+	StatusReads    int64
+	StatusReadRate float64 // status reads per second while waiting
 }
 
 // Latency submits cfg.Tasks tasks one at a time, each after the last has
