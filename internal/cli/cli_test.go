@@ -453,6 +453,9 @@ func TestAPIAndWorkersInSeparateProcesses(t *testing.T) {
 	for _, base := range bases {
 		waitHealthy(t, base, nil)
 	}
+	for _, logs := range []*syncBuffer{w1Logs, w2Logs} {
+		require.Eventually(t, func() bool { return strings.Contains(logs.String(), "worker started") }, 15*time.Second, 10*time.Millisecond)
+	}
 
 	// Two API instances and two workers on one Redis: tasks submitted to
 	// either are seen by both, and each runs exactly once.
