@@ -166,6 +166,7 @@ func TestListNewestFirstWithFiltersAndCursor(t *testing.T) {
 		cur = page.NextCursor
 	}
 	require.Len(t, seen, 25, "every task once: %v", seen)
+	require.ElementsMatch(t, ids, seen)
 	for i := 1; i < len(seen); i++ {
 		require.Greater(t, seen[i-1], seen[i], "newest first (ids sort as creation here)")
 	}
@@ -200,10 +201,10 @@ func TestListAndPruneDropExpiredRecords(t *testing.T) {
 
 	b.create(t, "expired2")
 	require.NoError(t, rawDel(b, store.KeyPrefix+"expired2"))
-	next, removed, err := b.store.PruneIndex(b.ctx, store.IndexKey, b.now, 0, 100)
+	_, removed, err := b.store.PruneIndex(b.ctx, store.IndexKey, b.now, 0, 100)
 	require.NoError(t, err)
 	require.Zero(t, removed, "nothing younger than RESULT_TTL is looked at")
-	next, removed, err = b.store.PruneIndex(b.ctx, store.IndexKey, b.now.Add(time.Hour+time.Millisecond), 0, 100)
+	next, removed, err := b.store.PruneIndex(b.ctx, store.IndexKey, b.now.Add(time.Hour+time.Millisecond), 0, 100)
 	require.NoError(t, err)
 	require.Equal(t, 1, removed)
 	require.Zero(t, next)
