@@ -1,0 +1,104 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/loadtest"
+	"github.com/siganteng/siganteng/internal/redistest"
+)
+
+// TestRedisOutageUnderLoadLosesNothing stops Redis (SIGKILL, AOF with
+// appendfsync always) while tasks are queued and running, keeps it away for
+// 20 seconds, and brings it back: the API answers 503 within 2 s meanwhile,
+// and every task acknowledged with 202 before the outage still ends SUCCESS.
+func TestRedisOutageUnderLoadLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about a minute and a half")
+	}
+	t.Parallel()
+	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+	prov := httptest.NewServer(loadtest.Provider{Delay: 50 * time.Millisecond}.Handler())
+	t.Cleanup(prov.Close)
+	s := start(t, "serve", map[string]string{
+		"REDIS_URL": "redis://" + srv.Addr, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
+		"WORKER_CONCURRENCY": "4", "LOG_LEVEL": "warn",
+	})
+
+	// Load: four clients submitting as fast as they can for half a second.
+	var (
+		mu       sync.Mutex
+		accepted []string
+	)
+	stop := time.Now().Add(500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for c := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(stop); n++ {
+				res, err := http.Post(s.url+"/background/generate_text", "application/json", strings.NewReader(fmt.Sprintf(`{"prompt":"c%d n%d"}`, c, n)))
+				if err != nil {
+					continue
+				}
+				var rec record
+				raw, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode == http.StatusAccepted && json.Unmarshal(raw, &rec) == nil {
+					mu.Lock()
+					accepted = append(accepted, rec.TaskID)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NotEmpty(t, accepted)
+	killed := time.Now()
+	srv.Kill()
+	t.Logf("Redis killed with %d tasks accepted, most still queued or running", len(accepted))
+
+	for range 3 {
+		begin := time.Now()
+		res, err := http.Post(s.url+"/background/generate_text", "application/json", strings.NewReader(`{"prompt":"during"}`))
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+		require.Less(t, time.Since(begin), 2*time.Second, "503 at once, not a hung request")
+	}
+	time.Sleep(time.Until(killed.Add(20 * time.Second)))
+	require.NoError(t, srv.Start())
+	back := time.Now()
+
+	// A client polls through the 503s of the first moments back.
+	statusOf := func(id string) string {
+		res, err := http.Get(s.url + "/background/tasks/" + id)
+		if err != nil {
+			return ""
+		}
+		defer res.Body.Close()
+		var rec record
+		if res.StatusCode != http.StatusOK || json.NewDecoder(res.Body).Decode(&rec) != nil {
+			return ""
+		}
+		return rec.Status
+	}
+	for _, id := range accepted {
+		var last string
+		require.Eventually(t, func() bool {
+			last = statusOf(id)
+			return last == "SUCCESS" || last == "FAILURE" || last == "REVOKED"
+		}, 120*time.Second, 20*time.Millisecond, "task %s", id)
+		require.Equal(t, "SUCCESS", last, "task %s", id)
+	}
+	t.Logf("every one of the %d accepted tasks ended SUCCESS, %s after Redis came back", len(accepted), time.Since(back).Round(time.Second))
+}
