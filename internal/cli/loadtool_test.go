@@ -17,11 +17,12 @@ import (
 )
 
 // The load tool against a real server and its own instant provider, with a
-// 20% error rate: every task still ends SUCCESS through retries, and the
+// 30% error rate (500s and 429s): every task still ends SUCCESS through
+// retries, and the
 // report adds up.
 func TestLoadToolMeasuresARunningServer(t *testing.T) {
 	t.Parallel()
-	prov := httptest.NewServer(loadtest.Provider{ErrorRate: 0.2}.Handler())
+	prov := httptest.NewServer(loadtest.Provider{ErrorRate: 0.3}.Handler())
 	t.Cleanup(prov.Close)
 	s := start(t, "serve", map[string]string{
 		"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
