@@ -18,8 +18,7 @@ import (
 
 // The load tool against a real server and its own instant provider, with a
 // 30% error rate (500s and 429s): every task still ends SUCCESS through
-// retries, and the
-// report adds up.
+// retries, and the report adds up.
 func TestLoadToolMeasuresARunningServer(t *testing.T) {
 	t.Parallel()
 	prov := httptest.NewServer(loadtest.Provider{ErrorRate: 0.3}.Handler())
