@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,4 +102,63 @@ func TestRedisOutageUnderLoadLosesNothing(t *testing.T) {
 		require.Equal(t, "SUCCESS", last, "task %s", id)
 	}
 	t.Logf("every one of the %d accepted tasks ended SUCCESS, %s after Redis came back", len(accepted), time.Since(back).Round(time.Second))
+}
+
+// TestSIGTERMUnderLoadRunsNothingTwice stops a worker with SIGTERM while it
+// has tasks running and more queued: the running ones (shorter than the
+// grace period) finish, nothing is lost, and no task reaches the provider
+// twice once a second worker has taken over the rest.
+func TestSIGTERMUnderLoadRunsNothingTwice(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		calls = map[string]int{}
+	)
+	instant := loadtest.Provider{Delay: 200 * time.Millisecond}.Handler()
+	prov := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req struct {
+			Messages []struct {
+				Content string `json:"content"`
+			} `json:"messages"`
+		}
+		if json.Unmarshal(body, &req) == nil && len(req.Messages) > 0 {
+			mu.Lock()
+			calls[req.Messages[len(req.Messages)-1].Content]++
+			mu.Unlock()
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		instant.ServeHTTP(w, r)
+	}))
+	t.Cleanup(prov.Close)
+	env := map[string]string{
+		"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
+		"WORKER_CONCURRENCY": "8", "SHUTDOWN_TIMEOUT": "5s", "LOG_LEVEL": "info", "ARTIFACT_DIR": t.TempDir(), "WORKER_POLL_INTERVAL": "2ms",
+	}
+	api := start(t, "api", env)
+	first, firstLogs := child(t, "worker", env)
+	require.Eventually(t, func() bool { return strings.Contains(firstLogs.String(), "worker started") }, 15*time.Second, 10*time.Millisecond)
+
+	var ids []string
+	for i := range 60 {
+		rec, _ := submit(t, api.url, fmt.Sprintf(`{"prompt":"job %d"}`, i))
+		ids = append(ids, rec.TaskID)
+	}
+	time.Sleep(300 * time.Millisecond) // eight running, the rest queued
+	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, first.Wait(), "exit 0 after SIGTERM")
+	_, secondLogs := child(t, "worker", env)
+	require.Eventually(t, func() bool { return strings.Contains(secondLogs.String(), "worker started") }, 15*time.Second, 10*time.Millisecond)
+
+	for _, id := range ids {
+		final, _ := await(t, api.url, id, 30*time.Second)
+		require.Equal(t, "SUCCESS", final.Status)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, calls, 60)
+	for prompt, n := range calls {
+		require.Equal(t, 1, n, "%q reached the provider %d times", prompt, n)
+	}
+	require.Contains(t, firstLogs.String(), "task succeeded", "the first worker finished what it had started")
 }
