@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/loadtest"
+	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/redistest"
 )
 
@@ -161,4 +162,35 @@ func TestSIGTERMUnderLoadRunsNothingTwice(t *testing.T) {
 		require.Equal(t, 1, n, "%q reached the provider %d times", prompt, n)
 	}
 	require.Contains(t, firstLogs.String(), "task succeeded", "the first worker finished what it had started")
+}
+
+// TestHangingProviderMeetsTaskTimeout: a provider that never answers is cut
+// off by TASK_TIMEOUT and the task is retried (SUCCESS when the provider
+// answers again); one that always hangs ends FAILURE with the code timeout
+// once the retries are used up.
+func TestHangingProviderMeetsTaskTimeout(t *testing.T) {
+	t.Parallel()
+	once := hangsFirst()
+	t.Cleanup(once.Close)
+	env := openAIEnv(t, once, redistest.URL(t))
+	env["TASK_TIMEOUT"] = "1s"
+	env["TASK_MAX_RETRY"] = "2"
+	s := start(t, "serve", env)
+	rec, _ := submit(t, s.url, `{"prompt":"hang once"}`)
+	final, seen := await(t, s.url, rec.TaskID, 20*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, 2, final.Attempts)
+	require.Contains(t, seen, "RETRY")
+
+	always := providertest.NewOpenAIFake(providertest.WithDelay(10 * time.Minute))
+	t.Cleanup(always.Close)
+	env = openAIEnv(t, always, redistest.URL(t))
+	env["TASK_TIMEOUT"] = "1s"
+	env["TASK_MAX_RETRY"] = "1"
+	s = start(t, "serve", env)
+	rec, _ = submit(t, s.url, `{"prompt":"hang always"}`)
+	final, _ = await(t, s.url, rec.TaskID, 20*time.Second)
+	require.Equal(t, "FAILURE", final.Status)
+	require.Equal(t, "timeout", final.Error.Code)
+	require.Equal(t, 2, final.Attempts)
 }
