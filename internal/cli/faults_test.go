@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -193,4 +195,89 @@ func TestHangingProviderMeetsTaskTimeout(t *testing.T) {
 	require.Equal(t, "FAILURE", final.Status)
 	require.Equal(t, "timeout", final.Error.Code)
 	require.Equal(t, 2, final.Attempts)
+}
+
+// TestMixedTrafficNeverFails sends 64 clients' worth of valid and invalid
+// requests for SIGANTENG_CHAOS_SECONDS (10 by default; the issue's figure
+// is 60): no answer is a 5xx, and every task accepted ends.
+func TestMixedTrafficNeverFails(t *testing.T) {
+	t.Parallel()
+	seconds := 10
+	if v, err := strconv.Atoi(os.Getenv("SIGANTENG_CHAOS_SECONDS")); err == nil && v > 0 {
+		seconds = v
+	}
+	prov := httptest.NewServer(loadtest.Provider{Delay: 5 * time.Millisecond, ErrorRate: 0.1}.Handler())
+	t.Cleanup(prov.Close)
+	s := start(t, "serve", map[string]string{
+		"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
+		"EMBED_PROVIDER": "openai", "LOG_LEVEL": "warn", "RETRY_BASE_DELAY": "100ms", "TASK_MAX_RETRY": "10",
+	})
+	// end is how an accepted task of the shot must end.
+	type shot struct{ method, path, body, end string }
+	shots := []shot{
+		{"POST", "/background/generate_text", `{"prompt":"valid"}`, "SUCCESS"},
+		{"POST", "/background/generate_text", `{"prompt":"valid","priority":"high","cancel_after":60}`, "SUCCESS"},
+		{"POST", "/background/embed", `{"input":["a","b"]}`, "SUCCESS"},
+		{"POST", "/background/generate_text", `{"prompt":""}`, ""},
+		{"POST", "/background/generate_text", `{"prompt":`, ""},
+		{"POST", "/background/generate_text", `{"prompt":"x","max_tokens":999999}`, ""},
+		{"POST", "/background/generate_text", `["not","an","object"]`, ""},
+		// Accepted, then refused by the worker's guard when it connects.
+		{"POST", "/background/describe_image", `{"image_url":"http://169.254.169.254/latest","prompt":"x"}`, "FAILURE"},
+		{"GET", "/background/tasks/6f1c1d2e-0000-4000-8000-000000000000", "", ""},
+		{"GET", "/background/tasks/" + strings.Repeat("z", 100), "", ""},
+		{"GET", "/background/tasks?cursor=%%%", "", ""},
+		{"GET", "/background/tasks?status=SUCCESS&limit=5", "", ""},
+		{"POST", "/background/tasks/6f1c1d2e-0000-4000-8000-000000000000/cancel", "", ""},
+		{"DELETE", "/background/generate_text", "", ""},
+	}
+	var (
+		mu       sync.Mutex
+		accepted = map[string]string{} // task id: how it must end
+		counts   = map[int]int{}
+		fivexx   []string
+	)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	stop := time.Now().Add(time.Duration(seconds) * time.Second)
+	var wg sync.WaitGroup
+	for c := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; time.Now().Before(stop); i++ {
+				sh := shots[i%len(shots)]
+				req, _ := http.NewRequest(sh.method, s.url+sh.path, strings.NewReader(sh.body))
+				req.Header.Set("Content-Type", "application/json")
+				res, err := client.Do(req)
+				if err != nil {
+					mu.Lock()
+					fivexx = append(fivexx, sh.path+": "+err.Error())
+					mu.Unlock()
+					continue
+				}
+				raw, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				mu.Lock()
+				counts[res.StatusCode]++
+				if res.StatusCode >= 500 {
+					fivexx = append(fivexx, fmt.Sprintf("%s %s: %d %s", sh.method, sh.path, res.StatusCode, raw))
+				}
+				var rec record
+				if res.StatusCode == http.StatusAccepted && json.Unmarshal(raw, &rec) == nil {
+					if sh.end == "" {
+						fivexx = append(fivexx, fmt.Sprintf("%s %s was accepted: %s", sh.method, sh.path, raw))
+					}
+					accepted[rec.TaskID] = sh.end
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d s of 64 clients: answers by status %v, %d tasks accepted", seconds, counts, len(accepted))
+	require.Empty(t, fivexx, "no 5xx, no failed request, nothing invalid accepted")
+	for id, end := range accepted {
+		final, _ := await(t, s.url, id, 60*time.Second)
+		require.Equal(t, end, final.Status, "task %s: %+v", id, final.Error)
+	}
 }

@@ -25,7 +25,8 @@ var completion = mustJSON(map[string]any{
 	"usage":   map[string]any{"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
 })
 
-// Handler serves POST /v1/chat/completions and GET /v1/models.
+// Handler serves POST /v1/chat/completions, POST /v1/embeddings (not
+// failed) and GET /v1/models.
 func (p Provider) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +50,22 @@ func (p Provider) Handler() http.Handler {
 			return
 		}
 		_, _ = w.Write(completion)
+	})
+	mux.HandleFunc("POST /v1/embeddings", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Input []string `json:"input"`
+		}
+		if json.NewDecoder(r.Body).Decode(&req) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		data := make([]map[string]any, len(req.Input))
+		for i := range req.Input {
+			data[i] = map[string]any{"object": "embedding", "index": i, "embedding": []float64{0.1, 0.2, 0.3}}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(mustJSON(map[string]any{"object": "list", "data": data, "model": "bench-embed",
+			"usage": map[string]any{"prompt_tokens": len(req.Input), "total_tokens": len(req.Input)}}))
 	})
 	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
