@@ -33,40 +33,9 @@ func TestRedisOutageUnderLoadLosesNothing(t *testing.T) {
 	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
 	prov := httptest.NewServer(loadtest.Provider{Delay: 50 * time.Millisecond}.Handler())
 	t.Cleanup(prov.Close)
-	s := start(t, "serve", map[string]string{
-		"REDIS_URL": "redis://" + srv.Addr, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
-		"WORKER_CONCURRENCY": "4", "LOG_LEVEL": "warn",
-	})
+	s := start(t, "serve", benchEnv("redis://"+srv.Addr, prov.URL, "WORKER_CONCURRENCY", "4", "LOG_LEVEL", "warn"))
 
-	// Load: four clients submitting as fast as they can for half a second.
-	var (
-		mu       sync.Mutex
-		accepted []string
-	)
-	stop := time.Now().Add(500 * time.Millisecond)
-	var wg sync.WaitGroup
-	for c := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; time.Now().Before(stop); n++ {
-				res, err := http.Post(s.url+"/background/generate_text", "application/json", strings.NewReader(fmt.Sprintf(`{"prompt":"c%d n%d"}`, c, n)))
-				if err != nil {
-					continue
-				}
-				var rec record
-				raw, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				if res.StatusCode == http.StatusAccepted && json.Unmarshal(raw, &rec) == nil {
-					mu.Lock()
-					accepted = append(accepted, rec.TaskID)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	require.NotEmpty(t, accepted)
+	accepted := flood(t, s.url, 500*time.Millisecond)
 	killed := time.Now()
 	srv.Kill()
 	t.Logf("Redis killed with %d tasks accepted, most still queued or running", len(accepted))
@@ -96,7 +65,8 @@ func TestRedisOutageUnderLoadLosesNothing(t *testing.T) {
 		}
 		return rec.Status
 	}
-	for _, id := range accepted {
+	for _, a := range accepted {
+		id := a.id
 		var last string
 		require.Eventually(t, func() bool {
 			last = statusOf(id)
@@ -134,10 +104,7 @@ func TestSIGTERMUnderLoadRunsNothingTwice(t *testing.T) {
 		instant.ServeHTTP(w, r)
 	}))
 	t.Cleanup(prov.Close)
-	env := map[string]string{
-		"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
-		"WORKER_CONCURRENCY": "8", "SHUTDOWN_TIMEOUT": "5s", "LOG_LEVEL": "info", "ARTIFACT_DIR": t.TempDir(), "WORKER_POLL_INTERVAL": "2ms",
-	}
+	env := benchEnv(redistest.URL(t), prov.URL, "WORKER_CONCURRENCY", "8", "SHUTDOWN_TIMEOUT", "5s", "LOG_LEVEL", "info", "ARTIFACT_DIR", t.TempDir(), "WORKER_POLL_INTERVAL", "2ms")
 	api := start(t, "api", env)
 	first, firstLogs := child(t, "worker", env)
 	require.Eventually(t, func() bool { return strings.Contains(firstLogs.String(), "worker started") }, 15*time.Second, 10*time.Millisecond)
@@ -208,10 +175,7 @@ func TestMixedTrafficNeverFails(t *testing.T) {
 	}
 	prov := httptest.NewServer(loadtest.Provider{Delay: 5 * time.Millisecond, ErrorRate: 0.1}.Handler())
 	t.Cleanup(prov.Close)
-	s := start(t, "serve", map[string]string{
-		"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
-		"EMBED_PROVIDER": "openai", "LOG_LEVEL": "warn", "RETRY_BASE_DELAY": "100ms", "TASK_MAX_RETRY": "10",
-	})
+	s := start(t, "serve", benchEnv(redistest.URL(t), prov.URL, "EMBED_PROVIDER", "openai", "LOG_LEVEL", "warn", "RETRY_BASE_DELAY", "100ms", "TASK_MAX_RETRY", "10"))
 	// end is how an accepted task of the shot must end.
 	type shot struct{ method, path, body, end string }
 	shots := []shot{
@@ -297,41 +261,8 @@ func TestRedisCrashWithEverysecLosesOnlyTheLastSecond(t *testing.T) {
 	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "everysec", "--dir", t.TempDir())
 	prov := httptest.NewServer(loadtest.Provider{Delay: 20 * time.Millisecond}.Handler())
 	t.Cleanup(prov.Close)
-	s := start(t, "serve", map[string]string{
-		"REDIS_URL": "redis://" + srv.Addr, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
-		"WORKER_CONCURRENCY": "8", "LOG_LEVEL": "warn", "RECONCILE_INTERVAL": "1s",
-	})
-	type acceptedTask struct {
-		id string
-		at time.Time
-	}
-	var (
-		mu       sync.Mutex
-		accepted []acceptedTask
-	)
-	stop := time.Now().Add(1500 * time.Millisecond)
-	var wg sync.WaitGroup
-	for c := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; time.Now().Before(stop); n++ {
-				res, err := http.Post(s.url+"/background/generate_text", "application/json", strings.NewReader(fmt.Sprintf(`{"prompt":"c%d n%d"}`, c, n)))
-				if err != nil {
-					continue
-				}
-				raw, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				var rec record
-				if res.StatusCode == http.StatusAccepted && json.Unmarshal(raw, &rec) == nil {
-					mu.Lock()
-					accepted = append(accepted, acceptedTask{rec.TaskID, time.Now()})
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	s := start(t, "serve", benchEnv("redis://"+srv.Addr, prov.URL, "WORKER_CONCURRENCY", "8", "LOG_LEVEL", "warn", "RECONCILE_INTERVAL", "1s"))
+	accepted := flood(t, s.url, 1500*time.Millisecond)
 	srv.Kill()
 	killed := time.Now()
 	time.Sleep(time.Second)
@@ -363,4 +294,55 @@ func TestRedisCrashWithEverysecLosesOnlyTheLastSecond(t *testing.T) {
 		ended[status]++
 	}
 	t.Logf("%d tasks accepted in 1.5 s; after the crash: %v, %d gone (all accepted within %s of it)", len(accepted), ended, lost, window)
+}
+
+// benchEnv is the environment of a server on redisURL whose LLM is the
+// load tool's instant provider at providerURL, with extra name, value pairs.
+func benchEnv(redisURL, providerURL string, extra ...string) map[string]string {
+	env := map[string]string{"REDIS_URL": redisURL, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": providerURL + "/v1", "OPENAI_API_KEY": "bench"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	return env
+}
+
+// acceptedTask is a task a submit answered 202 for, and when.
+type acceptedTask struct {
+	id string
+	at time.Time
+}
+
+// flood submits generate_text from four clients as fast as base takes them
+// for d, and returns the tasks accepted.
+func flood(t *testing.T, base string, d time.Duration) []acceptedTask {
+	t.Helper()
+	var (
+		mu       sync.Mutex
+		accepted []acceptedTask
+		wg       sync.WaitGroup
+	)
+	stop := time.Now().Add(d)
+	for c := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(stop); n++ {
+				res, err := http.Post(base+"/background/generate_text", "application/json", strings.NewReader(fmt.Sprintf(`{"prompt":"c%d n%d"}`, c, n)))
+				if err != nil {
+					continue
+				}
+				raw, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				var rec record
+				if res.StatusCode == http.StatusAccepted && json.Unmarshal(raw, &rec) == nil {
+					mu.Lock()
+					accepted = append(accepted, acceptedTask{rec.TaskID, time.Now()})
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NotEmpty(t, accepted)
+	return accepted
 }

@@ -23,10 +23,7 @@ func TestLoadToolMeasuresARunningServer(t *testing.T) {
 	t.Parallel()
 	prov := httptest.NewServer(loadtest.Provider{ErrorRate: 0.3}.Handler())
 	t.Cleanup(prov.Close)
-	s := start(t, "serve", map[string]string{
-		"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": prov.URL + "/v1", "OPENAI_API_KEY": "bench",
-		"LOG_LEVEL": "warn", "RETRY_BASE_DELAY": "100ms", "TASK_MAX_RETRY": "10",
-	})
+	s := start(t, "serve", benchEnv(redistest.URL(t), prov.URL, "LOG_LEVEL", "warn", "RETRY_BASE_DELAY", "100ms", "TASK_MAX_RETRY", "10"))
 	var out bytes.Buffer
 	err := cli.Run(context.Background(), []string{"siganteng", "bench", "run", "--url", s.url, "--tasks", "200", "--clients", "8"},
 		func(string) string { return "" }, &out, io.Discard)

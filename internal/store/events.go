@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -68,7 +67,6 @@ type Event struct {
 	ID   string          // the stream entry id, which orders events
 	Kind string          // EventStatus, EventProgress or EventDelta
 	Data json.RawMessage // one of the *Event types above, as JSON
-	At   time.Time       // when it was added (from the id)
 }
 
 // Terminal reports whether the event is a task's last: a status event with
@@ -144,7 +142,7 @@ func (s *Store) Events(ctx context.Context, id, after string, count int64) ([]Ev
 	for _, m := range msgs {
 		kind, _ := m.Values["event"].(string)
 		data, _ := m.Values["data"].(string)
-		events = append(events, Event{ID: m.ID, Kind: kind, Data: json.RawMessage(data), At: eventTime(m.ID)})
+		events = append(events, Event{ID: m.ID, Kind: kind, Data: json.RawMessage(data)})
 	}
 	return events, nil
 }
@@ -164,9 +162,4 @@ func splitEventID(s string) (int64, int64, bool) {
 	ms, err1 := strconv.ParseInt(a, 10, 64)
 	seq, err2 := strconv.ParseInt(b, 10, 64)
 	return ms, seq, err1 == nil && err2 == nil
-}
-
-func eventTime(id string) time.Time {
-	ms, _, _ := splitEventID(id)
-	return time.UnixMilli(ms).UTC()
 }
