@@ -80,7 +80,7 @@ func TestStoreCreatesAuthenticatesAndRevokes(t *testing.T) {
 	require.Equal(t, auth.Caller{KeyID: rec.ID, Name: "app", RequestsPerSecond: 7, MaxUnfinished: 9}, caller)
 
 	// Nothing but a hash is stored.
-	vals, err := rdb.HGetAll(ctx, "siganteng:apikey:"+rec.ID).Result()
+	vals, err := rdb.HGetAll(ctx, "{siganteng}:apikey:"+rec.ID).Result()
 	require.NoError(t, err)
 	for _, v := range vals {
 		require.NotContains(t, v, raw[16:], "the secret part is not stored")

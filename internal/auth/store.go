@@ -16,9 +16,9 @@ import (
 // Redis keys: one hash per API key, and the sets of every key id and of the
 // ids not revoked.
 const (
-	recordPrefix = "siganteng:apikey:"
-	allKeys      = "siganteng:apikeys"
-	activeKeys   = "siganteng:apikeys:active"
+	recordPrefix = "{siganteng}:apikey:"
+	allKeys      = "{siganteng}:apikeys"
+	activeKeys   = "{siganteng}:apikeys:active"
 )
 
 // CacheTTL is how long an API instance trusts what it read of a key: a

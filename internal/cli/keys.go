@@ -9,8 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/config"
 )
@@ -34,11 +32,10 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 		return errors.New("keys: set REDIS_URL to the Redis the API uses; with the embedded Redis there are no keys, " +
 			"and the API is open on a loopback address only")
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	rdb, _, _, err := dialRedis(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	store := auth.NewStore(rdb)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -411,13 +411,24 @@ func openRedis(ctx context.Context, cfg config.Config, log *slog.Logger) (redis.
 	return rdb, connOpt, func() { _ = rdb.Close() }, nil
 }
 
-// dialRedis makes the client REDIS_URL names: a single server, or, when
+// dialRedis makes the client REDIS_URL names: a single server; or, when
 // the URL has master_name, the master that Redis Sentinel reports (the URL's
-// host and each addr= parameter being sentinels), followed across failovers.
-func dialRedis(raw string) (*redis.Client, asynq.RedisConnOpt, string, error) {
+// host and each addr= parameter being sentinels), followed across failovers;
+// or, when it has cluster=true, a Redis Cluster reached through the URL's
+// host and each addr= parameter.
+func dialRedis(raw string) (redis.UniversalClient, asynq.RedisConnOpt, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, nil, "", errors.New("not a URL")
+	}
+	if nodes, ok := config.ClusterURL(raw); ok {
+		co, err := redis.ParseClusterURL(nodes)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		co.ContextTimeoutEnabled = true
+		opt := asynq.RedisClusterClientOpt{Addrs: co.Addrs, Username: co.Username, Password: co.Password, TLSConfig: co.TLSConfig}
+		return redis.NewClusterClient(co), opt, "cluster " + strings.Join(co.Addrs, ","), nil
 	}
 	if u.Query().Has("master_name") {
 		fo, err := redis.ParseFailoverURL(raw)

@@ -1,14 +1,18 @@
 package cli_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/provider/providertest"
@@ -49,4 +53,69 @@ func TestThroughRedisSentinel(t *testing.T) {
 	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
 	require.Equal(t, "SUCCESS", final.Status)
 	require.Equal(t, "echo: through sentinel", final.Result.Text)
+}
+
+// TestThroughRedisCluster runs the API and a worker on a real three-node
+// Redis Cluster: tasks end, events stream, listing works, and API keys
+// (written in a transaction) work, so no script or transaction crosses slots.
+func TestThroughRedisCluster(t *testing.T) {
+	t.Parallel()
+	nodes := redistest.StartCluster(t, 3)
+	redisURL := "redis://" + nodes[0] + "?addr=" + nodes[1] + "&addr=" + nodes[2] + "&cluster=true"
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redisURL))
+	require.Contains(t, s.logs.String(), "connected to Redis")
+	require.Contains(t, s.logs.String(), "cluster "+nodes[0])
+
+	const n = 20
+	ids := make([]string, n)
+	for i := range ids {
+		rec, _ := submit(t, s.url, fmt.Sprintf(`{"prompt":"cluster %d"}`, i))
+		ids[i] = rec.TaskID
+	}
+	for i, id := range ids {
+		final, _ := await(t, s.url, id, 10*time.Second)
+		require.Equal(t, "SUCCESS", final.Status)
+		require.Equal(t, fmt.Sprintf("echo: cluster %d", i), final.Result.Text)
+	}
+	events := follow(t, context.Background(), s.url, ids[0], "")
+	require.Equal(t, "status", events[0].Kind)
+	require.Contains(t, string(events[len(events)-1].Data), `"SUCCESS"`)
+	var page struct {
+		Tasks []struct {
+			TaskID string `json:"task_id"`
+		} `json:"tasks"`
+	}
+	getJSON(t, s.url+"/background/tasks?limit=100", &page)
+	listed := make([]string, len(page.Tasks))
+	for i, task := range page.Tasks {
+		listed[i] = task.TaskID
+	}
+	require.ElementsMatch(t, ids, listed)
+
+	// The cluster is really used: asynq's queues hash by queue name, so
+	// their keys land on more than the one node that holds SIGANTENG's
+	// own keys (which share the hash tag {siganteng}).
+	holding := 0
+	for _, addr := range nodes {
+		size, err := redis.NewClient(&redis.Options{Addr: addr}).DBSize(context.Background()).Result()
+		require.NoError(t, err)
+		if size > 0 {
+			holding++
+		}
+	}
+	require.GreaterOrEqual(t, holding, 2, "keys on %d of %d nodes", holding, len(nodes))
+
+	key := createKey(t, redisURL, "--name", "cluster")
+	require.Eventually(t, func() bool {
+		res, _ := call(t, http.MethodGet, s.url+"/background/tasks/"+ids[0], "", "")
+		return res.StatusCode == http.StatusUnauthorized
+	}, 10*time.Second, 100*time.Millisecond, "the first key closes the API")
+	res, raw := call(t, http.MethodPost, s.url+"/background/generate_text", key, `{"prompt":"with a key"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var rec record
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second, key)
+	require.Equal(t, "SUCCESS", final.Status)
 }

@@ -118,7 +118,7 @@ type Var struct {
 // A test checks that .env.example and both READMEs name each of them.
 var Vars = []Var{
 	{"HTTP_ADDR", "127.0.0.1:8000", "address the API listens on"},
-	{"REDIS_URL", "", "redis:// or rediss:// URL; with ?master_name=NAME the host (and each &addr=host:port) is a Redis Sentinel, and the client follows its master across failovers; empty runs an embedded in-memory Redis (tasks do not survive a restart)"},
+	{"REDIS_URL", "", "redis:// or rediss:// URL; with ?master_name=NAME the host (and each &addr=host:port) is a Redis Sentinel, and the client follows its master across failovers; with ?cluster=true the host (and each &addr=host:port) is a node of a Redis Cluster; empty runs an embedded in-memory Redis (tasks do not survive a restart)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 	{"LLM_PROVIDER", "", "openai, huggingface or ollama; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else ollama"},
@@ -245,6 +245,9 @@ func Load(getenv func(string) string) (Config, error) {
 		parse := func(raw string) error { _, err := redis.ParseURL(raw); return err }
 		if u, err := url.Parse(cfg.RedisURL); err == nil && u.Query().Has("master_name") {
 			parse = func(raw string) error { _, err := redis.ParseFailoverURL(raw); return err }
+		}
+		if nodes, ok := ClusterURL(cfg.RedisURL); ok {
+			parse = func(string) error { _, err := redis.ParseClusterURL(nodes); return err }
 		}
 		if err := parse(cfg.RedisURL); err != nil {
 			p.fail("REDIS_URL", "%v", stripURL(err, cfg.RedisURL))
@@ -508,4 +511,18 @@ func (p *parser) llmProvider(cfg Config) (string, bool) {
 		return ProviderHuggingFace, true
 	}
 	return ProviderOllama, false
+}
+
+// ClusterURL tells whether a REDIS_URL names a Redis Cluster (it has
+// cluster=true) and returns it without that parameter, as go-redis's
+// ParseClusterURL takes it.
+func ClusterURL(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Query().Get("cluster") != "true" {
+		return raw, false
+	}
+	q := u.Query()
+	q.Del("cluster")
+	u.RawQuery = q.Encode()
+	return u.String(), true
 }

@@ -186,3 +186,39 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// StartCluster starts a Redis Cluster of n masters (no replicas) on free
+// ports, with every hash slot assigned, and returns the nodes' addresses.
+// The test is skipped where no redis-server or redis-cli binary exists.
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	cliBin, _ := exec.LookPath("redis-cli")
+	if Binary() == "" || cliBin == "" {
+		t.Skip("redistest: no redis-server or redis-cli binary on PATH")
+	}
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = StartServer(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "5000").Addr
+	}
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cliBin, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Every node must agree before clients are pointed at it.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		for {
+			info, err := c.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: cluster node %s not ready: %v %s", addr, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = c.Close()
+	}
+	return addrs
+}

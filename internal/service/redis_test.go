@@ -165,7 +165,7 @@ func TestIdempotencyKey(t *testing.T) {
 	_, _, err = svc.Idempotent(ctx, "key-1", task.TypeGenerateText, other, submit(other))
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 
-	ttl, err := rdb.TTL(ctx, "siganteng:idem::key-1").Result() // no owner: a caller of an open API
+	ttl, err := rdb.TTL(ctx, "{siganteng}:idem::key-1").Result() // no owner: a caller of an open API
 	require.NoError(t, err)
 	require.InDelta(t, (24 * time.Hour).Seconds(), ttl.Seconds(), 5, "keys are kept a day")
 

@@ -17,7 +17,7 @@ import (
 // EventsPrefix starts the key of each task's event stream: a Redis stream
 // that lives as long as the record, so that a client reconnecting with
 // Last-Event-ID, or connecting after the end, gets the whole story.
-const EventsPrefix = "siganteng:events:"
+const EventsPrefix = "{siganteng}:events:"
 
 func eventsKey(id string) string { return EventsPrefix + id }
 

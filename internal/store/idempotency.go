@@ -11,7 +11,7 @@ import (
 )
 
 // idempotencyPrefix starts the keys that remember Idempotency-Key headers.
-const idempotencyPrefix = "siganteng:idem:"
+const idempotencyPrefix = "{siganteng}:idem:"
 
 // pendingID marks a key whose first request is still submitting.
 const pendingID = "pending"

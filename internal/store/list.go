@@ -16,7 +16,7 @@ import (
 // IndexKey is a sorted set of every task id, scored by creation time in
 // milliseconds, for listing newest first. Entries outlive their records and
 // are removed when a listing or PruneIndex finds the record gone.
-const IndexKey = "siganteng:tasks"
+const IndexKey = "{siganteng}:tasks"
 
 // ListQuery selects a page of tasks.
 type ListQuery struct {

@@ -12,11 +12,11 @@ import (
 
 // OutboxKey is a list of webhook deliveries to queue, pushed by the scripts
 // in the same step as the change they announce.
-const OutboxKey = "siganteng:webhooks:outbox"
+const OutboxKey = "{siganteng}:webhooks:outbox"
 
 // inFlightKey holds outbox entries taken but not yet queued, so that a
 // worker that dies in between loses none: they are put back at start-up.
-const inFlightKey = "siganteng:webhooks:inflight"
+const inFlightKey = "{siganteng}:webhooks:inflight"
 
 // WebhookDue is one delivery to queue.
 type WebhookDue struct {

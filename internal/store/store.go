@@ -18,12 +18,12 @@ import (
 )
 
 // KeyPrefix starts every record key; asynq's keys start with "asynq:".
-const KeyPrefix = "siganteng:task:"
+const KeyPrefix = "{siganteng}:task:"
 
 // UnfinishedKey is a sorted set of the ids of unfinished tasks, scored by
 // creation time in milliseconds, so that tasks lost by the queue can be found
 // and ended (see worker.Reconciler).
-const UnfinishedKey = "siganteng:unfinished"
+const UnfinishedKey = "{siganteng}:unfinished"
 
 // Store reads and writes task records.
 type Store struct {
@@ -50,8 +50,8 @@ var ErrTooManyUnfinished = errors.New("store: too many unfinished tasks")
 // own list index and unfinished set; a task with no owner (the API is open)
 // is in the global ones only.
 const (
-	OwnerIndexPrefix      = "siganteng:tasks:owner:"
-	OwnerUnfinishedPrefix = "siganteng:unfinished:owner:"
+	OwnerIndexPrefix      = "{siganteng}:tasks:owner:"
+	OwnerUnfinishedPrefix = "{siganteng}:unfinished:owner:"
 )
 
 // createScript writes a new task unless its owner is at its limit of
