@@ -70,9 +70,9 @@ func TestStoreCreatesAuthenticatesAndRevokes(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, any)
 
-	raw, rec, err := s.Create(ctx, "app", false, 7, 9)
+	raw, rec, err := s.Create(ctx, "app", auth.Settings{RequestsPerSecond: 7, MaxUnfinished: 9})
 	require.NoError(t, err)
-	_, admRec, err := s.Create(ctx, "ops", true, 0, 0)
+	_, admRec, err := s.Create(ctx, "ops", auth.Settings{Admin: true})
 	require.NoError(t, err)
 
 	caller, err := s.Authenticate(ctx, raw)

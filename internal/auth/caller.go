@@ -10,6 +10,9 @@ type Caller struct {
 	// Limits of the key; zero means the server's defaults.
 	RequestsPerSecond int
 	MaxUnfinished     int
+	// Daily budgets of the key for the UTC day; zero means none.
+	DailyTokens  int64
+	DailyCostUSD float64
 }
 
 // Owner is the owner recorded on the tasks the caller submits.

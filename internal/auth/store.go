@@ -42,7 +42,18 @@ type Record struct {
 	RevokedAt         *time.Time
 	RequestsPerSecond int // 0: the server's default
 	MaxUnfinished     int // 0: the server's default
+	DailyTokens       int64   // input plus output tokens a UTC day; 0: no budget
+	DailyCostUSD      float64 // estimated dollars a UTC day; 0: no budget
 	hash              string
+}
+
+// Settings are what a key may do.
+type Settings struct {
+	Admin             bool
+	RequestsPerSecond int
+	MaxUnfinished     int
+	DailyTokens       int64
+	DailyCostUSD      float64
 }
 
 // Store keeps keys in Redis, shared by every API instance.
@@ -71,15 +82,17 @@ func NewStore(rdb redis.UniversalClient) *Store {
 }
 
 // Create makes a key and returns it in full, the only time it is seen.
-func (s *Store) Create(ctx context.Context, name string, admin bool, rps, maxUnfinished int) (string, Record, error) {
+func (s *Store) Create(ctx context.Context, name string, set Settings) (string, Record, error) {
 	raw, key, err := NewKey()
 	if err != nil {
 		return "", Record{}, fmt.Errorf("auth: make key: %w", err)
 	}
-	rec := Record{ID: key.ID, Name: name, Admin: admin, CreatedAt: s.now().UTC(), RequestsPerSecond: rps, MaxUnfinished: maxUnfinished, hash: key.hash}
+	rec := Record{ID: key.ID, Name: name, Admin: set.Admin, CreatedAt: s.now().UTC(), RequestsPerSecond: set.RequestsPerSecond,
+		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, hash: key.hash}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, recordPrefix+rec.ID, "id", rec.ID, "name", name, "admin", admin, "hash", key.hash,
-			"created_at", rec.CreatedAt.Format(time.RFC3339Nano), "rps", rps, "max_unfinished", maxUnfinished)
+		p.HSet(ctx, recordPrefix+rec.ID, "id", rec.ID, "name", name, "admin", set.Admin, "hash", key.hash,
+			"created_at", rec.CreatedAt.Format(time.RFC3339Nano), "rps", set.RequestsPerSecond, "max_unfinished", set.MaxUnfinished,
+			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD)
 		p.SAdd(ctx, allKeys, rec.ID)
 		p.SAdd(ctx, activeKeys, rec.ID)
 		return nil
@@ -168,7 +181,8 @@ func (s *Store) Authenticate(ctx context.Context, raw string) (Caller, error) {
 	if rec == nil || rec.RevokedAt != nil || subtle.ConstantTimeCompare([]byte(rec.hash), []byte(key.hash)) != 1 {
 		return Caller{}, ErrInvalid
 	}
-	return Caller{KeyID: rec.ID, Name: rec.Name, Admin: rec.Admin, RequestsPerSecond: rec.RequestsPerSecond, MaxUnfinished: rec.MaxUnfinished}, nil
+	return Caller{KeyID: rec.ID, Name: rec.Name, Admin: rec.Admin, RequestsPerSecond: rec.RequestsPerSecond, MaxUnfinished: rec.MaxUnfinished,
+		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD}, nil
 }
 
 // lookup reads a key's record through the cache.
@@ -209,5 +223,7 @@ func (s *Store) read(ctx context.Context, id string) (*Record, error) {
 	}
 	rec.RequestsPerSecond, _ = strconv.Atoi(h["rps"])
 	rec.MaxUnfinished, _ = strconv.Atoi(h["max_unfinished"])
+	rec.DailyTokens, _ = strconv.ParseInt(h["daily_tokens"], 10, 64)
+	rec.DailyCostUSD, _ = strconv.ParseFloat(h["daily_cost_usd"], 64)
 	return rec, nil
 }

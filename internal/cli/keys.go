@@ -15,12 +15,15 @@ import (
 
 const keysUsage = `Usage:
   siganteng keys create --name NAME [--admin] [--rps N] [--max-unfinished N]
+                        [--daily-tokens N] [--daily-usd X]
   siganteng keys list
   siganteng keys revoke KEY_ID
 
 create prints the new key once; only its hash is stored. --rps and
 --max-unfinished override RATE_LIMIT_RPS and MAX_UNFINISHED_PER_KEY for this
-key. Keys live in the Redis at REDIS_URL, shared by every API instance.
+key. --daily-tokens and --daily-usd are budgets for each UTC day: once the
+key's finished tasks have used one, its submissions get a 429 until the day
+ends. Keys live in the Redis at REDIS_URL, shared by every API instance.
 `
 
 // keys runs the keys subcommands against REDIS_URL.
@@ -49,13 +52,16 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 		admin := fs.Bool("admin", false, "sees and cancels every task")
 		rps := fs.Int("rps", 0, "requests per second; 0: RATE_LIMIT_RPS")
 		maxUnfinished := fs.Int("max-unfinished", 0, "unfinished tasks at once; 0: MAX_UNFINISHED_PER_KEY")
+		dailyTokens := fs.Int64("daily-tokens", 0, "input plus output tokens a UTC day; 0: no budget")
+		dailyUSD := fs.Float64("daily-usd", 0, "estimated cost in US dollars a UTC day (prices from ROUTES_FILE); 0: no budget")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("keys create: %w\n\n%s", err, keysUsage)
 		}
-		if *name == "" || *rps < 0 || *maxUnfinished < 0 {
+		if *name == "" || *rps < 0 || *maxUnfinished < 0 || *dailyTokens < 0 || *dailyUSD < 0 {
 			return fmt.Errorf("keys create: --name is required, and limits are not negative\n\n%s", keysUsage)
 		}
-		raw, rec, err := store.Create(ctx, *name, *admin, *rps, *maxUnfinished)
+		raw, rec, err := store.Create(ctx, *name, auth.Settings{Admin: *admin, RequestsPerSecond: *rps, MaxUnfinished: *maxUnfinished,
+			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD})
 		if err != nil {
 			return err
 		}
@@ -67,14 +73,14 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tRPS\tMAX UNFINISHED\tCREATED\tREVOKED")
+		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tRPS\tMAX UNFINISHED\tDAILY TOKENS\tDAILY USD\tCREATED\tREVOKED")
 		for _, k := range list {
 			revoked := "-"
 			if k.RevokedAt != nil {
 				revoked = k.RevokedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
-				k.CreatedAt.Format(time.RFC3339), revoked)
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
+				budget(k.DailyTokens), budget(k.DailyCostUSD), k.CreatedAt.Format(time.RFC3339), revoked)
 		}
 		return tw.Flush()
 	case "revoke":
@@ -88,6 +94,13 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 		return err
 	}
 	return fmt.Errorf("keys: unknown subcommand %q\n\n%s", args[0], keysUsage)
+}
+
+func budget[N int64 | float64](n N) string {
+	if n == 0 {
+		return "none"
+	}
+	return fmt.Sprint(n)
 }
 
 func orDefault(n int) string {

@@ -48,6 +48,25 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
+// Code is the failure's word on task records (task.FailureCode spells the
+// same words): provider_unavailable, provider_rate_limited, timeout,
+// provider_rejected, provider_auth or provider_not_configured.
+func (k Kind) Code() string {
+	switch k {
+	case KindRateLimited:
+		return "provider_rate_limited"
+	case KindTimeout:
+		return "timeout"
+	case KindRejected:
+		return "provider_rejected"
+	case KindAuth:
+		return "provider_auth"
+	case KindNotConfigured:
+		return "provider_not_configured"
+	}
+	return "provider_unavailable"
+}
+
 // Error is the one error type adapters return. Message has been cleaned of
 // secrets and is safe to show to clients.
 type Error struct {

@@ -20,7 +20,10 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	if err := s.checkModel(task.TypeEmbed, in); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.embed(ctx, in)
 	if err != nil {
@@ -39,7 +42,7 @@ func (s *Service) embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err != nil {
 		return nil, err
 	}
-	res := &task.EmbedResult{Vectors: out.Vectors, Model: out.Model, Provider: e.Name(),
+	res := &task.EmbedResult{Vectors: out.Vectors, Model: out.Model, Provider: servedBy(ctx, e),
 		Usage: task.Usage{PromptTokens: out.Usage.PromptTokens, TotalTokens: out.Usage.TotalTokens}}
 	if len(out.Vectors) > 0 {
 		res.Dimensions = len(out.Vectors[0])

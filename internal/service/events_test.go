@@ -65,7 +65,7 @@ func TestFollowEventsWakesOnNewEventsAndKeepsAlive(t *testing.T) {
 	now := time.Now()
 	require.NoError(t, records.Started(ctx, rec.ID, 1, now))
 	require.Eventually(t, func() bool { n, _ := count(); return n == 2 }, 5*time.Second, time.Millisecond, "woken by the new event")
-	require.NoError(t, records.Succeeded(ctx, rec.ID, "fake", json.RawMessage(`{"text":"done"}`), now))
+	require.NoError(t, records.Succeeded(ctx, rec.ID, store.Success{Provider: "fake", Result: json.RawMessage(`{"text":"done"}`)}, now))
 	require.NoError(t, <-done, "the stream ends after the terminal event")
 
 	mu.Lock()

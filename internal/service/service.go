@@ -17,6 +17,7 @@ import (
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -24,8 +25,9 @@ import (
 // Records is the task record store as the service uses it.
 type Records interface {
 	// Create writes a new record; store.ErrTooManyUnfinished when its owner
-	// has maxUnfinished (0: no limit) unfinished tasks already.
-	Create(ctx context.Context, rec *task.Record, maxUnfinished int) error
+	// is at its limit of unfinished tasks, store.ErrTokenBudget or
+	// store.ErrCostBudget when past a daily budget.
+	Create(ctx context.Context, rec *task.Record, limits store.Limits) error
 	// Get returns a record, or a task.ENOTFOUND error.
 	Get(ctx context.Context, id string) (*task.Record, error)
 	// Delete removes a record.
@@ -51,6 +53,13 @@ type Providers struct {
 	Vision   provider.Vision
 	Embedder provider.Embedder
 	STT      provider.STT
+}
+
+// Models are the names a routing file gives.
+type Models interface {
+	// Check returns an error naming the valid models when name (""
+	// for the default) is not a model of capability.
+	Check(capability, name string) error
 }
 
 // Artifacts stores binary results.
@@ -87,8 +96,11 @@ type Deps struct {
 	Fetcher   Fetcher
 	Endings   Endings
 	Keys      IdempotencyKeys
-	Log       *slog.Logger
-	Now       func() time.Time // time.Now when nil
+	// Models checks the model a request names; nil (no routing file)
+	// lets the provider judge it.
+	Models Models
+	Log    *slog.Logger
+	Now    func() time.Time // time.Now when nil
 }
 
 // Service implements the task workflow.
@@ -140,6 +152,9 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	if err != nil {
 		return nil, fmt.Errorf("service: encode %s summary: %w", typ, err)
 	}
+	if err := s.checkModel(typ, input); err != nil {
+		return nil, err
+	}
 	caller := auth.FromContext(ctx)
 	rec := &task.Record{
 		ID:        uuid.NewString(),
@@ -162,14 +177,13 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	limit := s.unfinishedLimit(caller)
-	if err := s.deps.Records.Create(ctx, rec, limit); err != nil {
+	limits := store.Limits{MaxUnfinished: s.unfinishedLimit(caller), DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD}
+	if err := s.deps.Records.Create(ctx, rec, limits); err != nil {
 		if undo != nil {
 			undo(rec.ID)
 		}
-		if errors.Is(err, store.ErrTooManyUnfinished) {
-			return nil, &task.Error{Code: task.ELIMITED, RetryAfter: 5 * time.Second,
-				Message: fmt.Sprintf("this API key has %d unfinished tasks, its limit; submit more as they end", limit)}
+		if lerr := limitError(err, limits, rec.CreatedAt); lerr != nil {
+			return nil, lerr
 		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
@@ -206,6 +220,24 @@ func (s *Service) applyOptions(rec *task.Record, o task.Options) error {
 		}
 		rec.WebhookURL = o.Webhook
 		rec.Webhook = &task.WebhookInfo{URL: task.ShownWebhookURL(o.Webhook), Events: o.Events()}
+	}
+	return nil
+}
+
+// limitError is the 429 for a submit refused by one of limits, naming it;
+// nil for any other error.
+func limitError(err error, limits store.Limits, now time.Time) error {
+	untilTomorrow := now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour).Sub(now)
+	switch {
+	case errors.Is(err, store.ErrTooManyUnfinished):
+		return &task.Error{Code: task.ELIMITED, RetryAfter: 5 * time.Second,
+			Message: fmt.Sprintf("this API key has %d unfinished tasks, its limit; submit more as they end", limits.MaxUnfinished)}
+	case errors.Is(err, store.ErrTokenBudget):
+		return &task.Error{Code: task.ELIMITED, RetryAfter: untilTomorrow,
+			Message: fmt.Sprintf("this API key has used its daily budget of %d tokens; it renews at 00:00 UTC", limits.DailyTokens)}
+	case errors.Is(err, store.ErrCostBudget):
+		return &task.Error{Code: task.ELIMITED, RetryAfter: untilTomorrow,
+			Message: fmt.Sprintf("this API key has used its daily budget of %g US dollars; it renews at 00:00 UTC", limits.DailyCostUSD)}
 	}
 	return nil
 }
@@ -278,7 +310,10 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	if err := s.checkModel(task.TypeGenerateText, in); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.generateText(ctx, in)
 	if err != nil {
@@ -293,7 +328,7 @@ func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (
 	if err != nil {
 		return nil, err
 	}
-	return textResult(llm.Name(), out), nil
+	return textResult(servedBy(ctx, llm), out), nil
 }
 
 // streamText is generateText with the text handed to onText as it comes.
@@ -302,7 +337,7 @@ func (s *Service) streamText(ctx context.Context, llm provider.TextStreamer, in 
 	if err != nil {
 		return nil, err
 	}
-	return textResult(s.deps.Providers.LLM.Name(), out), nil
+	return textResult(servedBy(ctx, s.deps.Providers.LLM), out), nil
 }
 
 func textRequest(in task.GenerateTextInput) provider.TextRequest {
@@ -347,7 +382,10 @@ func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	tctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	if err := s.checkModel(task.TypeTextToSpeech, in); err != nil {
+		return nil, err
+	}
+	tctx, cancel := s.syncContext(ctx)
 	audio, err := s.deps.Providers.TTS.Synthesize(tctx, speechRequest(in))
 	if err != nil {
 		cancel()
@@ -403,8 +441,10 @@ func (s *Service) OpenArtifact(ctx context.Context, id string) (task.Artifact, a
 
 // Outcome is what a queued task produced.
 type Outcome struct {
-	Provider string
-	Result   json.RawMessage
+	Provider   string
+	Deployment string // with a routing file: the deployment that served it
+	Result     json.RawMessage
+	Usage      *task.Metered // on success
 }
 
 // Progress receives what a running task produces before it ends.
@@ -420,7 +460,7 @@ func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload
 	p := s.deps.Providers
 	switch typ {
 	case task.TypeGenerateText:
-		return execute(payload, typ, p.LLM, func(in task.GenerateTextInput) (any, error) {
+		return execute(ctx, payload, typ, p.LLM, func(in task.GenerateTextInput) (any, error) {
 			if !in.Stream || progress == nil {
 				return s.generateText(ctx, in)
 			}
@@ -435,13 +475,13 @@ func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload
 			return out, err
 		})
 	case task.TypeDescribeImage:
-		return execute(payload, typ, p.Vision, func(in task.DescribeImageInput) (any, error) { return s.describeImage(ctx, in) })
+		return execute(ctx, payload, typ, p.Vision, func(in task.DescribeImageInput) (any, error) { return s.describeImage(ctx, in) })
 	case task.TypeEmbed:
-		return execute(payload, typ, p.Embedder, func(in task.EmbedInput) (any, error) { return s.embed(ctx, in) })
+		return execute(ctx, payload, typ, p.Embedder, func(in task.EmbedInput) (any, error) { return s.embed(ctx, in) })
 	case task.TypeTextToSpeech:
-		return execute(payload, typ, p.TTS, func(in task.TextToSpeechInput) (any, error) { return s.textToSpeech(ctx, id, in) })
+		return execute(ctx, payload, typ, p.TTS, func(in task.TextToSpeechInput) (any, error) { return s.textToSpeech(ctx, id, in) })
 	case task.TypeSpeechToText:
-		return execute(payload, typ, p.STT, func(in task.SpeechToTextInput) (any, error) { return s.speechToText(ctx, id, in) })
+		return execute(ctx, payload, typ, p.STT, func(in task.SpeechToTextInput) (any, error) { return s.speechToText(ctx, id, in) })
 	}
 	return Outcome{}, &task.Error{Code: task.EINVALID, Message: fmt.Sprintf("unknown task type %q", typ)}
 }
@@ -449,8 +489,13 @@ func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload
 // input is what every task input can do.
 type input interface{ Validate() error }
 
-// execute decodes and validates a payload, runs it, and encodes the result.
-func execute[I input](payload []byte, typ task.Type, p interface{ Name() string }, run func(I) (any, error)) (Outcome, error) {
+// metering is implemented by results, and by inputs whose cost the input
+// tells (speech is priced by the characters spoken).
+type metering interface{ Metering() task.Metered }
+
+// execute decodes and validates a payload, runs it, and encodes the result
+// with what it consumed, priced at the serving deployment's prices.
+func execute[I input](ctx context.Context, payload []byte, typ task.Type, p interface{ Name() string }, run func(I) (any, error)) (Outcome, error) {
 	var in I
 	if err := json.Unmarshal(payload, &in); err != nil {
 		return Outcome{}, &task.Error{Code: task.EINVALID, Message: fmt.Sprintf("unreadable %s payload", typ), Err: err}
@@ -460,13 +505,56 @@ func execute[I input](payload []byte, typ task.Type, p interface{ Name() string 
 	}
 	result, err := run(in)
 	if err != nil {
-		return Outcome{Provider: p.Name()}, err
+		return Outcome{Provider: servedBy(ctx, p)}, err
 	}
 	b, err := json.Marshal(result)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("service: encode %s result: %w", typ, err)
 	}
-	return Outcome{Provider: p.Name(), Result: b}, nil
+	out := Outcome{Provider: servedBy(ctx, p), Result: b}
+	var used task.Metered
+	if m, ok := result.(metering); ok {
+		used = m.Metering()
+	} else if m, ok := any(in).(metering); ok {
+		used = m.Metering()
+	}
+	if d, ok := routing.Served(ctx); ok {
+		out.Deployment = d.ID
+		if cost, ok := d.Cost(used); ok {
+			used.CostUSD = &cost
+		}
+	}
+	out.Usage = &used
+	return out, nil
+}
+
+// servedBy names the provider that served a call made with ctx: the
+// deployment's provider when a router chose one, else p's own name.
+func servedBy(ctx context.Context, p interface{ Name() string }) string {
+	if d, ok := routing.Served(ctx); ok {
+		return d.Provider
+	}
+	return p.Name()
+}
+
+// checkModel refuses, with a 422 naming the valid ones, a model the routing
+// file does not name.
+func (s *Service) checkModel(typ task.Type, input any) error {
+	named, ok := input.(interface{ ModelName() string })
+	if s.deps.Models == nil || !ok {
+		return nil
+	}
+	if err := s.deps.Models.Check(string(typ), named.ModelName()); err != nil {
+		return task.Invalid("model", err.Error())
+	}
+	return nil
+}
+
+// syncContext bounds a synchronous call by SYNC_TIMEOUT, and lets the
+// router say which deployment served it.
+func (s *Service) syncContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, _ = routing.WithTrail(ctx, 1)
+	return context.WithTimeout(ctx, s.cfg.SyncTimeout)
 }
 
 // textToSpeech streams the provider's audio into the artifact store.
@@ -480,15 +568,15 @@ func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpe
 	size, err := s.deps.Artifacts.Put(ctx, id, audio.Body)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, provider.ErrorFromTransport(ctx, tts.Name(), ctx.Err())
+			return nil, provider.ErrorFromTransport(ctx, servedBy(ctx, tts), ctx.Err())
 		}
 		// A broken stream from the provider, or a full disk: worth a retry.
-		return nil, &provider.Error{Provider: tts.Name(), Kind: provider.KindUnavailable,
+		return nil, &provider.Error{Provider: servedBy(ctx, tts), Kind: provider.KindUnavailable,
 			Message: "the audio could not be stored: " + err.Error()}
 	}
 	return &task.AudioResult{
 		Artifact: task.Artifact{URL: task.ArtifactURL(id), ContentType: audio.ContentType, Size: size},
-		Provider: tts.Name(), Model: audio.Model, Voice: audio.Voice, Format: audio.Format,
+		Provider: servedBy(ctx, tts), Model: audio.Model, Voice: audio.Voice, Format: audio.Format,
 	}, nil
 }
 

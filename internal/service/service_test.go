@@ -30,7 +30,7 @@ type fakeRecords struct {
 	ops       []string
 }
 
-func (f *fakeRecords) Create(_ context.Context, rec *task.Record, _ int) error {
+func (f *fakeRecords) Create(_ context.Context, rec *task.Record, _ store.Limits) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ops = append(f.ops, "create")

@@ -81,7 +81,10 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	if err := s.checkModel(task.TypeSpeechToText, in); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.transcribe(ctx, in, body)
 	switch {
@@ -119,7 +122,7 @@ func (s *Service) transcribe(ctx context.Context, in task.SpeechToTextInput, aud
 	if err != nil {
 		return nil, err
 	}
-	out := &task.TranscriptResult{Text: t.Text, Language: t.Language, Duration: t.Duration, Model: t.Model, Provider: stt.Name()}
+	out := &task.TranscriptResult{Text: t.Text, Language: t.Language, Duration: t.Duration, Model: t.Model, Provider: servedBy(ctx, stt)}
 	for _, seg := range t.Segments {
 		out.Segments = append(out.Segments, task.Segment{Start: seg.Start, End: seg.End, Text: seg.Text})
 	}

@@ -39,7 +39,10 @@ func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput)
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	if err := s.checkModel(task.TypeDescribeImage, in); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.describeImage(ctx, in)
 	if err != nil {
@@ -126,5 +129,5 @@ func (s *Service) describeImage(ctx context.Context, in task.DescribeImageInput)
 	if err != nil {
 		return nil, err
 	}
-	return textResult(vision.Name(), out), nil
+	return textResult(servedBy(ctx, vision), out), nil
 }

@@ -37,7 +37,7 @@ func TestEventsTellTheWholeStoryInOrder(t *testing.T) {
 	require.NoError(t, b.store.Started(b.ctx, "a", 2, b.now))
 	require.ErrorIs(t, b.store.Report(b.ctx, "a", 1, "stale", nil, false), store.ErrNotRunning, "an old attempt takes no text")
 	require.NoError(t, b.store.Report(b.ctx, "a", 2, "Hi", nil, false))
-	require.NoError(t, b.store.Succeeded(b.ctx, "a", "fake", json.RawMessage(`{"text":"Hi"}`), b.now))
+	require.NoError(t, b.store.Succeeded(b.ctx, "a", store.Success{Provider: "fake", Result: json.RawMessage(`{"text":"Hi"}`)}, b.now))
 
 	events, err := b.store.Events(b.ctx, "a", "", 100)
 	require.NoError(t, err)
@@ -81,7 +81,7 @@ func TestWebhookOutboxGetsTheEventsAskedFor(t *testing.T) {
 	b := setup(t)
 	withHook := func(id string, events ...string) {
 		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
-			WebhookURL: "https://hooks.example/x?token=s3cret", Webhook: &task.WebhookInfo{Events: events}}, 0))
+			WebhookURL: "https://hooks.example/x?token=s3cret", Webhook: &task.WebhookInfo{Events: events}}, store.Limits{}))
 	}
 	withHook("all", task.WebhookStart, task.WebhookProgress, task.WebhookCompleted)
 	withHook("end", task.WebhookCompleted)
@@ -117,7 +117,7 @@ func TestWebhooksInFlightAreRequeued(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: "w", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
-		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, 0))
+		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, store.Limits{}))
 	require.NoError(t, b.store.Revoked(b.ctx, "w", "cancelled", b.now))
 	first, ok, err := b.store.NextWebhook(b.ctx, time.Second)
 	require.NoError(t, err)
@@ -144,11 +144,11 @@ func TestListNewestFirstWithFiltersAndCursor(t *testing.T) {
 			typ = task.TypeEmbed
 		}
 		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: id, Type: typ, Status: task.StatusPending,
-			CreatedAt: b.now.Add(time.Duration(i/3) * time.Millisecond)}, 0))
+			CreatedAt: b.now.Add(time.Duration(i/3) * time.Millisecond)}, store.Limits{}))
 		ids = append(ids, id)
 	}
 	require.NoError(t, b.store.Started(b.ctx, "t20", 1, b.now))
-	require.NoError(t, b.store.Succeeded(b.ctx, "t20", "fake", json.RawMessage(`{}`), b.now))
+	require.NoError(t, b.store.Succeeded(b.ctx, "t20", store.Success{Provider: "fake", Result: json.RawMessage(`{}`)}, b.now))
 
 	var seen []string
 	cur := ""
@@ -217,7 +217,7 @@ func TestReturnedWebhookGoesBackToTheOutbox(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: "r", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
-		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, 0))
+		WebhookURL: "https://hooks.example/x", Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, store.Limits{}))
 	require.NoError(t, b.store.Revoked(b.ctx, "r", "cancelled", b.now))
 	due, ok, err := b.store.NextWebhook(b.ctx, time.Second)
 	require.NoError(t, err)

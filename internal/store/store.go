@@ -55,18 +55,26 @@ const (
 )
 
 // createScript writes a new task unless its owner is at its limit of
-// unfinished tasks, checked in the same atomic step.
+// unfinished tasks or past a daily budget, checked in the same atomic step.
 //
 // KEYS[1] record, KEYS[2] unfinished set, KEYS[3] list index, KEYS[4] event
 // stream, KEYS[5] the owner's list index, KEYS[6] the owner's unfinished set
-// (for no owner, 5 and 6 are 3 and 2)
+// (for no owner, 5 and 6 are 3 and 2), KEYS[7] the owner's usage today
 // ARGV[1] id, ARGV[2] creation in ms, ARGV[3] the owner's limit (0: none),
-// ARGV[4] the first event, ARGV[5:] field/value pairs
+// ARGV[4] the first event, ARGV[5] daily token budget (0: none), ARGV[6]
+// daily cost budget in micro-dollars (0: none), ARGV[7:] field/value pairs
 //
-// Returns 1 when created, 0 when the owner is at its limit.
+// Returns 1 when created, 0 when the owner is at its limit, 2 when past its
+// token budget, 3 when past its cost budget.
 var createScript = redis.NewScript(`
 if ARGV[3] ~= '0' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if ARGV[5] ~= '0' or ARGV[6] ~= '0' then
+  local u = redis.call('HMGET', KEYS[7], 'input_tokens', 'output_tokens', 'cost_micro_usd')
+  local tokens = tonumber(u[1] or '0') + tonumber(u[2] or '0')
+  if ARGV[5] ~= '0' and tokens >= tonumber(ARGV[5]) then return 2 end
+  if ARGV[6] ~= '0' and tonumber(u[3] or '0') >= tonumber(ARGV[6]) then return 3 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 if KEYS[5] ~= KEYS[3] then
@@ -77,12 +85,28 @@ redis.call('XADD', KEYS[4], '*', 'event', 'status', 'data', ARGV[4])
 return 1
 `)
 
+// Limits bound what an owner may submit; zero values mean no limit.
+type Limits struct {
+	MaxUnfinished int
+	// DailyTokens and DailyCostUSD are budgets for the UTC day: past one,
+	// nothing more is accepted until the day ends.
+	DailyTokens  int64
+	DailyCostUSD float64
+}
+
+// ErrTokenBudget and ErrCostBudget are returned by Create when the owner
+// has used its daily budget.
+var (
+	ErrTokenBudget = errors.New("store: daily token budget used")
+	ErrCostBudget  = errors.New("store: daily cost budget used")
+)
+
 // Create writes a new PENDING record, its entries among the unfinished and
-// in the list indexes, and its first event, in one round trip. maxUnfinished
-// (0 for none) bounds the owner's unfinished tasks: at the limit nothing is
-// written and the answer is ErrTooManyUnfinished. Unfinished records do not
-// expire: a task accepted with 202 keeps its record until it ends.
-func (s *Store) Create(ctx context.Context, rec *task.Record, maxUnfinished int) error {
+// in the list indexes, and its first event, in one round trip. limits are
+// checked in the same step: at one nothing is written and the answer is
+// ErrTooManyUnfinished, ErrTokenBudget or ErrCostBudget. Unfinished records
+// do not expire: a task accepted with 202 keeps its record until it ends.
+func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) error {
 	fields := []any{
 		"id", rec.ID, "type", string(rec.Type), "status", string(rec.Status),
 		"attempts", rec.Attempts, "created_at", formatTime(rec.CreatedAt),
@@ -103,13 +127,19 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, maxUnfinished int)
 		fields = append(fields, "webhook_url", rec.WebhookURL, "webhook_events", strings.Join(rec.Webhook.Events, ","))
 	}
 	ownerIndex, ownerUnfinished := indexKeys(rec.Owner)
-	args := append([]any{rec.ID, rec.CreatedAt.UnixMilli(), maxUnfinished, statusEvent(rec.ID, task.StatusPending, 0, nil)}, fields...)
-	n, err := createScript.Run(ctx, s.rdb, []string{key(rec.ID), UnfinishedKey, IndexKey, eventsKey(rec.ID), ownerIndex, ownerUnfinished}, args...).Int()
+	args := append([]any{rec.ID, rec.CreatedAt.UnixMilli(), limits.MaxUnfinished, statusEvent(rec.ID, task.StatusPending, 0, nil),
+		limits.DailyTokens, microUSD(limits.DailyCostUSD)}, fields...)
+	keys := []string{key(rec.ID), UnfinishedKey, IndexKey, eventsKey(rec.ID), ownerIndex, ownerUnfinished, UsageKey(rec.Owner, rec.CreatedAt)}
+	n, err := createScript.Run(ctx, s.rdb, keys, args...).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("store: create %s: %w", rec.ID, err)
 	case n == 0:
 		return ErrTooManyUnfinished
+	case n == 2:
+		return ErrTokenBudget
+	case n == 3:
+		return ErrCostBudget
 	}
 	return nil
 }
@@ -246,31 +276,50 @@ func (s *Store) Started(ctx context.Context, id string, attempt int, at time.Tim
 	return nil
 }
 
-// Retrying records a failed attempt that will run again at next.
-func (s *Store) Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error {
-	return s.transition(ctx, id, task.StatusRetry, &failure, 0,
+// Retrying records a failed attempt that will run again at next, and the
+// routed calls it made.
+func (s *Store) Retrying(ctx context.Context, id string, failure task.Failure, next time.Time, calls ...task.Call) error {
+	return s.transition(ctx, id, task.StatusRetry, &failure, 0, change{calls: calls},
 		"status", string(task.StatusRetry), "error", mustJSON(failure), "next_attempt_at", formatTime(next))
 }
 
-// Succeeded records the result; the record expires RESULT_TTL later.
-func (s *Store) Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error {
-	return s.transition(ctx, id, task.StatusSuccess, nil, s.resultTTL,
-		"status", string(task.StatusSuccess), "provider", provider, "result", string(result), "error", "",
-		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
+// Success is what a task produced.
+type Success struct {
+	Provider   string
+	Deployment string // with a routing file
+	Result     json.RawMessage
+	Usage      *task.Metered // added to the owner's usage of the day
+	Calls      []task.Call   // the routed calls of the last attempt
+}
+
+// Succeeded records the result, and adds its usage to the owner's day in
+// the same step, so usage is counted once however often a worker retries
+// the write; the record expires RESULT_TTL later.
+func (s *Store) Succeeded(ctx context.Context, id string, out Success, at time.Time) error {
+	update := []any{"status", string(task.StatusSuccess), "provider", out.Provider, "result", string(out.Result), "error", "",
+		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", ""}
+	if out.Deployment != "" {
+		update = append(update, "deployment", out.Deployment)
+	}
+	if out.Usage != nil {
+		update = append(update, "usage", mustJSON(out.Usage))
+	}
+	return s.transition(ctx, id, task.StatusSuccess, nil, s.resultTTL, change{calls: out.Calls, usage: out.Usage, at: at}, update...)
 }
 
 // Revoked ends a task that has not ended: it will not run, or, running, is
 // stopped. It returns ErrFinished for a task that had already ended.
 func (s *Store) Revoked(ctx context.Context, id, reason string, at time.Time) error {
 	failure := task.Failure{Code: task.FailureRevoked, Message: reason}
-	return s.transition(ctx, id, task.StatusRevoked, &failure, s.resultTTL,
+	return s.transition(ctx, id, task.StatusRevoked, &failure, s.resultTTL, change{},
 		"status", string(task.StatusRevoked), "error", mustJSON(failure),
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
 
-// Failed records the final failure; the record expires RESULT_TTL later.
-func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error {
-	return s.transition(ctx, id, task.StatusFailure, &failure, s.resultTTL,
+// Failed records the final failure, and the routed calls of the last
+// attempt; the record expires RESULT_TTL later.
+func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at time.Time, calls ...task.Call) error {
+	return s.transition(ctx, id, task.StatusFailure, &failure, s.resultTTL, change{calls: calls},
 		"status", string(task.StatusFailure), "provider", failure.Provider, "error", mustJSON(failure),
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
 }
@@ -282,14 +331,37 @@ func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at 
 // ARGV[3]  the channel that hears of endings (notify.Channel)
 // ARGV[4]  the events channel (notify.EventsChannel)
 // ARGV[5]  the status event
-// ARGV[6:] field/value pairs to write
+// ARGV[6]  routed calls to append to the record, one JSON object a line (” none)
+// ARGV[7]  usage to add to the owner's day: "day input output characters
+//
+//	audio_ms cost_micro_usd" ('' none)
+//
+// ARGV[8:] field/value pairs to write
 //
 // Returns 1 when applied, 0 when the task had ended, -1 when missing.
 var transitionScript = redis.NewScript(prelude + `
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if terminal(status) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if ARGV[6] ~= '' then
+  local old = redis.call('HGET', KEYS[1], 'calls')
+  if old and old ~= '' then redis.call('HSET', KEYS[1], 'calls', old .. '\n' .. ARGV[6])
+  else redis.call('HSET', KEYS[1], 'calls', ARGV[6]) end
+end
+if ARGV[7] ~= '' then
+  local f = {}
+  for w in string.gmatch(ARGV[7], '%S+') do f[#f + 1] = w end
+  local owner = redis.call('HGET', KEYS[1], 'owner') or '` + noOwner + `'
+  local k = '` + UsagePrefix + `' .. owner .. ':' .. f[1]
+  redis.call('HINCRBY', k, 'tasks', 1)
+  local names = {'input_tokens', 'output_tokens', 'characters', 'audio_ms', 'cost_micro_usd'}
+  for i, name in ipairs(names) do
+    if f[i + 1] ~= '0' then redis.call('HINCRBY', k, name, f[i + 1]) end
+  end
+  redis.call('PEXPIRE', k, ` + usageTTLText + `)
+  redis.call('SADD', '` + UsageOwnersKey + `', owner)
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 if ARGV[2] ~= '0' then
   emit(ARGV[4], 'status', ARGV[5], 'completed')
   finish(ARGV[2], ARGV[3])
@@ -299,9 +371,33 @@ end
 return 1
 `)
 
-func (s *Store) transition(ctx context.Context, id string, to task.Status, failure *task.Failure, ttl time.Duration, update ...any) error {
-	args := make([]any, 0, 5+len(update))
-	args = append(args, id, ttl.Milliseconds(), notify.Channel, notify.EventsChannel, statusEvent(id, to, 0, failure))
+// change is what a transition adds besides its fields.
+type change struct {
+	calls []task.Call
+	usage *task.Metered
+	at    time.Time // the day usage counts for
+}
+
+func (c change) args() (calls, usage string) {
+	lines := make([]string, len(c.calls))
+	for i, call := range c.calls {
+		lines[i] = mustJSON(call)
+	}
+	if u := c.usage; u != nil {
+		cost := 0.0
+		if u.CostUSD != nil {
+			cost = *u.CostUSD
+		}
+		usage = fmt.Sprintf("%s %d %d %d %d %d", Day(c.at), u.InputTokens, u.OutputTokens, u.Characters,
+			int64(u.AudioSeconds*1000+0.5), microUSD(cost))
+	}
+	return strings.Join(lines, "\n"), usage
+}
+
+func (s *Store) transition(ctx context.Context, id string, to task.Status, failure *task.Failure, ttl time.Duration, c change, update ...any) error {
+	calls, usage := c.args()
+	args := make([]any, 0, 7+len(update))
+	args = append(args, id, ttl.Milliseconds(), notify.Channel, notify.EventsChannel, statusEvent(id, to, 0, failure), calls, usage)
 	args = append(args, update...)
 	n, err := transitionScript.Run(ctx, s.rdb, keys(id), args...).Int()
 	switch {
@@ -373,6 +469,23 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	}
 	if v := h["result"]; v != "" {
 		rec.Result = json.RawMessage(v)
+	}
+	rec.Deployment = h["deployment"]
+	if v := h["usage"]; v != "" {
+		rec.Usage = new(task.Metered)
+		if err := json.Unmarshal([]byte(v), rec.Usage); err != nil {
+			return nil, fmt.Errorf("store: decode usage of %s: %w", id, err)
+		}
+	}
+	for _, line := range strings.Split(h["calls"], "\n") {
+		if line == "" {
+			continue
+		}
+		var c task.Call
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			return nil, fmt.Errorf("store: decode calls of %s: %w", id, err)
+		}
+		rec.Calls = append(rec.Calls, c)
 	}
 	if v := h["error"]; v != "" {
 		rec.Error = new(task.Failure)

@@ -43,7 +43,7 @@ func (b *testBundle) create(t *testing.T, id string) {
 	require.NoError(t, b.store.Create(b.ctx, &task.Record{
 		ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now,
 		Input: json.RawMessage(`{"prompt_chars":5}`),
-	}, 0))
+	}, store.Limits{}))
 }
 
 func TestCreateAndGetInOneRoundTripEach(t *testing.T) {
@@ -107,7 +107,7 @@ func TestLifecycleRetryThenSuccess(t *testing.T) {
 	require.Nil(t, rec.NextAttemptAt)
 
 	done := b.now.Add(7 * time.Second)
-	require.NoError(t, b.store.Succeeded(b.ctx, "a", "openai", json.RawMessage(`{"text":"hi"}`), done))
+	require.NoError(t, b.store.Succeeded(b.ctx, "a", store.Success{Provider: "openai", Result: json.RawMessage(`{"text":"hi"}`)}, done))
 	rec, err = b.store.Get(b.ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, task.StatusSuccess, rec.Status)
@@ -126,7 +126,7 @@ func TestFinishedRecordNeverChanges(t *testing.T) {
 	require.NoError(t, b.store.Failed(b.ctx, "a", fail, b.now))
 
 	require.ErrorIs(t, b.store.Started(b.ctx, "a", 2, b.now), store.ErrFinished)
-	require.ErrorIs(t, b.store.Succeeded(b.ctx, "a", "x", json.RawMessage(`{}`), b.now), store.ErrFinished)
+	require.ErrorIs(t, b.store.Succeeded(b.ctx, "a", store.Success{Provider: "x", Result: json.RawMessage(`{}`)}, b.now), store.ErrFinished)
 	rec, err := b.store.Get(b.ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, task.StatusFailure, rec.Status)
@@ -140,7 +140,7 @@ func TestTransitionsNeverInventRecords(t *testing.T) {
 	b := setup(t)
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Started(b.ctx, "gone", 1, b.now)))
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Retrying(b.ctx, "gone", task.Failure{}, b.now)))
-	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Succeeded(b.ctx, "gone", "p", json.RawMessage(`{}`), b.now)))
+	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Succeeded(b.ctx, "gone", store.Success{Provider: "p", Result: json.RawMessage(`{}`)}, b.now)))
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(b.store.Failed(b.ctx, "gone", task.Failure{}, b.now)))
 	_, err := b.store.Get(b.ctx, "gone")
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
@@ -152,13 +152,13 @@ func TestExpiry(t *testing.T) {
 	rdb := redistest.Client(t, url)
 	s := store.New(rdb, time.Hour)
 	ctx := context.Background()
-	require.NoError(t, s.Create(ctx, &task.Record{ID: "a", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, 0))
+	require.NoError(t, s.Create(ctx, &task.Record{ID: "a", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, s.Started(ctx, "a", 1, time.Now()))
 	ttl, err := rdb.PTTL(ctx, store.KeyPrefix+"a").Result()
 	require.NoError(t, err)
 	require.Equal(t, time.Duration(-1), ttl, "an unfinished record does not expire")
 
-	require.NoError(t, s.Succeeded(ctx, "a", "p", json.RawMessage(`{}`), time.Now()))
+	require.NoError(t, s.Succeeded(ctx, "a", store.Success{Provider: "p", Result: json.RawMessage(`{}`)}, time.Now()))
 	ttl, err = rdb.PTTL(ctx, store.KeyPrefix+"a").Result()
 	require.NoError(t, err)
 	require.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5, "a finished record lives RESULT_TTL")
@@ -180,7 +180,7 @@ func TestUnfinishedSetFollowsTheRecord(t *testing.T) {
 	require.Empty(t, ids, "only tasks created before the given time")
 
 	require.NoError(t, b.store.Started(b.ctx, "a", 1, b.now))
-	require.NoError(t, b.store.Succeeded(b.ctx, "a", "p", json.RawMessage(`{}`), b.now))
+	require.NoError(t, b.store.Succeeded(b.ctx, "a", store.Success{Provider: "p", Result: json.RawMessage(`{}`)}, b.now))
 	require.NoError(t, b.store.Delete(b.ctx, "b"))
 	ids, _, err = b.store.Unfinished(b.ctx, later, 0, 10)
 	require.NoError(t, err)
@@ -198,7 +198,7 @@ func TestStartAfterTheDeadlineRevokes(t *testing.T) {
 	deadline := b.now.Add(time.Minute)
 	for _, id := range []string{"late", "early"} {
 		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending,
-			CreatedAt: b.now, CancelAt: &deadline}, 0))
+			CreatedAt: b.now, CancelAt: &deadline}, store.Limits{}))
 	}
 	require.NoError(t, b.store.Started(b.ctx, "early", 1, deadline.Add(-time.Second)))
 	require.ErrorIs(t, b.store.Started(b.ctx, "late", 1, deadline.Add(time.Second)), store.ErrDeadlinePassed)

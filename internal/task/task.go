@@ -58,6 +58,31 @@ type Record struct {
 	ExpiresAt     *time.Time      `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
 	Result        json.RawMessage `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
 	Error         *Failure        `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
+	Deployment    string          `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
+	Usage         *Metered        `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
+	Calls         []Call          `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
+}
+
+// Metered is what a task consumed, in the provider's own units, and what
+// that is estimated to cost where the routing file gives prices.
+type Metered struct {
+	InputTokens  int64    `json:"input_tokens,omitempty"`
+	OutputTokens int64    `json:"output_tokens,omitempty"`
+	Characters   int64    `json:"characters,omitempty" doc:"Characters of text spoken (text_to_speech)."`
+	AudioSeconds float64  `json:"audio_seconds,omitempty" doc:"Seconds of audio heard (speech_to_text), where the provider says."`
+	CostUSD      *float64 `json:"cost_usd,omitempty" doc:"Estimated from the routing file's prices; absent without prices."`
+}
+
+// Call is one provider call made for a task through a routed model.
+type Call struct {
+	Attempt    int       `json:"attempt"`
+	Deployment string    `json:"deployment" example:"chat/1"`
+	Provider   string    `json:"provider" example:"openai"`
+	Model      string    `json:"model,omitempty"`
+	Outcome    string    `json:"outcome" doc:"success, or the failure code" example:"provider_unavailable"`
+	StatusCode int       `json:"status_code,omitempty" doc:"The provider's HTTP status, when it answered."`
+	Message    string    `json:"message,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // Failure is the error a client sees on a task record. Message never holds

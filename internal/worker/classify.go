@@ -46,18 +46,6 @@ func classify(err error, providerName string) verdict {
 	return verdict{failure: task.Failure{Code: task.FailureInternal, Message: "internal error; see the worker's log"}, transient: true}
 }
 
-func failureCode(k provider.Kind) task.FailureCode {
-	switch k {
-	case provider.KindRateLimited:
-		return task.FailureProviderRateLimited
-	case provider.KindTimeout:
-		return task.FailureTimeout
-	case provider.KindRejected:
-		return task.FailureProviderRejected
-	case provider.KindAuth:
-		return task.FailureProviderAuth
-	case provider.KindNotConfigured:
-		return task.FailureNotConfigured
-	}
-	return task.FailureProviderUnavailable
-}
+// failureCode is the record's word for a provider failure; provider.Kind
+// spells the same words, so routed calls and records agree.
+func failureCode(k provider.Kind) task.FailureCode { return task.FailureCode(k.Code()) }

@@ -49,7 +49,7 @@ func TestHighPriorityOvertakesABacklog(t *testing.T) {
 	ctx := context.Background()
 	enqueue := func(typ task.Type, p task.Priority) string {
 		id := uuid.NewString()
-		require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: typ, Status: task.StatusPending, CreatedAt: time.Now(), Priority: p}, 0))
+		require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: typ, Status: task.StatusPending, CreatedAt: time.Now(), Priority: p}, store.Limits{}))
 		require.NoError(t, q.Enqueue(ctx, typ, p, id, []byte(`{"prompt":"p"}`)))
 		return id
 	}

@@ -19,7 +19,7 @@ import (
 type UnfinishedRecords interface {
 	Unfinished(ctx context.Context, before time.Time, after int64, limit int64) ([]string, int64, error)
 	Get(ctx context.Context, id string) (*task.Record, error)
-	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
+	Failed(ctx context.Context, id string, failure task.Failure, at time.Time, calls ...task.Call) error
 	Revoked(ctx context.Context, id, reason string, at time.Time) error
 	Forget(ctx context.Context, id string) error
 	Indexes(ctx context.Context) ([]string, error)

@@ -5,7 +5,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 	"github.com/siganteng/siganteng/internal/tracing"
@@ -39,9 +39,9 @@ type Executor interface {
 // task.ENOTFOUND error when its record does not exist.
 type Records interface {
 	Started(ctx context.Context, id string, attempt int, at time.Time) error
-	Retrying(ctx context.Context, id string, failure task.Failure, next time.Time) error
-	Succeeded(ctx context.Context, id, provider string, result json.RawMessage, at time.Time) error
-	Failed(ctx context.Context, id string, failure task.Failure, at time.Time) error
+	Retrying(ctx context.Context, id string, failure task.Failure, next time.Time, calls ...task.Call) error
+	Succeeded(ctx context.Context, id string, out store.Success, at time.Time) error
+	Failed(ctx context.Context, id string, failure task.Failure, at time.Time, calls ...task.Call) error
 	Reporter
 }
 
@@ -246,7 +246,9 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	progress := newAttemptProgress(w.records, id, retried+1, log)
-	out, err := w.exec.Execute(actx, id, typ, t.Payload(), progress)
+	rctx, trail := routing.WithTrail(actx, retried+1)
+	out, err := w.exec.Execute(rctx, id, typ, t.Payload(), progress)
+	calls := trail.Calls()
 	progress.Close()
 	stopListening() // from here on, the ending is this worker's own
 	w.attempted(typ, out.Provider, err, w.now().Sub(start))
@@ -260,7 +262,8 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", errRevoked, asynq.RevokeTask) // done: no retry, no archive
 	}
 	if err == nil {
-		succeeded := func(c context.Context) error { return w.records.Succeeded(c, id, out.Provider, out.Result, w.now()) }
+		success := store.Success{Provider: out.Provider, Deployment: out.Deployment, Result: out.Result, Usage: out.Usage, Calls: calls}
+		succeeded := func(c context.Context) error { return w.records.Succeeded(c, id, success, w.now()) }
 		if err := record(ctx, succeeded); err != nil && !errors.Is(err, store.ErrFinished) {
 			log.Error("could not record the result; the task will run again", "err", err)
 			return err
@@ -280,14 +283,14 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	log = log.With("provider", v.failure.Provider, "failure", v.failure.Code)
 	if v.transient && retried < maxRetry {
 		at := nextAttempt(w.now(), w.backoff.Delay(id, retried, v.retryAfter))
-		retrying := func(c context.Context) error { return w.records.Retrying(c, id, v.failure, at) }
+		retrying := func(c context.Context) error { return w.records.Retrying(c, id, v.failure, at, calls...) }
 		if rerr := record(ctx, retrying); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
 			log.Error("could not record the retry", "err", rerr)
 		}
 		log.Warn("attempt failed; retrying", "err", err, "next_attempt_at", at)
 		return &retryError{err: err, at: at}
 	}
-	failed := func(c context.Context) error { return w.records.Failed(c, id, v.failure, w.now()) }
+	failed := func(c context.Context) error { return w.records.Failed(c, id, v.failure, w.now(), calls...) }
 	if ferr := record(ctx, failed); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
 		log.Error("could not record the failure; asynq will retry", "err", ferr)
 		return ferr

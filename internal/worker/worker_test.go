@@ -97,7 +97,7 @@ func (b *testBundle) submit(t *testing.T) string {
 	t.Helper()
 	id := uuid.NewString()
 	ctx := context.Background()
-	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, 0))
+	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 	return id
 }
@@ -252,7 +252,7 @@ func TestFinishedTaskIsNotRunAgain(t *testing.T) {
 	b := setup(t, succeed, options{})
 	id := uuid.NewString()
 	ctx := context.Background()
-	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, 0))
+	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Failed(ctx, id, task.Failure{Code: task.FailureInternal, Message: "ended elsewhere"}, time.Now()))
 	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 	time.Sleep(300 * time.Millisecond)
@@ -305,7 +305,7 @@ func TestRevokedBeforeStartNeverRuns(t *testing.T) {
 	b := setup(t, succeed, options{})
 	id := uuid.NewString()
 	ctx := context.Background()
-	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, 0))
+	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Revoked(ctx, id, "cancelled by the client", time.Now()))
 	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
 	time.Sleep(300 * time.Millisecond)
