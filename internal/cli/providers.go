@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -12,7 +13,9 @@ import (
 	"github.com/siganteng/siganteng/internal/provider/huggingface"
 	"github.com/siganteng/siganteng/internal/provider/ollama"
 	"github.com/siganteng/siganteng/internal/provider/openai"
+	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/task"
 	"github.com/siganteng/siganteng/internal/tracing"
 )
 
@@ -23,9 +26,7 @@ const unconfiguredHint = "no LLM provider is configured and no Ollama server ans
 	"or HF_TOKEN (Hugging Face), or start Ollama ('ollama serve' and 'ollama pull llama3.2') " +
 	"or point OLLAMA_BASE_URL at one; LLM_PROVIDER chooses among them"
 
-func buildProviders(cfg config.Config, log *slog.Logger, tr *tracing.Tracing) service.Providers {
-	client := providerHTTPClient(cfg)
-	client.Transport = tr.Transport(client.Transport) // provider calls are spans of their task
+func buildProviders(cfg config.Config, client *http.Client, log *slog.Logger) service.Providers {
 	var llm provider.LLM
 	switch cfg.LLMProvider {
 	case config.ProviderOpenAI:
@@ -98,12 +99,54 @@ func modelOrDefault(cfg config.Config) string {
 }
 
 // providerHTTPClient keeps enough idle connections for every concurrent task
-// to reuse one; deadlines come from each task's context.
-func providerHTTPClient(cfg config.Config) *http.Client {
+// to reuse one; deadlines come from each task's context. Its calls are
+// spans of their task.
+func providerHTTPClient(cfg config.Config, tr *tracing.Tracing) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = cfg.WorkerConcurrency * 2
 	t.MaxIdleConnsPerHost = cfg.WorkerConcurrency
-	return &http.Client{Transport: t}
+	return &http.Client{Transport: tr.Transport(t)}
+}
+
+// envCatalog lists, for GET /models, the provider and default model of
+// each capability as the environment configures them.
+func envCatalog(cfg config.Config, p service.Providers) []task.ModelInfo {
+	pick := func(set string, defaults map[string]string, providerName string) string {
+		if set != "" {
+			return set
+		}
+		return defaults[providerName]
+	}
+	o, h, l := config.ProviderOpenAI, config.ProviderHuggingFace, config.ProviderOllama
+	return []task.ModelInfo{
+		{Capability: task.TypeGenerateText, Provider: p.LLM.Name(), Name: modelOrDefault(cfg)},
+		{Capability: task.TypeDescribeImage, Provider: p.Vision.Name(), Name: pick(cfg.VisionModel,
+			map[string]string{o: openai.DefaultVisionModel, h: huggingface.DefaultVisionModel, l: ollama.DefaultVisionModel}, cfg.VisionProvider)},
+		{Capability: task.TypeEmbed, Provider: p.Embedder.Name(), Name: pick(cfg.EmbedModel,
+			map[string]string{o: openai.DefaultEmbedModel, h: huggingface.DefaultEmbedModel, l: ollama.DefaultEmbedModel}, cfg.EmbedProvider)},
+		{Capability: task.TypeTextToSpeech, Provider: p.TTS.Name(), Name: pick(cfg.TTSModel,
+			map[string]string{o: openai.DefaultSpeechModel, h: huggingface.DefaultTTSModel}, cfg.TTSProvider)},
+		{Capability: task.TypeSpeechToText, Provider: p.STT.Name(), Name: pick(cfg.STTModel,
+			map[string]string{o: openai.DefaultTranscribeModel, h: huggingface.DefaultASRModel}, cfg.STTProvider)},
+	}
+}
+
+// catalog lists the routed models, then each capability the routing file
+// does not route as the environment configures it.
+func catalog(env []task.ModelInfo, router *routing.Router) service.Catalog {
+	return func(ctx context.Context) []task.ModelInfo {
+		var out []task.ModelInfo
+		if router != nil {
+			out = router.Models(ctx)
+		}
+		for _, m := range env {
+			if router == nil || !router.Serves(string(m.Capability)) {
+				m.Default = true
+				out = append(out, m)
+			}
+		}
+		return out
+	}
 }
 
 // checkProviders logs, once at start-up, whether each provider answers.
@@ -122,4 +165,50 @@ func checkProviders(ctx context.Context, p service.Providers, log *slog.Logger) 
 		return
 	}
 	log.Info("LLM provider reachable", "llm", p.LLM.Name())
+}
+
+// routedProviders puts the router in front of each capability the routing
+// file names; the others keep their providers from the environment.
+func routedProviders(p service.Providers, r *routing.Router) service.Providers {
+	if r.Serves(string(task.TypeGenerateText)) {
+		p.LLM = r.LLM()
+	}
+	if r.Serves(string(task.TypeDescribeImage)) {
+		p.Vision = r.Vision()
+	}
+	if r.Serves(string(task.TypeEmbed)) {
+		p.Embedder = r.Embedder()
+	}
+	if r.Serves(string(task.TypeTextToSpeech)) {
+		p.TTS = r.TTS()
+	}
+	if r.Serves(string(task.TypeSpeechToText)) {
+		p.STT = r.STT()
+	}
+	return p
+}
+
+// deploymentAdapter makes the adapter of one routed deployment. The model
+// comes with each request, so the adapters' default models are not used.
+func deploymentAdapter(client *http.Client) routing.Build {
+	return func(d routing.Deployment, capability string) (any, error) {
+		switch d.Provider {
+		case config.ProviderOpenAI:
+			return openai.New(openai.Config{BaseURL: d.BaseURL, APIKey: d.APIKey, HTTPClient: client}), nil
+		case config.ProviderOllama:
+			return ollama.New(ollama.Config{BaseURL: d.BaseURL, HTTPClient: client}), nil
+		case config.ProviderHuggingFace:
+			inference := huggingface.InferenceConfig{InferenceURL: d.BaseURL, Token: d.APIKey, DefaultModel: d.Model, HTTPClient: client}
+			switch task.Type(capability) {
+			case task.TypeEmbed:
+				return huggingface.NewEmbedder(inference), nil
+			case task.TypeSpeechToText:
+				return huggingface.NewASR(inference), nil
+			case task.TypeTextToSpeech:
+				return huggingface.NewTTS(inference), nil
+			}
+			return huggingface.New(huggingface.Config{BaseURL: d.BaseURL, Token: d.APIKey, HTTPClient: client}), nil
+		}
+		return nil, fmt.Errorf("unknown provider %q", d.Provider)
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/notify"
 	"github.com/siganteng/siganteng/internal/queue"
+	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
@@ -67,8 +68,28 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger, t
 	ops, closeOps := operations(cfg, connOpt, m)
 	defer closeOps()
 
-	providers := buildProviders(cfg, log, tr)
+	client := providerHTTPClient(cfg, tr)
+	providers := buildProviders(cfg, client, log)
 	go checkProviders(ctx, providers, log)
+	env := envCatalog(cfg, providers)
+	var router *routing.Router
+	var models service.Models
+	if cfg.Routes != nil {
+		breakers := routing.NewBreakers(rdb, cfg.Routes.Breaker, routing.DeploymentIDs(cfg.Routes), nil)
+		if router, err = routing.New(cfg.Routes, deploymentAdapter(client), breakers); err != nil {
+			return err
+		}
+		providers, models = routedProviders(providers, router), router
+		m.WatchBreakers(func(ctx context.Context) map[string]metrics.BreakerState {
+			out := map[string]metrics.BreakerState{}
+			now := time.Now()
+			for id, s := range router.Breakers(ctx) {
+				out[id] = metrics.BreakerState{Open: s.Open(now), Failures: s.Failures}
+			}
+			return out
+		})
+		log.Info("routing models from ROUTES_FILE", "models", len(cfg.Routes.Models), "deployments", len(routing.DeploymentIDs(cfg.Routes)))
+	}
 
 	records := store.New(rdb, cfg.ResultTTL)
 	q := queue.New(rdb, queue.Options{MaxRetry: cfg.TaskMaxRetry, Timeout: cfg.TaskTimeout})
@@ -92,7 +113,8 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger, t
 		MaxBytes: cfg.MaxUploadBytes, Timeout: 30 * time.Second, MaxRedirects: 5,
 		Accept: task.ImageTypes, AllowPrivate: cfg.FetchAllowPrivate,
 	})
-	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records, Log: log},
+	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records,
+		Models: models, Catalog: catalog(env, router), Usage: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != "",
 			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey})
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/routing"
 )
 
 // The providers.
@@ -31,8 +33,11 @@ const DefaultMaxUploadBytes = 10 << 20
 
 // Config is every setting. The zero value is not valid; use Load.
 type Config struct {
-	HTTPAddr  string     // HTTP_ADDR
-	RedisURL  string     // REDIS_URL; empty runs an embedded in-memory Redis
+	HTTPAddr string // HTTP_ADDR
+	RedisURL string // REDIS_URL; empty runs an embedded in-memory Redis
+	// Routes is the routing file named by ROUTES_FILE, read and checked;
+	// nil without one.
+	Routes    *routing.File
 	LogLevel  slog.Level // LOG_LEVEL
 	LogFormat string     // LOG_FORMAT: text or json
 
@@ -133,6 +138,7 @@ var Vars = []Var{
 	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs and webhooks reach loopback and private addresses, for development; cloud metadata stays refused"},
 	{"TTS_PROVIDER", "", "openai, huggingface or espeak; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else espeak (the local espeak-ng program)"},
 	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai), facebook/mms-tts-eng (huggingface); espeak has one"},
+	{"ROUTES_FILE", "", "YAML routing file naming the models clients may ask for, each with its deployments (provider, model, base URL, key variable, weight, prices), fallbacks and circuit breaker; empty: one provider per capability from the variables above"},
 	{"ARTIFACT_DIR", "", "folder for audio and other binary results, shared by API and workers; empty: a temporary folder, allowed only under serve"},
 	{"S3_BUCKET", "", "an S3-compatible bucket for artifacts, for API and workers on different machines; empty: ARTIFACT_DIR"},
 	{"S3_ENDPOINT", "https://s3.amazonaws.com", "S3 endpoint: AWS, MinIO, Cloudflare R2, Backblaze B2, Ceph, …"},
@@ -240,6 +246,13 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		p.fail("HTTP_ADDR", "want host:port, got %q", cfg.HTTPAddr)
+	}
+	if path := p.str("ROUTES_FILE"); path != "" {
+		routes, err := routing.Load(path, getenv)
+		if err != nil {
+			p.fail("ROUTES_FILE", "%v", err)
+		}
+		cfg.Routes = routes
 	}
 	if cfg.RedisURL != "" {
 		parse := func(raw string) error { _, err := redis.ParseURL(raw); return err }

@@ -65,6 +65,10 @@ type Tasks interface {
 	// List returns a page of tasks, newest first; EINVALID for a bad
 	// cursor, EUNAVAILABLE.
 	List(ctx context.Context, q service.ListQuery) (store.Page, error)
+	// Models lists the models the caller may name.
+	Models(ctx context.Context) []task.ModelInfo
+	// Usage returns usage per key and day; EINVALID, EUNAVAILABLE.
+	Usage(ctx context.Context, q service.UsageQuery) ([]store.DayUsage, error)
 	// FollowEvents sends a task's events until its end; see
 	// service.FollowEvents.
 	FollowEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error

@@ -38,6 +38,14 @@ type fakeTasks struct {
 	gotAfter  string
 }
 
+func (f *fakeTasks) Models(context.Context) []task.ModelInfo {
+	return []task.ModelInfo{{Name: "fake-model", Capability: task.TypeGenerateText, Default: true, Provider: "fake"}}
+}
+
+func (f *fakeTasks) Usage(_ context.Context, q service.UsageQuery) ([]store.DayUsage, error) {
+	return []store.DayUsage{{Owner: "-", Date: q.From.Format(time.DateOnly), Tasks: 2, InputTokens: 10, OutputTokens: 5}}, nil
+}
+
 func (f *fakeTasks) List(_ context.Context, q service.ListQuery) (store.Page, error) {
 	f.gotList = q
 	if q.Cursor == "bad" {

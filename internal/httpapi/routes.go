@@ -191,6 +191,25 @@ func registerRoutes(api huma.API, h *handlers) {
 	}, h.listTasks)
 
 	huma.Register(api, huma.Operation{
+		OperationID: "list-models",
+		Method:      http.MethodGet,
+		Path:        "/models",
+		Summary:     "List the models you may name",
+		Description: "With a routing file (ROUTES_FILE): its models, each with its deployments and their circuit breakers; a request naming another model is refused. Without one: each capability's provider and default model, and any model name is passed to the provider.",
+		Tags:        []string{"Models and usage"},
+	}, h.listModels)
+
+	huma.Register(api, huma.Operation{
+		OperationID: "get-usage",
+		Method:      http.MethodGet,
+		Path:        "/usage",
+		Summary:     "Your usage per day",
+		Description: "What your key's successful tasks consumed, per UTC day: tasks, input and output tokens, characters spoken, seconds of audio heard, and the estimated cost where the routing file gives prices. Admin keys see every key's.",
+		Tags:        []string{"Models and usage"},
+		Errors:      []int{http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, h.usage)
+
+	huma.Register(api, huma.Operation{
 		OperationID: "task-events",
 		Method:      http.MethodGet,
 		Path:        "/background/tasks/{task_id}/events",

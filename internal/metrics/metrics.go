@@ -156,3 +156,45 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(queueAge, prometheus.GaugeValue, info.Latency.Seconds(), q)
 	}
 }
+
+// BreakerState is what the metrics need of one deployment's breaker.
+type BreakerState struct {
+	Open     bool
+	Failures int
+}
+
+// WatchBreakers exports each routed deployment's circuit breaker, read
+// through states when Prometheus scrapes.
+func (m *Metrics) WatchBreakers(states func(ctx context.Context) map[string]BreakerState) {
+	if m == nil {
+		return
+	}
+	m.registry.MustRegister(&breakerCollector{states: states})
+}
+
+var (
+	breakerOpen     = prometheus.NewDesc("siganteng_deployment_breaker_open", "1 while a routed deployment's circuit breaker is open (it is skipped).", []string{"deployment"}, nil)
+	breakerFailures = prometheus.NewDesc("siganteng_deployment_failures", "Transient failures in a row of a routed deployment.", []string{"deployment"}, nil)
+)
+
+type breakerCollector struct {
+	states func(ctx context.Context) map[string]BreakerState
+}
+
+func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- breakerOpen
+	ch <- breakerFailures
+}
+
+func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for id, s := range c.states(ctx) {
+		open := 0.0
+		if s.Open {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(breakerOpen, prometheus.GaugeValue, open, id)
+		ch <- prometheus.MustNewConstMetric(breakerFailures, prometheus.GaugeValue, float64(s.Failures), id)
+	}
+}

@@ -149,6 +149,12 @@ func Parse(raw []byte, getenv func(string) string) (*File, error) {
 			if d.Model == "" {
 				fail("%s: model is empty", dat)
 			}
+			switch {
+			case d.Provider == "openai" && d.BaseURL == "" && d.APIKeyEnv == "":
+				fail("%s: OpenAI itself needs api_key_env; give base_url for a keyless OpenAI-compatible server", dat)
+			case d.Provider == "huggingface" && d.APIKeyEnv == "":
+				fail("%s: Hugging Face needs api_key_env (a token)", dat)
+			}
 			if d.APIKeyEnv != "" {
 				if d.APIKey = getenv(d.APIKeyEnv); d.APIKey == "" {
 					fail("%s: api_key_env names %s, which is not set", dat, d.APIKeyEnv)

@@ -27,6 +27,9 @@ type Router struct {
 // New builds every deployment's adapter. breakers may be nil: no breaker.
 func New(f *File, build Build, breakers *Breakers) (*Router, error) {
 	r := &Router{file: f, adapters: map[string]any{}, breakers: breakers, now: time.Now}
+	if breakers != nil {
+		r.now = breakers.now // one clock for the breakers and the choice
+	}
 	for _, m := range f.Models {
 		for _, d := range m.Deployments {
 			a, err := build(d, m.Capability)
@@ -54,10 +57,29 @@ func DeploymentIDs(f *File) []string {
 }
 
 // Check tells whether name (or "" for the default) is a model of
-// capability, with an error naming the models that exist.
+// capability, with an error naming the models that exist. A capability the
+// file does not route is served as without a file, and any name passes.
 func (r *Router) Check(capability, name string) error {
+	if !r.Serves(capability) {
+		return nil
+	}
 	_, err := r.file.Lookup(capability, name)
 	return err
+}
+
+// Serves reports whether the file names a model of capability.
+func (r *Router) Serves(capability string) bool {
+	_, ok := r.file.Default(capability)
+	return ok
+}
+
+// Breakers returns every deployment's breaker, as last read (at most a
+// second old); none without breakers.
+func (r *Router) Breakers(ctx context.Context) map[string]BreakerState {
+	if r.breakers == nil {
+		return nil
+	}
+	return r.breakers.States(ctx)
 }
 
 // order is the sequence in which m's deployments are tried: the weighted
@@ -273,4 +295,28 @@ func (d Deployment) Cost(m task.Metered) (float64, bool) {
 		float64(m.OutputTokens)*p.OutputPerMillionTokens/1e6 +
 		float64(m.Characters)*p.PerMillionCharacters/1e6 +
 		m.AudioSeconds/60*p.PerAudioMinute, true
+}
+
+// Models lists the file's models with their deployments' health, in file
+// order; the first of each capability is its default.
+func (r *Router) Models(ctx context.Context) []task.ModelInfo {
+	states := r.Breakers(ctx)
+	now := r.now()
+	seen := map[string]bool{}
+	out := make([]task.ModelInfo, 0, len(r.file.Models))
+	for _, m := range r.file.Models {
+		info := task.ModelInfo{Name: m.Name, Capability: task.Type(m.Capability), Default: !seen[m.Capability]}
+		seen[m.Capability] = true
+		for _, d := range m.Deployments {
+			s := states[d.ID]
+			breaker := "closed"
+			if s.Open(now) {
+				breaker = "open"
+			}
+			info.Deployments = append(info.Deployments, task.DeploymentInfo{ID: d.ID, Provider: d.Provider, Model: d.Model,
+				Weight: *d.Weight, Breaker: breaker, Failures: s.Failures})
+		}
+		out = append(out, info)
+	}
+	return out
 }

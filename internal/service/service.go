@@ -99,8 +99,12 @@ type Deps struct {
 	// Models checks the model a request names; nil (no routing file)
 	// lets the provider judge it.
 	Models Models
-	Log    *slog.Logger
-	Now    func() time.Time // time.Now when nil
+	// Catalog lists the models for GET /models.
+	Catalog Catalog
+	// Usage reads summed usage for GET /usage.
+	Usage UsageStore
+	Log   *slog.Logger
+	Now   func() time.Time // time.Now when nil
 }
 
 // Service implements the task workflow.
