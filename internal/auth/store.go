@@ -40,8 +40,8 @@ type Record struct {
 	Admin             bool
 	CreatedAt         time.Time
 	RevokedAt         *time.Time
-	RequestsPerSecond int // 0: the server's default
-	MaxUnfinished     int // 0: the server's default
+	RequestsPerSecond int     // 0: the server's default
+	MaxUnfinished     int     // 0: the server's default
 	DailyTokens       int64   // input plus output tokens a UTC day; 0: no budget
 	DailyCostUSD      float64 // estimated dollars a UTC day; 0: no budget
 	hash              string

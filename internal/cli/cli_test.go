@@ -22,6 +22,7 @@ import (
 	"github.com/siganteng/siganteng/internal/cli"
 	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/redistest"
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // TestMain lets the test binary stand in for the siganteng binary, so the
@@ -143,7 +144,10 @@ type record struct {
 		Message  string `json:"message"`
 		Provider string `json:"provider"`
 	} `json:"error"`
-	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	NextAttemptAt *time.Time    `json:"next_attempt_at"`
+	Deployment    string        `json:"deployment"`
+	Usage         *task.Metered `json:"usage"`
+	Calls         []task.Call   `json:"calls"`
 }
 
 func submit(t testing.TB, base, body string) (record, *http.Response) {

@@ -62,14 +62,15 @@ const (
 // (for no owner, 5 and 6 are 3 and 2), KEYS[7] the owner's usage today
 // ARGV[1] id, ARGV[2] creation in ms, ARGV[3] the owner's limit (0: none),
 // ARGV[4] the first event, ARGV[5] daily token budget (0: none), ARGV[6]
-// daily cost budget in micro-dollars (0: none), ARGV[7:] field/value pairs
+// daily cost budget in nano-dollars (0: none; so fine that a few tokens
+// count), ARGV[7:] field/value pairs
 //
 // Returns 1 when created, 0 when the owner is at its limit, 2 when past its
 // token budget, 3 when past its cost budget.
 var createScript = redis.NewScript(`
 if ARGV[3] ~= '0' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[3]) then return 0 end
 if ARGV[5] ~= '0' or ARGV[6] ~= '0' then
-  local u = redis.call('HMGET', KEYS[7], 'input_tokens', 'output_tokens', 'cost_micro_usd')
+  local u = redis.call('HMGET', KEYS[7], 'input_tokens', 'output_tokens', 'cost_nano_usd')
   local tokens = tonumber(u[1] or '0') + tonumber(u[2] or '0')
   if ARGV[5] ~= '0' and tokens >= tonumber(ARGV[5]) then return 2 end
   if ARGV[6] ~= '0' and tonumber(u[3] or '0') >= tonumber(ARGV[6]) then return 3 end
@@ -128,7 +129,7 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 	}
 	ownerIndex, ownerUnfinished := indexKeys(rec.Owner)
 	args := append([]any{rec.ID, rec.CreatedAt.UnixMilli(), limits.MaxUnfinished, statusEvent(rec.ID, task.StatusPending, 0, nil),
-		limits.DailyTokens, microUSD(limits.DailyCostUSD)}, fields...)
+		limits.DailyTokens, nanoUSD(limits.DailyCostUSD)}, fields...)
 	keys := []string{key(rec.ID), UnfinishedKey, IndexKey, eventsKey(rec.ID), ownerIndex, ownerUnfinished, UsageKey(rec.Owner, rec.CreatedAt)}
 	n, err := createScript.Run(ctx, s.rdb, keys, args...).Int()
 	switch {
@@ -334,7 +335,7 @@ func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at 
 // ARGV[6]  routed calls to append to the record, one JSON object a line (” none)
 // ARGV[7]  usage to add to the owner's day: "day input output characters
 //
-//	audio_ms cost_micro_usd" ('' none)
+//	audio_ms cost_nano_usd" ('' none)
 //
 // ARGV[8:] field/value pairs to write
 //
@@ -354,7 +355,7 @@ if ARGV[7] ~= '' then
   local owner = redis.call('HGET', KEYS[1], 'owner') or '` + noOwner + `'
   local k = '` + UsagePrefix + `' .. owner .. ':' .. f[1]
   redis.call('HINCRBY', k, 'tasks', 1)
-  local names = {'input_tokens', 'output_tokens', 'characters', 'audio_ms', 'cost_micro_usd'}
+  local names = {'input_tokens', 'output_tokens', 'characters', 'audio_ms', 'cost_nano_usd'}
   for i, name in ipairs(names) do
     if f[i + 1] ~= '0' then redis.call('HINCRBY', k, name, f[i + 1]) end
   end
@@ -389,7 +390,7 @@ func (c change) args() (calls, usage string) {
 			cost = *u.CostUSD
 		}
 		usage = fmt.Sprintf("%s %d %d %d %d %d", Day(c.at), u.InputTokens, u.OutputTokens, u.Characters,
-			int64(u.AudioSeconds*1000+0.5), microUSD(cost))
+			int64(u.AudioSeconds*1000+0.5), nanoUSD(cost))
 	}
 	return strings.Join(lines, "\n"), usage
 }

@@ -37,7 +37,7 @@ func UsageKey(owner string, t time.Time) string {
 	return UsagePrefix + owner + ":" + Day(t)
 }
 
-func microUSD(usd float64) int64 { return int64(math.Round(usd * 1e6)) }
+func nanoUSD(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
 
 // DayUsage is one owner's usage on one day.
 type DayUsage struct {
@@ -93,7 +93,7 @@ func (s *Store) Usage(ctx context.Context, owners []string, from, to time.Time) 
 		}
 		out = append(out, DayUsage{Owner: owner, Date: a.day, Tasks: n("tasks"), InputTokens: n("input_tokens"),
 			OutputTokens: n("output_tokens"), Characters: n("characters"),
-			AudioSeconds: float64(n("audio_ms")) / 1000, CostUSD: float64(n("cost_micro_usd")) / 1e6})
+			AudioSeconds: float64(n("audio_ms")) / 1000, CostUSD: float64(n("cost_nano_usd")) / 1e9})
 	}
 	return out, nil
 }
