@@ -89,3 +89,14 @@ func TestCostUsesEveryPrice(t *testing.T) {
 	_, ok = routing.Deployment{}.Cost(routingMetered(1, 1, 1, 1))
 	require.False(t, ok, "no prices, no cost")
 }
+
+func TestExampleFileParses(t *testing.T) {
+	f, err := routing.Load("../../deploy/routes.example.yaml", env(map[string]string{"OPENAI_API_KEY": "sk-x", "HF_TOKEN": "hf_x"}))
+	require.NoError(t, err)
+	for _, capability := range routing.Capabilities {
+		_, ok := f.Default(capability)
+		require.True(t, ok, "the example routes %s", capability)
+	}
+	_, err = routing.Load("../../deploy/routes.example.yaml", env(nil))
+	require.ErrorContains(t, err, "api_key_env names OPENAI_API_KEY, which is not set")
+}
