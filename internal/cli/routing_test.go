@@ -135,6 +135,14 @@ models:
 	require.Contains(t, string(raw), `no model \"gpt-x\" for generate_text; the models are: chat`)
 	require.Contains(t, string(raw), `"location":"body.model"`)
 
+	// Synchronous calls go through the same router and checks.
+	res, raw = call(t, http.MethodPost, s.url+"/generate_text", admin, `{"prompt":"now","model":"chat"}`)
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	require.Contains(t, string(raw), `"text":"echo: now"`)
+	require.Contains(t, string(raw), `"provider":"openai"`)
+	res, _ = call(t, http.MethodPost, s.url+"/generate_text", admin, `{"prompt":"now","model":"gpt-x"}`)
+	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+
 	// The breaker's state, where operators look.
 	var models struct {
 		Models []struct {
