@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +31,7 @@ type attemptProgress struct {
 	records Reporter
 	id      string
 	attempt int
-	log     *slog.Logger
+	log     *taskLogger
 
 	mu       sync.Mutex
 	pending  strings.Builder
@@ -45,7 +44,7 @@ type attemptProgress struct {
 	wg   sync.WaitGroup
 }
 
-func newAttemptProgress(records Reporter, id string, attempt int, log *slog.Logger) *attemptProgress {
+func newAttemptProgress(records Reporter, id string, attempt int, log *taskLogger) *attemptProgress {
 	return &attemptProgress{records: records, id: id, attempt: attempt, log: log, done: make(chan struct{})}
 }
 

@@ -197,7 +197,7 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	typ := task.Type(t.Type())
-	log := w.log.With("task_id", id, "type", typ, "attempt", retried+1)
+	log := newTaskLogger(w.log, "task_id", id, "type", typ, "attempt", retried+1)
 
 	// The attempt's span continues the trace of the request that queued it;
 	// the provider's HTTP calls are its children.
