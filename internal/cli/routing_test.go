@@ -126,8 +126,14 @@ models:
 	require.Equal(t, http.StatusTooManyRequests, res.StatusCode, "%s", raw)
 	require.Contains(t, string(raw), fmt.Sprintf("daily budget of %d tokens", budget))
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
-	res, _ = call(t, http.MethodPost, s.url+"/background/generate_text", admin, `{"prompt":"one more"}`)
+	res, raw = call(t, http.MethodPost, s.url+"/generate_text", key, `{"prompt":"one more"}`)
+	require.Equal(t, http.StatusTooManyRequests, res.StatusCode, "synchronous calls too: %s", raw)
+	res, raw = call(t, http.MethodPost, s.url+"/background/generate_text", admin, `{"prompt":"one more"}`)
 	require.Equal(t, http.StatusAccepted, res.StatusCode, "other keys are not limited by it")
+	var adminTask record
+	require.NoError(t, json.Unmarshal(raw, &adminTask))
+	final, _ := await(t, s.url, adminTask.TaskID, 10*time.Second, admin)
+	require.Equal(t, "SUCCESS", final.Status)
 
 	// A model the file does not name is a 422 naming the ones it does.
 	res, raw = call(t, http.MethodPost, s.url+"/background/generate_text", admin, `{"prompt":"x","model":"gpt-x"}`)
@@ -142,6 +148,12 @@ models:
 	require.Contains(t, string(raw), `"provider":"openai"`)
 	res, _ = call(t, http.MethodPost, s.url+"/generate_text", admin, `{"prompt":"now","model":"gpt-x"}`)
 	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+	res, raw = call(t, http.MethodGet, s.url+"/usage?key_id="+admin[:16], admin, "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.NoError(t, json.Unmarshal(raw, &usage))
+	require.Equal(t, 2, usage.Total.Tasks, "the admin's task, and its synchronous call: %s", raw)
+	require.Equal(t, 2+1, usage.Total.InputTokens, "one more, now")
+	require.Equal(t, 3+3, usage.Total.OutputTokens)
 
 	// The breaker's state, where operators look.
 	var models struct {

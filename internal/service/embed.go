@@ -20,7 +20,7 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.checkModel(task.TypeEmbed, in); err != nil {
+	if err := s.checkSync(ctx, task.TypeEmbed, in); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)
@@ -29,6 +29,7 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err != nil {
 		return nil, syncError(ctx, err)
 	}
+	s.countSync(ctx, out, in)
 	return out, nil
 }
 

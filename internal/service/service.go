@@ -314,7 +314,7 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	if err := s.checkModel(task.TypeGenerateText, in); err != nil {
+	if err := s.checkSync(ctx, task.TypeGenerateText, in); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)
@@ -323,6 +323,7 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	if err != nil {
 		return nil, syncError(ctx, err)
 	}
+	s.countSync(ctx, out, in)
 	return out, nil
 }
 
@@ -386,7 +387,7 @@ func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.checkModel(task.TypeTextToSpeech, in); err != nil {
+	if err := s.checkSync(ctx, task.TypeTextToSpeech, in); err != nil {
 		return nil, err
 	}
 	tctx, cancel := s.syncContext(ctx)
@@ -395,6 +396,7 @@ func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (
 		cancel()
 		return nil, syncError(tctx, err)
 	}
+	s.countSync(tctx, nil, in)
 	return &Audio{Body: &cancelOnClose{ReadCloser: audio.Body, cancel: cancel}, ContentType: audio.ContentType}, nil
 }
 
@@ -516,20 +518,29 @@ func execute[I input](ctx context.Context, payload []byte, typ task.Type, p inte
 		return Outcome{}, fmt.Errorf("service: encode %s result: %w", typ, err)
 	}
 	out := Outcome{Provider: servedBy(ctx, p), Result: b}
+	if d, ok := routing.Served(ctx); ok {
+		out.Deployment = d.ID
+	}
+	used := meter(ctx, result, in)
+	out.Usage = &used
+	return out, nil
+}
+
+// meter is what a call consumed, from its result or else its input, priced
+// at the serving deployment's prices.
+func meter(ctx context.Context, result, input any) task.Metered {
 	var used task.Metered
 	if m, ok := result.(metering); ok {
 		used = m.Metering()
-	} else if m, ok := any(in).(metering); ok {
+	} else if m, ok := input.(metering); ok {
 		used = m.Metering()
 	}
 	if d, ok := routing.Served(ctx); ok {
-		out.Deployment = d.ID
 		if cost, ok := d.Cost(used); ok {
 			used.CostUSD = &cost
 		}
 	}
-	out.Usage = &used
-	return out, nil
+	return used
 }
 
 // servedBy names the provider that served a call made with ctx: the

@@ -81,7 +81,7 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkModel(task.TypeSpeechToText, in); err != nil {
+	if err := s.checkSync(ctx, task.TypeSpeechToText, in); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)
@@ -93,6 +93,7 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 	case err != nil:
 		return nil, syncError(ctx, err)
 	}
+	s.countSync(ctx, out, in)
 	return out, nil
 }
 

@@ -10,10 +10,54 @@ import (
 	"github.com/siganteng/siganteng/internal/task"
 )
 
-// UsageStore reads the usage the worker sums per owner and day.
+// UsageStore keeps usage per owner and day: the worker adds a task's as it
+// records the success; the service adds a synchronous call's.
 type UsageStore interface {
 	UsageOwners(ctx context.Context) ([]string, error)
 	Usage(ctx context.Context, owners []string, from, to time.Time) ([]store.DayUsage, error)
+	AddUsage(ctx context.Context, owner string, u task.Metered, at time.Time) error
+	// CheckBudget returns store.ErrTokenBudget or store.ErrCostBudget
+	// when owner has used a budget of limits on the day of at.
+	CheckBudget(ctx context.Context, owner string, limits store.Limits, at time.Time) error
+}
+
+// checkSync is what a synchronous call checks before it runs: the model it
+// names, and the caller's daily budgets (queued tasks have the budgets
+// checked by the script that creates them).
+func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) error {
+	if err := s.checkModel(typ, input); err != nil {
+		return err
+	}
+	caller := auth.FromContext(ctx)
+	if s.deps.Usage == nil || caller.KeyID == "" {
+		return nil
+	}
+	limits := store.Limits{DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD}
+	now := s.deps.Now()
+	bctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	err := s.deps.Usage.CheckBudget(bctx, caller.Owner(), limits, now)
+	if lerr := limitError(err, limits, now); lerr != nil {
+		return lerr
+	}
+	if err != nil {
+		return task.Unavailable("the usage store is unavailable", err)
+	}
+	return nil
+}
+
+// countSync adds what a synchronous call consumed to the caller's day. The
+// answer is already made, so a failure is logged, not returned.
+func (s *Service) countSync(ctx context.Context, result, input any) {
+	if s.deps.Usage == nil {
+		return
+	}
+	used := meter(ctx, result, input)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := s.deps.Usage.AddUsage(cctx, auth.FromContext(ctx).Owner(), used, s.deps.Now()); err != nil {
+		s.deps.Log.WarnContext(ctx, "usage of a synchronous call not counted", "err", err)
+	}
 }
 
 // Catalog lists the models clients may name.

@@ -39,7 +39,7 @@ func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput)
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	if err := s.checkModel(task.TypeDescribeImage, in); err != nil {
+	if err := s.checkSync(ctx, task.TypeDescribeImage, in); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)

@@ -67,14 +67,10 @@ const (
 //
 // Returns 1 when created, 0 when the owner is at its limit, 2 when past its
 // token budget, 3 when past its cost budget.
-var createScript = redis.NewScript(`
+var createScript = redis.NewScript(budgetLua + `
 if ARGV[3] ~= '0' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[3]) then return 0 end
-if ARGV[5] ~= '0' or ARGV[6] ~= '0' then
-  local u = redis.call('HMGET', KEYS[7], 'input_tokens', 'output_tokens', 'cost_nano_usd')
-  local tokens = tonumber(u[1] or '0') + tonumber(u[2] or '0')
-  if ARGV[5] ~= '0' and tokens >= tonumber(ARGV[5]) then return 2 end
-  if ARGV[6] ~= '0' and tonumber(u[3] or '0') >= tonumber(ARGV[6]) then return 3 end
-end
+local over = over_budget(KEYS[7], ARGV[5], ARGV[6])
+if over ~= 1 then return over end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
@@ -332,15 +328,13 @@ func (s *Store) Failed(ctx context.Context, id string, failure task.Failure, at 
 // ARGV[3]  the channel that hears of endings (notify.Channel)
 // ARGV[4]  the events channel (notify.EventsChannel)
 // ARGV[5]  the status event
-// ARGV[6]  routed calls to append to the record, one JSON object a line (” none)
-// ARGV[7]  usage to add to the owner's day: "day input output characters
-//
-//	audio_ms cost_nano_usd" ('' none)
-//
+// ARGV[6]  routed calls to append to the record, one JSON object a line
+// (empty: none)
+// ARGV[7]  usage to add to the owner's day, as add_usage takes it (empty: none)
 // ARGV[8:] field/value pairs to write
 //
 // Returns 1 when applied, 0 when the task had ended, -1 when missing.
-var transitionScript = redis.NewScript(prelude + `
+var transitionScript = redis.NewScript(prelude + usageLua + `
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if terminal(status) then return 0 end
@@ -350,17 +344,7 @@ if ARGV[6] ~= '' then
   else redis.call('HSET', KEYS[1], 'calls', ARGV[6]) end
 end
 if ARGV[7] ~= '' then
-  local f = {}
-  for w in string.gmatch(ARGV[7], '%S+') do f[#f + 1] = w end
-  local owner = redis.call('HGET', KEYS[1], 'owner') or '` + noOwner + `'
-  local k = '` + UsagePrefix + `' .. owner .. ':' .. f[1]
-  redis.call('HINCRBY', k, 'tasks', 1)
-  local names = {'input_tokens', 'output_tokens', 'characters', 'audio_ms', 'cost_nano_usd'}
-  for i, name in ipairs(names) do
-    if f[i + 1] ~= '0' then redis.call('HINCRBY', k, name, f[i + 1]) end
-  end
-  redis.call('PEXPIRE', k, ` + usageTTLText + `)
-  redis.call('SADD', '` + UsageOwnersKey + `', owner)
+  add_usage(redis.call('HGET', KEYS[1], 'owner') or '` + noOwner + `', ARGV[7])
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 if ARGV[2] ~= '0' then
@@ -384,13 +368,8 @@ func (c change) args() (calls, usage string) {
 	for i, call := range c.calls {
 		lines[i] = mustJSON(call)
 	}
-	if u := c.usage; u != nil {
-		cost := 0.0
-		if u.CostUSD != nil {
-			cost = *u.CostUSD
-		}
-		usage = fmt.Sprintf("%s %d %d %d %d %d", Day(c.at), u.InputTokens, u.OutputTokens, u.Characters,
-			int64(u.AudioSeconds*1000+0.5), nanoUSD(cost))
+	if c.usage != nil {
+		usage = usageSpec(*c.usage, c.at)
 	}
 	return strings.Join(lines, "\n"), usage
 }

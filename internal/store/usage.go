@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // UsagePrefix starts the key of one owner's usage on one UTC day: a hash of
@@ -38,6 +40,81 @@ func UsageKey(owner string, t time.Time) string {
 }
 
 func nanoUSD(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
+
+// usageLua defines add_usage(owner, spec), which adds one task's usage to
+// owner's day; spec is usageSpec's "day input output characters audio_ms
+// cost_nano_usd". The success script and addUsageScript share it.
+var usageLua = `
+local function add_usage(owner, spec)
+  local f = {}
+  for w in string.gmatch(spec, '%S+') do f[#f + 1] = w end
+  local k = '` + UsagePrefix + `' .. owner .. ':' .. f[1]
+  redis.call('HINCRBY', k, 'tasks', 1)
+  local names = {'input_tokens', 'output_tokens', 'characters', 'audio_ms', 'cost_nano_usd'}
+  for i, name in ipairs(names) do
+    if f[i + 1] ~= '0' then redis.call('HINCRBY', k, name, f[i + 1]) end
+  end
+  redis.call('PEXPIRE', k, ` + usageTTLText + `)
+  redis.call('SADD', '` + UsageOwnersKey + `', owner)
+end
+`
+
+// budgetLua defines over_budget(key, tokens, nano_usd), which returns 1
+// while the day's usage at key is under both budgets (0: none), 2 past the
+// token budget, 3 past the cost budget. createScript and budgetScript share it.
+var budgetLua = `
+local function over_budget(key, tokens, nano)
+  if tokens == '0' and nano == '0' then return 1 end
+  local u = redis.call('HMGET', key, 'input_tokens', 'output_tokens', 'cost_nano_usd')
+  if tokens ~= '0' and tonumber(u[1] or '0') + tonumber(u[2] or '0') >= tonumber(tokens) then return 2 end
+  if nano ~= '0' and tonumber(u[3] or '0') >= tonumber(nano) then return 3 end
+  return 1
+end
+`
+
+func usageSpec(u task.Metered, at time.Time) string {
+	cost := 0.0
+	if u.CostUSD != nil {
+		cost = *u.CostUSD
+	}
+	return fmt.Sprintf("%s %d %d %d %d %d", Day(at), u.InputTokens, u.OutputTokens, u.Characters,
+		int64(math.Round(u.AudioSeconds*1000)), nanoUSD(cost))
+}
+
+var addUsageScript = redis.NewScript(usageLua + `add_usage(ARGV[1], ARGV[2])`)
+
+// AddUsage adds the usage of a call that made no task (a synchronous one)
+// to owner's day, in one round trip.
+func (s *Store) AddUsage(ctx context.Context, owner string, u task.Metered, at time.Time) error {
+	if owner == "" {
+		owner = noOwner
+	}
+	if err := addUsageScript.Run(ctx, s.rdb, []string{UsageKey(owner, at)}, owner, usageSpec(u, at)).Err(); err != nil && err != redis.Nil {
+		return fmt.Errorf("store: add usage: %w", err)
+	}
+	return nil
+}
+
+var budgetScript = redis.NewScript(budgetLua + `return over_budget(KEYS[1], ARGV[1], ARGV[2])`)
+
+// CheckBudget returns ErrTokenBudget or ErrCostBudget when owner has used a
+// daily budget of limits on the day of at, in one round trip; the create
+// script makes the same check for queued tasks.
+func (s *Store) CheckBudget(ctx context.Context, owner string, limits Limits, at time.Time) error {
+	if limits.DailyTokens == 0 && limits.DailyCostUSD == 0 {
+		return nil
+	}
+	n, err := budgetScript.Run(ctx, s.rdb, []string{UsageKey(owner, at)}, limits.DailyTokens, nanoUSD(limits.DailyCostUSD)).Int()
+	switch {
+	case err != nil:
+		return fmt.Errorf("store: check budget: %w", err)
+	case n == 2:
+		return ErrTokenBudget
+	case n == 3:
+		return ErrCostBudget
+	}
+	return nil
+}
 
 // DayUsage is one owner's usage on one day.
 type DayUsage struct {
