@@ -319,6 +319,16 @@ func TestEmbeddedDefaultRunsWithoutRedis(t *testing.T) {
 	require.Equal(t, "SUCCESS", final.Status)
 	require.Equal(t, "ollama", final.Provider)
 	require.Equal(t, "echo: local", final.Result.Text)
+	require.NotNil(t, final.Usage, "the embedded Redis runs the usage scripts too")
+	var usage struct {
+		Total struct {
+			Tasks        int `json:"tasks"`
+			OutputTokens int `json:"output_tokens"`
+		} `json:"total"`
+	}
+	getJSON(t, s.url+"/usage", &usage)
+	require.Equal(t, 1, usage.Total.Tasks)
+	require.Equal(t, int(final.Usage.OutputTokens), usage.Total.OutputTokens)
 }
 
 func TestNothingConfiguredSaysHowToConfigure(t *testing.T) {
