@@ -23,12 +23,14 @@ const benchUsage = `Usage:
       server's memory
   siganteng bench latency [--url …] [--key KEY] [--tasks 300] [--poll 2ms]
       one task at a time on an idle system: submit-to-end latency
+  siganteng bench status [--url …] [--key KEY] [--clients 32] [--duration 10s]
+      status reads of one finished task as fast as the API answers
 `
 
 // bench runs the load tool's subcommands.
 func bench(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("bench: want provider, run or latency\n\n%s", benchUsage)
+		return fmt.Errorf("bench: want provider, run, latency or status\n\n%s", benchUsage)
 	}
 	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -54,7 +56,7 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		return nil
-	case "run", "latency":
+	case "run", "latency", "status":
 		cfg := loadtest.Config{}
 		fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8000", "the API")
 		fs.StringVar(&cfg.Key, "key", "", "an API key (an admin key also lets the report read the server's memory)")
@@ -66,11 +68,23 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.IntVar(&cfg.Clients, "clients", 32, "concurrent clients (run only)")
 		fs.DurationVar(&cfg.Poll, "poll", 2*time.Millisecond, "status polling interval")
 		fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "how long to wait for the tasks to end")
+		duration := fs.Duration("duration", 10*time.Second, "how long to read (status only)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("bench %s: %w\n\n%s", args[0], err, benchUsage)
 		}
 		if cfg.Tasks < 1 || cfg.Clients < 1 {
 			return fmt.Errorf("bench %s: --tasks and --clients must be at least 1", args[0])
+		}
+		if args[0] == "status" {
+			rep, err := loadtest.Status(ctx, cfg, *duration)
+			if err != nil {
+				return fmt.Errorf("bench status: %w", err)
+			}
+			rep.Print(stdout)
+			if rep.Errors > 0 {
+				return fmt.Errorf("bench: %d status reads failed", rep.Errors)
+			}
+			return nil
 		}
 		measure := loadtest.Run
 		if args[0] == "latency" {

@@ -42,4 +42,13 @@ func TestLoadToolMeasuresARunningServer(t *testing.T) {
 		func(string) string { return "" }, &out, io.Discard)
 	require.NoError(t, err, "%s", out.String())
 	require.Contains(t, out.String(), "SUCCESS:20")
+
+	out.Reset()
+	err = cli.Run(context.Background(), []string{"siganteng", "bench", "status", "--url", s.url, "--clients", "4", "--duration", "500ms"},
+		func(string) string { return "" }, &out, io.Discard)
+	require.NoError(t, err, "%s", out.String())
+	reads := regexp.MustCompile(`reads:\s+(\d+)/s \((\d+) answered 200\), 0 errors`).FindStringSubmatch(out.String())
+	require.NotNil(t, reads, out.String())
+	n, _ := strconv.Atoi(reads[2])
+	require.Greater(t, n, 10, "4 clients read for half a second")
 }

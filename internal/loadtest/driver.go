@@ -293,3 +293,79 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintln(w, "server RSS:  unknown (/metrics needs an admin key, or METRICS_ADDR)")
 	}
 }
+
+// StatusReport is what a status-read run measured.
+type StatusReport struct {
+	Clients        int
+	Seconds        float64
+	Reads, Errors  int64
+	Rate           float64 // reads answered 200 per second
+	P50, P95, P99  time.Duration
+	ServerRSSBytes float64
+}
+
+// Status submits one task, waits for it to end, then has cfg.Clients
+// clients read its status as fast as the API answers for d: the status
+// read rate on its own, without work competing for the cores.
+func Status(ctx context.Context, cfg Config, d time.Duration) (StatusReport, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients * 2}, Timeout: 30 * time.Second}
+	rep := StatusReport{Clients: cfg.Clients}
+	id, err := submit(ctx, client, cfg, 0)
+	if err != nil {
+		return rep, err
+	}
+	for deadline := time.Now().Add(cfg.Timeout); ; time.Sleep(cfg.Poll) {
+		status, err := readStatus(ctx, client, cfg, id)
+		if err == nil && (status == "SUCCESS" || status == "FAILURE" || status == "REVOKED") {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return rep, fmt.Errorf("the task did not end within %s", cfg.Timeout)
+		}
+	}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		wg        sync.WaitGroup
+	)
+	start := time.Now()
+	stop := start.Add(d)
+	for range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			var errs int64
+			for time.Now().Before(stop) && ctx.Err() == nil {
+				at := time.Now()
+				if _, err := readStatus(ctx, client, cfg, id); err != nil {
+					errs++
+					continue
+				}
+				mine = append(mine, time.Since(at))
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			rep.Errors += errs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	rep.Seconds = time.Since(start).Seconds()
+	rep.Reads = int64(len(latencies))
+	rep.Rate = float64(rep.Reads) / rep.Seconds
+	slices.Sort(latencies)
+	rep.P50, rep.P95, rep.P99 = percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
+	rep.ServerRSSBytes = serverRSS(ctx, client, cfg)
+	return rep, nil
+}
+
+// Print writes the report for people.
+func (r StatusReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "status reads of one finished task from %d clients for %.1fs\n", r.Clients, r.Seconds)
+	fmt.Fprintf(w, "reads:       %.0f/s (%d answered 200), %d errors\n", r.Rate, r.Reads, r.Errors)
+	fmt.Fprintf(w, "latency:     p50 %s  p95 %s  p99 %s\n", r.P50.Round(time.Microsecond), r.P95.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	if r.ServerRSSBytes > 0 {
+		fmt.Fprintf(w, "server RSS:  %.1f MB after the run\n", r.ServerRSSBytes/1e6)
+	}
+}
