@@ -15,6 +15,7 @@ import (
 	"github.com/siganteng/siganteng/internal/provider/openai"
 	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 	"github.com/siganteng/siganteng/internal/tracing"
 )
@@ -166,6 +167,11 @@ func checkProviders(ctx context.Context, p service.Providers, log *slog.Logger) 
 	}
 	log.Info("LLM provider reachable", "llm", p.LLM.Name())
 }
+
+var (
+	_ service.Models     = (*routing.Router)(nil)
+	_ service.UsageStore = (*store.Store)(nil)
+)
 
 // routedProviders puts the router in front of each capability the routing
 // file names; the others keep their providers from the environment.

@@ -197,6 +197,15 @@ func (r *Router) STT() provider.STT { return routedSTT{r} }
 // Name is what a routed call's provider is called until one has served it.
 const Name = "router"
 
+var (
+	_ provider.LLM          = routedLLM{}
+	_ provider.TextStreamer = routedLLM{}
+	_ provider.Vision       = routedVision{}
+	_ provider.Embedder     = routedEmbedder{}
+	_ provider.TTS          = routedTTS{}
+	_ provider.STT          = routedSTT{}
+)
+
 type routedLLM struct{ r *Router }
 
 func (routedLLM) Name() string { return Name }
@@ -267,13 +276,9 @@ func (routedSTT) Name() string { return Name }
 // Transcribe moves to another deployment only when the audio can be read
 // again from its start.
 func (s routedSTT) Transcribe(ctx context.Context, req provider.TranscribeRequest) (provider.Transcript, error) {
-	audio := req.Audio
-	seeker, rewindable := audio.(io.Seeker)
+	seeker, rewindable := req.Audio.(io.Seeker)
 	tries := 0
-	again := func() bool {
-		return rewindable
-	}
-	return call(s.r, ctx, "speech_to_text", req.Model, again, func(a any, model string) (provider.Transcript, error) {
+	return call(s.r, ctx, "speech_to_text", req.Model, func() bool { return rewindable }, func(a any, model string) (provider.Transcript, error) {
 		if tries++; tries > 1 {
 			if _, err := seeker.Seek(0, io.SeekStart); err != nil {
 				return provider.Transcript{}, &provider.Error{Provider: Name, Kind: provider.KindRejected, Message: "the audio cannot be read again: " + err.Error()}
