@@ -137,11 +137,11 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 	var zero R
 	m, err := r.file.Lookup(capability, name)
 	if err != nil {
-		return zero, &provider.Error{Provider: "router", Kind: provider.KindRejected, Message: err.Error()}
+		return zero, &provider.Error{Provider: Name, Kind: provider.KindRejected, Message: err.Error()}
 	}
 	order, reopens := r.order(ctx, m)
 	if len(order) == 0 {
-		return zero, &provider.Error{Provider: "router", Kind: provider.KindUnavailable, RetryAfter: reopens.Sub(r.now()),
+		return zero, &provider.Error{Provider: Name, Kind: provider.KindUnavailable, RetryAfter: reopens.Sub(r.now()),
 			Message: fmt.Sprintf("every deployment of model %s is cooling down after failures", m.Name)}
 	}
 	trail := trailFrom(ctx)
@@ -163,20 +163,38 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 		last = err
 		var perr *provider.Error
 		if !errors.As(err, &perr) {
-			c.Outcome, c.Message = "error", err.Error()
+			// Not the provider's answer (an expired attempt, or ours): its
+			// text may be internal, so the record gets a plain word.
+			c.Outcome, c.Message = "error", "the call did not complete; see the worker's log"
+			if errors.Is(err, context.DeadlineExceeded) {
+				c.Outcome, c.Message = "timeout", "the attempt ran past TASK_TIMEOUT"
+				r.failed(ctx, d)
+			}
 			trail.add(c, nil)
 			return zero, err
 		}
 		c.Outcome, c.StatusCode, c.Message = perr.Kind.Code(), perr.StatusCode, perr.Message
 		trail.add(c, nil)
-		if ctx.Err() != nil || !(perr.Transient() || perr.Kind == provider.KindAuth) {
+		if !perr.Transient() && perr.Kind != provider.KindAuth {
 			return zero, err
 		}
-		if r.breakers != nil {
-			r.breakers.Failed(context.WithoutCancel(ctx), d.ID)
+		r.failed(ctx, d)
+		if ctx.Err() != nil {
+			return zero, err
 		}
 	}
 	return zero, last
+}
+
+// failed counts a failure against d's breaker, unless the attempt was
+// cancelled (revoked, or the worker stopping): that says nothing of d. An
+// attempt that ran out of time does count, so a deployment that hangs
+// opens its breaker like one that answers 503.
+func (r *Router) failed(ctx context.Context, d Deployment) {
+	if r.breakers == nil || errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	r.breakers.Failed(context.WithoutCancel(ctx), d.ID)
 }
 
 // LLM is the router as a provider.LLM: TextRequest.Model names the model.

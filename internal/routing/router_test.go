@@ -249,3 +249,43 @@ models:
 	require.Error(t, err)
 	require.Equal(t, int32(1), second.Load())
 }
+
+// hanging answers only when its context ends, with the context's error.
+type hanging struct{}
+
+func (hanging) Name() string { return "hanging" }
+func (hanging) GenerateText(ctx context.Context, _ provider.TextRequest) (provider.TextResponse, error) {
+	<-ctx.Done()
+	return provider.TextResponse{}, ctx.Err()
+}
+
+func TestHangingDeploymentOpensItsBreakerButARevocationDoesNot(t *testing.T) {
+	f, err := routing.Parse([]byte(`
+breaker: {failures: 1, cooldown: 1m}
+models:
+  - name: chat
+    capability: generate_text
+    deployments:
+      - {provider: ollama, model: a}
+`), env(nil))
+	require.NoError(t, err)
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	rdb := redistest.Client(t, redistest.URL(t))
+	breakers := func() *routing.Breakers { return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), c.now) }
+	r, err := routing.New(f, func(routing.Deployment, string) (any, error) { return hanging{}, nil }, breakers())
+	require.NoError(t, err)
+
+	revoked, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	_, err = r.LLM().GenerateText(revoked, provider.TextRequest{Model: "chat"})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Zero(t, breakers().States(context.Background())["chat/1"].Failures, "a revoked attempt says nothing of the deployment")
+
+	ctx, trail := routing.WithTrail(context.Background(), 1)
+	ctx, stop := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer stop()
+	_, err = r.LLM().GenerateText(ctx, provider.TextRequest{Model: "chat"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Equal(t, "timeout", trail.Calls()[0].Outcome)
+	require.True(t, breakers().States(context.Background())["chat/1"].Open(c.now()), "a deployment that hangs is skipped like one that fails")
+}
