@@ -74,6 +74,10 @@ func (s *Service) Models(ctx context.Context) []task.ModelInfo {
 // MaxUsageDays bounds the days one usage query reads.
 const MaxUsageDays = 366
 
+// maxUsageReads bounds the key-days an admin's query reads in its one
+// pipelined round trip.
+const maxUsageReads = 50_000
+
 // UsageQuery asks for usage from one UTC day to another, both included.
 type UsageQuery struct {
 	From, To time.Time
@@ -86,7 +90,8 @@ func (s *Service) Usage(ctx context.Context, q UsageQuery) ([]store.DayUsage, er
 	if q.To.Before(q.From) {
 		return nil, task.Invalid("from", "from is after to")
 	}
-	if days := int(q.To.Sub(q.From).Hours()/24) + 1; days > MaxUsageDays {
+	days := int(q.To.Sub(q.From).Hours()/24) + 1
+	if days > MaxUsageDays {
 		return nil, task.Invalid("from", fmt.Sprintf("at most %d days at once; this asks for %d", MaxUsageDays, days))
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -104,6 +109,10 @@ func (s *Service) Usage(ctx context.Context, q UsageQuery) ([]store.DayUsage, er
 			return nil, task.Unavailable("the usage store is unavailable", err)
 		}
 		owners = all
+		if len(owners)*days > maxUsageReads {
+			return nil, task.Invalid("from", fmt.Sprintf("%d keys over %d days is more than one answer reads (%d key-days); name one key with key_id or ask for fewer days",
+				len(owners), days, maxUsageReads))
+		}
 	}
 	rows, err := s.deps.Usage.Usage(ctx, owners, q.From, q.To)
 	if err != nil {
