@@ -13,6 +13,8 @@ type Caller struct {
 	// Daily budgets of the key for the UTC day; zero means none.
 	DailyTokens  int64
 	DailyCostUSD float64
+	// Models are the routed models the key may use; empty for all.
+	Models []string
 }
 
 // Owner is the owner recorded on the tasks the caller submits.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,10 +41,11 @@ type Record struct {
 	Admin             bool
 	CreatedAt         time.Time
 	RevokedAt         *time.Time
-	RequestsPerSecond int     // 0: the server's default
-	MaxUnfinished     int     // 0: the server's default
-	DailyTokens       int64   // input plus output tokens a UTC day; 0: no budget
-	DailyCostUSD      float64 // estimated dollars a UTC day; 0: no budget
+	RequestsPerSecond int      // 0: the server's default
+	MaxUnfinished     int      // 0: the server's default
+	DailyTokens       int64    // input plus output tokens a UTC day; 0: no budget
+	DailyCostUSD      float64  // estimated dollars a UTC day; 0: no budget
+	Models            []string // routed models the key may use; empty: all
 	hash              string
 }
 
@@ -54,6 +56,7 @@ type Settings struct {
 	MaxUnfinished     int
 	DailyTokens       int64
 	DailyCostUSD      float64
+	Models            []string
 }
 
 // Store keeps keys in Redis, shared by every API instance.
@@ -88,11 +91,11 @@ func (s *Store) Create(ctx context.Context, name string, set Settings) (string, 
 		return "", Record{}, fmt.Errorf("auth: make key: %w", err)
 	}
 	rec := Record{ID: key.ID, Name: name, Admin: set.Admin, CreatedAt: s.now().UTC(), RequestsPerSecond: set.RequestsPerSecond,
-		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, hash: key.hash}
+		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, Models: set.Models, hash: key.hash}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, recordPrefix+rec.ID, "id", rec.ID, "name", name, "admin", set.Admin, "hash", key.hash,
 			"created_at", rec.CreatedAt.Format(time.RFC3339Nano), "rps", set.RequestsPerSecond, "max_unfinished", set.MaxUnfinished,
-			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD)
+			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD, "models", strings.Join(set.Models, ","))
 		p.SAdd(ctx, allKeys, rec.ID)
 		p.SAdd(ctx, activeKeys, rec.ID)
 		return nil
@@ -182,7 +185,7 @@ func (s *Store) Authenticate(ctx context.Context, raw string) (Caller, error) {
 		return Caller{}, ErrInvalid
 	}
 	return Caller{KeyID: rec.ID, Name: rec.Name, Admin: rec.Admin, RequestsPerSecond: rec.RequestsPerSecond, MaxUnfinished: rec.MaxUnfinished,
-		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD}, nil
+		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD, Models: rec.Models}, nil
 }
 
 // lookup reads a key's record through the cache.
@@ -225,5 +228,8 @@ func (s *Store) read(ctx context.Context, id string) (*Record, error) {
 	rec.MaxUnfinished, _ = strconv.Atoi(h["max_unfinished"])
 	rec.DailyTokens, _ = strconv.ParseInt(h["daily_tokens"], 10, 64)
 	rec.DailyCostUSD, _ = strconv.ParseFloat(h["daily_cost_usd"], 64)
+	if v := h["models"]; v != "" {
+		rec.Models = strings.Split(v, ",")
+	}
 	return rec, nil
 }

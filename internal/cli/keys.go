@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 const keysUsage = `Usage:
   siganteng keys create --name NAME [--admin] [--rps N] [--max-unfinished N]
-                        [--daily-tokens N] [--daily-usd X]
+                        [--daily-tokens N] [--daily-usd X] [--models a,b]
   siganteng keys list
   siganteng keys revoke KEY_ID
 
@@ -23,7 +24,9 @@ create prints the new key once; only its hash is stored. --rps and
 --max-unfinished override RATE_LIMIT_RPS and MAX_UNFINISHED_PER_KEY for this
 key. --daily-tokens and --daily-usd are budgets for each UTC day: once the
 key's finished tasks have used one, its submissions get a 429 until the day
-ends. Keys live in the Redis at REDIS_URL, shared by every API instance.
+ends. --models limits the key to those models of ROUTES_FILE (capabilities
+the file does not route are not limited). Keys live in the Redis at
+REDIS_URL, shared by every API instance.
 `
 
 // keys runs the keys subcommands against REDIS_URL.
@@ -54,14 +57,19 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 		maxUnfinished := fs.Int("max-unfinished", 0, "unfinished tasks at once; 0: MAX_UNFINISHED_PER_KEY")
 		dailyTokens := fs.Int64("daily-tokens", 0, "input plus output tokens a UTC day; 0: no budget")
 		dailyUSD := fs.Float64("daily-usd", 0, "estimated cost in US dollars a UTC day (prices from ROUTES_FILE); 0: no budget")
+		models := fs.String("models", "", "comma-separated routed models (ROUTES_FILE names) the key may use; empty: all")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("keys create: %w\n\n%s", err, keysUsage)
 		}
 		if *name == "" || *rps < 0 || *maxUnfinished < 0 || *dailyTokens < 0 || *dailyUSD < 0 {
 			return fmt.Errorf("keys create: --name is required, and limits are not negative\n\n%s", keysUsage)
 		}
+		allowed, err := modelList(*models, cfg)
+		if err != nil {
+			return fmt.Errorf("keys create: %w", err)
+		}
 		raw, rec, err := store.Create(ctx, *name, auth.Settings{Admin: *admin, RequestsPerSecond: *rps, MaxUnfinished: *maxUnfinished,
-			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD})
+			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD, Models: allowed})
 		if err != nil {
 			return err
 		}
@@ -73,14 +81,18 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tRPS\tMAX UNFINISHED\tDAILY TOKENS\tDAILY USD\tCREATED\tREVOKED")
+		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tRPS\tMAX UNFINISHED\tDAILY TOKENS\tDAILY USD\tMODELS\tCREATED\tREVOKED")
 		for _, k := range list {
 			revoked := "-"
 			if k.RevokedAt != nil {
 				revoked = k.RevokedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
-				budget(k.DailyTokens), budget(k.DailyCostUSD), k.CreatedAt.Format(time.RFC3339), revoked)
+			models := "all"
+			if len(k.Models) > 0 {
+				models = strings.Join(k.Models, ",")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
+				budget(k.DailyTokens), budget(k.DailyCostUSD), models, k.CreatedAt.Format(time.RFC3339), revoked)
 		}
 		return tw.Flush()
 	case "revoke":
@@ -94,6 +106,32 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 		return err
 	}
 	return fmt.Errorf("keys: unknown subcommand %q\n\n%s", args[0], keysUsage)
+}
+
+// modelList reads --models, checking each name against ROUTES_FILE when
+// one is set.
+func modelList(raw string, cfg config.Config) ([]string, error) {
+	var names []string
+	for _, n := range strings.Split(raw, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	if cfg.Routes == nil {
+		return names, nil
+	}
+	known := map[string]bool{}
+	var all []string
+	for _, m := range cfg.Routes.Models {
+		known[m.Name] = true
+		all = append(all, m.Name)
+	}
+	for _, n := range names {
+		if !known[n] {
+			return nil, fmt.Errorf("--models: ROUTES_FILE names no model %q; it names: %s", n, strings.Join(all, ", "))
+		}
+	}
+	return names, nil
 }
 
 func budget[N int64 | float64](n N) string {

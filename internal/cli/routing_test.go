@@ -1,8 +1,11 @@
 package cli_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/cli"
 	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/redistest"
 )
@@ -45,7 +49,11 @@ models:
         base_url: %q
         weight: 0
         price: {input_per_million_tokens: 1.5, output_per_million_tokens: 4}
-`, down.URL(), up.URL())), 0o600))
+  - name: chat-b
+    capability: generate_text
+    deployments:
+      - {provider: openai, model: b, base_url: %q}
+`, down.URL(), up.URL(), up.URL())), 0o600))
 
 	redisURL := redistest.URL(t)
 	env := openAIEnv(t, up, redisURL)
@@ -172,8 +180,9 @@ models:
 	require.Equal(t, "chat", models.Models[0].Name)
 	require.Equal(t, "open", models.Models[0].Deployments[0].Breaker)
 	require.Equal(t, "closed", models.Models[0].Deployments[1].Breaker)
-	require.Equal(t, "embed", models.Models[2].Capability, "capabilities without routes are listed from the environment")
-	require.Equal(t, "openai", models.Models[2].Provider)
+	require.Equal(t, "chat-b", models.Models[1].Name)
+	require.Equal(t, "embed", models.Models[3].Capability, "capabilities without routes are listed from the environment")
+	require.Equal(t, "openai", models.Models[3].Provider)
 	require.NotContains(t, string(raw), "sk-primary", "no key in the listing")
 	require.NotContains(t, string(raw), down.URL(), "no internal address either")
 	res, raw = call(t, http.MethodGet, s.url+"/readyz", "", "")
@@ -184,4 +193,35 @@ models:
 	require.Contains(t, string(raw), `siganteng_deployment_breaker_open{deployment="chat/1"} 1`)
 	require.Contains(t, string(raw), `siganteng_deployment_breaker_open{deployment="chat/2"} 0`)
 	require.NotContains(t, s.logs.String(), "sk-primary-secret", "no key in the logs")
+
+	// A key limited to some models: the others do not exist for it.
+	limited := createKey(t, redisURL, "--name", "limited", "--models", "chat-b")
+	for _, body := range []string{`{"prompt":"x","model":"chat"}`, `{"prompt":"x"}`} {
+		res, raw = call(t, http.MethodPost, s.url+"/background/generate_text", limited, body)
+		require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode, "%s", raw)
+		require.Contains(t, string(raw), `this API key may not use model \"chat\"; it may use: chat-b`)
+	}
+	res, raw = call(t, http.MethodPost, s.url+"/background/generate_text", limited, `{"prompt":"allowed","model":"chat-b"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var allowed record
+	require.NoError(t, json.Unmarshal(raw, &allowed))
+	final, _ = await(t, s.url, allowed.TaskID, 10*time.Second, limited)
+	require.Equal(t, "chat-b/1", final.Deployment)
+	res, raw = call(t, http.MethodGet, s.url+"/models", limited, "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	models.Models = nil
+	require.NoError(t, json.Unmarshal(raw, &models))
+	var routed []string
+	for _, m := range models.Models {
+		if len(m.Deployments) > 0 {
+			routed = append(routed, m.Name)
+		}
+	}
+	require.Equal(t, []string{"chat-b"}, routed, "a limited key sees only its models")
+
+	// keys create checks --models against the routing file.
+	var out bytes.Buffer
+	err := cli.Run(context.Background(), []string{"siganteng", "keys", "create", "--name", "x", "--models", "chat,gpt-x"},
+		func(k string) string { return env[k] }, &out, io.Discard)
+	require.ErrorContains(t, err, `ROUTES_FILE names no model "gpt-x"; it names: chat, chat-b`)
 }

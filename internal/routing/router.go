@@ -56,15 +56,16 @@ func DeploymentIDs(f *File) []string {
 	return ids
 }
 
-// Check tells whether name (or "" for the default) is a model of
-// capability, with an error naming the models that exist. A capability the
-// file does not route is served as without a file, and any name passes.
-func (r *Router) Check(capability, name string) error {
+// Resolve returns the model of capability that a request naming name (""
+// for the default) gets, or an error naming the models that exist. For a
+// capability the file does not route it returns false: that capability is
+// served as without a file, and any name passes to the provider.
+func (r *Router) Resolve(capability, name string) (string, bool, error) {
 	if !r.Serves(capability) {
-		return nil
+		return "", false, nil
 	}
-	_, err := r.file.Lookup(capability, name)
-	return err
+	m, err := r.file.Lookup(capability, name)
+	return m.Name, true, err
 }
 
 // Serves reports whether the file names a model of capability.

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,9 +59,11 @@ type Providers struct {
 
 // Models are the names a routing file gives.
 type Models interface {
-	// Check returns an error naming the valid models when name (""
-	// for the default) is not a model of capability.
-	Check(capability, name string) error
+	// Resolve returns the model a request naming name ("" for the
+	// default) gets, and false when the file does not route capability
+	// (any name then passes to the provider); an error naming the valid
+	// models when name is not one.
+	Resolve(capability, name string) (string, bool, error)
 }
 
 // Artifacts stores binary results.
@@ -156,7 +160,7 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	if err != nil {
 		return nil, fmt.Errorf("service: encode %s summary: %w", typ, err)
 	}
-	if err := s.checkModel(typ, input); err != nil {
+	if err := s.checkModel(ctx, typ, input); err != nil {
 		return nil, err
 	}
 	caller := auth.FromContext(ctx)
@@ -553,14 +557,22 @@ func servedBy(ctx context.Context, p interface{ Name() string }) string {
 }
 
 // checkModel refuses, with a 422 naming the valid ones, a model the routing
-// file does not name.
-func (s *Service) checkModel(typ task.Type, input any) error {
+// file does not name, or one the caller's key may not use: to that key, it
+// does not exist.
+func (s *Service) checkModel(ctx context.Context, typ task.Type, input any) error {
 	named, ok := input.(interface{ ModelName() string })
 	if s.deps.Models == nil || !ok {
 		return nil
 	}
-	if err := s.deps.Models.Check(string(typ), named.ModelName()); err != nil {
+	model, routed, err := s.deps.Models.Resolve(string(typ), named.ModelName())
+	switch {
+	case err != nil:
 		return task.Invalid("model", err.Error())
+	case !routed:
+		return nil
+	}
+	if allowed := auth.FromContext(ctx).Models; len(allowed) > 0 && !slices.Contains(allowed, model) {
+		return task.Invalid("model", fmt.Sprintf("this API key may not use model %q; it may use: %s", model, strings.Join(allowed, ", ")))
 	}
 	return nil
 }

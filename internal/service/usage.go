@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/siganteng/siganteng/internal/auth"
@@ -25,7 +26,7 @@ type UsageStore interface {
 // names, and the caller's daily budgets (queued tasks have the budgets
 // checked by the script that creates them).
 func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) error {
-	if err := s.checkModel(typ, input); err != nil {
+	if err := s.checkModel(ctx, typ, input); err != nil {
 		return err
 	}
 	caller := auth.FromContext(ctx)
@@ -63,12 +64,20 @@ func (s *Service) countSync(ctx context.Context, result, input any) {
 // Catalog lists the models clients may name.
 type Catalog func(ctx context.Context) []task.ModelInfo
 
-// Models lists the models the caller may name.
+// Models lists the models the caller may name: a key with a list of models
+// sees the routed ones on it.
 func (s *Service) Models(ctx context.Context) []task.ModelInfo {
 	if s.deps.Catalog == nil {
 		return nil
 	}
-	return s.deps.Catalog(ctx)
+	all := s.deps.Catalog(ctx)
+	allowed := auth.FromContext(ctx).Models
+	if len(allowed) == 0 {
+		return all
+	}
+	return slices.DeleteFunc(all, func(m task.ModelInfo) bool {
+		return len(m.Deployments) > 0 && !slices.Contains(allowed, m.Name)
+	})
 }
 
 // MaxUsageDays bounds the days one usage query reads.
