@@ -9,9 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// BreakerPrefix starts the key of each deployment's breaker: a hash of its
+// breakerPrefix starts the key of each deployment's breaker: a hash of its
 // failures in a row and the time it is skipped until, shared by every worker.
-const BreakerPrefix = "{siganteng}:breaker:"
+const breakerPrefix = "{siganteng}:breaker:"
 
 // cacheFor is how long a worker trusts what it last read of the breakers:
 // reading them costs one pipelined round trip a second, not one per call,
@@ -86,7 +86,7 @@ func (b *Breakers) refresh(ctx context.Context) {
 	cmds := make([]*redis.SliceCmd, len(b.ids))
 	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range b.ids {
-			cmds[i] = p.HMGet(ctx, BreakerPrefix+id, "failures", "open_until")
+			cmds[i] = p.HMGet(ctx, breakerPrefix+id, "failures", "open_until")
 		}
 		return nil
 	})
@@ -115,14 +115,14 @@ func str(v any) string {
 	return s
 }
 
-// Failed counts a transient failure of deployment id and reports whether its
-// breaker is now open.
-func (b *Breakers) Failed(ctx context.Context, id string) bool {
+// Failed counts a transient failure of deployment id, opening its breaker
+// at the threshold.
+func (b *Breakers) Failed(ctx context.Context, id string) {
 	until := b.now().Add(b.settings.Cooldown)
-	res, err := failScript.Run(ctx, b.rdb, []string{BreakerPrefix + id},
+	res, err := failScript.Run(ctx, b.rdb, []string{breakerPrefix + id},
 		b.settings.Failures, until.UnixMilli(), breakerKeyTTL.Milliseconds()).Int64Slice()
 	if err != nil || len(res) != 2 {
-		return false
+		return // a breaker must never stop work on its own
 	}
 	s := BreakerState{Failures: int(res[0])}
 	if res[1] > 0 {
@@ -131,7 +131,6 @@ func (b *Breakers) Failed(ctx context.Context, id string) bool {
 	b.mu.Lock()
 	b.state[id] = s
 	b.mu.Unlock()
-	return s.Open(b.now())
 }
 
 // Succeeded closes deployment id's breaker. It writes only when failures
@@ -143,7 +142,7 @@ func (b *Breakers) Succeeded(ctx context.Context, id string) {
 	if s.Failures == 0 && s.OpenUntil.IsZero() {
 		return
 	}
-	if b.rdb.Del(ctx, BreakerPrefix+id).Err() == nil {
+	if b.rdb.Del(ctx, breakerPrefix+id).Err() == nil {
 		b.mu.Lock()
 		b.state[id] = BreakerState{}
 		b.mu.Unlock()
