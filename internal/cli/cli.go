@@ -97,7 +97,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if tr.Enabled() {
 		log.Info("tracing to OTLP", "endpoint", provider.Redact(firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))))
 	}
-	return run(ctx, cmd, cfg, log, tr)
+	return run(ctx, cmd, cfg, getenv, log, tr)
 }
 
 // withDotEnv lets a .env file in the working directory supply variables the

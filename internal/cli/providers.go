@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/siganteng/siganteng/internal/config"
@@ -217,4 +220,32 @@ func deploymentAdapter(client *http.Client) routing.Build {
 		}
 		return nil, fmt.Errorf("unknown provider %q", d.Provider)
 	}
+}
+
+// reloadRoutesOnHangup reads ROUTES_FILE again on each SIGHUP and puts it
+// in service; a file that does not load, or changes which capabilities are
+// routed, is refused with a log line, and the routes in service stay.
+func reloadRoutesOnHangup(path string, getenv func(string) string, router *routing.Router, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			f, err := routing.Load(path, getenv)
+			if err == nil {
+				err = router.Reload(f)
+			}
+			if err != nil {
+				log.Error("ROUTES_FILE not reloaded; the routes in service stay", "path", path, "err", err)
+				continue
+			}
+			log.Info("ROUTES_FILE reloaded", "path", path, "models", len(f.Models), "deployments", len(routing.DeploymentIDs(f)))
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -224,4 +225,46 @@ models:
 	err := cli.Run(context.Background(), []string{"siganteng", "keys", "create", "--name", "x", "--models", "chat,gpt-x"},
 		func(k string) string { return env[k] }, &out, io.Discard)
 	require.ErrorContains(t, err, `ROUTES_FILE names no model "gpt-x"; it names: chat, chat-b`)
+}
+
+// TestSIGHUPReloadsTheRoutingFile changes the routing file under a running
+// worker process and sends it SIGHUP: new tasks go to the new deployment,
+// and a file that would change which capabilities are routed is refused.
+func TestSIGHUPReloadsTheRoutingFile(t *testing.T) {
+	t.Parallel()
+	first, second := providertest.NewOpenAIFake(), providertest.NewOpenAIFake()
+	t.Cleanup(first.Close)
+	t.Cleanup(second.Close)
+	routes := filepath.Join(t.TempDir(), "routes.yaml")
+	write := func(capability, url string) {
+		require.NoError(t, os.WriteFile(routes, []byte(fmt.Sprintf(
+			"models:\n  - name: chat\n    capability: %s\n    deployments:\n      - {provider: openai, model: m, base_url: %q}\n", capability, url)), 0o600))
+	}
+	write("generate_text", first.URL())
+	env := openAIEnv(t, first, redistest.URL(t))
+	env["ROUTES_FILE"] = routes
+	api := start(t, "api", env)
+	worker, logs := child(t, "worker", env)
+	run := func() record {
+		rec, _ := submit(t, api.url, `{"prompt":"which"}`)
+		final, _ := await(t, api.url, rec.TaskID, 10*time.Second)
+		require.Equal(t, "SUCCESS", final.Status)
+		return final
+	}
+	run()
+	require.Len(t, first.Calls(), 1)
+
+	write("generate_text", second.URL())
+	require.NoError(t, worker.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "ROUTES_FILE reloaded") }, 10*time.Second, 10*time.Millisecond)
+	run()
+	require.Len(t, second.Calls(), 1, "after the reload, tasks go to the new deployment")
+	require.Len(t, first.Calls(), 1)
+
+	write("embed", first.URL())
+	require.NoError(t, worker.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "ROUTES_FILE not reloaded") }, 10*time.Second, 10*time.Millisecond)
+	require.Contains(t, logs.String(), "changes whether generate_text is routed")
+	run()
+	require.Len(t, second.Calls(), 2, "a refused file leaves the routes in service")
 }

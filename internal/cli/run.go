@@ -40,7 +40,7 @@ import (
 // taskTypes are the kinds of work this build runs.
 var taskTypes = []task.Type{task.TypeGenerateText, task.TypeDescribeImage, task.TypeEmbed, task.TypeTextToSpeech, task.TypeSpeechToText}
 
-func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger, tr *tracing.Tracing) error {
+func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) error {
 	if cfg.RedisURL == "" && cmd != "serve" {
 		return fmt.Errorf("siganteng %s needs REDIS_URL: the embedded Redis lives inside one process, "+
 			"so API and worker can share it only under 'siganteng serve'", cmd)
@@ -75,7 +75,9 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger, t
 	var router *routing.Router
 	var models service.Models
 	if cfg.Routes != nil {
-		breakers := routing.NewBreakers(rdb, cfg.Routes.Breaker, routing.DeploymentIDs(cfg.Routes), nil)
+		breakers := func(f *routing.File) *routing.Breakers {
+			return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), nil)
+		}
 		if router, err = routing.New(cfg.Routes, deploymentAdapter(client), breakers); err != nil {
 			return err
 		}
@@ -89,6 +91,8 @@ func run(ctx context.Context, cmd string, cfg config.Config, log *slog.Logger, t
 			return out
 		})
 		log.Info("routing models from ROUTES_FILE", "models", len(cfg.Routes.Models), "deployments", len(routing.DeploymentIDs(cfg.Routes)))
+		stopReloads := reloadRoutesOnHangup(cfg.RoutesFile, getenv, router, log)
+		defer stopReloads()
 	}
 
 	records := store.New(rdb, cfg.ResultTTL)

@@ -35,11 +35,12 @@ const DefaultMaxUploadBytes = 10 << 20
 type Config struct {
 	HTTPAddr string // HTTP_ADDR
 	RedisURL string // REDIS_URL; empty runs an embedded in-memory Redis
-	// Routes is the routing file named by ROUTES_FILE, read and checked;
-	// nil without one.
-	Routes    *routing.File
-	LogLevel  slog.Level // LOG_LEVEL
-	LogFormat string     // LOG_FORMAT: text or json
+	// Routes is the routing file named by ROUTES_FILE (RoutesFile), read
+	// and checked; nil without one.
+	Routes     *routing.File
+	RoutesFile string
+	LogLevel   slog.Level // LOG_LEVEL
+	LogFormat  string     // LOG_FORMAT: text or json
 
 	LLMProvider string // LLM_PROVIDER, resolved
 	// LLMProviderChosen is true when LLM_PROVIDER was set, or a key chose the
@@ -252,7 +253,7 @@ func Load(getenv func(string) string) (Config, error) {
 		if err != nil {
 			p.fail("ROUTES_FILE", "%v", err)
 		}
-		cfg.Routes = routes
+		cfg.Routes, cfg.RoutesFile = routes, path
 	}
 	if cfg.RedisURL != "" {
 		parse := func(raw string) error { _, err := redis.ParseURL(raw); return err }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/siganteng/siganteng/internal/provider"
@@ -16,34 +17,81 @@ import (
 // implementing that capability's provider interface.
 type Build func(d Deployment, capability string) (any, error)
 
-// Router serves the routing file's models.
+// BreakersFor makes the circuit breakers of a file's deployments; nil, or
+// a nil answer, for none.
+type BreakersFor func(f *File) *Breakers
+
+// Router serves the routing file's models. The file in service can be
+// replaced while calls run (Reload).
 type Router struct {
+	build       Build
+	breakersFor BreakersFor
+	routes      atomic.Pointer[routes]
+}
+
+// routes is one routing file in service, with its adapters and breakers.
+type routes struct {
 	file     *File
 	adapters map[string]any // by deployment id
 	breakers *Breakers
 	now      func() time.Time
 }
 
-// New builds every deployment's adapter. breakers may be nil: no breaker.
-func New(f *File, build Build, breakers *Breakers) (*Router, error) {
-	r := &Router{file: f, adapters: map[string]any{}, breakers: breakers, now: time.Now}
-	if breakers != nil {
-		r.now = breakers.now // one clock for the breakers and the choice
+// New builds every deployment's adapter and its breaker.
+func New(f *File, build Build, breakersFor BreakersFor) (*Router, error) {
+	r := &Router{build: build, breakersFor: breakersFor}
+	rt, err := r.load(f)
+	if err != nil {
+		return nil, err
 	}
-	for _, m := range f.Models {
-		for _, d := range m.Deployments {
-			a, err := build(d, m.Capability)
-			if err != nil {
-				return nil, fmt.Errorf("routing: %s: %w", d.ID, err)
-			}
-			r.adapters[d.ID] = a
-		}
-	}
+	r.routes.Store(rt)
 	return r, nil
 }
 
-// File is the routing file the router serves.
-func (r *Router) File() *File { return r.file }
+func (r *Router) load(f *File) (*routes, error) {
+	rt := &routes{file: f, adapters: map[string]any{}, now: time.Now}
+	if r.breakersFor != nil {
+		rt.breakers = r.breakersFor(f)
+	}
+	if rt.breakers != nil {
+		rt.now = rt.breakers.now // one clock for the breakers and the choice
+	}
+	for _, m := range f.Models {
+		for _, d := range m.Deployments {
+			a, err := r.build(d, m.Capability)
+			if err != nil {
+				return nil, fmt.Errorf("routing: %s: %w", d.ID, err)
+			}
+			rt.adapters[d.ID] = a
+		}
+	}
+	return rt, nil
+}
+
+// Reload puts f in service for the calls that start from now on; calls
+// already running finish on the routes they began with. Breaker state is
+// kept in Redis by deployment id, so a deployment keeps its breaker across
+// a reload. The capabilities f routes must be those already routed, since
+// which providers stand behind the router is decided at start-up; otherwise
+// f is refused and the routes in service stay.
+func (r *Router) Reload(f *File) error {
+	for _, c := range Capabilities {
+		if _, had := r.routes.Load().file.Default(c); had != hasCapability(f, c) {
+			return fmt.Errorf("routing: the new file changes whether %s is routed; that takes a restart", c)
+		}
+	}
+	rt, err := r.load(f)
+	if err != nil {
+		return err
+	}
+	r.routes.Store(rt)
+	return nil
+}
+
+func hasCapability(f *File, capability string) bool {
+	_, ok := f.Default(capability)
+	return ok
+}
 
 // DeploymentIDs lists every deployment, in file order.
 func DeploymentIDs(f *File) []string {
@@ -64,35 +112,35 @@ func (r *Router) Resolve(capability, name string) (string, bool, error) {
 	if !r.Serves(capability) {
 		return "", false, nil
 	}
-	m, err := r.file.Lookup(capability, name)
+	m, err := r.routes.Load().file.Lookup(capability, name)
 	return m.Name, true, err
 }
 
 // Serves reports whether the file names a model of capability.
 func (r *Router) Serves(capability string) bool {
-	_, ok := r.file.Default(capability)
-	return ok
+	return hasCapability(r.routes.Load().file, capability)
 }
 
 // Breakers returns every deployment's breaker, as last read (at most a
 // second old); none without breakers.
 func (r *Router) Breakers(ctx context.Context) map[string]BreakerState {
-	if r.breakers == nil {
+	return r.routes.Load().states(ctx)
+}
+
+func (rt *routes) states(ctx context.Context) map[string]BreakerState {
+	if rt.breakers == nil {
 		return nil
 	}
-	return r.breakers.States(ctx)
+	return rt.breakers.States(ctx)
 }
 
 // order is the sequence in which m's deployments are tried: the weighted
 // ones in a random order drawn by weight, then the fallbacks (weight 0) in
 // file order, leaving out those whose breaker is open. When every one is
 // open, it returns none and when the first reopens.
-func (r *Router) order(ctx context.Context, m Model) ([]Deployment, time.Time) {
-	var states map[string]BreakerState
-	if r.breakers != nil {
-		states = r.breakers.States(ctx)
-	}
-	now := r.now()
+func (rt *routes) order(ctx context.Context, m Model) ([]Deployment, time.Time) {
+	states := rt.states(ctx)
+	now := rt.now()
 	var weighted, fallbacks []Deployment
 	var reopens time.Time
 	total := 0
@@ -136,13 +184,14 @@ func (r *Router) order(ctx context.Context, m Model) ([]Deployment, time.Time) {
 func call[R any](r *Router, ctx context.Context, capability, name string, retryable func() bool,
 	do func(adapter any, model string) (R, error)) (R, error) {
 	var zero R
-	m, err := r.file.Lookup(capability, name)
+	rt := r.routes.Load() // one file for the whole call, even across a reload
+	m, err := rt.file.Lookup(capability, name)
 	if err != nil {
 		return zero, &provider.Error{Provider: Name, Kind: provider.KindRejected, Message: err.Error()}
 	}
-	order, reopens := r.order(ctx, m)
+	order, reopens := rt.order(ctx, m)
 	if len(order) == 0 {
-		return zero, &provider.Error{Provider: Name, Kind: provider.KindUnavailable, RetryAfter: reopens.Sub(r.now()),
+		return zero, &provider.Error{Provider: Name, Kind: provider.KindUnavailable, RetryAfter: reopens.Sub(rt.now()),
 			Message: fmt.Sprintf("every deployment of model %s is cooling down after failures", m.Name)}
 	}
 	trail := trailFrom(ctx)
@@ -151,13 +200,13 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 		if i > 0 && retryable != nil && !retryable() {
 			break
 		}
-		started := r.now()
-		res, err := do(r.adapters[d.ID], d.Model)
+		started := rt.now()
+		res, err := do(rt.adapters[d.ID], d.Model)
 		c := task.Call{Deployment: d.ID, Provider: d.Provider, Model: d.Model, Outcome: "success", At: started.UTC()}
 		if err == nil {
 			trail.add(c, &d)
-			if r.breakers != nil {
-				r.breakers.Succeeded(context.WithoutCancel(ctx), d.ID)
+			if rt.breakers != nil {
+				rt.breakers.Succeeded(context.WithoutCancel(ctx), d.ID)
 			}
 			return res, nil
 		}
@@ -169,7 +218,7 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 			c.Outcome, c.Message = "error", "the call did not complete; see the worker's log"
 			if errors.Is(err, context.DeadlineExceeded) {
 				c.Outcome, c.Message = "timeout", "the attempt ran past TASK_TIMEOUT"
-				r.failed(ctx, d)
+				rt.failed(ctx, d)
 			}
 			trail.add(c, nil)
 			return zero, err
@@ -179,7 +228,7 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 		if !perr.Transient() && perr.Kind != provider.KindAuth {
 			return zero, err
 		}
-		r.failed(ctx, d)
+		rt.failed(ctx, d)
 		if ctx.Err() != nil {
 			return zero, err
 		}
@@ -191,11 +240,11 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 // cancelled (revoked, or the worker stopping): that says nothing of d. An
 // attempt that ran out of time does count, so a deployment that hangs
 // opens its breaker like one that answers 503.
-func (r *Router) failed(ctx context.Context, d Deployment) {
-	if r.breakers == nil || errors.Is(ctx.Err(), context.Canceled) {
+func (rt *routes) failed(ctx context.Context, d Deployment) {
+	if rt.breakers == nil || errors.Is(ctx.Err(), context.Canceled) {
 		return
 	}
-	r.breakers.Failed(context.WithoutCancel(ctx), d.ID)
+	rt.breakers.Failed(context.WithoutCancel(ctx), d.ID)
 }
 
 // LLM is the router as a provider.LLM: TextRequest.Model names the model.
@@ -324,11 +373,12 @@ func (d Deployment) Cost(m task.Metered) (float64, bool) {
 // Models lists the file's models with their deployments' health, in file
 // order; the first of each capability is its default.
 func (r *Router) Models(ctx context.Context) []task.ModelInfo {
-	states := r.Breakers(ctx)
-	now := r.now()
+	rt := r.routes.Load()
+	states := rt.states(ctx)
+	now := rt.now()
 	seen := map[string]bool{}
-	out := make([]task.ModelInfo, 0, len(r.file.Models))
-	for _, m := range r.file.Models {
+	out := make([]task.ModelInfo, 0, len(rt.file.Models))
+	for _, m := range rt.file.Models {
 		info := task.ModelInfo{Name: m.Name, Capability: task.Type(m.Capability), Default: !seen[m.Capability]}
 		seen[m.Capability] = true
 		for _, d := range m.Deployments {

@@ -64,7 +64,7 @@ func setup(t *testing.T, yaml string, c *clock) (*routing.Router, *routing.File,
 	}
 	r, err := routing.New(f, func(d routing.Deployment, _ string) (any, error) {
 		return openai.New(openai.Config{BaseURL: d.BaseURL, HTTPClient: http.DefaultClient}), nil
-	}, newBreakers())
+	}, func(f *routing.File) *routing.Breakers { return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), c.now) })
 	require.NoError(t, err)
 	return r, f, newBreakers
 }
@@ -272,7 +272,8 @@ models:
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	rdb := redistest.Client(t, redistest.URL(t))
 	breakers := func() *routing.Breakers { return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), c.now) }
-	r, err := routing.New(f, func(routing.Deployment, string) (any, error) { return hanging{}, nil }, breakers())
+	r, err := routing.New(f, func(routing.Deployment, string) (any, error) { return hanging{}, nil },
+		func(*routing.File) *routing.Breakers { return breakers() })
 	require.NoError(t, err)
 
 	revoked, cancel := context.WithCancel(context.Background())
@@ -288,4 +289,30 @@ models:
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Equal(t, "timeout", trail.Calls()[0].Outcome)
 	require.True(t, breakers().States(context.Background())["chat/1"].Open(c.now()), "a deployment that hangs is skipped like one that fails")
+}
+
+func TestReloadMovesNewCallsAndRefusesAChangeOfCapabilities(t *testing.T) {
+	a, b := healthy(t), healthy(t)
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	file := func(url string) string {
+		return fmt.Sprintf("models:\n  - name: chat\n    capability: generate_text\n    deployments:\n      - {provider: openai, model: m, base_url: %q}\n", url)
+	}
+	r, _, _ := setup(t, file(a.URL()), c)
+	_, _, _, err := generate(t, r, "chat")
+	require.NoError(t, err)
+
+	next, err := routing.Parse([]byte(file(b.URL())), env(nil))
+	require.NoError(t, err)
+	require.NoError(t, r.Reload(next))
+	_, _, _, err = generate(t, r, "chat")
+	require.NoError(t, err)
+	require.Len(t, a.Calls(), 1)
+	require.Len(t, b.Calls(), 1, "calls after the reload go to the new deployment")
+
+	embedOnly, err := routing.Parse([]byte(fmt.Sprintf("models:\n  - name: e\n    capability: embed\n    deployments:\n      - {provider: openai, model: m, base_url: %q}\n", a.URL())), env(nil))
+	require.NoError(t, err)
+	require.ErrorContains(t, r.Reload(embedOnly), "changes whether generate_text is routed; that takes a restart")
+	_, _, _, err = generate(t, r, "chat")
+	require.NoError(t, err)
+	require.Len(t, b.Calls(), 2, "a refused reload leaves the routes in service")
 }
