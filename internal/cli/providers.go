@@ -123,14 +123,14 @@ func envCatalog(cfg config.Config, p service.Providers) []task.ModelInfo {
 	}
 	o, h, l := config.ProviderOpenAI, config.ProviderHuggingFace, config.ProviderOllama
 	return []task.ModelInfo{
-		{Capability: task.TypeGenerateText, Provider: p.LLM.Name(), Name: modelOrDefault(cfg)},
-		{Capability: task.TypeDescribeImage, Provider: p.Vision.Name(), Name: pick(cfg.VisionModel,
+		{Capability: task.TypeGenerateText, Default: true, Provider: p.LLM.Name(), Name: modelOrDefault(cfg)},
+		{Capability: task.TypeDescribeImage, Default: true, Provider: p.Vision.Name(), Name: pick(cfg.VisionModel,
 			map[string]string{o: openai.DefaultVisionModel, h: huggingface.DefaultVisionModel, l: ollama.DefaultVisionModel}, cfg.VisionProvider)},
-		{Capability: task.TypeEmbed, Provider: p.Embedder.Name(), Name: pick(cfg.EmbedModel,
+		{Capability: task.TypeEmbed, Default: true, Provider: p.Embedder.Name(), Name: pick(cfg.EmbedModel,
 			map[string]string{o: openai.DefaultEmbedModel, h: huggingface.DefaultEmbedModel, l: ollama.DefaultEmbedModel}, cfg.EmbedProvider)},
-		{Capability: task.TypeTextToSpeech, Provider: p.TTS.Name(), Name: pick(cfg.TTSModel,
+		{Capability: task.TypeTextToSpeech, Default: true, Provider: p.TTS.Name(), Name: pick(cfg.TTSModel,
 			map[string]string{o: openai.DefaultSpeechModel, h: huggingface.DefaultTTSModel}, cfg.TTSProvider)},
-		{Capability: task.TypeSpeechToText, Provider: p.STT.Name(), Name: pick(cfg.STTModel,
+		{Capability: task.TypeSpeechToText, Default: true, Provider: p.STT.Name(), Name: pick(cfg.STTModel,
 			map[string]string{o: openai.DefaultTranscribeModel, h: huggingface.DefaultASRModel}, cfg.STTProvider)},
 	}
 }
@@ -145,7 +145,6 @@ func catalog(env []task.ModelInfo, router *routing.Router) service.Catalog {
 		}
 		for _, m := range env {
 			if router == nil || !router.Serves(string(m.Capability)) {
-				m.Default = true
 				out = append(out, m)
 			}
 		}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // The capabilities a model can serve: the task types.
@@ -75,6 +77,19 @@ type Price struct {
 
 // Set reports whether any price is given.
 func (p Price) Set() bool { return p != Price{} }
+
+// Cost prices what a call consumed at deployment d's prices; false when d
+// has no prices.
+func (d Deployment) Cost(m task.Metered) (float64, bool) {
+	p := d.Price
+	if !p.Set() {
+		return 0, false
+	}
+	return float64(m.InputTokens)*p.InputPerMillionTokens/1e6 +
+		float64(m.OutputTokens)*p.OutputPerMillionTokens/1e6 +
+		float64(m.Characters)*p.PerMillionCharacters/1e6 +
+		m.AudioSeconds/60*p.PerAudioMinute, true
+}
 
 // Default breaker settings, for a file that gives none.
 const (

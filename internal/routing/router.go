@@ -357,19 +357,6 @@ func (s routedSTT) Transcribe(ctx context.Context, req provider.TranscribeReques
 	})
 }
 
-// Cost prices what a call consumed at deployment d's prices; false when d
-// has no prices.
-func (d Deployment) Cost(m task.Metered) (float64, bool) {
-	p := d.Price
-	if !p.Set() {
-		return 0, false
-	}
-	return float64(m.InputTokens)*p.InputPerMillionTokens/1e6 +
-		float64(m.OutputTokens)*p.OutputPerMillionTokens/1e6 +
-		float64(m.Characters)*p.PerMillionCharacters/1e6 +
-		m.AudioSeconds/60*p.PerAudioMinute, true
-}
-
 // Models lists the file's models with their deployments' health, in file
 // order; the first of each capability is its default.
 func (r *Router) Models(ctx context.Context) []task.ModelInfo {

@@ -65,7 +65,7 @@ func setup(t *testing.T, yaml string, c *clock) (*routing.Router, *routing.File,
 	r, err := routing.New(f, func(d routing.Deployment, _ string) (any, error) {
 		return openai.New(openai.Config{BaseURL: d.BaseURL, HTTPClient: http.DefaultClient}), nil
 	}, func(f *routing.File) *routing.Breakers {
-		return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), c.now)
+		return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), c.now) // the file being put in service
 	})
 	require.NoError(t, err)
 	return r, f, newBreakers

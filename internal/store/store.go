@@ -457,8 +457,8 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 			return nil, fmt.Errorf("store: decode usage of %s: %w", id, err)
 		}
 	}
-	for _, line := range strings.Split(h["calls"], "\n") {
-		if line == "" {
+	for line := range strings.SplitSeq(h["calls"], "\n") {
+		if line == "" { // a record without calls: every status read of an unrouted task
 			continue
 		}
 		var c task.Call

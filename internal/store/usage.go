@@ -81,7 +81,7 @@ func usageSpec(u task.Metered, at time.Time) string {
 		int64(math.Round(u.AudioSeconds*1000)), nanoUSD(cost))
 }
 
-var addUsageScript = redis.NewScript(usageLua + `add_usage(ARGV[1], ARGV[2])`)
+var addUsageScript = redis.NewScript(usageLua + `add_usage(ARGV[1], ARGV[2]) return 1`)
 
 // AddUsage adds the usage of a call that made no task (a synchronous one)
 // to owner's day, in one round trip.
@@ -89,7 +89,7 @@ func (s *Store) AddUsage(ctx context.Context, owner string, u task.Metered, at t
 	if owner == "" {
 		owner = noOwner
 	}
-	if err := addUsageScript.Run(ctx, s.rdb, []string{UsageKey(owner, at)}, owner, usageSpec(u, at)).Err(); err != nil && err != redis.Nil {
+	if err := addUsageScript.Run(ctx, s.rdb, []string{UsageKey(owner, at)}, owner, usageSpec(u, at)).Err(); err != nil {
 		return fmt.Errorf("store: add usage: %w", err)
 	}
 	return nil
