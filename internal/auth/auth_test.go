@@ -113,3 +113,19 @@ func TestStoreCreatesAuthenticatesAndRevokes(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, list[0].RevokedAt, "revoked keys stay listed")
 }
+
+// A context without a caller has no rights: work that is not a request's
+// must say it acts as System.
+func TestNoCallerMeansNoRights(t *testing.T) {
+	t.Parallel()
+	nobody := auth.FromContext(context.Background())
+	require.False(t, nobody.Admin)
+	require.True(t, nobody.Anonymous())
+	require.False(t, nobody.CanSee(""), "not even the tasks of an open API")
+	require.False(t, nobody.CanSee("k1"))
+	system := auth.FromContext(auth.WithCaller(context.Background(), auth.System))
+	require.True(t, system.CanSee("k1"), "System is given explicitly, and sees everything")
+	tenant := auth.Caller{KeyID: "k1"}
+	require.True(t, tenant.CanSee("k1"))
+	require.False(t, tenant.CanSee(""), "an open API's tasks are an admin's only")
+}

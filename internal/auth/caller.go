@@ -21,8 +21,12 @@ type Caller struct {
 func (c Caller) Owner() string { return c.KeyID }
 
 // CanSee reports whether the caller may see a task owned by owner. Any
-// other caller's task is, to this caller, as if it did not exist.
-func (c Caller) CanSee(owner string) bool { return c.Admin || c.KeyID == owner }
+// other caller's task is, to this caller, as if it did not exist; a task
+// with no owner (submitted while the API was open) is an admin's only.
+func (c Caller) CanSee(owner string) bool { return c.Admin || (c.KeyID != "" && c.KeyID == owner) }
+
+// Anonymous reports whether c holds no key and no rights.
+func (c Caller) Anonymous() bool { return c.KeyID == "" && !c.Admin }
 
 type callerKey struct{}
 
@@ -32,15 +36,18 @@ func WithCaller(ctx context.Context, c Caller) context.Context {
 }
 
 // System is the caller of work that no request started (the worker, the
-// reconciler, tests of lower layers): it sees everything.
+// reconciler, tests of lower layers): it sees everything. It is given
+// explicitly, with WithCaller, where it is needed; never by default.
 var System = Caller{Name: "system", Admin: true}
 
-// FromContext returns the request's caller, or System when there is none.
-// The HTTP layer sets a caller on every request, so System is never what a
-// client acts as.
+// Nobody is who acts when no caller was set: no key, no rights. A request
+// that slipped past the HTTP layer's authentication sees nothing.
+var Nobody = Caller{Name: "nobody"}
+
+// FromContext returns the request's caller, or Nobody when there is none.
 func FromContext(ctx context.Context) Caller {
 	if c, ok := ctx.Value(callerKey{}).(Caller); ok {
 		return c
 	}
-	return System
+	return Nobody
 }

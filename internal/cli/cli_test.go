@@ -19,6 +19,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/cli"
 	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/redistest"
@@ -84,6 +87,7 @@ func start(t testing.TB, cmd string, env map[string]string) *server {
 	for k, v := range env {
 		vars[k] = v
 	}
+	openWhenKeyless(t, vars)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{url: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1), stop: cancel}
 	go func() {
@@ -101,6 +105,27 @@ func start(t testing.TB, cmd string, env map[string]string) *server {
 		waitHealthy(t, s.url, s.done)
 	}
 	return s
+}
+
+// openWhenKeyless sets AUTH_DISABLED=true for a server on a real Redis that
+// holds no API key and whose test says nothing of AUTH_DISABLED: with a
+// real Redis the API is never open by itself, and most tests are not about
+// keys. Tests about keys create them first, or set AUTH_DISABLED.
+func openWhenKeyless(t testing.TB, env map[string]string) {
+	t.Helper()
+	if _, set := env["AUTH_DISABLED"]; set || env["REDIS_URL"] == "" ||
+		strings.Contains(env["REDIS_URL"], "master_name=") || strings.Contains(env["REDIS_URL"], "cluster=true") {
+		return // Sentinel and Cluster tests say what they want
+	}
+	opts, err := redis.ParseURL(env["REDIS_URL"])
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	anyKeys, err := auth.NewStore(rdb).Any(context.Background())
+	require.NoError(t, err)
+	if !anyKeys {
+		env["AUTH_DISABLED"] = "true"
+	}
 }
 
 func waitHealthy(t testing.TB, url string, done <-chan error) {
@@ -438,6 +463,8 @@ func child(t *testing.T, args string, env map[string]string) (*exec.Cmd, *syncBu
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SIGANTENG_TEST_CHILD="+args)
+	env = maps.Clone(env)
+	openWhenKeyless(t, env)
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

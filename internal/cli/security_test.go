@@ -233,29 +233,6 @@ func TestUnfinishedLimitPerKey(t *testing.T) {
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
 }
 
-func TestOpenOnlyOnLoopbackUnlessDisabledOnPurpose(t *testing.T) {
-	t.Parallel()
-	fake := providertest.NewOpenAIFake()
-	t.Cleanup(fake.Close)
-	env := openAIEnv(t, fake, redistest.URL(t))
-	env["HTTP_ADDR"] = "0.0.0.0:0"
-	err := cli.Run(context.Background(), []string{"siganteng", "api"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
-	require.ErrorContains(t, err, "not a loopback address and no API key exists")
-	require.ErrorContains(t, err, "AUTH_DISABLED=true")
-
-	var logs syncBuffer
-	env["AUTH_DISABLED"] = "true"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- cli.Run(ctx, []string{"siganteng", "api"}, func(k string) string { return env[k] }, io.Discard, &logs)
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "API listening") }, 10*time.Second, 10*time.Millisecond)
-	require.Contains(t, logs.String(), "AUTH_DISABLED=true")
-	cancel()
-	require.NoError(t, <-done)
-}
-
 func TestCORSIsClosedUnlessOriginsAreNamed(t *testing.T) {
 	t.Parallel()
 	fake := providertest.NewOpenAIFake()

@@ -47,7 +47,9 @@ func TestThroughRedisSentinel(t *testing.T) {
 
 	fake := providertest.NewOpenAIFake()
 	t.Cleanup(fake.Close)
-	s := start(t, "serve", openAIEnv(t, fake, "redis://"+sentinelAddr+"?master_name=siganteng"))
+	env := openAIEnv(t, fake, "redis://"+sentinelAddr+"?master_name=siganteng")
+	env["AUTH_DISABLED"] = "true" // no key: with a real Redis the API is open only on purpose
+	s := start(t, "serve", env)
 	require.Contains(t, s.logs.String(), "sentinel master siganteng")
 	rec, _ := submit(t, s.url, `{"prompt":"through sentinel"}`)
 	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
@@ -64,7 +66,9 @@ func TestThroughRedisCluster(t *testing.T) {
 	redisURL := "redis://" + nodes[0] + "?addr=" + nodes[1] + "&addr=" + nodes[2] + "&cluster=true"
 	fake := providertest.NewOpenAIFake()
 	t.Cleanup(fake.Close)
-	s := start(t, "serve", openAIEnv(t, fake, redisURL))
+	env := openAIEnv(t, fake, redisURL)
+	env["AUTH_DISABLED"] = "true" // no key: with a real Redis the API is open only on purpose
+	s := start(t, "serve", env)
 	require.Contains(t, s.logs.String(), "connected to Redis")
 	require.Contains(t, s.logs.String(), "cluster "+nodes[0])
 
@@ -107,15 +111,17 @@ func TestThroughRedisCluster(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, holding, 2, "keys on %d of %d nodes", holding, len(nodes))
 
+	// Keys through the cluster: created in a transaction, read by an API
+	// that requires them.
 	key := createKey(t, redisURL, "--name", "cluster")
-	require.Eventually(t, func() bool {
-		res, _ := call(t, http.MethodGet, s.url+"/background/tasks/"+ids[0], "", "")
-		return res.StatusCode == http.StatusUnauthorized
-	}, 10*time.Second, 100*time.Millisecond, "the first key closes the API")
-	res, raw := call(t, http.MethodPost, s.url+"/background/generate_text", key, `{"prompt":"with a key"}`)
+	delete(env, "AUTH_DISABLED")
+	keyed := start(t, "api", env)
+	res, _ := call(t, http.MethodGet, keyed.url+"/background/tasks/"+ids[0], "", "")
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+	res, raw := call(t, http.MethodPost, keyed.url+"/background/generate_text", key, `{"prompt":"with a key"}`)
 	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
 	var rec record
 	require.NoError(t, json.Unmarshal(raw, &rec))
-	final, _ := await(t, s.url, rec.TaskID, 10*time.Second, key)
+	final, _ := await(t, keyed.url, rec.TaskID, 10*time.Second, key)
 	require.Equal(t, "SUCCESS", final.Status)
 }

@@ -95,6 +95,14 @@ type Config struct {
 	MaxBodyBytes        int64    // MAX_BODY_BYTES: JSON request bodies
 	MaxOutputTokens     int      // MAX_OUTPUT_TOKENS: cap on max_tokens, and its value when a request omits it
 	CORSOrigins         []string // CORS_ORIGINS; empty: no cross-origin access
+	AllowedHosts        []string // ALLOWED_HOSTS: Host names an open API answers besides loopback ones
+	GuestRateLimit      int      // GUEST_RATE_LIMIT_RPS: requests without a valid key per client address and second
+	// MaxStoredBytesPerKey bounds an API key's uploads and results in the
+	// artifact store (MAX_STORED_BYTES_PER_KEY); 0 for no bound.
+	MaxStoredBytesPerKey int64
+	// MaxProviderResponseBytes bounds a provider's answer where max_tokens
+	// does not (audio, embeddings): MAX_PROVIDER_RESPONSE_BYTES.
+	MaxProviderResponseBytes int64
 
 	MetricsAddr        string         // METRICS_ADDR; empty: /metrics and /monitoring on the API, for admin keys
 	TrustedProxies     []netip.Prefix // TRUSTED_PROXIES: whose X-Forwarded-For is believed
@@ -168,7 +176,11 @@ var Vars = []Var{
 	{"RECONCILE_INTERVAL", "30s", "how often workers look for tasks the queue gave up on (a worker that died with no retries left) and end them FAILURE"},
 	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, webhooks=2, low=1: a queue with twice the weight is looked at first twice as often"},
 	{"WEBHOOK_SECRET", "", "signs webhook deliveries (Standard Webhooks): whsec_ and base64 of 24 to 64 random bytes, for example whsec_$(openssl rand -base64 32); empty: submits naming a webhook get a 422"},
-	{"AUTH_DISABLED", "false", "true runs the API without keys on any address; without it, an API on a non-loopback address with no keys refuses to start"},
+	{"AUTH_DISABLED", "false", "true runs the API without keys, on purpose; without it the API is open only on the one-command start (embedded Redis, loopback address) and, with a real Redis, every request needs a key, even before the first one exists"},
+	{"MAX_STORED_BYTES_PER_KEY", "1073741824", "bytes one API key may keep in the artifact store at once, uploads waiting for their task and results not yet expired (1 GiB); past it, submits that store bytes get a 429; 0: no bound"},
+	{"MAX_PROVIDER_RESPONSE_BYTES", "67108864", "largest answer read from a provider where max_tokens does not size it (speech audio, embeddings, transcripts; 64 MiB): past it the call fails provider_response_too_large and nothing is kept; text answers are bounded by their max_tokens"},
+	{"ALLOWED_HOSTS", "", "Host names, comma-separated, that an open API (no keys, or AUTH_DISABLED) answers besides localhost and loopback addresses; any other Host gets a 403, which stops DNS rebinding"},
+	{"GUEST_RATE_LIMIT_RPS", "10", "requests without a valid key that one client address may make per second (bursts of twice that), counted in memory before any Redis read; 0 turns it off"},
 	{"RATE_LIMIT_RPS", "50", "requests per second per API key (bursts up to twice that), shared by every API instance through Redis; keys may override it"},
 	{"MAX_UNFINISHED_PER_KEY", "1000", "tasks one API key may have unfinished at once; keys may override it"},
 	{"MAX_BODY_BYTES", "1048576", "largest JSON request body (1 MiB); uploads are bounded by MAX_UPLOAD_BYTES"},
@@ -211,28 +223,32 @@ func Load(getenv func(string) string) (Config, error) {
 		HFBaseURL:     p.url("HF_BASE_URL"),
 		OllamaBaseURL: p.url("OLLAMA_BASE_URL"),
 
-		WorkerConcurrency:   p.intAtLeast("WORKER_CONCURRENCY", 1),
-		TaskMaxRetry:        p.intAtLeast("TASK_MAX_RETRY", 0),
-		TaskTimeout:         p.duration("TASK_TIMEOUT"),
-		ResultTTL:           p.duration("RESULT_TTL"),
-		SyncTimeout:         p.duration("SYNC_TIMEOUT"),
-		ShutdownTimeout:     p.duration("SHUTDOWN_TIMEOUT"),
-		WorkerPollInterval:  p.duration("WORKER_POLL_INTERVAL"),
-		RetryPollInterval:   p.duration("RETRY_POLL_INTERVAL"),
-		RetryBaseDelay:      p.duration("RETRY_BASE_DELAY"),
-		RetryMaxDelay:       p.duration("RETRY_MAX_DELAY"),
-		ReconcileInterval:   p.duration("RECONCILE_INTERVAL"),
-		QueueWeights:        p.weights("QUEUE_WEIGHTS"),
-		WebhookSecret:       p.webhookSecret("WEBHOOK_SECRET"),
-		AuthDisabled:        p.boolean("AUTH_DISABLED"),
-		RateLimitRPS:        p.intAtLeast("RATE_LIMIT_RPS", 1),
-		MaxUnfinishedPerKey: p.intAtLeast("MAX_UNFINISHED_PER_KEY", 1),
-		MaxBodyBytes:        int64(p.intAtLeast("MAX_BODY_BYTES", 4096)),
-		MaxOutputTokens:     p.intAtLeast("MAX_OUTPUT_TOKENS", 1),
-		CORSOrigins:         p.list("CORS_ORIGINS"),
-		MetricsAddr:         strings.TrimSpace(getenv("METRICS_ADDR")),
-		MonitoringReadOnly:  p.boolean("MONITORING_READONLY"),
-		TrustedProxies:      p.prefixes("TRUSTED_PROXIES"),
+		WorkerConcurrency:        p.intAtLeast("WORKER_CONCURRENCY", 1),
+		TaskMaxRetry:             p.intAtLeast("TASK_MAX_RETRY", 0),
+		TaskTimeout:              p.duration("TASK_TIMEOUT"),
+		ResultTTL:                p.duration("RESULT_TTL"),
+		SyncTimeout:              p.duration("SYNC_TIMEOUT"),
+		ShutdownTimeout:          p.duration("SHUTDOWN_TIMEOUT"),
+		WorkerPollInterval:       p.duration("WORKER_POLL_INTERVAL"),
+		RetryPollInterval:        p.duration("RETRY_POLL_INTERVAL"),
+		RetryBaseDelay:           p.duration("RETRY_BASE_DELAY"),
+		RetryMaxDelay:            p.duration("RETRY_MAX_DELAY"),
+		ReconcileInterval:        p.duration("RECONCILE_INTERVAL"),
+		QueueWeights:             p.weights("QUEUE_WEIGHTS"),
+		WebhookSecret:            p.webhookSecret("WEBHOOK_SECRET"),
+		AuthDisabled:             p.boolean("AUTH_DISABLED"),
+		RateLimitRPS:             p.intAtLeast("RATE_LIMIT_RPS", 1),
+		MaxUnfinishedPerKey:      p.intAtLeast("MAX_UNFINISHED_PER_KEY", 1),
+		MaxBodyBytes:             int64(p.intAtLeast("MAX_BODY_BYTES", 4096)),
+		MaxOutputTokens:          p.intAtLeast("MAX_OUTPUT_TOKENS", 1),
+		CORSOrigins:              p.list("CORS_ORIGINS"),
+		AllowedHosts:             p.list("ALLOWED_HOSTS"),
+		GuestRateLimit:           p.intAtLeast("GUEST_RATE_LIMIT_RPS", 0),
+		MaxStoredBytesPerKey:     int64(p.intAtLeast("MAX_STORED_BYTES_PER_KEY", 0)),
+		MaxProviderResponseBytes: int64(p.intAtLeast("MAX_PROVIDER_RESPONSE_BYTES", 65536)),
+		MetricsAddr:              strings.TrimSpace(getenv("METRICS_ADDR")),
+		MonitoringReadOnly:       p.boolean("MONITORING_READONLY"),
+		TrustedProxies:           p.prefixes("TRUSTED_PROXIES"),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)

@@ -100,6 +100,10 @@ type Deps struct {
 	CORSOrigins []string
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// GuestRateLimit is how many requests without a valid key one client
+	// address may make per second (bursts of twice that) before it is
+	// refused without a Redis read; 0 for no limit.
+	GuestRateLimit int
 	// Metrics records requests and submits; nil for none.
 	Metrics *metrics.Metrics
 	// Operations serves /metrics and /monitoring to admin callers; nil
@@ -111,7 +115,7 @@ type Deps struct {
 func New(deps Deps) http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(deps.Version))
-	hs := &handlers{deps: deps}
+	hs := &handlers{deps: deps, guests: newGuestLimiter(deps.GuestRateLimit, nil)}
 	// The route of each request, for the access log and the metrics.
 	api.UseMiddleware(func(ctx huma.Context, next func(huma.Context)) {
 		if info := infoOf(ctx.Context()); info != nil {
@@ -122,19 +126,29 @@ func New(deps Deps) http.Handler {
 	})
 	registerRoutes(api, hs)
 	if deps.Operations != nil {
-		mux.Handle("/metrics", adminOnly(deps.Operations))
-		mux.Handle("/debug/pprof/", adminOnly(deps.Operations))
-		mux.Handle("/monitoring/", adminOnly(deps.Operations))
-		mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
+		// Each operations route answers its own methods only (GET, and the
+		// dashboard's POST and DELETE), always behind the admin check.
+		ops := adminOnly(deps.Operations)
+		mux.Handle("GET /metrics", ops)
+		mux.Handle("GET /debug/pprof/", ops)
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			mux.Handle(method+" /monitoring/", ops)
+		}
+		mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	}
 	var h http.Handler = mux
-	h = withUploadLimit(deps.MaxUploadBytes+64<<10, h, "/background/speech_to_text", "/speech_to_text")
-	h = withImageUploads(deps.MaxUploadBytes, h, "/background/describe_image", "/describe_image")
+	h = withUploadLimit(deps.MaxUploadBytes+64<<10, h, uploadPaths[:2]...)
+	h = withImageUploads(deps.MaxUploadBytes, h, uploadPaths[2:]...)
 	h = hs.withAuth(h)
+	h = withContentTypes(h)
+	h = withOrigins(deps.CORSOrigins, h)
 	h = withCORS(deps.CORSOrigins, h)
 	h = withSecurityHeaders(h)
 	return withAccessLog(deps.Log, deps.Metrics, deps.TrustedProxies, withRecovery(deps.Log, h))
 }
+
+// uploadPaths take multipart/form-data bodies: audio, then images.
+var uploadPaths = []string{"/background/speech_to_text", "/speech_to_text", "/background/describe_image", "/describe_image"}
 
 // adminOnly serves next to admin callers (any caller of an open API) only.
 func adminOnly(next http.Handler) http.Handler {
@@ -188,7 +202,11 @@ func apiConfig(version string) huma.Config {
 	return cfg
 }
 
-type handlers struct{ deps Deps }
+type handlers struct {
+	deps   Deps
+	guests *guestLimiter
+	mode   modeLog
+}
 
 // statusRecorder remembers the status a handler wrote, for the access log.
 type statusRecorder struct {

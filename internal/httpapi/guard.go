@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"mime"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/rs/cors"
 
@@ -33,37 +39,54 @@ type AuthPolicy struct {
 	// Disabled opens the API on purpose (AUTH_DISABLED): every caller acts
 	// as an admin.
 	Disabled bool
-	// Loopback is true when the API listens on a loopback address only;
-	// there it is open while no key exists, so the one-command start needs
-	// no key.
-	Loopback bool
+	// Embedded is the one-command development start: the embedded Redis,
+	// which no other process can reach, so no key can be made for it; the
+	// API is open there while no key exists. With a real Redis it never is.
+	Embedded bool
+	// AllowedHosts are the Host names, besides loopback ones, that an open
+	// API answers (ALLOWED_HOSTS); any other Host is refused, which stops
+	// DNS rebinding from turning a web page into a client.
+	AllowedHosts []string
 }
 
-// anonymous is the caller of an open API.
-var anonymous = auth.Caller{Name: "anonymous", Admin: true}
+// openCaller is the caller of an open API.
+var openCaller = auth.Caller{Name: "anonymous", Admin: true}
 
 // public paths need no key: health checks and the API's documentation.
 func public(path string) bool {
 	switch {
-	case path == "/healthz", path == "/readyz", path == "/docs",
+	case health(path), path == "/docs",
 		strings.HasPrefix(path, "/openapi"), strings.HasPrefix(path, "/schemas/"):
 		return true
 	}
 	return false
 }
 
+// health paths are probed by load balancers and orchestrators under any
+// Host, so the Host check passes them; they tell nothing.
+func health(path string) bool { return path == "/healthz" || path == "/readyz" }
+
 // withAuth finds the caller of each request, refuses requests without a
 // valid key when keys are needed, applies the caller's rate limit, and puts
 // the caller in the request's context for the service to check ownership.
+// Requests that carry no valid key are counted per client address, in
+// memory, and refused past a rate before any Redis read.
 func (h *handlers) withAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if public(r.URL.Path) || r.Method == http.MethodOptions {
+		if public(r.URL.Path) {
 			next.ServeHTTP(w, r)
+			return
+		}
+		ip := clientIP(r, h.deps.TrustedProxies)
+		if wait, ok := h.guests.blocked(ip); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+			writeProblem(w, http.StatusTooManyRequests, "too many requests without a valid API key from this address; wait, then send a valid key")
 			return
 		}
 		caller, status, detail := h.caller(r)
 		if status != 0 {
 			if status == http.StatusUnauthorized {
+				h.guests.failed(ip)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="siganteng"`)
 			}
 			writeProblem(w, status, detail)
@@ -89,11 +112,15 @@ func (h *handlers) withAuth(next http.Handler) http.Handler {
 	})
 }
 
+// firstKeyHint says how to make the first key, in a 401 and in the log.
+const firstKeyHint = "no API key exists yet, so every request is refused: create the first one with " +
+	"'siganteng keys create --name NAME --admin' (with REDIS_URL naming this server's Redis)"
+
 // caller authenticates r; a non-zero status is the refusal to send.
 func (h *handlers) caller(r *http.Request) (auth.Caller, int, string) {
 	policy := h.deps.AuthPolicy
 	if h.deps.Auth == nil || policy.Disabled {
-		return anonymous, 0, ""
+		return h.open(r)
 	}
 	raw, bad := presentedKey(r)
 	if bad != "" {
@@ -101,14 +128,16 @@ func (h *handlers) caller(r *http.Request) (auth.Caller, int, string) {
 	}
 	if raw == "" {
 		anyKeys, err := h.deps.Auth.Any(r.Context())
-		switch {
-		case err != nil:
+		if err != nil {
 			h.deps.Log.WarnContext(r.Context(), "API keys unreadable", "err", err)
 			return auth.Caller{}, http.StatusServiceUnavailable, "the key store is unavailable"
-		case !anyKeys && policy.Loopback:
-			return anonymous, 0, ""
+		}
+		h.mode.observe(h.deps.Log, policy.Embedded, anyKeys)
+		switch {
+		case !anyKeys && policy.Embedded:
+			return h.open(r)
 		case !anyKeys:
-			return auth.Caller{}, http.StatusUnauthorized, "no API key exists yet: create one with 'siganteng keys create --name NAME'"
+			return auth.Caller{}, http.StatusUnauthorized, firstKeyHint
 		}
 		return auth.Caller{}, http.StatusUnauthorized, "an API key is needed: send it as 'Authorization: Bearer sgk_…' or 'X-API-Key: sgk_…'"
 	}
@@ -123,6 +152,62 @@ func (h *handlers) caller(r *http.Request) (auth.Caller, int, string) {
 		return auth.Caller{}, http.StatusServiceUnavailable, "the key store is unavailable"
 	}
 	return caller, 0, ""
+}
+
+// open is the caller of an open API, for a request whose Host is a
+// loopback name or one of ALLOWED_HOSTS: a page served from elsewhere that
+// rebinds its own name to 127.0.0.1 still sends its own name as Host.
+func (h *handlers) open(r *http.Request) (auth.Caller, int, string) {
+	if !hostAllowed(r.Host, h.deps.AuthPolicy.AllowedHosts) {
+		return auth.Caller{}, http.StatusForbidden, "while the API is open (no API keys), it answers only requests addressed to " +
+			"localhost or a loopback address; add this host name to ALLOWED_HOSTS to allow it"
+	}
+	return openCaller, 0, ""
+}
+
+// hostAllowed reports whether a request's Host is loopback or listed.
+func hostAllowed(hostport string, allowed []string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsLoopback() {
+		return true
+	}
+	for _, name := range allowed {
+		if strings.EqualFold(name, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// modeLog remembers whether keys existed at the last keyless request, to
+// log when that changes: the first key closing an open API, or the last
+// one revoked leaving every request refused.
+type modeLog struct{ state atomic.Int32 } // 0 unknown, 1 no keys, 2 keys
+
+func (m *modeLog) observe(log *slog.Logger, embedded, anyKeys bool) {
+	now := int32(1)
+	if anyKeys {
+		now = 2
+	}
+	was := m.state.Swap(now)
+	if was == now || was == 0 && anyKeys {
+		return
+	}
+	switch {
+	case anyKeys:
+		log.Warn("an API key exists now: the API requires keys")
+	case embedded:
+		log.Warn("no API key exists: the API is open to requests addressed to localhost")
+	default:
+		log.Error("no API key exists (the last one was revoked?): " + firstKeyHint)
+	}
 }
 
 // presentedKey reads the key from Authorization: Bearer or X-API-Key. Two
@@ -171,15 +256,74 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 	}).Handler(next)
 }
 
+// withOrigins refuses, before anything is done, a request from a web page
+// whose origin CORS_ORIGINS does not allow. Browsers send Origin on every
+// cross-origin POST, the "simple" ones (a form, text/plain) included, which
+// the CORS layer alone would let run and only hide the answer of. Requests
+// without Origin (curl, the SDKs) and same-origin ones (the /docs page) pass.
+func withOrigins(origins []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, o := range origins {
+		allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" || allowed["*"] || allowed[strings.ToLower(origin)] || sameOrigin(origin, r.Host) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		writeProblem(w, http.StatusForbidden, "requests from this web origin are not allowed: the operator lists the origins that may call the API in CORS_ORIGINS")
+	})
+}
+
+// sameOrigin reports whether origin names the host the request was sent to.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
+}
+
+// withContentTypes refuses a request body that is not JSON on a JSON
+// operation (415), where huma would decode a body sent with no type or as
+// text/plain: such a body is what a web page may send cross-origin without
+// asking first. The upload paths take multipart/form-data too.
+func withContentTypes(next http.Handler) http.Handler {
+	uploads := map[string]bool{}
+	for _, p := range uploadPaths {
+		uploads[p] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength == 0 || r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		isJSON := mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
+		if isJSON || uploads[r.URL.Path] && mediaType == "multipart/form-data" || strings.HasPrefix(r.URL.Path, "/monitoring/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		want := "application/json"
+		if uploads[r.URL.Path] {
+			want += " or multipart/form-data"
+		}
+		writeProblem(w, http.StatusUnsupportedMediaType, "the request body must be sent with Content-Type: "+want)
+	})
+}
+
 // withSecurityHeaders sets the headers every answer should carry, and those
-// of HTML pages (the docs, whose Content-Security-Policy huma sets).
+// of HTML pages (the docs, whose Content-Security-Policy huma sets). API
+// answers hold tasks' results and are never to be kept by a cache.
 func withSecurityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
-		if r.URL.Path == "/docs" {
+		switch {
+		case r.URL.Path == "/docs":
 			h.Set("X-Frame-Options", "DENY")
 			h.Set("Referrer-Policy", "no-referrer")
+		case strings.HasPrefix(r.URL.Path, "/openapi"), strings.HasPrefix(r.URL.Path, "/schemas/"):
+		default:
+			h.Set("Cache-Control", "no-store")
 		}
 		next.ServeHTTP(w, r)
 	})

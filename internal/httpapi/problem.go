@@ -12,6 +12,27 @@ import (
 	"github.com/siganteng/siganteng/internal/task"
 )
 
+// huma echoes the offending value in each error's detail: for a body that
+// is not JSON, the whole body; for a prompt over the limit, all of it. A
+// request may hold secrets or large data, so problems name the field and the
+// reason, never the value. huma's hook for this is a package variable, set
+// once here for the whole API.
+func init() {
+	echoing := huma.NewError
+	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		cleaned := make([]error, 0, len(errs))
+		for _, err := range errs {
+			if d, ok := err.(huma.ErrorDetailer); ok {
+				detail := *d.ErrorDetail()
+				detail.Value = nil
+				err = &detail
+			}
+			cleaned = append(cleaned, err)
+		}
+		return echoing(status, msg, cleaned...)
+	}
+}
+
 // problem maps an application error to an RFC 9457 problem. It is the only
 // place that chooses HTTP statuses for errors. Causes are logged, never sent.
 func (h *handlers) problem(ctx context.Context, err error) error {
