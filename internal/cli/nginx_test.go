@@ -173,6 +173,8 @@ func TestThroughNginx(t *testing.T) {
 	res, raw := do(http.MethodPost, base+"/background/generate_text", `{"prompt":"via nginx"}`)
 	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
 	require.NotEmpty(t, res.Header.Get("X-Request-ID"))
+	require.Contains(t, res.Header.Get("Strict-Transport-Security"), "max-age=31536000", "HSTS")
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 	var rec record
 	require.NoError(t, json.Unmarshal(raw, &rec))
 	require.Eventually(t, func() bool {

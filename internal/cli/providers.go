@@ -109,7 +109,7 @@ func providerHTTPClient(cfg config.Config, tr *tracing.Tracing) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = cfg.WorkerConcurrency * 2
 	t.MaxIdleConnsPerHost = cfg.WorkerConcurrency
-	return &http.Client{Transport: tr.Transport(t)}
+	return &http.Client{Transport: provider.LimitResponses(tr.Transport(t), cfg.MaxProviderResponseBytes)}
 }
 
 // envCatalog lists, for GET /models, the provider and default model of

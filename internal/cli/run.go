@@ -29,6 +29,7 @@ import (
 	"github.com/siganteng/siganteng/internal/notify"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/routing"
+	"github.com/siganteng/siganteng/internal/sealed"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
@@ -117,10 +118,19 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 		MaxBytes: cfg.MaxUploadBytes, Timeout: 30 * time.Second, MaxRedirects: 5,
 		Accept: task.ImageTypes, AllowPrivate: cfg.FetchAllowPrivate,
 	})
-	svc := service.New(service.Deps{Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records,
-		Models: models, Catalog: catalog(env, router), Usage: records, Log: log},
+	var sealer interface{ Seal(string) string } // webhook URLs are stored sealed
+	if cfg.WebhookSecret != "" {
+		box, err := sealed.New(cfg.WebhookSecret, webhook.URLPurpose)
+		if err != nil {
+			return err
+		}
+		sealer = box
+	}
+	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records,
+		Models: models, Catalog: catalog(env, router), Usage: records, Stored: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != "",
-			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey})
+			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey, RetryMaxDelay: cfg.RetryMaxDelay,
+			MaxStoredBytesPerKey: cfg.MaxStoredBytesPerKey, ArtifactTTL: cfg.ResultTTL})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -132,7 +142,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 		if cfg.WebhookSecret != "" {
 			d, err := webhook.NewDeliverer(cfg.WebhookSecret, fetch.New(fetch.Config{
 				Timeout: webhook.Timeout, AllowPrivate: cfg.FetchAllowPrivate,
-			}), log.With("component", "webhook"))
+			}), records, log.With("component", "webhook"))
 			if err != nil {
 				return err
 			}
@@ -154,6 +164,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 			Webhooks:            deliverer,
 			Metrics:             m,
 			Tracer:              tr.Tracer("siganteng/worker"),
+			Inputs:              svc,
 		}, svc, records, hub, log.With("component", "worker"), nil)
 		if err := w.Start(); err != nil {
 			return err
@@ -166,6 +177,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 		}()
 		reconciler := worker.NewReconciler(rdb, records, log.With("component", "reconciler"))
 		reconciler.Interval = cfg.ReconcileInterval
+		reconciler.Inputs = svc
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -215,6 +227,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 			Metrics:        m,
 			Operations:     opsOnAPI,
 			TrustedProxies: cfg.TrustedProxies,
+			GuestRateLimit: cfg.GuestRateLimit,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -304,15 +317,27 @@ func serveOperations(ctx context.Context, wg *sync.WaitGroup, cfg config.Config,
 	return nil
 }
 
-// authPolicy decides when the API is open, and refuses to start an API
-// that would be open to a network by accident: no keys, an address other
-// than loopback, and no AUTH_DISABLED.
+// authPolicy decides when the API is open: on purpose (AUTH_DISABLED), or
+// on the one-command start, whose embedded Redis no other process can reach
+// to make a key, and which must then listen on loopback only. With a real
+// Redis the API always needs keys, so a fresh install or a rotation that
+// revoked the last key is closed, not open; start-up says how to make one.
 func authPolicy(ctx context.Context, cfg config.Config, keys *auth.Store, log *slog.Logger) (httpapi.AuthPolicy, error) {
 	host, _, _ := net.SplitHostPort(cfg.HTTPAddr)
 	ip := net.ParseIP(host)
-	policy := httpapi.AuthPolicy{Disabled: cfg.AuthDisabled, Loopback: host == "localhost" || (ip != nil && ip.IsLoopback())}
-	if policy.Disabled {
-		log.Warn("AUTH_DISABLED=true: the API takes no keys, and every caller sees and cancels every task")
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	policy := httpapi.AuthPolicy{Disabled: cfg.AuthDisabled, Embedded: cfg.RedisURL == "", AllowedHosts: cfg.AllowedHosts}
+	switch {
+	case policy.Disabled:
+		log.Warn("AUTH_DISABLED=true: the API takes no keys, and every caller sees and cancels every task",
+			"hosts", append([]string{"localhost", "loopback addresses"}, cfg.AllowedHosts...))
+		return policy, nil
+	case policy.Embedded && !loopback:
+		return policy, fmt.Errorf("HTTP_ADDR %s is not a loopback address, and the embedded Redis can hold no API key, so the API would be open to the network: "+
+			"set REDIS_URL and create a key with 'siganteng keys create --name NAME --admin', or set AUTH_DISABLED=true to run it open on purpose", cfg.HTTPAddr)
+	case policy.Embedded:
+		log.Warn("the API is open: it runs on the embedded Redis, which has no API keys, so anyone on this machine who can reach " + cfg.HTTPAddr +
+			" may use it (requests addressed to localhost only). Set REDIS_URL and create a key to require keys")
 		return policy, nil
 	}
 	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -320,18 +345,12 @@ func authPolicy(ctx context.Context, cfg config.Config, keys *auth.Store, log *s
 	anyKeys, err := keys.Any(kctx)
 	switch {
 	case err != nil:
-		// Keys are checked per request; until Redis answers, requests
-		// without a key are refused on any address but loopback.
-		log.Warn("could not tell whether API keys exist yet", "err", err)
+		log.Warn("could not tell whether API keys exist yet; every request needs one all the same", "err", err)
 	case anyKeys:
 		log.Info("API keys required")
-	case policy.Loopback:
-		log.Warn("the API is open: no API key exists, so anyone who can reach " + cfg.HTTPAddr +
-			" may use it; create one with 'siganteng keys create --name NAME' to require keys")
 	default:
-		return policy, fmt.Errorf("HTTP_ADDR %s is not a loopback address and no API key exists, so the API would be open to the network: "+
-			"create a key with 'siganteng keys create --name NAME' (REDIS_URL must name the same Redis), "+
-			"or set AUTH_DISABLED=true to run it open on purpose", cfg.HTTPAddr)
+		log.Error("no API key exists, so the API refuses every request: create the first one with " +
+			"'siganteng keys create --name NAME --admin' (with this REDIS_URL)")
 	}
 	return policy, nil
 }

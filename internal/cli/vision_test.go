@@ -54,7 +54,8 @@ func TestDescribeImageFetchesURLsThroughTheGuard(t *testing.T) {
 	final, _ := await(t, guarded.url, rec.TaskID, 10*time.Second)
 	require.Equal(t, "FAILURE", final.Status)
 	require.Equal(t, "invalid_input", final.Error.Code)
-	require.Contains(t, final.Error.Message, "not a public address")
+	require.Equal(t, "refused: the image URL does not lead to a public address", final.Error.Message,
+		"a fixed reason: the resolved address is for the log only")
 	require.Equal(t, 1, final.Attempts)
 	require.Empty(t, fake.Calls())
 

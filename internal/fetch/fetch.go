@@ -22,6 +22,11 @@ import (
 // (the client's fault) from a failed download.
 var ErrRefused = errors.New("fetch: refused")
 
+// ErrNotPublic is wrapped, with ErrRefused, by refusals of an address that
+// is not public. Its detail (the address, the range) is for logs only: told
+// to a client it would map the inside of the network.
+var ErrNotPublic = errors.New("not a public address")
+
 // Config bounds what a Client fetches.
 type Config struct {
 	MaxBytes     int64         // larger answers are refused
@@ -224,6 +229,7 @@ var reserved = []netip.Prefix{
 	netip.MustParsePrefix("198.51.100.0/24"),
 	netip.MustParsePrefix("203.0.113.0/24"),
 	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("::/96"),          // IPv4-compatible IPv6 (deprecated): embeds any IPv4
 	netip.MustParsePrefix("64:ff9b::/96"),   // NAT64: reaches any IPv4, private ones too
 	netip.MustParsePrefix("64:ff9b:1::/48"), // local NAT64
 	netip.MustParsePrefix("2002::/16"),      // 6to4
@@ -235,7 +241,7 @@ var reserved = []netip.Prefix{
 func notMetadata(a netip.Addr) error {
 	for _, m := range metadata {
 		if a == m {
-			return fmt.Errorf("%w: %s is a cloud metadata address", ErrRefused, a)
+			return fmt.Errorf("%w: %w: %s is a cloud metadata address", ErrRefused, ErrNotPublic, a)
 		}
 	}
 	return nil
@@ -249,11 +255,11 @@ func publicOnly(a netip.Addr) error {
 	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
 		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || a == netip.IPv4Unspecified() ||
 		a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return fmt.Errorf("%w: %s is not a public address", ErrRefused, a)
+		return fmt.Errorf("%w: %w: %s", ErrRefused, ErrNotPublic, a)
 	}
 	for _, p := range reserved {
 		if p.Contains(a) {
-			return fmt.Errorf("%w: %s is in the reserved range %s", ErrRefused, a, p)
+			return fmt.Errorf("%w: %w: %s is in the reserved range %s", ErrRefused, ErrNotPublic, a, p)
 		}
 	}
 	return nil

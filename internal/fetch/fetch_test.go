@@ -75,8 +75,10 @@ func TestAddressPolicy(t *testing.T) {
 		"127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "169.254.1.1", "100.64.0.1",
 		"0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "fe80::1", "fc00::1", "fd00:ec2::254",
 		"64:ff9b::a00:1", "2002:a00:1::", "100.100.100.200",
+		"::7f00:1", "::a00:1", "::a9fe:a9fe", // IPv4-compatible: 127.0.0.1, 10.0.0.1, 169.254.169.254
 	} {
 		require.ErrorIs(t, publicOnly(netip.MustParseAddr(a)), ErrRefused, a)
+		require.ErrorIs(t, publicOnly(netip.MustParseAddr(a)), ErrNotPublic, a)
 	}
 	for _, a := range []string{"8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "151.101.1.69"} {
 		require.NoError(t, publicOnly(netip.MustParseAddr(a)), a)

@@ -26,6 +26,7 @@ const (
 	KindRejected                      // 400, 404, 409, 413, 422: the request itself is wrong
 	KindAuth                          // 401, 403: our credentials are wrong
 	KindNotConfigured                 // no usable provider at all
+	KindTooLarge                      // the answer passed its size limit
 )
 
 func (k Kind) String() string {
@@ -44,13 +45,16 @@ func (k Kind) String() string {
 		return "authentication failed"
 	case KindNotConfigured:
 		return "not configured"
+	case KindTooLarge:
+		return "answer too large"
 	}
 	return "unknown"
 }
 
 // Code is the failure's word on task records (task.FailureCode spells the
 // same words): provider_unavailable, provider_rate_limited, timeout,
-// provider_rejected, provider_auth or provider_not_configured.
+// provider_rejected, provider_auth, provider_not_configured or
+// provider_response_too_large.
 func (k Kind) Code() string {
 	switch k {
 	case KindRateLimited:
@@ -63,6 +67,8 @@ func (k Kind) Code() string {
 		return "provider_auth"
 	case KindNotConfigured:
 		return "provider_not_configured"
+	case KindTooLarge:
+		return "provider_response_too_large"
 	}
 	return "provider_unavailable"
 }
@@ -199,6 +205,9 @@ func ErrorFromTransport(ctx context.Context, name string, err error, secrets ...
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if errors.Is(err, ErrResponseTooLarge) {
+		return TooLarge(name)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		return &Error{Provider: name, Kind: KindTimeout, Message: "no answer before the deadline"}
 	}
@@ -231,21 +240,31 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
+// MaxRetryAfter bounds what a provider's Retry-After is believed: a
+// provider is anybody's code, and a value of years (or one that overflows a
+// duration) must not park work or reach a client unchanged. Callers clamp
+// further to their own settings (RETRY_MAX_DELAY).
+const MaxRetryAfter = time.Hour
+
 // ParseRetryAfter reads a Retry-After header in either of its forms
-// (delay-seconds or an HTTP date). It returns 0 when absent or unreadable.
+// (delay-seconds or an HTTP date), at most MaxRetryAfter. It returns 0 when
+// absent or unreadable.
 func ParseRetryAfter(value string, now time.Time) time.Duration {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return 0
 	}
 	if secs, err := strconv.ParseFloat(value, 64); err == nil {
-		if secs <= 0 {
+		if !(secs > 0) { // also NaN
 			return 0
+		}
+		if secs >= MaxRetryAfter.Seconds() {
+			return MaxRetryAfter
 		}
 		return time.Duration(secs * float64(time.Second))
 	}
 	if at, err := http.ParseTime(value); err == nil && at.After(now) {
-		return at.Sub(now)
+		return min(at.Sub(now), MaxRetryAfter)
 	}
 	return 0
 }

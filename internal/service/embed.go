@@ -27,7 +27,7 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	defer cancel()
 	out, err := s.embed(ctx, in)
 	if err != nil {
-		return nil, syncError(ctx, err)
+		return nil, s.syncError(ctx, err)
 	}
 	s.countSync(ctx, out, in)
 	return out, nil

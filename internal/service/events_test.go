@@ -25,7 +25,7 @@ func TestFollowEventsWakesOnNewEventsAndKeepsAlive(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	records := store.New(rdb, time.Hour)
 	hub := notify.New(rdb, log)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(asSystem(), 20*time.Second)
 	defer cancel()
 	go hub.Run(ctx)
 	<-hub.Ready()

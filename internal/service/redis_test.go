@@ -41,7 +41,7 @@ func redisService(tb testing.TB) (*service.Service, *redistest.RoundTrips, *redi
 func TestRoundTripsOnTheHotPaths(t *testing.T) {
 	t.Parallel()
 	svc, trips, _ := redisService(t)
-	ctx := context.Background()
+	ctx := asSystem()
 	in := task.GenerateTextInput{Prompt: "count my round trips"}
 
 	// Warm up: the first enqueue registers the queue's name, and new pooled
@@ -78,7 +78,7 @@ func TestRoundTripsOnTheHotPaths(t *testing.T) {
 
 func BenchmarkSubmit(b *testing.B) {
 	svc, trips, _ := redisService(b)
-	ctx := context.Background()
+	ctx := asSystem()
 	in := task.GenerateTextInput{Prompt: "Write a haiku about queues.", MaxTokens: new(64)}
 	_, err := svc.SubmitGenerateText(ctx, in)
 	require.NoError(b, err)
@@ -98,7 +98,7 @@ func BenchmarkSubmit(b *testing.B) {
 
 func BenchmarkStatus(b *testing.B) {
 	svc, trips, _ := redisService(b)
-	ctx := context.Background()
+	ctx := asSystem()
 	rec, err := svc.SubmitGenerateText(ctx, task.GenerateTextInput{Prompt: "p"})
 	require.NoError(b, err)
 	trips.Reset()
@@ -124,7 +124,7 @@ func BenchmarkTextToSpeechArtifact(b *testing.B) {
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := svc.Execute(context.Background(), "big", task.TypeTextToSpeech, []byte(`{"text":"long"}`), nil); err != nil {
+		if _, err := svc.Execute(asSystem(), "big", task.TypeTextToSpeech, []byte(`{"text":"long"}`), nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -147,7 +147,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 func TestIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	svc, _, rdb := redisService(t)
-	ctx := context.Background()
+	ctx := asSystem()
 	in := task.GenerateTextInput{Prompt: "once"}
 	submit := func(in task.GenerateTextInput) func() (*task.Record, error) {
 		return func() (*task.Record, error) { return svc.SubmitGenerateText(ctx, in) }
@@ -177,7 +177,7 @@ func TestIdempotencyKey(t *testing.T) {
 func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	svc, _, rdb := redisService(t)
-	ctx := context.Background()
+	ctx := asSystem()
 	in := task.GenerateTextInput{Prompt: "at the same time"}
 	ids := make(chan string, 20)
 	var wg sync.WaitGroup
@@ -209,7 +209,7 @@ func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
 func TestIdempotencyKeyIsFreedWhenSubmitFails(t *testing.T) {
 	t.Parallel()
 	svc, _, _ := redisService(t)
-	ctx := context.Background()
+	ctx := asSystem()
 	in := task.GenerateTextInput{Prompt: "retry me"}
 	_, _, err := svc.Idempotent(ctx, "k", task.TypeGenerateText, in, func() (*task.Record, error) {
 		return nil, task.Unavailable("the queue is unavailable", nil)
@@ -224,7 +224,7 @@ func TestIdempotencyKeyIsFreedWhenSubmitFails(t *testing.T) {
 func TestIdempotencyKeyStillSubmittingIsConflict(t *testing.T) {
 	t.Parallel()
 	svc, _, _ := redisService(t)
-	ctx := context.Background()
+	ctx := asSystem()
 	in := task.GenerateTextInput{Prompt: "slow first"}
 	release := make(chan struct{})
 	first := make(chan error, 1)
@@ -250,7 +250,7 @@ func TestIdempotencyKeyStillSubmittingIsConflict(t *testing.T) {
 func TestTenantsAreKeptApart(t *testing.T) {
 	t.Parallel()
 	svc, _, _ := redisService(t)
-	ctx := context.Background()
+	ctx := asSystem()
 	alice := auth.WithCaller(ctx, auth.Caller{KeyID: "sgk_alice0000000"})
 	bob := auth.WithCaller(ctx, auth.Caller{KeyID: "sgk_bob000000000"})
 	admin := auth.WithCaller(ctx, auth.Caller{KeyID: "sgk_admin0000000", Admin: true})
@@ -293,7 +293,7 @@ func TestTenantsAreKeptApart(t *testing.T) {
 func TestUnfinishedTasksPerKeyAreBounded(t *testing.T) {
 	t.Parallel()
 	svc, _, _ := redisService(t)
-	ctx := auth.WithCaller(context.Background(), auth.Caller{KeyID: "sgk_busy00000000", MaxUnfinished: 2})
+	ctx := auth.WithCaller(asSystem(), auth.Caller{KeyID: "sgk_busy00000000", MaxUnfinished: 2})
 	for range 2 {
 		_, err := svc.SubmitGenerateText(ctx, task.GenerateTextInput{Prompt: "p"})
 		require.NoError(t, err)
@@ -302,7 +302,7 @@ func TestUnfinishedTasksPerKeyAreBounded(t *testing.T) {
 	require.Equal(t, task.ELIMITED, task.CodeOf(err))
 	require.ErrorContains(t, err, "2 unfinished tasks")
 
-	other := auth.WithCaller(context.Background(), auth.Caller{KeyID: "sgk_other0000000", MaxUnfinished: 2})
+	other := auth.WithCaller(asSystem(), auth.Caller{KeyID: "sgk_other0000000", MaxUnfinished: 2})
 	_, err = svc.SubmitGenerateText(other, task.GenerateTextInput{Prompt: "p"})
 	require.NoError(t, err, "the limit is per key")
 }

@@ -89,6 +89,15 @@ type Config struct {
 	// WebhooksEnabled is true when WEBHOOK_SECRET is set: without a secret
 	// deliveries could not be signed, so submits naming a webhook are refused.
 	WebhooksEnabled bool
+	// MaxStoredBytesPerKey bounds the bytes one API key keeps in the
+	// artifact store (uploads and results); 0 for no bound.
+	MaxStoredBytesPerKey int64
+	// ArtifactTTL is how long an artifact is kept (RESULT_TTL): when the
+	// sweep deletes it, it stops counting against its key's quota.
+	ArtifactTTL time.Duration
+	// RetryMaxDelay bounds the Retry-After a synchronous client is told,
+	// whatever the provider said (RETRY_MAX_DELAY); 0 for MaxRetryAfter.
+	RetryMaxDelay time.Duration
 }
 
 // Deps are the service's dependencies.
@@ -107,8 +116,14 @@ type Deps struct {
 	Catalog Catalog
 	// Usage reads summed usage for GET /usage.
 	Usage UsageStore
-	Log   *slog.Logger
-	Now   func() time.Time // time.Now when nil
+	// Stored counts the bytes each key keeps in the artifact store; nil
+	// for no quota.
+	Stored StoredBytes
+	// Sealer encrypts webhook URLs before they are stored, so their tokens
+	// are not kept in the clear; nil stores them as given.
+	Sealer interface{ Seal(plain string) string }
+	Log    *slog.Logger
+	Now    func() time.Time // time.Now when nil
 }
 
 // Service implements the task workflow.
@@ -227,6 +242,9 @@ func (s *Service) applyOptions(rec *task.Record, o task.Options) error {
 			return task.Invalid("webhook", "webhooks are off on this server: the operator has not set WEBHOOK_SECRET, which signs them")
 		}
 		rec.WebhookURL = o.Webhook
+		if s.deps.Sealer != nil {
+			rec.WebhookURL = s.deps.Sealer.Seal(o.Webhook) // only workers open it, to deliver
+		}
 		rec.Webhook = &task.WebhookInfo{URL: task.ShownWebhookURL(o.Webhook), Events: o.Events()}
 	}
 	return nil
@@ -301,7 +319,9 @@ func (s *Service) Cancel(ctx context.Context, id string) (*task.Record, error) {
 	defer cancel()
 	err := s.deps.Records.Revoked(ctx, id, "cancelled by the client", s.deps.Now().UTC())
 	switch {
-	case err == nil, errors.Is(err, store.ErrFinished):
+	case err == nil:
+		s.dropInput(ctx, id) // nothing will read an upload of a revoked task
+	case errors.Is(err, store.ErrFinished):
 	case task.CodeOf(err) == task.ENOTFOUND:
 		return nil, err
 	default:
@@ -325,7 +345,7 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	defer cancel()
 	out, err := s.generateText(ctx, in)
 	if err != nil {
-		return nil, syncError(ctx, err)
+		return nil, s.syncError(ctx, err)
 	}
 	s.countSync(ctx, out, in)
 	return out, nil
@@ -333,7 +353,8 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 
 func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
 	llm := s.deps.Providers.LLM
-	out, err := llm.GenerateText(ctx, textRequest(in))
+	req := textRequest(in)
+	out, err := llm.GenerateText(provider.WithResponseLimit(ctx, provider.TextResponseLimit(req.MaxTokens, false)), req)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +363,8 @@ func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (
 
 // streamText is generateText with the text handed to onText as it comes.
 func (s *Service) streamText(ctx context.Context, llm provider.TextStreamer, in task.GenerateTextInput, onText func(string)) (*task.TextResult, error) {
-	out, err := llm.StreamText(ctx, textRequest(in), onText)
+	req := textRequest(in)
+	out, err := llm.StreamText(provider.WithResponseLimit(ctx, provider.TextResponseLimit(req.MaxTokens, true)), req, onText)
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +398,9 @@ func (s *Service) SubmitTextToSpeech(ctx context.Context, in task.TextToSpeechIn
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.checkStored(ctx); err != nil { // the speech will be stored
+		return nil, err
+	}
 	return s.submit(ctx, task.TypeTextToSpeech, in, in.Summary())
 }
 
@@ -398,7 +423,7 @@ func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (
 	audio, err := s.deps.Providers.TTS.Synthesize(tctx, speechRequest(in))
 	if err != nil {
 		cancel()
-		return nil, syncError(tctx, err)
+		return nil, s.syncError(tctx, err)
 	}
 	s.countSync(tctx, nil, in)
 	return &Audio{Body: &cancelOnClose{ReadCloser: audio.Body, cancel: cancel}, ContentType: audio.ContentType}, nil
@@ -485,7 +510,7 @@ func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload
 			return out, err
 		})
 	case task.TypeDescribeImage:
-		return execute(ctx, payload, typ, p.Vision, func(in task.DescribeImageInput) (any, error) { return s.describeImage(ctx, in) })
+		return execute(ctx, payload, typ, p.Vision, func(in queuedImage) (any, error) { return s.describeQueuedImage(ctx, id, in) })
 	case task.TypeEmbed:
 		return execute(ctx, payload, typ, p.Embedder, func(in task.EmbedInput) (any, error) { return s.embed(ctx, in) })
 	case task.TypeTextToSpeech:
@@ -594,6 +619,9 @@ func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpe
 	defer audio.Body.Close()
 	size, err := s.deps.Artifacts.Put(ctx, id, audio.Body)
 	if err != nil {
+		if errors.Is(err, provider.ErrResponseTooLarge) {
+			return nil, provider.TooLarge(servedBy(ctx, tts))
+		}
 		if ctx.Err() != nil {
 			return nil, provider.ErrorFromTransport(ctx, servedBy(ctx, tts), ctx.Err())
 		}
@@ -601,6 +629,7 @@ func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpe
 		return nil, &provider.Error{Provider: servedBy(ctx, tts), Kind: provider.KindUnavailable,
 			Message: "the audio could not be stored: " + err.Error()}
 	}
+	s.chargeStored(ctx, id, id, size)
 	return &task.AudioResult{
 		Artifact: task.Artifact{URL: task.ArtifactURL(id), ContentType: audio.ContentType, Size: size},
 		Provider: servedBy(ctx, tts), Model: audio.Model, Voice: audio.Voice, Format: audio.Format,
@@ -608,11 +637,15 @@ func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpe
 }
 
 // syncError maps a failure of a synchronous call to the error the client sees.
-func syncError(ctx context.Context, err error) error {
+func (s *Service) syncError(ctx context.Context, err error) error {
 	var perr *provider.Error
 	switch {
 	case errors.As(err, &perr):
-		return providerError(perr)
+		e := providerError(perr)
+		if limit := s.cfg.RetryMaxDelay; limit > 0 {
+			e.RetryAfter = min(e.RetryAfter, limit)
+		}
+		return e
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return &task.Error{Code: task.ETIMEOUT, Message: "the provider did not answer within SYNC_TIMEOUT; use POST /background/... for long work", Err: err}
 	case ctx.Err() != nil:

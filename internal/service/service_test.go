@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/artifact"
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/provider/providertest"
 	"github.com/siganteng/siganteng/internal/service"
@@ -68,15 +69,15 @@ func (f *fakeRecords) Revoked(_ context.Context, id, reason string, _ time.Time)
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	rec, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	rec, err := b.svc.SubmitGenerateText(asSystem(), task.GenerateTextInput{Prompt: "x"})
 	require.NoError(t, err)
-	got, err := b.svc.Cancel(context.Background(), rec.ID)
+	got, err := b.svc.Cancel(asSystem(), rec.ID)
 	require.NoError(t, err)
 	require.Equal(t, task.StatusRevoked, got.Status)
-	again, err := b.svc.Cancel(context.Background(), rec.ID)
+	again, err := b.svc.Cancel(asSystem(), rec.ID)
 	require.NoError(t, err, "cancel is idempotent")
 	require.Equal(t, task.StatusRevoked, again.Status)
-	_, err = b.svc.Cancel(context.Background(), "nope")
+	_, err = b.svc.Cancel(asSystem(), "nope")
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
 }
 
@@ -158,7 +159,7 @@ func TestSubmitRecordsThenEnqueues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	maxTokens := 9
-	rec, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "héllo", Model: "m", MaxTokens: &maxTokens})
+	rec, err := b.svc.SubmitGenerateText(asSystem(), task.GenerateTextInput{Prompt: "héllo", Model: "m", MaxTokens: &maxTokens})
 	require.NoError(t, err)
 	require.Equal(t, task.StatusPending, rec.Status)
 	require.Equal(t, task.TypeGenerateText, rec.Type)
@@ -168,7 +169,7 @@ func TestSubmitRecordsThenEnqueues(t *testing.T) {
 	require.JSONEq(t, `{"prompt":"héllo","model":"m","max_tokens":9}`, string(b.queue.payload))
 	require.JSONEq(t, `{"model":"m","prompt_chars":5,"max_tokens":9}`, string(rec.Input), "the record holds a summary, not the prompt")
 
-	other, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	other, err := b.svc.SubmitGenerateText(asSystem(), task.GenerateTextInput{Prompt: "x"})
 	require.NoError(t, err)
 	require.NotEqual(t, rec.ID, other.ID)
 }
@@ -181,7 +182,7 @@ func TestSubmitRejectsBadInputBeforeAnyWrite(t *testing.T) {
 		"prompt":      {Prompt: " \n\t"},
 		"temperature": {Prompt: "x", Temperature: &tooHot},
 	} {
-		_, err := b.svc.SubmitGenerateText(context.Background(), in)
+		_, err := b.svc.SubmitGenerateText(asSystem(), in)
 		var terr *task.Error
 		require.ErrorAs(t, err, &terr)
 		require.Equal(t, task.EINVALID, terr.Code)
@@ -194,7 +195,7 @@ func TestSubmitUndoesTheRecordWhenEnqueueFails(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.queue.err = errors.New("redis: connection refused")
-	_, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	_, err := b.svc.SubmitGenerateText(asSystem(), task.GenerateTextInput{Prompt: "x"})
 	require.Equal(t, task.EUNAVAILABLE, task.CodeOf(err))
 	require.Equal(t, []string{"create", "enqueue", "delete"}, b.records.ops)
 	require.Empty(t, b.records.recs)
@@ -204,7 +205,7 @@ func TestSubmitDoesNotEnqueueWithoutARecord(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.records.createErr = errors.New("redis: i/o timeout")
-	_, err := b.svc.SubmitGenerateText(context.Background(), task.GenerateTextInput{Prompt: "x"})
+	_, err := b.svc.SubmitGenerateText(asSystem(), task.GenerateTextInput{Prompt: "x"})
 	require.Equal(t, task.EUNAVAILABLE, task.CodeOf(err))
 	require.Equal(t, []string{"create"}, b.records.ops)
 }
@@ -212,7 +213,7 @@ func TestSubmitDoesNotEnqueueWithoutARecord(t *testing.T) {
 func TestGetUnknownIsNotFound(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, err := b.svc.Get(context.Background(), "nope")
+	_, err := b.svc.Get(asSystem(), "nope")
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(err))
 }
 
@@ -220,7 +221,7 @@ func TestGenerateTextNow(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	temp := 0.5
-	out, err := b.svc.GenerateText(context.Background(), task.GenerateTextInput{Prompt: "p", System: "s", Temperature: &temp})
+	out, err := b.svc.GenerateText(asSystem(), task.GenerateTextInput{Prompt: "p", System: "s", Temperature: &temp})
 	require.NoError(t, err)
 	require.Equal(t, &task.TextResult{Text: "out", Model: "m1", Provider: "fake", FinishReason: "stop",
 		Usage: task.Usage{PromptTokens: 2, CompletionTokens: 3, TotalTokens: 5}}, out)
@@ -241,7 +242,7 @@ func TestGenerateTextNowMapsProviderErrors(t *testing.T) {
 	} {
 		b := setup(t)
 		b.llm.err = tc.err
-		_, err := b.svc.GenerateText(context.Background(), task.GenerateTextInput{Prompt: "p"})
+		_, err := b.svc.GenerateText(asSystem(), task.GenerateTextInput{Prompt: "p"})
 		require.Equal(t, tc.want, task.CodeOf(err), "%v", tc.err)
 	}
 }
@@ -251,7 +252,7 @@ func TestGenerateTextNowIsBounded(t *testing.T) {
 	b := setup(t)
 	b.llm.wait = 5 * time.Second
 	start := time.Now()
-	_, err := b.svc.GenerateText(context.Background(), task.GenerateTextInput{Prompt: "p"})
+	_, err := b.svc.GenerateText(asSystem(), task.GenerateTextInput{Prompt: "p"})
 	require.Equal(t, task.ETIMEOUT, task.CodeOf(err))
 	require.Less(t, time.Since(start), 2*time.Second)
 }
@@ -259,7 +260,7 @@ func TestGenerateTextNowIsBounded(t *testing.T) {
 func TestExecute(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	out, err := b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{"prompt":"p","max_tokens":7}`), nil)
+	out, err := b.svc.Execute(asSystem(), "id", task.TypeGenerateText, []byte(`{"prompt":"p","max_tokens":7}`), nil)
 	require.NoError(t, err)
 	require.Equal(t, "fake", out.Provider)
 	var res task.TextResult
@@ -267,9 +268,9 @@ func TestExecute(t *testing.T) {
 	require.Equal(t, "out", res.Text)
 	require.Equal(t, 7, b.llm.got.MaxTokens)
 
-	_, err = b.svc.Execute(context.Background(), "id", task.TypeGenerateText, []byte(`{not json`), nil)
+	_, err = b.svc.Execute(asSystem(), "id", task.TypeGenerateText, []byte(`{not json`), nil)
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
-	_, err = b.svc.Execute(context.Background(), "id", "paint_picture", []byte(`{}`), nil)
+	_, err = b.svc.Execute(asSystem(), "id", "paint_picture", []byte(`{}`), nil)
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 }
 
@@ -315,7 +316,7 @@ func TestExecuteTextToSpeechStoresTheArtifact(t *testing.T) {
 	t.Parallel()
 	tts := &fakeTTS{body: "RIFF-audio-bytes"}
 	svc, records, _ := speechSetup(t, tts)
-	out, err := svc.Execute(context.Background(), "t1", task.TypeTextToSpeech, []byte(`{"text":"halo","voice":"id","speed":2}`), nil)
+	out, err := svc.Execute(asSystem(), "t1", task.TypeTextToSpeech, []byte(`{"text":"halo","voice":"id","speed":2}`), nil)
 	require.NoError(t, err)
 	require.Equal(t, "faketts", out.Provider)
 	require.Equal(t, provider.SpeechRequest{Text: "halo", Voice: "id", Speed: 2}, tts.got)
@@ -325,7 +326,7 @@ func TestExecuteTextToSpeechStoresTheArtifact(t *testing.T) {
 	require.Equal(t, "wav", res.Format)
 
 	records.recs["t1"] = &task.Record{ID: "t1", Status: task.StatusSuccess, Result: out.Result}
-	art, obj, err := svc.OpenArtifact(context.Background(), "t1")
+	art, obj, err := svc.OpenArtifact(asSystem(), "t1")
 	require.NoError(t, err)
 	defer obj.Close()
 	b, err := io.ReadAll(obj)
@@ -337,11 +338,11 @@ func TestExecuteTextToSpeechStoresTheArtifact(t *testing.T) {
 func TestExecuteTextToSpeechBrokenStreamIsTransient(t *testing.T) {
 	t.Parallel()
 	svc, _, dir := speechSetup(t, &streamTTS{r: &brokenStream{}})
-	_, err := svc.Execute(context.Background(), "t2", task.TypeTextToSpeech, []byte(`{"text":"halo"}`), nil)
+	_, err := svc.Execute(asSystem(), "t2", task.TypeTextToSpeech, []byte(`{"text":"halo"}`), nil)
 	var perr *provider.Error
 	require.ErrorAs(t, err, &perr)
 	require.True(t, perr.Transient())
-	_, err = dir.Open(context.Background(), "t2")
+	_, err = dir.Open(asSystem(), "t2")
 	require.ErrorIs(t, err, artifact.ErrNotFound, "no half-written artifact")
 }
 
@@ -359,7 +360,7 @@ func TestOpenArtifactStates(t *testing.T) {
 	records.recs["gone"] = &task.Record{ID: "gone", Status: task.StatusSuccess,
 		Result: json.RawMessage(`{"artifact":{"url":"/x","content_type":"audio/wav","size":3}}`)}
 	for id, want := range map[string]task.ErrorCode{"run": task.ECONFLICT, "gone": task.ENOTFOUND, "unknown": task.ENOTFOUND} {
-		_, _, err := svc.OpenArtifact(context.Background(), id)
+		_, _, err := svc.OpenArtifact(asSystem(), id)
 		require.Equal(t, want, task.CodeOf(err), id)
 	}
 }
@@ -367,9 +368,9 @@ func TestOpenArtifactStates(t *testing.T) {
 func TestTextToSpeechNowMapsErrors(t *testing.T) {
 	t.Parallel()
 	svc, _, _ := speechSetup(t, &fakeTTS{err: &provider.Error{Provider: "faketts", Kind: provider.KindRejected, Message: "wav only"}})
-	_, err := svc.TextToSpeech(context.Background(), task.TextToSpeechInput{Text: "x", Format: "mp3"})
+	_, err := svc.TextToSpeech(asSystem(), task.TextToSpeechInput{Text: "x", Format: "mp3"})
 	require.Equal(t, task.EREJECTED, task.CodeOf(err))
-	_, err = svc.TextToSpeech(context.Background(), task.TextToSpeechInput{Text: " "})
+	_, err = svc.TextToSpeech(asSystem(), task.TextToSpeechInput{Text: " "})
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 }
 
@@ -381,7 +382,7 @@ func TestSubmitSpeechToTextUndoesTheUploadWhenEnqueueFails(t *testing.T) {
 	q := &fakeQueue{records: records, err: errors.New("redis: connection refused")}
 	svc := service.New(service.Deps{Records: records, Queue: q, Artifacts: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		service.Config{SyncTimeout: time.Second, MaxUploadBytes: 1 << 20})
-	_, err = svc.SubmitSpeechToText(context.Background(), task.SpeechToTextInput{}, bytes.NewReader(providertest.WAV(1000)))
+	_, err = svc.SubmitSpeechToText(asSystem(), task.SpeechToTextInput{}, bytes.NewReader(providertest.WAV(1000)))
 	require.Equal(t, task.EUNAVAILABLE, task.CodeOf(err))
 	entries, err := os.ReadDir(dir.Root())
 	require.NoError(t, err)
@@ -391,7 +392,7 @@ func TestSubmitSpeechToTextUndoesTheUploadWhenEnqueueFails(t *testing.T) {
 func TestSpeechToTextWithoutItsInputFailsForGood(t *testing.T) {
 	t.Parallel()
 	svc, _, _ := speechSetup(t, &fakeTTS{})
-	_, err := svc.Execute(context.Background(), "lost", task.TypeSpeechToText, []byte(`{"media_type":"audio/wav","filename":"audio.wav"}`), nil)
+	_, err := svc.Execute(asSystem(), "lost", task.TypeSpeechToText, []byte(`{"media_type":"audio/wav","filename":"audio.wav"}`), nil)
 	require.Equal(t, task.EINVALID, task.CodeOf(err))
 }
 
@@ -412,3 +413,7 @@ func TestSniffAudio(t *testing.T) {
 		require.Equal(t, want, got, "%q", head)
 	}
 }
+
+// asSystem is the context of work no request started: lower layers'
+// tests act as the system caller, which sees every task.
+func asSystem() context.Context { return auth.WithCaller(context.Background(), auth.System) }

@@ -56,15 +56,12 @@ func (s *Service) SubmitSpeechToText(ctx context.Context, in task.SpeechToTextIn
 	if err != nil {
 		return nil, err
 	}
-	return s.submitWith(ctx, task.TypeSpeechToText, in, in.Summary(), func(id string) error {
-		if _, err := s.deps.Artifacts.Put(ctx, task.InputKey(id), body); err != nil {
-			if errors.Is(err, errTooLarge) {
-				return s.tooLarge("file")
-			}
-			return task.Unavailable("the artifact store is unavailable; nothing was queued", err)
-		}
-		return nil
-	}, func(id string) { _ = s.deps.Artifacts.Delete(context.WithoutCancel(ctx), task.InputKey(id)) })
+	if err := s.checkStored(ctx); err != nil {
+		return nil, err
+	}
+	return s.submitWith(ctx, task.TypeSpeechToText, in, in.Summary(),
+		func(id string) error { return s.putInput(ctx, id, body) },
+		func(id string) { s.dropInput(ctx, id) })
 }
 
 func (s *Service) tooLarge(field string) error {
@@ -91,7 +88,7 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 	case errors.Is(err, errTooLarge):
 		return nil, s.tooLarge("file")
 	case err != nil:
-		return nil, syncError(ctx, err)
+		return nil, s.syncError(ctx, err)
 	}
 	s.countSync(ctx, out, in)
 	return out, nil
@@ -112,7 +109,7 @@ func (s *Service) speechToText(ctx context.Context, id string, in task.SpeechToT
 	if err != nil {
 		return nil, err
 	}
-	_ = s.deps.Artifacts.Delete(ctx, task.InputKey(id))
+	s.dropInput(ctx, id)
 	return out, nil
 }
 

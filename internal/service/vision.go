@@ -1,12 +1,16 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 
+	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/task"
@@ -28,7 +32,68 @@ func (s *Service) SubmitDescribeImage(ctx context.Context, in task.DescribeImage
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	return s.submit(ctx, task.TypeDescribeImage, in, in.Summary())
+	if !strings.HasPrefix(in.ImageURL, "data:") {
+		return s.submit(ctx, task.TypeDescribeImage, queuedImage{DescribeImageInput: in}, in.Summary())
+	}
+	// An image sent with the request goes to the artifact store, like
+	// audio: the queued message (and Redis) holds a reference, not the bytes.
+	img, _, err := s.dataImage(in.ImageURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkStored(ctx); err != nil {
+		return nil, err
+	}
+	summary := in.Summary()
+	queued := queuedImage{DescribeImageInput: in, Stored: true}
+	queued.ImageURL = ""
+	return s.submitWith(ctx, task.TypeDescribeImage, queued, summary,
+		func(id string) error { return s.putInput(ctx, id, bytes.NewReader(img)) },
+		func(id string) { s.dropInput(ctx, id) })
+}
+
+// queuedImage is describe_image as queued: the request, whose image is
+// either a URL the worker fetches or, with Stored, the task's input in the
+// artifact store.
+type queuedImage struct {
+	task.DescribeImageInput
+	Stored bool `json:"image_stored,omitempty"`
+}
+
+// Validate checks the request; a stored image has no URL to check.
+func (q queuedImage) Validate() error {
+	if q.Stored {
+		in := q.DescribeImageInput
+		in.ImageURL = "data:"
+		return in.Validate()
+	}
+	return q.DescribeImageInput.Validate()
+}
+
+// describeQueuedImage runs a queued describe_image, reading a stored image
+// from the artifact store and removing it once the answer is safe.
+func (s *Service) describeQueuedImage(ctx context.Context, id string, q queuedImage) (*task.TextResult, error) {
+	if !q.Stored {
+		return s.describeImage(ctx, q.DescribeImageInput)
+	}
+	obj, err := s.deps.Artifacts.Open(ctx, task.InputKey(id))
+	if errors.Is(err, artifact.ErrNotFound) {
+		return nil, task.Invalid("image_url", "the uploaded image is gone (kept RESULT_TTL after upload); submit it again")
+	}
+	if err != nil {
+		return nil, &provider.Error{Provider: s.deps.Providers.Vision.Name(), Kind: provider.KindUnavailable, Message: "the uploaded image cannot be read"}
+	}
+	img, err := io.ReadAll(io.LimitReader(obj, s.cfg.MaxUploadBytes+1))
+	_ = obj.Close()
+	if err != nil {
+		return nil, &provider.Error{Provider: s.deps.Providers.Vision.Name(), Kind: provider.KindUnavailable, Message: "the uploaded image cannot be read"}
+	}
+	out, err := s.visionCall(ctx, q.DescribeImageInput, img, fetch.Sniff(img))
+	if err != nil {
+		return nil, err
+	}
+	s.dropInput(ctx, id)
+	return out, nil
 }
 
 // DescribeImage runs describe_image now, bounded by the sync timeout.
@@ -50,7 +115,7 @@ func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput)
 		if errors.As(err, &terr) {
 			return nil, err
 		}
-		return nil, syncError(ctx, err)
+		return nil, s.syncError(ctx, err)
 	}
 	return out, nil
 }
@@ -101,18 +166,28 @@ func (s *Service) image(ctx context.Context, in task.DescribeImageInput) ([]byte
 		return s.dataImage(in.ImageURL)
 	}
 	res, err := s.deps.Fetcher.Get(ctx, in.ImageURL)
+	if err != nil {
+		// What the fetch met (resolved addresses, resolvers, routes) is for
+		// the log; the client learns a fixed reason.
+		s.deps.Log.WarnContext(ctx, "image URL not fetched", "err", err)
+	}
 	var status *fetch.StatusError
+	var dnsErr *net.DNSError
 	switch {
 	case err == nil:
 		return res.Body, res.ContentType, nil
+	case errors.Is(err, fetch.ErrNotPublic):
+		return nil, "", task.Invalid("image_url", "refused: the image URL does not lead to a public address")
 	case errors.Is(err, fetch.ErrRefused):
-		return nil, "", &task.Error{Code: task.EINVALID, Field: "image_url", Message: strings.TrimPrefix(err.Error(), "fetch: ")}
+		return nil, "", &task.Error{Code: task.EINVALID, Field: "image_url", Message: strings.TrimPrefix(err.Error(), "fetch: refused: ")}
 	case errors.As(err, &status) && status.Status >= 400 && status.Status < 500 && status.Status != http.StatusTooManyRequests:
 		return nil, "", &task.Error{Code: task.EINVALID, Field: "image_url", Message: fmt.Sprintf("the image URL answered %d", status.Status)}
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return nil, "", task.Invalid("image_url", "the image URL's host does not exist")
 	case ctx.Err() != nil:
 		return nil, "", provider.ErrorFromTransport(ctx, "image host", ctx.Err())
 	}
-	return nil, "", &provider.Error{Provider: "image host", Kind: provider.KindUnavailable, Message: err.Error()}
+	return nil, "", &provider.Error{Provider: "image host", Kind: provider.KindUnavailable, Message: "could not fetch the image URL"}
 }
 
 func (s *Service) describeImage(ctx context.Context, in task.DescribeImageInput) (*task.TextResult, error) {
@@ -120,12 +195,17 @@ func (s *Service) describeImage(ctx context.Context, in task.DescribeImageInput)
 	if err != nil {
 		return nil, err
 	}
+	return s.visionCall(ctx, in, img, kind)
+}
+
+// visionCall asks the vision provider about img.
+func (s *Service) visionCall(ctx context.Context, in task.DescribeImageInput, img []byte, kind string) (*task.TextResult, error) {
 	vision := s.deps.Providers.Vision
 	req := provider.VisionRequest{Prompt: in.PromptOrDefault(), Image: img, MediaType: kind, Model: in.Model}
 	if in.MaxTokens != nil {
 		req.MaxTokens = *in.MaxTokens
 	}
-	out, err := vision.DescribeImage(ctx, req)
+	out, err := vision.DescribeImage(provider.WithResponseLimit(ctx, provider.TextResponseLimit(req.MaxTokens, false)), req)
 	if err != nil {
 		return nil, err
 	}

@@ -109,7 +109,7 @@ func TestWebhookOutboxGetsTheEventsAskedFor(t *testing.T) {
 
 	rec, err := b.store.Get(b.ctx, "all")
 	require.NoError(t, err)
-	require.Equal(t, "https://hooks.example/x", rec.Webhook.URL, "the query, which may hold a token, is not shown")
+	require.Equal(t, "https://hooks.example/…", rec.Webhook.URL, "the path and query, which may hold a token, are not shown")
 	require.Equal(t, "https://hooks.example/x?token=s3cret", rec.WebhookURL)
 }
 

@@ -83,3 +83,45 @@ func (s *Store) RequeueWebhooks(ctx context.Context) (int, error) {
 		n++
 	}
 }
+
+// DeliveryPrefix starts the key of one queued webhook delivery's contents:
+// the sealed URL and the body. The queued message holds only a reference, so
+// neither the receiver's token nor the record sits in the queue (or its
+// dashboard); the key expires once the delivery can no longer be retried.
+const DeliveryPrefix = "{siganteng}:webhooks:delivery:"
+
+// ErrDeliveryGone is returned by GetDelivery for a delivery whose contents
+// expired or were never written.
+var ErrDeliveryGone = errors.New("store: webhook delivery gone")
+
+// PutDelivery keeps a delivery's sealed URL and body for ttl.
+func (s *Store) PutDelivery(ctx context.Context, id, sealedURL string, body []byte, ttl time.Duration) error {
+	key := DeliveryPrefix + id
+	pipe := s.rdb.TxPipeline()
+	pipe.HSet(ctx, key, "url", sealedURL, "body", body)
+	pipe.PExpire(ctx, key, ttl)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("store: put webhook delivery %s: %w", id, err)
+	}
+	return nil
+}
+
+// GetDelivery reads what PutDelivery kept, or ErrDeliveryGone.
+func (s *Store) GetDelivery(ctx context.Context, id string) (sealedURL string, body []byte, err error) {
+	h, err := s.rdb.HGetAll(ctx, DeliveryPrefix+id).Result()
+	switch {
+	case err != nil:
+		return "", nil, fmt.Errorf("store: get webhook delivery %s: %w", id, err)
+	case h["url"] == "":
+		return "", nil, ErrDeliveryGone
+	}
+	return h["url"], []byte(h["body"]), nil
+}
+
+// DeleteDelivery forgets a delivery that is done with.
+func (s *Store) DeleteDelivery(ctx context.Context, id string) error {
+	if err := s.rdb.Del(ctx, DeliveryPrefix+id).Err(); err != nil {
+		return fmt.Errorf("store: delete webhook delivery %s: %w", id, err)
+	}
+	return nil
+}

@@ -121,7 +121,7 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 		fields = append(fields, "owner", rec.Owner)
 	}
 	if rec.WebhookURL != "" && rec.Webhook != nil {
-		fields = append(fields, "webhook_url", rec.WebhookURL, "webhook_events", strings.Join(rec.Webhook.Events, ","))
+		fields = append(fields, "webhook_url", rec.WebhookURL, "webhook_shown", rec.Webhook.URL, "webhook_events", strings.Join(rec.Webhook.Events, ","))
 	}
 	ownerIndex, ownerUnfinished := indexKeys(rec.Owner)
 	args := append([]any{rec.ID, rec.CreatedAt.UnixMilli(), limits.MaxUnfinished, statusEvent(rec.ID, task.StatusPending, 0, nil),
@@ -442,7 +442,11 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	}
 	if v := h["webhook_url"]; v != "" {
 		rec.WebhookURL = v
-		rec.Webhook = &task.WebhookInfo{URL: task.ShownWebhookURL(v), Events: strings.Split(h["webhook_events"], ",")}
+		shown := h["webhook_shown"]
+		if shown == "" { // written before webhook URLs were sealed
+			shown = task.ShownWebhookURL(v)
+		}
+		rec.Webhook = &task.WebhookInfo{URL: shown, Events: strings.Split(h["webhook_events"], ",")}
 	}
 	if v := h["input"]; v != "" {
 		rec.Input = json.RawMessage(v)

@@ -1,6 +1,21 @@
 package task
 
-import "unicode/utf8"
+import (
+	"math"
+	"unicode/utf8"
+)
+
+// MaxReportedTokens bounds the tokens one call is believed to have used: a
+// provider's usage is anybody's numbers, and a negative count would credit
+// a key's budget while an absurd one would exhaust it.
+const MaxReportedTokens = 100_000_000
+
+// MaxReportedAudioSeconds bounds the audio one transcript is believed to
+// have heard (a week).
+const MaxReportedAudioSeconds = 7 * 24 * 3600
+
+// reported clamps a count a provider reported to [0, MaxReportedTokens].
+func reported(n int64) int64 { return min(max(n, 0), MaxReportedTokens) }
 
 // ModelName is the model a request names, "" for the default. With a
 // routing file it must be one of the file's models.
@@ -20,16 +35,22 @@ func (in SpeechToTextInput) ModelName() string { return in.Model }
 
 // Metering is what the completion consumed, in tokens.
 func (r TextResult) Metering() Metered {
-	return Metered{InputTokens: r.Usage.PromptTokens, OutputTokens: r.Usage.CompletionTokens}
+	return Metered{InputTokens: reported(r.Usage.PromptTokens), OutputTokens: reported(r.Usage.CompletionTokens)}
 }
 
 // Metering is what the embedding consumed, in tokens.
 func (r EmbedResult) Metering() Metered {
-	return Metered{InputTokens: r.Usage.PromptTokens, OutputTokens: r.Usage.CompletionTokens}
+	return Metered{InputTokens: reported(r.Usage.PromptTokens), OutputTokens: reported(r.Usage.CompletionTokens)}
 }
 
 // Metering is the audio heard, where the provider said how long it was.
-func (r TranscriptResult) Metering() Metered { return Metered{AudioSeconds: r.Duration} }
+func (r TranscriptResult) Metering() Metered {
+	d := r.Duration
+	if !(d > 0) || math.IsInf(d, 0) { // also NaN
+		d = 0
+	}
+	return Metered{AudioSeconds: min(d, MaxReportedAudioSeconds)}
+}
 
 // Metering is what speaking the text costs: its characters.
 func (in TextToSpeechInput) Metering() Metered {

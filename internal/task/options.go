@@ -115,13 +115,18 @@ type WebhookInfo struct {
 	Events []string `json:"events"`
 }
 
-// ShownWebhookURL is raw without its query, so that a token in it does
-// not reach records, lists or logs.
+// ShownWebhookURL is raw with only its scheme and host, so that a token in
+// its query or its path (Slack's and Discord's webhook URLs carry theirs in
+// the path) does not reach records, lists, webhook bodies or logs. A path,
+// when there was one, shows as "/…".
 func ShownWebhookURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || u.Host == "" {
 		return ""
 	}
-	u.RawQuery, u.ForceQuery, u.Fragment = "", false, ""
-	return u.String()
+	shown := u.Scheme + "://" + u.Host
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		shown += "/…"
+	}
+	return shown
 }

@@ -104,6 +104,7 @@ const (
 	FailureProviderUnavailable FailureCode = "provider_unavailable"  // 5xx, refused connection, network error
 	FailureTimeout             FailureCode = "timeout"               // TASK_TIMEOUT or the provider's own timeout
 	FailureNotConfigured       FailureCode = "provider_not_configured"
+	FailureResponseTooLarge    FailureCode = "provider_response_too_large" // the answer passed its size limit
 	FailureInvalidInput        FailureCode = "invalid_input"
 	FailureInternal            FailureCode = "internal"
 	FailureLost                FailureCode = "lost"    // the worker died with no retries left, or the queue lost the task

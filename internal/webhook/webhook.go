@@ -20,6 +20,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/siganteng/siganteng/internal/fetch"
+	"github.com/siganteng/siganteng/internal/sealed"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -34,18 +35,43 @@ var Schedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minut
 // Timeout bounds one delivery attempt.
 const Timeout = 15 * time.Second
 
-// Delivery is the payload of a queued delivery. The body is fixed when the
-// delivery is queued, so every retry posts the same bytes under the same id.
+// Delivery is the payload of a queued delivery: a reference to its
+// contents (Parcels), so that the queue holds neither the receiver's URL
+// nor the record. The body is fixed when the delivery is queued, so every
+// retry posts the same bytes under the same id. URL and Body inline are
+// read from deliveries queued before contents moved out of the payload.
 type Delivery struct {
 	ID     string          `json:"webhook_id"`
 	TaskID string          `json:"task_id"`
 	Event  string          `json:"event"`
-	URL    string          `json:"url"`
-	Body   json.RawMessage `json:"body"`
+	URL    string          `json:"url,omitempty"`
+	Body   json.RawMessage `json:"body,omitempty"`
 }
+
+// Parcels keeps the contents of queued deliveries.
+type Parcels interface {
+	PutDelivery(ctx context.Context, id, sealedURL string, body []byte, ttl time.Duration) error
+	GetDelivery(ctx context.Context, id string) (sealedURL string, body []byte, err error)
+	DeleteDelivery(ctx context.Context, id string) error
+}
+
+// ParcelTTL is how long a delivery's contents are kept: past its last
+// retry on Schedule, with a margin.
+var ParcelTTL = func() time.Duration {
+	total := 6 * time.Hour
+	for _, d := range Schedule {
+		total += d + Timeout
+	}
+	return total
+}()
+
+// URLPurpose names the key webhook URLs are sealed with (see package
+// sealed): API and workers derive it from WEBHOOK_SECRET.
+const URLPurpose = "webhook url"
 
 // Outbox is what the Dispatcher needs of the record store.
 type Outbox interface {
+	Parcels
 	NextWebhook(ctx context.Context, wait time.Duration) (store.WebhookDue, bool, error)
 	WebhookQueued(ctx context.Context, due store.WebhookDue) error
 	ReturnWebhook(ctx context.Context, due store.WebhookDue) error
@@ -126,7 +152,10 @@ func (d *Dispatcher) forward(ctx context.Context, due store.WebhookDue) error {
 	if err != nil {
 		return fmt.Errorf("webhook: encode record %s: %w", rec.ID, err)
 	}
-	delivery := Delivery{ID: "msg_" + due.TaskID + "_" + due.EventID, TaskID: due.TaskID, Event: due.Event, URL: rec.WebhookURL, Body: body}
+	delivery := Delivery{ID: "msg_" + due.TaskID + "_" + due.EventID, TaskID: due.TaskID, Event: due.Event}
+	if err := d.outbox.PutDelivery(ctx, delivery.ID, rec.WebhookURL, body, ParcelTTL); err != nil {
+		return err
+	}
 	payload, err := json.Marshal(delivery)
 	if err != nil {
 		return fmt.Errorf("webhook: encode delivery: %w", err)
@@ -146,18 +175,57 @@ type Poster interface {
 // Deliverer posts deliveries, signed with the server's secret.
 type Deliverer struct {
 	signer *standardwebhooks.Webhook
+	box    *sealed.Box
 	poster Poster
-	log    *slog.Logger
-	now    func() time.Time
+	// parcels holds the deliveries' contents; nil reads them from the
+	// payload only.
+	parcels Parcels
+	log     *slog.Logger
+	now     func() time.Time
 }
 
-// NewDeliverer returns a deliverer signing with secret (whsec_ and base64).
-func NewDeliverer(secret string, poster Poster, log *slog.Logger) (*Deliverer, error) {
+// NewDeliverer returns a deliverer signing with secret (whsec_ and base64),
+// which also opens the sealed URLs, reading deliveries' contents from
+// parcels (nil: from the payload only).
+func NewDeliverer(secret string, poster Poster, parcels Parcels, log *slog.Logger) (*Deliverer, error) {
 	signer, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
 		return nil, errors.New("webhook: WEBHOOK_SECRET is not whsec_ followed by base64")
 	}
-	return &Deliverer{signer: signer, poster: poster, log: log, now: time.Now}, nil
+	box, err := sealed.New(secret, URLPurpose)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	return &Deliverer{signer: signer, box: box, poster: poster, parcels: parcels, log: log, now: time.Now}, nil
+}
+
+// contents finds a delivery's URL and body.
+func (d *Deliverer) contents(ctx context.Context, del *Delivery) error {
+	if del.URL == "" && d.parcels != nil {
+		url, body, err := d.parcels.GetDelivery(ctx, del.ID)
+		if errors.Is(err, store.ErrDeliveryGone) {
+			return fmt.Errorf("webhook: the delivery's contents expired: %w", asynq.SkipRetry)
+		}
+		if err != nil {
+			return err
+		}
+		del.URL, del.Body = url, body
+	}
+	url, err := d.box.Open(del.URL)
+	if err != nil {
+		return fmt.Errorf("webhook: %w: %w", err, asynq.SkipRetry)
+	}
+	del.URL = url
+	return nil
+}
+
+// done forgets a delivery's contents once it will not be tried again.
+func (d *Deliverer) done(ctx context.Context, id string) {
+	if d.parcels != nil {
+		if err := d.parcels.DeleteDelivery(context.WithoutCancel(ctx), id); err != nil {
+			d.log.Warn("webhook delivery contents not deleted; they expire", "webhook_id", id, "err", err)
+		}
+	}
 }
 
 // Deliver posts one delivery. A 2xx answer delivers it; 410 Gone means the
@@ -167,6 +235,10 @@ func (d *Deliverer) Deliver(ctx context.Context, payload []byte) error {
 	var del Delivery
 	if err := json.Unmarshal(payload, &del); err != nil {
 		return fmt.Errorf("webhook: unreadable delivery: %w: %w", err, asynq.SkipRetry)
+	}
+	if err := d.contents(ctx, &del); err != nil {
+		d.log.Warn("webhook not delivered", "task_id", del.TaskID, "webhook_id", del.ID, "err", err)
+		return err
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	log := d.log.With("task_id", del.TaskID, "webhook_id", del.ID, "event", del.Event,
@@ -186,15 +258,18 @@ func (d *Deliverer) Deliver(ctx context.Context, payload []byte) error {
 	switch {
 	case errors.Is(err, fetch.ErrRefused):
 		log.Warn("webhook refused: its URL reaches an address that is not public", "err", err)
+		d.done(ctx, del.ID)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	case err != nil:
 		log.Warn("webhook not delivered; will retry", "err", err)
 		return err
 	case status >= 200 && status < 300:
 		log.Info("webhook delivered", "status", status)
+		d.done(ctx, del.ID)
 		return nil
 	case status == http.StatusGone:
 		log.Info("webhook receiver answered 410 Gone; not retried")
+		d.done(ctx, del.ID)
 		return fmt.Errorf("webhook: %s answered 410: %w", task.ShownWebhookURL(del.URL), asynq.SkipRetry)
 	}
 	log.Warn("webhook not accepted; will retry", "status", status)

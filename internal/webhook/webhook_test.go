@@ -39,7 +39,7 @@ func TestDeliveryIsSignedAsStandardWebhooksSays(t *testing.T) {
 		got <- request{r.Header.Clone(), must(io.ReadAll(r.Body))}
 	}))
 	defer srv.Close()
-	d, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: time.Second, AllowPrivate: true}), slog.New(slog.DiscardHandler))
+	d, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: time.Second, AllowPrivate: true}), nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.NoError(t, d.Deliver(context.Background(), payload(t, srv.URL)))
 	req := <-got
@@ -61,7 +61,7 @@ func TestDeliveryToAnInternalAddressIsRefusedForGood(t *testing.T) {
 	var called atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called.Store(true) }))
 	defer srv.Close()
-	d, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: time.Second}), slog.New(slog.DiscardHandler))
+	d, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: time.Second}), nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	err = d.Deliver(context.Background(), payload(t, srv.URL)) // 127.0.0.1
 	require.ErrorIs(t, err, fetch.ErrRefused)
@@ -73,7 +73,7 @@ func TestFailedDeliveryIsRetried(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
 	defer srv.Close()
-	d, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: time.Second, AllowPrivate: true}), slog.New(slog.DiscardHandler))
+	d, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: time.Second, AllowPrivate: true}), nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	err = d.Deliver(context.Background(), payload(t, srv.URL))
 	require.Error(t, err)

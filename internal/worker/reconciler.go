@@ -38,10 +38,12 @@ type Reconciler struct {
 	Grace time.Duration
 	// Interval is the time between rounds.
 	Interval time.Duration
-	log      *slog.Logger
-	now      func() time.Time
-	cursor   int64
-	pruned   map[string]int64 // where pruning each list index resumes
+	// Inputs deletes the uploads of the tasks it ends; nil for none.
+	Inputs Inputs
+	log    *slog.Logger
+	now    func() time.Time
+	cursor int64
+	pruned map[string]int64 // where pruning each list index resumes
 }
 
 // pageSize and pagesPerRound bound the work of one round; a backlog of older
@@ -167,5 +169,16 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	r.log.Warn("task ended by the reconciler", "task_id", id, "type", rec.Type, "reason", reason)
+	if info != nil {
+		// The record says it all now; the archived copy holds the payload.
+		if err := r.inspector.DeleteTask(info.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			r.log.Warn("could not delete the archived task", "task_id", id, "err", err)
+		}
+	}
+	if r.Inputs != nil {
+		if err := r.Inputs.DiscardInput(ctx, id); err != nil {
+			r.log.Warn("could not delete the task's upload; the artifact sweep will", "task_id", id, "err", err)
+		}
+	}
 	return true, nil
 }

@@ -73,7 +73,7 @@ func webhookSetup(t *testing.T, answers ...int) (*store.Store, *queue.Client, fu
 	}))
 	t.Cleanup(rcv.Close)
 
-	deliverer, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: 5 * time.Second, AllowPrivate: true}), log)
+	deliverer, err := webhook.NewDeliverer(secret, fetch.New(fetch.Config{Timeout: 5 * time.Second, AllowPrivate: true}), s, log)
 	require.NoError(t, err)
 	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: 10 * time.Second})
 	w := worker.New(rdb, worker.Config{

@@ -45,6 +45,11 @@ type Records interface {
 	Reporter
 }
 
+// Inputs deletes what a task's submit stored for it (an upload).
+type Inputs interface {
+	DiscardInput(ctx context.Context, id string) error
+}
+
 // Endings tells the worker when a task ends elsewhere (it was revoked).
 type Endings interface {
 	// Listen returns a channel that receives when task id ends, and the
@@ -79,6 +84,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Tracer makes each attempt's span; nil for none.
 	Tracer trace.Tracer
+	// Inputs deletes the uploads of tasks that end without success; nil
+	// leaves them to the artifact sweep.
+	Inputs Inputs
 }
 
 // WebhookDeliverer posts one queued webhook delivery.
@@ -97,6 +105,7 @@ type Worker struct {
 	hookDue []time.Duration
 	metrics *metrics.Metrics
 	tracer  trace.Tracer
+	inputs  Inputs
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -113,7 +122,7 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, tracer: cfg.Tracer,
-		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, log: log, now: now}
+		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, log: log, now: now}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -191,7 +200,16 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 			w.log.Warn("webhook delivery dropped: WEBHOOK_SECRET is not set on this worker")
 			return fmt.Errorf("webhooks are off: %w", asynq.SkipRetry)
 		}
-		return w.hooks.Deliver(ctx, t.Payload())
+		err := w.hooks.Deliver(ctx, t.Payload())
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if err != nil && (errors.Is(err, asynq.SkipRetry) || retried >= maxRetry) {
+			// Given up: said in the log; asynq's archive would keep the
+			// delivery for 90 days.
+			w.log.Warn("webhook delivery given up", "err", err, "attempts", retried+1)
+			return nil
+		}
+		return err
 	}
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
@@ -224,9 +242,11 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	switch err := record(ctx, started); {
 	case errors.Is(err, store.ErrFinished):
 		log.Info("task already finished; not running it again")
+		w.discardInput(ctx, id, log) // a success removed it already; a revocation did not
 		return nil
 	case errors.Is(err, store.ErrDeadlinePassed):
 		log.Info("task not started before its cancel_after; revoked")
+		w.discardInput(ctx, id, log)
 		return nil
 	case task.CodeOf(err) == task.ENOTFOUND:
 		// The submit that queued it answered 503 and removed the record (the
@@ -259,6 +279,7 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	if errors.Is(context.Cause(actx), errRevoked) {
 		log.Info("task revoked while running; its provider call was cancelled")
 		w.metrics.Ended(string(typ), out.Provider, string(task.StatusRevoked))
+		w.discardInput(ctx, id, log)
 		return fmt.Errorf("%w: %w", errRevoked, asynq.RevokeTask) // done: no retry, no archive
 	}
 	if err == nil {
@@ -297,7 +318,22 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Warn("task failed", "err", err, "transient", v.transient)
 	w.metrics.Ended(string(typ), v.failure.Provider, string(task.StatusFailure))
-	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	w.discardInput(ctx, id, log)
+	// Done, as far as the queue goes: the record says FAILURE and why, so
+	// asynq keeps nothing (its archive would hold the whole payload, a
+	// prompt or an image, for 90 days).
+	return nil
+}
+
+// discardInput deletes the upload of a task that ended without success:
+// nothing will read it again.
+func (w *Worker) discardInput(ctx context.Context, id string, log *taskLogger) {
+	if w.inputs == nil {
+		return
+	}
+	if err := record(ctx, func(c context.Context) error { return w.inputs.DiscardInput(c, id) }); err != nil {
+		log.Warn("could not delete the task's upload; the artifact sweep will", "err", err)
+	}
 }
 
 // attempted records an attempt's provider call in the metrics.

@@ -40,7 +40,7 @@ func (a *ASR) Transcribe(ctx context.Context, req provider.TranscribeRequest) (p
 		} `json:"chunks"`
 	}
 	if err := json.NewDecoder(io.LimitReader(res.Body, maxAnswer)).Decode(&out); err != nil {
-		return provider.Transcript{}, &provider.Error{Provider: a.Name(), Kind: provider.KindBadResponse, Message: "unreadable answer: " + err.Error()}
+		return provider.Transcript{}, provider.Unreadable(a.Name(), err)
 	}
 	t := provider.Transcript{Text: strings.TrimSpace(out.Text), Model: model}
 	for _, c := range out.Chunks {

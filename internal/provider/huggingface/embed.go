@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -42,6 +43,9 @@ func (e *Embedder) Embed(ctx context.Context, req provider.EmbedRequest) (provid
 	if err := json.NewDecoder(io.LimitReader(res.Body, maxAnswer)).Decode(&vectors); err != nil {
 		if ctx.Err() != nil {
 			return provider.EmbedResponse{}, provider.ErrorFromTransport(ctx, e.Name(), ctx.Err())
+		}
+		if errors.Is(err, provider.ErrResponseTooLarge) {
+			return provider.EmbedResponse{}, provider.TooLarge(e.Name())
 		}
 		return provider.EmbedResponse{}, &provider.Error{Provider: e.Name(), Kind: provider.KindBadResponse,
 			Message: fmt.Sprintf("the answer is not one vector per input (a model that does not pool tokens?): %v", err)}

@@ -285,5 +285,5 @@ func (a *Adapter) readError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return provider.ErrorFromTransport(ctx, a.Name(), ctx.Err())
 	}
-	return &provider.Error{Provider: a.Name(), Kind: provider.KindBadResponse, Message: "unreadable answer: " + err.Error()}
+	return provider.Unreadable(a.Name(), err)
 }

@@ -1,0 +1,122 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/siganteng/siganteng/internal/auth"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// StoredBytes counts, per API key, the bytes kept in the artifact store.
+type StoredBytes interface {
+	// Charge counts size bytes under key until expires; with quota > 0 it
+	// refuses with store.ErrStorageQuota a charge that would pass it.
+	Charge(ctx context.Context, owner, key string, size, quota int64, expires, now time.Time) error
+	// Uncharge stops counting key, once its artifact is deleted.
+	Uncharge(ctx context.Context, owner, key string, now time.Time) error
+	// Stored is what owner keeps now.
+	Stored(ctx context.Context, owner string, now time.Time) (int64, error)
+}
+
+// quotaError is the 429 of a key at its storage quota.
+func (s *Service) quotaError() error {
+	return &task.Error{Code: task.ELIMITED, RetryAfter: time.Minute, Message: fmt.Sprintf(
+		"this API key keeps %d bytes of uploads and results, its quota (MAX_STORED_BYTES_PER_KEY); "+
+			"more can be stored as older results expire", s.cfg.MaxStoredBytesPerKey)}
+}
+
+// checkStored refuses a submit that would store bytes (an upload, or
+// speech to come) for a key already at its quota.
+func (s *Service) checkStored(ctx context.Context) error {
+	owner := auth.FromContext(ctx).Owner()
+	if s.deps.Stored == nil || s.cfg.MaxStoredBytesPerKey <= 0 || owner == "" {
+		return nil
+	}
+	n, err := s.deps.Stored.Stored(ctx, owner, s.deps.Now())
+	switch {
+	case err != nil:
+		return task.Unavailable("the task store is unavailable; nothing was queued", err)
+	case n >= s.cfg.MaxStoredBytesPerKey:
+		return s.quotaError()
+	}
+	return nil
+}
+
+// putInput stores a submit's upload under the task's input key and counts
+// it against the caller's quota; past the quota it is deleted again.
+func (s *Service) putInput(ctx context.Context, id string, body io.Reader) error {
+	key := task.InputKey(id)
+	size, err := s.deps.Artifacts.Put(ctx, key, body)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return s.tooLarge("file")
+		}
+		return task.Unavailable("the artifact store is unavailable; nothing was queued", err)
+	}
+	owner := auth.FromContext(ctx).Owner()
+	if s.deps.Stored == nil || owner == "" {
+		return nil
+	}
+	now := s.deps.Now()
+	err = s.deps.Stored.Charge(ctx, owner, key, size, s.cfg.MaxStoredBytesPerKey, now.Add(s.cfg.ArtifactTTL), now)
+	if err == nil {
+		return nil
+	}
+	_ = s.deps.Artifacts.Delete(context.WithoutCancel(ctx), key)
+	if errors.Is(err, store.ErrStorageQuota) {
+		return s.quotaError()
+	}
+	return task.Unavailable("the task store is unavailable; nothing was queued", err)
+}
+
+// dropInput deletes a submit's upload and stops counting it.
+func (s *Service) dropInput(ctx context.Context, id string) {
+	if s.deps.Artifacts == nil {
+		return
+	}
+	_ = s.deps.Artifacts.Delete(context.WithoutCancel(ctx), task.InputKey(id))
+	s.unchargeStored(ctx, id, task.InputKey(id))
+}
+
+// chargeStored counts a result the worker stored against its task's owner,
+// without refusing it: the work is done, and later submits see the total.
+func (s *Service) chargeStored(ctx context.Context, id, key string, size int64) {
+	if s.deps.Stored == nil {
+		return
+	}
+	rec, err := s.deps.Records.Get(ctx, id)
+	if err != nil || rec.Owner == "" {
+		return
+	}
+	now := s.deps.Now()
+	if err := s.deps.Stored.Charge(ctx, rec.Owner, key, size, 0, now.Add(s.cfg.ArtifactTTL), now); err != nil {
+		s.deps.Log.WarnContext(ctx, "stored bytes not counted", "task_id", id, "err", err)
+	}
+}
+
+// unchargeStored stops counting the artifact key of task id.
+func (s *Service) unchargeStored(ctx context.Context, id, key string) {
+	if s.deps.Stored == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	rec, err := s.deps.Records.Get(ctx, id)
+	if err != nil || rec.Owner == "" {
+		return
+	}
+	if err := s.deps.Stored.Uncharge(ctx, rec.Owner, key, s.deps.Now()); err != nil {
+		s.deps.Log.WarnContext(ctx, "stored bytes not released", "task_id", id, "err", err)
+	}
+}
+
+// DiscardInput deletes the upload of a task that ended without success
+// (failed, revoked, lost): nothing will read it again.
+func (s *Service) DiscardInput(ctx context.Context, id string) error {
+	s.dropInput(ctx, id)
+	return nil
+}
