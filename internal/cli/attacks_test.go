@@ -458,3 +458,25 @@ func TestStoredBytesAreBoundedPerKey(t *testing.T) {
 	res, raw = call(t, http.MethodPost, api.url+"/background/describe_image", key, `{"image_url":"`+image+`"}`)
 	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
 }
+
+// Finding 10's dashboard: asynqmon showed every queued payload, prompts and
+// images included, undoing the API's care.
+func TestDashboardDoesNotShowPayloads(t *testing.T) {
+	t.Parallel()
+	redisURL := redistest.URL(t)
+	admin := createKey(t, redisURL, "--name", "ops", "--admin")
+	tenant := createKey(t, redisURL, "--name", "app")
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	api := start(t, "api", openAIEnv(t, fake, redisURL)) // no worker: the task stays queued
+	res, raw := call(t, http.MethodPost, api.url+"/background/generate_text", tenant, `{"prompt":"PROMPT-SECRET of a tenant"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var rec record
+	require.NoError(t, json.Unmarshal(raw, &rec))
+
+	res, raw = call(t, http.MethodGet, api.url+"/monitoring/api/queues/"+queue.Name(task.TypeGenerateText, "")+"/pending_tasks", admin, "")
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	require.Contains(t, string(raw), rec.TaskID, "the dashboard lists the task")
+	require.Contains(t, string(raw), "bytes, not shown")
+	require.NotContains(t, string(raw), "PROMPT-SECRET")
+}

@@ -147,6 +147,9 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 		if errors.Is(err, store.ErrFinished) {
 			return false, nil
 		}
+		if err == nil {
+			r.discardInput(ctx, id)
+		}
 		return err == nil, err
 	}
 	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type, rec.Priority), id)
@@ -175,10 +178,16 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 			r.log.Warn("could not delete the archived task", "task_id", id, "err", err)
 		}
 	}
-	if r.Inputs != nil {
-		if err := r.Inputs.DiscardInput(ctx, id); err != nil {
-			r.log.Warn("could not delete the task's upload; the artifact sweep will", "task_id", id, "err", err)
-		}
-	}
+	r.discardInput(ctx, id)
 	return true, nil
+}
+
+// discardInput deletes the upload of a task the reconciler ended.
+func (r *Reconciler) discardInput(ctx context.Context, id string) {
+	if r.Inputs == nil {
+		return
+	}
+	if err := r.Inputs.DiscardInput(ctx, id); err != nil {
+		r.log.Warn("could not delete the task's upload; the artifact sweep will", "task_id", id, "err", err)
+	}
 }
