@@ -95,6 +95,10 @@ func TestProductionLayoutIsClosedWithoutAKey(t *testing.T) {
 		return strings.Contains(body, `"SUCCESS"`)
 	}, 10*time.Second, 20*time.Millisecond)
 	anonymous()
+	require.Eventually(t, func() bool {
+		anonymous("/background/tasks")
+		return strings.Contains(api.logs.String(), "an API key exists now")
+	}, 15*time.Second, 250*time.Millisecond, "the instance has seen the key (its view of keys is cached for 5 s)")
 
 	// Revoking the last key closes the door on the tenant; it never opens
 	// it to everyone.

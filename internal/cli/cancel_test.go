@@ -182,6 +182,9 @@ func TestIdempotencyKeyEndToEnd(t *testing.T) {
 	require.Equal(t, first.TaskID, second.TaskID)
 	res, _ = post(`{"prompt":"charge twice"}`)
 	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+	res, raw := call(t, http.MethodPost, s.url+"/background/generate_text", "", `{"prompt":"charge twice"}`, "Idempotency-Key", "order-42")
+	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+	require.Contains(t, string(raw), `"location":"header.Idempotency-Key"`, "a header is named as one")
 
 	await(t, s.url, first.TaskID, 10*time.Second)
 	require.Len(t, fake.Calls(), 1, "the provider was called once")

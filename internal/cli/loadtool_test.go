@@ -52,3 +52,27 @@ func TestLoadToolMeasuresARunningServer(t *testing.T) {
 	n, _ := strconv.Atoi(reads[2])
 	require.Greater(t, n, 10, "4 clients read for half a second")
 }
+
+// With a plain key (50 requests a second) the tool is paced by the key's
+// limit instead of failing; without a key where one is needed it says why.
+func TestLoadToolUnderAKeysLimit(t *testing.T) {
+	t.Parallel()
+	prov := httptest.NewServer(loadtest.Provider{}.Handler())
+	t.Cleanup(prov.Close)
+	redisURL := redistest.URL(t)
+	key := createKey(t, redisURL, "--name", "plain", "--rps", "20")
+	s := start(t, "serve", benchEnv(redisURL, prov.URL, "LOG_LEVEL", "warn"))
+
+	var out bytes.Buffer
+	err := cli.Run(context.Background(), []string{"siganteng", "bench", "status", "--url", s.url, "--key", key, "--clients", "8", "--duration", "1s"},
+		func(string) string { return "" }, &out, io.Discard)
+	require.NoError(t, err, "429s are the key's pace, not failures: %s", out.String())
+	require.Regexp(t, `reads:\s+\d+/s \(\d+ answered 200\), 0 errors`, out.String())
+	require.Contains(t, out.String(), "rate limited:")
+	require.Contains(t, out.String(), "server RSS:  unknown (/metrics needs an admin key, or METRICS_ADDR)")
+
+	out.Reset()
+	err = cli.Run(context.Background(), []string{"siganteng", "bench", "run", "--url", s.url, "--tasks", "5", "--clients", "2"},
+		func(string) string { return "" }, &out, io.Discard)
+	require.ErrorContains(t, err, "no task was accepted: submit answered 401: an API key is needed")
+}

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -51,6 +53,9 @@ func buildProviders(cfg config.Config, client *http.Client, log *slog.Logger) se
 		vision = huggingface.New(huggingface.Config{BaseURL: cfg.HFBaseURL, Token: cfg.HFToken, VisionModel: cfg.VisionModel, HTTPClient: client})
 	default:
 		vision = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, VisionModel: cfg.VisionModel, HTTPClient: client})
+		if !cfg.LLMProviderChosen {
+			vision = provider.VisionWithUnreachableHint(vision, unconfiguredHint)
+		}
 	}
 
 	var embedder provider.Embedder
@@ -61,6 +66,9 @@ func buildProviders(cfg config.Config, client *http.Client, log *slog.Logger) se
 		embedder = huggingface.NewEmbedder(huggingface.InferenceConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.EmbedModel, HTTPClient: client})
 	default:
 		embedder = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, EmbedModel: cfg.EmbedModel, HTTPClient: client})
+		if !cfg.LLMProviderChosen {
+			embedder = provider.EmbedderWithUnreachableHint(embedder, unconfiguredHint)
+		}
 	}
 
 	var stt provider.STT
@@ -129,7 +137,7 @@ func envCatalog(cfg config.Config, p service.Providers) []task.ModelInfo {
 		{Capability: task.TypeEmbed, Default: true, Provider: p.Embedder.Name(), Name: pick(cfg.EmbedModel,
 			map[string]string{o: openai.DefaultEmbedModel, h: huggingface.DefaultEmbedModel, l: ollama.DefaultEmbedModel}, cfg.EmbedProvider)},
 		{Capability: task.TypeTextToSpeech, Default: true, Provider: p.TTS.Name(), Name: pick(cfg.TTSModel,
-			map[string]string{o: openai.DefaultSpeechModel, h: huggingface.DefaultTTSModel}, cfg.TTSProvider)},
+			map[string]string{o: openai.DefaultSpeechModel, h: huggingface.DefaultTTSModel, config.ProviderEspeak: "espeak-ng"}, cfg.TTSProvider)},
 		{Capability: task.TypeSpeechToText, Default: true, Provider: p.STT.Name(), Name: pick(cfg.STTModel,
 			map[string]string{o: openai.DefaultTranscribeModel, h: huggingface.DefaultASRModel}, cfg.STTProvider)},
 	}
@@ -162,6 +170,13 @@ func checkProviders(ctx context.Context, p service.Providers, log *slog.Logger) 
 	defer cancel()
 	if err := pinger.Ping(ctx); err != nil {
 		if ctx.Err() != nil && ctx.Err() != context.DeadlineExceeded {
+			return
+		}
+		var perr *provider.Error
+		if errors.As(err, &perr) && perr.StatusCode != 0 && perr.Kind != provider.KindAuth && perr.Kind != provider.KindUnavailable {
+			// It answered, only not to a model listing (several
+			// OpenAI-compatible servers have no /v1/models): reachable.
+			log.Info("LLM provider reachable (its model listing answered "+strconv.Itoa(perr.StatusCode)+")", "llm", p.LLM.Name())
 			return
 		}
 		log.Warn("LLM provider is not reachable; generate_text tasks will fail until it is", "llm", p.LLM.Name(), "err", err)
@@ -198,8 +213,15 @@ func routedProviders(p service.Providers, r *routing.Router) service.Providers {
 
 // deploymentAdapter makes the adapter of one routed deployment. The model
 // comes with each request, so the adapters' default models are not used.
-func deploymentAdapter(client *http.Client) routing.Build {
+func deploymentAdapter(cfg config.Config, client *http.Client) routing.Build {
 	return func(d routing.Deployment, capability string) (any, error) {
+		if d.BaseURL == "" {
+			// The environment's server for that provider (OPENAI_BASE_URL,
+			// OLLAMA_BASE_URL, HF_BASE_URL or HF_INFERENCE_URL), whose
+			// defaults are the providers' own: a key meant for a local
+			// server must not travel to a public one.
+			d.BaseURL = envBaseURL(cfg, d.Provider, capability)
+		}
 		switch d.Provider {
 		case config.ProviderOpenAI:
 			return openai.New(openai.Config{BaseURL: d.BaseURL, APIKey: d.APIKey, HTTPClient: client}), nil
@@ -219,6 +241,24 @@ func deploymentAdapter(client *http.Client) routing.Build {
 		}
 		return nil, fmt.Errorf("unknown provider %q", d.Provider)
 	}
+}
+
+// envBaseURL is the base URL the environment gives a provider's adapter for
+// capability.
+func envBaseURL(cfg config.Config, providerName, capability string) string {
+	switch providerName {
+	case config.ProviderOpenAI:
+		return cfg.OpenAIBaseURL
+	case config.ProviderOllama:
+		return cfg.OllamaBaseURL
+	case config.ProviderHuggingFace:
+		switch task.Type(capability) {
+		case task.TypeEmbed, task.TypeSpeechToText, task.TypeTextToSpeech:
+			return cfg.HFInferenceURL
+		}
+		return cfg.HFBaseURL
+	}
+	return ""
 }
 
 // reloadRoutesOnHangup reads ROUTES_FILE again on each SIGHUP and puts it

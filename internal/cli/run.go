@@ -79,7 +79,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 		breakers := func(f *routing.File) *routing.Breakers {
 			return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), nil)
 		}
-		if router, err = routing.New(cfg.Routes, deploymentAdapter(client), breakers); err != nil {
+		if router, err = routing.New(cfg.Routes, deploymentAdapter(cfg, client), breakers); err != nil {
 			return err
 		}
 		providers, models = routedProviders(providers, router), router

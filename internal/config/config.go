@@ -293,8 +293,8 @@ func Load(getenv func(string) string) (Config, error) {
 			p.fail("HF_TOKEN", "LLM_PROVIDER=huggingface needs a token")
 		}
 	}
-	if cfg.TaskTimeout < time.Second {
-		p.fail("TASK_TIMEOUT", "must be at least 1s: the queue counts timeouts in whole seconds")
+	if cfg.TaskTimeout < time.Second || cfg.TaskTimeout%time.Second != 0 {
+		p.fail("TASK_TIMEOUT", "must be whole seconds, at least 1s: the queue counts timeouts in whole seconds")
 	}
 	if cfg.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {

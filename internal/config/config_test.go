@@ -111,6 +111,15 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 	}
 }
 
+func TestTaskTimeoutIsWholeSeconds(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env("TASK_TIMEOUT", "1500ms"))
+	require.ErrorContains(t, err, "TASK_TIMEOUT: must be whole seconds")
+	cfg, err := config.Load(env("TASK_TIMEOUT", "2s"))
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Second, cfg.TaskTimeout)
+}
+
 func TestProviderNeedsItsKey(t *testing.T) {
 	t.Parallel()
 	_, err := config.Load(env("LLM_PROVIDER", "huggingface"))

@@ -292,7 +292,8 @@ func clientIP(r *http.Request, trusted []netip.Prefix) string {
 
 // withAccessLog gives each request an id (echoed in X-Request-ID and on
 // every log line written with its context), counts it in the metrics, and
-// logs it: at debug level, or error for a 5xx.
+// logs it: at info level, or error for a 5xx (LOG_LEVEL=warn turns the
+// lines off, and the hot paths then pay nothing for them).
 func withAccessLog(log *slog.Logger, m *metrics.Metrics, trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -307,7 +308,7 @@ func withAccessLog(log *slog.Logger, m *metrics.Metrics, trusted []netip.Prefix,
 			route = "other"
 		}
 		m.HTTPRequest(route, r.Method, rec.status, time.Since(start))
-		level := slog.LevelDebug
+		level := slog.LevelInfo
 		if rec.status >= 500 {
 			level = slog.LevelError
 		}

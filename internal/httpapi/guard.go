@@ -123,10 +123,7 @@ func (h *handlers) caller(r *http.Request) (auth.Caller, int, string) {
 		return h.open(r)
 	}
 	raw, bad := presentedKey(r)
-	if bad != "" {
-		return auth.Caller{}, http.StatusUnauthorized, bad
-	}
-	if raw == "" {
+	if raw == "" || policy.Embedded {
 		anyKeys, err := h.deps.Auth.Any(r.Context())
 		if err != nil {
 			h.deps.Log.WarnContext(r.Context(), "API keys unreadable", "err", err)
@@ -135,11 +132,18 @@ func (h *handlers) caller(r *http.Request) (auth.Caller, int, string) {
 		h.mode.observe(h.deps.Log, policy.Embedded, anyKeys)
 		switch {
 		case !anyKeys && policy.Embedded:
+			// Open: whatever key is sent (the SDKs insist on sending one)
+			// is not looked at.
 			return h.open(r)
+		case bad != "":
 		case !anyKeys:
 			return auth.Caller{}, http.StatusUnauthorized, firstKeyHint
+		case raw == "":
+			return auth.Caller{}, http.StatusUnauthorized, "an API key is needed: send it as 'Authorization: Bearer sgk_…' or 'X-API-Key: sgk_…'"
 		}
-		return auth.Caller{}, http.StatusUnauthorized, "an API key is needed: send it as 'Authorization: Bearer sgk_…' or 'X-API-Key: sgk_…'"
+	}
+	if bad != "" {
+		return auth.Caller{}, http.StatusUnauthorized, bad
 	}
 	caller, err := h.deps.Auth.Authenticate(r.Context(), raw)
 	switch {
@@ -197,7 +201,7 @@ func (m *modeLog) observe(log *slog.Logger, embedded, anyKeys bool) {
 		now = 2
 	}
 	was := m.state.Swap(now)
-	if was == now || was == 0 && anyKeys {
+	if was == now || was == 0 { // the first look: start-up has said it
 		return
 	}
 	switch {

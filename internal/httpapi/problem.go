@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -43,8 +44,12 @@ func (h *handlers) problem(ctx context.Context, err error) error {
 	}
 	switch e.Code {
 	case task.EINVALID:
+		location := e.Field
+		if !strings.HasPrefix(location, "header.") {
+			location = "body." + location
+		}
 		return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{
-			Location: "body." + e.Field, Message: e.Message,
+			Location: location, Message: e.Message,
 		})
 	case task.ETOOLARGE:
 		return huma.NewError(http.StatusRequestEntityTooLarge, e.Message, &huma.ErrorDetail{Location: "body." + e.Field, Message: e.Message})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -102,6 +103,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep       = Report{Tasks: cfg.Tasks, Clients: cfg.Clients, Statuses: map[string]int{}}
 		next      atomic.Int64
 		reads     atomic.Int64
+		firstErr  error
 	)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -112,9 +114,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			for n := next.Add(1); n <= int64(cfg.Tasks); n = next.Add(1) {
 				at := time.Now()
 				id, err := submit(ctx, client, cfg, n)
+				var lim *limitedError
+				for errors.As(err, &lim) && ctx.Err() == nil { // the key's pace, not a failure
+					time.Sleep(lim.wait)
+					id, err = submit(ctx, client, cfg, n)
+				}
 				mu.Lock()
 				if err != nil {
 					rep.SubmitErrors++
+					if firstErr == nil {
+						firstErr = err
+					}
 				} else {
 					submitted = append(submitted, pending{id: id, submitted: at})
 				}
@@ -125,6 +135,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	wg.Wait()
 	rep.SubmitSeconds = time.Since(start).Seconds()
 	rep.SubmitRate = float64(len(submitted)) / rep.SubmitSeconds
+	if len(submitted) == 0 && firstErr != nil {
+		return rep, fmt.Errorf("no task was accepted: %w", firstErr)
+	}
 
 	// Every client polls its share of the tasks, round robin, until each
 	// has ended.
@@ -147,7 +160,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				p := mine[0]
 				status, err := readStatus(ctx, client, cfg, p.id)
 				reads.Add(1)
+				var lim *limitedError
 				switch {
+				case errors.As(err, &lim): // the key's pace, not a failure
+					time.Sleep(lim.wait)
 				case err != nil:
 					mu.Lock()
 					rep.ReadErrors++
@@ -224,8 +240,7 @@ func submit(ctx context.Context, client *http.Client, cfg Config, n int64) (stri
 		TaskID string `json:"task_id"`
 	}
 	if res.StatusCode != http.StatusAccepted {
-		_, _ = io.Copy(io.Discard, res.Body)
-		return "", fmt.Errorf("submit answered %d", res.StatusCode)
+		return "", answerError("submit", res)
 	}
 	if err := json.NewDecoder(res.Body).Decode(&rec); err != nil {
 		return "", err
@@ -244,8 +259,7 @@ func readStatus(ctx context.Context, client *http.Client, cfg Config, id string)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, res.Body)
-		return "", fmt.Errorf("status read answered %d", res.StatusCode)
+		return "", answerError("status read", res)
 	}
 	var rec struct {
 		Status string `json:"status"`
@@ -254,6 +268,33 @@ func readStatus(ctx context.Context, client *http.Client, cfg Config, id string)
 		return "", err
 	}
 	return rec.Status, nil
+}
+
+// limitedError is an answer of 429: the API key's rate limit, which the
+// client waits out (Retry-After) instead of counting a failure.
+type limitedError struct{ wait time.Duration }
+
+func (e *limitedError) Error() string { return fmt.Sprintf("rate limited; retry after %s", e.wait) }
+
+// answerError describes an answer other than the one wanted, with the
+// problem's detail, so that "answered 401" also says why.
+func answerError(what string, res *http.Response) error {
+	if res.StatusCode == http.StatusTooManyRequests {
+		_, _ = io.Copy(io.Discard, res.Body)
+		wait := time.Second
+		if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && secs > 0 {
+			wait = time.Duration(secs) * time.Second
+		}
+		return &limitedError{wait: wait}
+	}
+	var problem struct {
+		Detail string `json:"detail"`
+	}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(&problem)
+	if problem.Detail != "" {
+		return fmt.Errorf("%s answered %d: %s", what, res.StatusCode, problem.Detail)
+	}
+	return fmt.Errorf("%s answered %d", what, res.StatusCode)
 }
 
 // serverRSS reads the API process's resident memory from its /metrics (an
@@ -299,6 +340,7 @@ type StatusReport struct {
 	Clients        int
 	Seconds        float64
 	Reads, Errors  int64
+	Limited        int64   // reads answered 429 (the key's rate limit), waited out, not errors
 	Rate           float64 // reads answered 200 per second
 	P50, P95, P99  time.Duration
 	ServerRSSBytes float64
@@ -335,10 +377,16 @@ func Status(ctx context.Context, cfg Config, d time.Duration) (StatusReport, err
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
-			var errs int64
+			var errs, limited int64
 			for time.Now().Before(stop) && ctx.Err() == nil {
 				at := time.Now()
 				if _, err := readStatus(ctx, client, cfg, id); err != nil {
+					var lim *limitedError
+					if errors.As(err, &lim) {
+						limited++
+						time.Sleep(min(lim.wait, time.Until(stop)))
+						continue
+					}
 					errs++
 					continue
 				}
@@ -347,6 +395,7 @@ func Status(ctx context.Context, cfg Config, d time.Duration) (StatusReport, err
 			mu.Lock()
 			latencies = append(latencies, mine...)
 			rep.Errors += errs
+			rep.Limited += limited
 			mu.Unlock()
 		}()
 	}
@@ -364,8 +413,14 @@ func Status(ctx context.Context, cfg Config, d time.Duration) (StatusReport, err
 func (r StatusReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "status reads of one finished task from %d clients for %.1fs\n", r.Clients, r.Seconds)
 	fmt.Fprintf(w, "reads:       %.0f/s (%d answered 200), %d errors\n", r.Rate, r.Reads, r.Errors)
+	if r.Limited > 0 {
+		fmt.Fprintf(w, "rate limited: %d reads answered 429 and were retried after Retry-After: the key's limit "+
+			"(RATE_LIMIT_RPS, or keys create --rps) paced the run, not the server\n", r.Limited)
+	}
 	fmt.Fprintf(w, "latency:     p50 %s  p95 %s  p99 %s\n", r.P50.Round(time.Microsecond), r.P95.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	if r.ServerRSSBytes > 0 {
 		fmt.Fprintf(w, "server RSS:  %.1f MB after the run\n", r.ServerRSSBytes/1e6)
+	} else {
+		fmt.Fprintln(w, "server RSS:  unknown (/metrics needs an admin key, or METRICS_ADDR)")
 	}
 }

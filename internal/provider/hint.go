@@ -52,3 +52,33 @@ func (h *hinted) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// VisionWithUnreachableHint is WithUnreachableHint for describe_image.
+func VisionWithUnreachableHint(v Vision, hint string) Vision {
+	return &hintedVision{Vision: v, hint: hinted{hint: hint}}
+}
+
+type hintedVision struct {
+	Vision
+	hint hinted
+}
+
+func (h *hintedVision) DescribeImage(ctx context.Context, req VisionRequest) (TextResponse, error) {
+	out, err := h.Vision.DescribeImage(ctx, req)
+	return out, h.hint.explain(err)
+}
+
+// EmbedderWithUnreachableHint is WithUnreachableHint for embed.
+func EmbedderWithUnreachableHint(e Embedder, hint string) Embedder {
+	return &hintedEmbedder{Embedder: e, hint: hinted{hint: hint}}
+}
+
+type hintedEmbedder struct {
+	Embedder
+	hint hinted
+}
+
+func (h *hintedEmbedder) Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error) {
+	out, err := h.Embedder.Embed(ctx, req)
+	return out, h.hint.explain(err)
+}

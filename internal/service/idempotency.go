@@ -68,7 +68,7 @@ func (s *Service) Idempotent(ctx context.Context, key string, typ task.Type, inp
 		case heldID == "": // the first request failed and let the key go: take it
 			return s.Idempotent(ctx, key, typ, input, submit)
 		case heldHash != hash:
-			return nil, false, task.Invalid("Idempotency-Key", "this Idempotency-Key was used with a different request body")
+			return nil, false, task.Invalid("header.Idempotency-Key", "this Idempotency-Key was used with a different request body")
 		case !store.IsPending(heldID):
 			rec, err := s.Get(ctx, heldID)
 			return rec, true, err

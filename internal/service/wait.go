@@ -31,7 +31,9 @@ func (s *Service) Wait(ctx context.Context, id string, d time.Duration) (*task.R
 	select {
 	case <-ended:
 	case <-timer.C:
-		return rec, nil
+		// The wait ran out: the record as it is now (RETRY, attempts), not
+		// as it was when the wait began.
+		return s.Get(context.WithoutCancel(ctx), id)
 	case <-ctx.Done():
 		return rec, nil
 	}
