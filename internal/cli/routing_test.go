@@ -95,7 +95,7 @@ models:
 		require.Equal(t, in, final.Usage.InputTokens)
 		require.Equal(t, out, final.Usage.OutputTokens)
 		require.NotNil(t, final.Usage.CostUSD)
-		require.InDelta(t, float64(in)*1.5/1e6+float64(out)*4/1e6, *final.Usage.CostUSD, 1e-12)
+		require.InDelta(t, float64(in)*1.5/1e6+float64(out)*4/1e6, float64(*final.Usage.CostUSD), 1e-12)
 		wantIn, wantOut = wantIn+int(in), wantOut+int(out)
 		wantCost += float64(in)*1.5/1e6 + float64(out)*4/1e6
 	}

@@ -125,6 +125,7 @@ func New(deps Deps) http.Handler {
 		next(ctx)
 	})
 	registerRoutes(api, hs)
+	mux.Handle("GET /docs/", docs())
 	if deps.Operations != nil {
 		// Each operations route answers its own methods only (GET, and the
 		// dashboard's POST and DELETE), always behind the admin check.
@@ -195,7 +196,9 @@ func apiConfig(version string) huma.Config {
 		"poll `GET /background/tasks/{task_id}` until the status is `SUCCESS`, `FAILURE` or `REVOKED`. " +
 		"Status words are Celery's, so clients of the original FastAPI + Celery service keep working. " +
 		"Errors are RFC 9457 problem details."
-	cfg.DocsRenderer = huma.DocsRendererSwaggerUI // what FastAPI users know from /docs
+	// /docs is Swagger UI (what FastAPI users know), served from the binary
+	// by docs(), not huma's page, which loads it from a CDN.
+	cfg.DocsPath = ""
 	// No $schema links in bodies: clients of the original do not expect them,
 	// and the status read is the hottest path.
 	cfg.CreateHooks = nil

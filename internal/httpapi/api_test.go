@@ -416,9 +416,15 @@ func TestHealthAndReadiness(t *testing.T) {
 func TestDocsAndOpenAPI(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	res, raw := b.do(t, http.MethodGet, "/docs", "")
+	res, raw := b.do(t, http.MethodGet, "/docs", "") // redirected to /docs/
 	require.Equal(t, http.StatusOK, res.StatusCode)
-	require.Contains(t, string(raw), "swagger")
+	require.Contains(t, string(raw), "swagger-ui-bundle.js")
+	require.NotRegexp(t, `(src|href)="(https?:)?//`, string(raw), "every asset comes from the binary")
+	require.Regexp(t, `src="/docs/swagger-ui-bundle.js"`, string(raw))
+	require.Contains(t, res.Header.Get("Content-Security-Policy"), "script-src 'self'")
+	res, raw = b.do(t, http.MethodGet, "/docs/swagger-ui-bundle.js", "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Greater(t, len(raw), 100_000, "Swagger UI itself")
 	res, raw = b.do(t, http.MethodGet, "/openapi.json", "")
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	var doc struct {

@@ -55,7 +55,7 @@ var openCaller = auth.Caller{Name: "anonymous", Admin: true}
 // public paths need no key: health checks and the API's documentation.
 func public(path string) bool {
 	switch {
-	case health(path), path == "/docs",
+	case health(path), path == "/docs", strings.HasPrefix(path, "/docs/"),
 		strings.HasPrefix(path, "/openapi"), strings.HasPrefix(path, "/schemas/"):
 		return true
 	}
@@ -322,10 +322,11 @@ func withSecurityHeaders(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		switch {
-		case r.URL.Path == "/docs":
+		case r.URL.Path == "/docs/":
 			h.Set("X-Frame-Options", "DENY")
 			h.Set("Referrer-Policy", "no-referrer")
-		case strings.HasPrefix(r.URL.Path, "/openapi"), strings.HasPrefix(r.URL.Path, "/schemas/"):
+			h.Set("Cache-Control", "no-cache")
+		case strings.HasPrefix(r.URL.Path, "/docs"), strings.HasPrefix(r.URL.Path, "/openapi"), strings.HasPrefix(r.URL.Path, "/schemas/"):
 		default:
 			h.Set("Cache-Control", "no-store")
 		}

@@ -566,7 +566,8 @@ func meter(ctx context.Context, result, input any) task.Metered {
 	}
 	if d, ok := routing.Served(ctx); ok {
 		if cost, ok := d.Cost(used); ok {
-			used.CostUSD = &cost
+			usd := task.USD(cost)
+			used.CostUSD = &usd
 		}
 	}
 	return used

@@ -3,6 +3,7 @@ package service_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -417,3 +418,54 @@ func TestSniffAudio(t *testing.T) {
 // asSystem is the context of work no request started: lower layers'
 // tests act as the system caller, which sees every task.
 func asSystem() context.Context { return auth.WithCaller(context.Background(), auth.System) }
+
+// countingUsage remembers what synchronous calls add to a key's usage.
+type countingUsage struct {
+	mu    sync.Mutex
+	added []task.Metered
+}
+
+func (u *countingUsage) UsageOwners(context.Context) ([]string, error) { return nil, nil }
+func (u *countingUsage) Usage(context.Context, []string, time.Time, time.Time) ([]store.DayUsage, error) {
+	return nil, nil
+}
+func (u *countingUsage) CheckBudget(context.Context, string, store.Limits, time.Time) error {
+	return nil
+}
+func (u *countingUsage) AddUsage(_ context.Context, _ string, m task.Metered, _ time.Time) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.added = append(u.added, m)
+	return nil
+}
+
+type fakeVision struct{}
+
+func (fakeVision) Name() string { return "fake" }
+func (fakeVision) DescribeImage(context.Context, provider.VisionRequest) (provider.TextResponse, error) {
+	return provider.TextResponse{Text: "a cat", Usage: provider.Usage{PromptTokens: 7, CompletionTokens: 2}}, nil
+}
+
+type fakeEmbedder struct{}
+
+func (fakeEmbedder) Name() string { return "fake" }
+func (fakeEmbedder) Embed(_ context.Context, req provider.EmbedRequest) (provider.EmbedResponse, error) {
+	return provider.EmbedResponse{Vectors: [][]float64{{1, 2}}, Usage: provider.Usage{PromptTokens: 4, TotalTokens: 4}}, nil
+}
+
+// Every synchronous call adds what it used to the key's usage; a
+// synchronous describe_image once checked the budget and never counted.
+func TestEverySynchronousCallCountsItsUsage(t *testing.T) {
+	t.Parallel()
+	usage := &countingUsage{}
+	svc := service.New(service.Deps{Providers: service.Providers{LLM: &fakeLLM{}, Vision: fakeVision{}, Embedder: fakeEmbedder{}},
+		Usage: usage, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, service.Config{SyncTimeout: time.Second, MaxUploadBytes: 1 << 20})
+	ctx := auth.WithCaller(context.Background(), auth.Caller{KeyID: "k1"})
+	_, err := svc.GenerateText(ctx, task.GenerateTextInput{Prompt: "p"})
+	require.NoError(t, err)
+	_, err = svc.DescribeImage(ctx, task.DescribeImageInput{ImageURL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(providertest.PNG1x1)})
+	require.NoError(t, err)
+	_, err = svc.Embed(ctx, task.EmbedInput{Input: []string{"kucing"}})
+	require.NoError(t, err)
+	require.Equal(t, []task.Metered{{InputTokens: 2, OutputTokens: 3}, {InputTokens: 7, OutputTokens: 2}, {InputTokens: 4}}, usage.added)
+}

@@ -117,6 +117,7 @@ func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput)
 		}
 		return nil, s.syncError(ctx, err)
 	}
+	s.countSync(ctx, out, in)
 	return out, nil
 }
 

@@ -18,6 +18,39 @@ import (
 // are removed when a listing or PruneIndex finds the record gone.
 const IndexKey = "{siganteng}:tasks"
 
+// The list indexes of one status, one type, and both, beside each of the
+// index keys (the global one and each API key's): IndexKey+":status:SUCCESS",
+// IndexKey+":type:embed", IndexKey+":status:SUCCESS:type:embed". The scripts
+// that create and move a task keep them in the same atomic step, so a
+// filtered page reads about as many records as it shows.
+const (
+	statusIndexInfix = ":status:"
+	typeIndexInfix   = ":type:"
+)
+
+// indexLua defines scopes(owner): the list index keys a task of owner is
+// in (the global one, and its key's).
+const indexLua = `
+local function scopes(owner)
+  local s = {'` + IndexKey + `'}
+  if owner and owner ~= '' then s[2] = '` + OwnerIndexPrefix + `' .. owner end
+  return s
+end
+`
+
+// filteredIndex is the index holding exactly the tasks q selects of index.
+func filteredIndex(index string, q ListQuery) string {
+	switch {
+	case q.Status != "" && q.Type != "":
+		return index + statusIndexInfix + string(q.Status) + typeIndexInfix + string(q.Type)
+	case q.Status != "":
+		return index + statusIndexInfix + string(q.Status)
+	case q.Type != "":
+		return index + typeIndexInfix + string(q.Type)
+	}
+	return index
+}
+
 // ListQuery selects a page of tasks.
 type ListQuery struct {
 	// Owner's tasks are listed, or, with All, every task.
@@ -55,11 +88,10 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 	if !q.All {
 		index, _ = indexKeys(q.Owner)
 	}
-	filtered := q.Status != "" || q.Type != ""
+	// The filter's own index: its entries are the tasks wanted (a record
+	// read is still checked, as it may have moved on since).
+	index = filteredIndex(index, q)
 	batch := int64(q.Limit + 1)
-	if filtered {
-		batch = 100
-	}
 	var (
 		page    Page
 		scanned int
@@ -183,10 +215,10 @@ func decodeCursor(s string) (cursor, error) {
 }
 
 // Indexes returns the keys of every list index: the global one and each
-// API key's.
+// API key's, and their status and type indexes.
 func (s *Store) Indexes(ctx context.Context) ([]string, error) {
 	out := []string{IndexKey}
-	iter := s.rdb.Scan(ctx, 0, OwnerIndexPrefix+"*", 500).Iterator()
+	iter := s.rdb.Scan(ctx, 0, IndexKey+":*", 500).Iterator()
 	for iter.Next(ctx) {
 		out = append(out, iter.Val())
 	}

@@ -78,6 +78,14 @@ if KEYS[5] ~= KEYS[3] then
   redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
   redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
 end
+local typ = redis.call('HGET', KEYS[1], 'type')
+local scoped = {KEYS[3]}
+if KEYS[5] ~= KEYS[3] then scoped[2] = KEYS[5] end
+for _, scope in ipairs(scoped) do
+  redis.call('ZADD', scope .. ':type:' .. typ, ARGV[2], ARGV[1])
+  redis.call('ZADD', scope .. ':status:PENDING', ARGV[2], ARGV[1])
+  redis.call('ZADD', scope .. ':status:PENDING:type:' .. typ, ARGV[2], ARGV[1])
+end
 redis.call('XADD', KEYS[4], '*', 'event', 'status', 'data', ARGV[4])
 return 1
 `)
@@ -106,7 +114,7 @@ var (
 func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) error {
 	fields := []any{
 		"id", rec.ID, "type", string(rec.Type), "status", string(rec.Status),
-		"attempts", rec.Attempts, "created_at", formatTime(rec.CreatedAt),
+		"attempts", rec.Attempts, "created_at", formatTime(rec.CreatedAt), "created_ms", rec.CreatedAt.UnixMilli(),
 	}
 	if len(rec.Input) > 0 {
 		fields = append(fields, "input", string(rec.Input))
@@ -150,8 +158,15 @@ func indexKeys(owner string) (index, unfinished string) {
 }
 
 // deleteScript removes a task and every entry of it.
-var deleteScript = redis.NewScript(`
+var deleteScript = redis.NewScript(indexLua + `
 local owner = redis.call('HGET', KEYS[1], 'owner')
+local typ = redis.call('HGET', KEYS[1], 'type') or ''
+local status = redis.call('HGET', KEYS[1], 'status') or ''
+for _, scope in ipairs(scopes(owner)) do
+  redis.call('ZREM', scope .. ':type:' .. typ, ARGV[1])
+  redis.call('ZREM', scope .. ':status:' .. status, ARGV[1])
+  redis.call('ZREM', scope .. ':status:' .. status .. ':type:' .. typ, ARGV[1])
+end
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -222,6 +237,21 @@ end
 local function terminal(status)
   return status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED'
 end
+` + indexLua + `
+-- reindex moves the task from its old status's list indexes to its new
+-- one's, in the same step as the change.
+local function reindex(old, new)
+  if old == new then return end
+  local score = redis.call('HGET', KEYS[1], 'created_ms')
+  if not score then return end -- written before these indexes existed
+  local typ = redis.call('HGET', KEYS[1], 'type')
+  for _, scope in ipairs(scopes(redis.call('HGET', KEYS[1], 'owner'))) do
+    redis.call('ZREM', scope .. ':status:' .. old, ARGV[1])
+    redis.call('ZREM', scope .. ':status:' .. old .. ':type:' .. typ, ARGV[1])
+    redis.call('ZADD', scope .. ':status:' .. new, score, ARGV[1])
+    redis.call('ZADD', scope .. ':status:' .. new .. ':type:' .. typ, score, ARGV[1])
+  end
+end
 `
 
 // startScript marks an attempt as running, unless the task has ended, is
@@ -240,11 +270,13 @@ if terminal(status) then return 0 end
 local cancelAt = redis.call('HGET', KEYS[1], 'cancel_at_ms')
 if cancelAt and status ~= 'STARTED' and status ~= 'RETRY' and tonumber(cancelAt) <= tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'status', 'REVOKED', 'error', ARGV[9], 'completed_at', ARGV[7], 'expires_at', ARGV[8])
+  reindex(status, 'REVOKED')
   emit(ARGV[5], 'status', ARGV[11], 'completed')
   finish(ARGV[3], ARGV[4])
   return 2
 end
 redis.call('HSET', KEYS[1], 'status', 'STARTED', 'attempts', ARGV[6], 'started_at', ARGV[7], 'next_attempt_at', '', 'progress', '')
+reindex(status, 'STARTED')
 local hook = ''
 if status == 'PENDING' then hook = 'start' end
 emit(ARGV[5], 'status', ARGV[10], hook)
@@ -347,6 +379,7 @@ if ARGV[7] ~= '' then
   add_usage(redis.call('HGET', KEYS[1], 'owner') or '` + noOwner + `', ARGV[7])
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+reindex(status, redis.call('HGET', KEYS[1], 'status'))
 if ARGV[2] ~= '0' then
   emit(ARGV[4], 'status', ARGV[5], 'completed')
   finish(ARGV[2], ARGV[3])

@@ -75,7 +75,7 @@ end
 func usageSpec(u task.Metered, at time.Time) string {
 	cost := 0.0
 	if u.CostUSD != nil {
-		cost = *u.CostUSD
+		cost = float64(*u.CostUSD)
 	}
 	return fmt.Sprintf("%s %d %d %d %d %d", Day(at), u.InputTokens, u.OutputTokens, u.Characters,
 		int64(math.Round(u.AudioSeconds*1000)), nanoUSD(cost))
@@ -118,14 +118,14 @@ func (s *Store) CheckBudget(ctx context.Context, owner string, limits Limits, at
 
 // DayUsage is one owner's usage on one day.
 type DayUsage struct {
-	Owner        string  `json:"key_id" doc:"The API key's id; \"-\" for tasks submitted while the API was open."`
-	Date         string  `json:"date" format:"date"`
-	Tasks        int64   `json:"tasks"`
-	InputTokens  int64   `json:"input_tokens"`
-	OutputTokens int64   `json:"output_tokens"`
-	Characters   int64   `json:"characters"`
-	AudioSeconds float64 `json:"audio_seconds"`
-	CostUSD      float64 `json:"cost_usd"`
+	Owner        string   `json:"key_id" doc:"The API key's id; \"-\" for tasks submitted while the API was open."`
+	Date         string   `json:"date" format:"date"`
+	Tasks        int64    `json:"tasks"`
+	InputTokens  int64    `json:"input_tokens"`
+	OutputTokens int64    `json:"output_tokens"`
+	Characters   int64    `json:"characters"`
+	AudioSeconds float64  `json:"audio_seconds"`
+	CostUSD      task.USD `json:"cost_usd"`
 }
 
 // UsageOwners lists every owner that has usage; "-" is the open API.
@@ -170,7 +170,7 @@ func (s *Store) Usage(ctx context.Context, owners []string, from, to time.Time) 
 		}
 		out = append(out, DayUsage{Owner: owner, Date: a.day, Tasks: n("tasks"), InputTokens: n("input_tokens"),
 			OutputTokens: n("output_tokens"), Characters: n("characters"),
-			AudioSeconds: float64(n("audio_ms")) / 1000, CostUSD: float64(n("cost_nano_usd")) / 1e9})
+			AudioSeconds: float64(n("audio_ms")) / 1000, CostUSD: task.USD(float64(n("cost_nano_usd")) / 1e9)})
 	}
 	return out, nil
 }

@@ -17,7 +17,7 @@ import (
 // the next create, in its own round trip.
 func TestUsageIsSummedOnceAndBudgetsRefuse(t *testing.T) {
 	b := setup(t)
-	cost := 0.000125
+	cost := task.USD(0.000125)
 	create := func(id string, limits store.Limits) error {
 		return b.store.Create(b.ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: b.now, Owner: "k1"}, limits)
 	}

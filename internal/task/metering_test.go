@@ -1,7 +1,9 @@
 package task_test
 
 import (
+	"encoding/json"
 	"math"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -37,3 +39,19 @@ func TestShownWebhookURLHidesPathAndQuery(t *testing.T) {
 		require.Equal(t, want, task.ShownWebhookURL(raw), raw)
 	}
 }
+
+// Costs are written as the exact decimal of the nano-dollars counted.
+func TestCostsRenderExactly(t *testing.T) {
+	t.Parallel()
+	in, out, inPrice, outPrice := 3.0, 1.0, 1.0, 2.0 // 3 input and 1 output tokens at $1 and $2 a million
+	sum := in*inPrice/1e6 + out*outPrice/1e6
+	require.NotEqual(t, "5e-06", strconv.FormatFloat(sum, 'g', -1, 64), "a float64 sum carries noise")
+	for amount, want := range map[float64]string{sum: "0.000005", 0.0060: "0.006", 12.5: "12.5", 0: "0", 0.0000889: "0.0000889", 1e-10: "0"} {
+		b, err := json.Marshal(task.Metered{CostUSD: ptr(task.USD(amount))})
+		require.NoError(t, err)
+		require.JSONEq(t, `{"cost_usd":`+want+`}`, string(b))
+		require.Contains(t, string(b), `"cost_usd":`+want, "written exactly, no exponent")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -5,6 +5,8 @@ package task
 
 import (
 	"encoding/json"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -66,11 +68,23 @@ type Record struct {
 // Metered is what a task consumed, in the provider's own units, and what
 // that is estimated to cost where the routing file gives prices.
 type Metered struct {
-	InputTokens  int64    `json:"input_tokens,omitempty"`
-	OutputTokens int64    `json:"output_tokens,omitempty"`
-	Characters   int64    `json:"characters,omitempty" doc:"Characters of text spoken (text_to_speech)."`
-	AudioSeconds float64  `json:"audio_seconds,omitempty" doc:"Seconds of audio heard (speech_to_text), where the provider says."`
-	CostUSD      *float64 `json:"cost_usd,omitempty" doc:"Estimated from the routing file's prices; absent without prices."`
+	InputTokens  int64   `json:"input_tokens,omitempty"`
+	OutputTokens int64   `json:"output_tokens,omitempty"`
+	Characters   int64   `json:"characters,omitempty" doc:"Characters of text spoken (text_to_speech)."`
+	AudioSeconds float64 `json:"audio_seconds,omitempty" doc:"Seconds of audio heard (speech_to_text), where the provider says."`
+	CostUSD      *USD    `json:"cost_usd,omitempty" doc:"Estimated from the routing file's prices; absent without prices."`
+}
+
+// USD is an amount of US dollars, counted in whole nano-dollars (as usage
+// counters keep it) and written as the exact decimal: 0.000005, not the
+// 4.9999999999999996e-06 a float64 sum would print.
+type USD float64
+
+// MarshalJSON writes the amount rounded to the nano-dollar, in plain
+// decimal notation.
+func (u USD) MarshalJSON() ([]byte, error) {
+	nano := math.Round(float64(u) * 1e9)
+	return strconv.AppendFloat(nil, nano/1e9, 'f', -1, 64), nil
 }
 
 // Call is one provider call made for a task through a routed model.
