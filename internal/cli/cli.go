@@ -19,6 +19,7 @@ import (
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/httpapi"
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/tracing"
 )
 
@@ -79,8 +80,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	routes, err := loadRoutes(cfg.RoutesFile, getenv)
+	if err != nil {
+		return err
+	}
 	if cmd == "keys" {
-		return keys(ctx, args[2:], cfg, stdout)
+		return keys(ctx, args[2:], cfg, routes, stdout)
 	}
 	log := newLogger(cfg, stderr)
 	tr, err := tracing.Setup(ctx, getenv, version())
@@ -97,7 +102,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if tr.Enabled() {
 		log.Info("tracing to OTLP", "endpoint", provider.Redact(firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))))
 	}
-	return run(ctx, cmd, cfg, getenv, log, tr)
+	return run(ctx, cmd, cfg, routes, getenv, log, tr)
 }
 
 // withDotEnv lets a .env file in the working directory supply variables the
@@ -132,4 +137,16 @@ func version() string {
 		return info.Main.Version
 	}
 	return "dev"
+}
+
+// loadRoutes reads and checks the routing file at path; nil without one.
+func loadRoutes(path string, getenv func(string) string) (*routing.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := routing.Load(path, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("config: ROUTES_FILE: %w", err)
+	}
+	return f, nil
 }

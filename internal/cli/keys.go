@@ -12,6 +12,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/routing"
 )
 
 const keysUsage = `Usage:
@@ -30,7 +31,7 @@ REDIS_URL, shared by every API instance.
 `
 
 // keys runs the keys subcommands against REDIS_URL.
-func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Writer) error {
+func keys(ctx context.Context, args []string, cfg config.Config, routes *routing.File, stdout io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("keys: want create, list or revoke\n\n%s", keysUsage)
 	}
@@ -64,7 +65,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 		if *name == "" || *rps < 0 || *maxUnfinished < 0 || *dailyTokens < 0 || *dailyUSD < 0 {
 			return fmt.Errorf("keys create: --name is required, and limits are not negative\n\n%s", keysUsage)
 		}
-		allowed, err := modelList(*models, cfg)
+		allowed, err := modelList(*models, routes)
 		if err != nil {
 			return fmt.Errorf("keys create: %w", err)
 		}
@@ -110,19 +111,19 @@ func keys(ctx context.Context, args []string, cfg config.Config, stdout io.Write
 
 // modelList reads --models, checking each name against ROUTES_FILE when
 // one is set.
-func modelList(raw string, cfg config.Config) ([]string, error) {
+func modelList(raw string, routes *routing.File) ([]string, error) {
 	var names []string
 	for _, n := range strings.Split(raw, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
 	}
-	if cfg.Routes == nil {
+	if routes == nil {
 		return names, nil
 	}
 	known := map[string]bool{}
 	var all []string
-	for _, m := range cfg.Routes.Models {
+	for _, m := range routes.Models {
 		known[m.Name] = true
 		all = append(all, m.Name)
 	}

@@ -39,9 +39,9 @@ import (
 )
 
 // taskTypes are the kinds of work this build runs.
-var taskTypes = []task.Type{task.TypeGenerateText, task.TypeDescribeImage, task.TypeEmbed, task.TypeTextToSpeech, task.TypeSpeechToText}
+var taskTypes = task.Types
 
-func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) error {
+func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.File, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) error {
 	if cfg.RedisURL == "" && cmd != "serve" {
 		return fmt.Errorf("siganteng %s needs REDIS_URL: the embedded Redis lives inside one process, "+
 			"so API and worker can share it only under 'siganteng serve'", cmd)
@@ -75,11 +75,11 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 	env := envCatalog(cfg, providers)
 	var router *routing.Router
 	var models service.Models
-	if cfg.Routes != nil {
+	if routes != nil {
 		breakers := func(f *routing.File) *routing.Breakers {
 			return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), nil)
 		}
-		if router, err = routing.New(cfg.Routes, deploymentAdapter(cfg, client), breakers); err != nil {
+		if router, err = routing.New(routes, deploymentAdapter(cfg, client), breakers); err != nil {
 			return err
 		}
 		providers, models = routedProviders(providers, router), router
@@ -91,7 +91,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, getenv func(string)
 			}
 			return out
 		})
-		log.Info("routing models from ROUTES_FILE", "models", len(cfg.Routes.Models), "deployments", len(routing.DeploymentIDs(cfg.Routes)))
+		log.Info("routing models from ROUTES_FILE", "models", len(routes.Models), "deployments", len(routing.DeploymentIDs(routes)))
 		stopReloads := reloadRoutesOnHangup(cfg.RoutesFile, getenv, router, log)
 		defer stopReloads()
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/siganteng/siganteng/internal/routing"
 )
 
 // The providers.
@@ -35,9 +34,8 @@ const DefaultMaxUploadBytes = 10 << 20
 type Config struct {
 	HTTPAddr string // HTTP_ADDR
 	RedisURL string // REDIS_URL; empty runs an embedded in-memory Redis
-	// Routes is the routing file named by ROUTES_FILE (RoutesFile), read
-	// and checked; nil without one.
-	Routes     *routing.File
+	// RoutesFile is the routing file's path (ROUTES_FILE); internal/cli
+	// reads and checks it.
 	RoutesFile string
 	LogLevel   slog.Level // LOG_LEVEL
 	LogFormat  string     // LOG_FORMAT: text or json
@@ -264,13 +262,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		p.fail("HTTP_ADDR", "want host:port, got %q", cfg.HTTPAddr)
 	}
-	if path := p.str("ROUTES_FILE"); path != "" {
-		routes, err := routing.Load(path, getenv)
-		if err != nil {
-			p.fail("ROUTES_FILE", "%v", err)
-		}
-		cfg.Routes, cfg.RoutesFile = routes, path
-	}
+	cfg.RoutesFile = p.str("ROUTES_FILE")
 	if cfg.RedisURL != "" {
 		parse := func(raw string) error { _, err := redis.ParseURL(raw); return err }
 		if u, err := url.Parse(cfg.RedisURL); err == nil && u.Query().Has("master_name") {

@@ -24,7 +24,6 @@ import (
 	"github.com/siganteng/siganteng/internal/logctx"
 	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/service"
-	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -64,11 +63,11 @@ type Tasks interface {
 	Wait(ctx context.Context, id string, d time.Duration) (*task.Record, error)
 	// List returns a page of tasks, newest first; EINVALID for a bad
 	// cursor, EUNAVAILABLE.
-	List(ctx context.Context, q service.ListQuery) (store.Page, error)
+	List(ctx context.Context, q service.ListQuery) (task.Page, error)
 	// Models lists the models the caller may name.
 	Models(ctx context.Context) []task.ModelInfo
 	// Usage returns usage per key and day; EINVALID, EUNAVAILABLE.
-	Usage(ctx context.Context, q service.UsageQuery) ([]store.DayUsage, error)
+	Usage(ctx context.Context, q service.UsageQuery) ([]task.DayUsage, error)
 	// FollowEvents sends a task's events until its end; see
 	// service.FollowEvents.
 	FollowEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error

@@ -42,16 +42,16 @@ func (f *fakeTasks) Models(context.Context) []task.ModelInfo {
 	return []task.ModelInfo{{Name: "fake-model", Capability: task.TypeGenerateText, Default: true, Provider: "fake"}}
 }
 
-func (f *fakeTasks) Usage(_ context.Context, q service.UsageQuery) ([]store.DayUsage, error) {
-	return []store.DayUsage{{Owner: "-", Date: q.From.Format(time.DateOnly), Tasks: 2, InputTokens: 10, OutputTokens: 5}}, nil
+func (f *fakeTasks) Usage(_ context.Context, q service.UsageQuery) ([]task.DayUsage, error) {
+	return []task.DayUsage{{Owner: "-", Date: q.From.Format(time.DateOnly), Tasks: 2, InputTokens: 10, OutputTokens: 5}}, nil
 }
 
-func (f *fakeTasks) List(_ context.Context, q service.ListQuery) (store.Page, error) {
+func (f *fakeTasks) List(_ context.Context, q service.ListQuery) (task.Page, error) {
 	f.gotList = q
 	if q.Cursor == "bad" {
-		return store.Page{}, store.ErrBadCursor
+		return task.Page{}, store.ErrBadCursor
 	}
-	var page store.Page
+	var page task.Page
 	for _, r := range f.records {
 		if q.Status == "" || r.Status == q.Status {
 			page.Tasks = append(page.Tasks, r)

@@ -11,7 +11,6 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/siganteng/siganteng/internal/service"
-	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -56,7 +55,7 @@ type taskEventsInput struct {
 const keepaliveEvery = 15 * time.Second
 
 func (h *handlers) taskEvents(ctx context.Context, in *taskEventsInput) (*huma.StreamResponse, error) {
-	if in.LastEventID != "" && in.LastEventID != "0" && !store.ValidEventID(in.LastEventID) {
+	if in.LastEventID != "" && in.LastEventID != "0" && !task.ValidEventID(in.LastEventID) {
 		return nil, h.problem(ctx, task.Invalid("Last-Event-ID", "Last-Event-ID is not an event id this API sent"))
 	}
 	// Unknown ids are a 404 before the stream starts.

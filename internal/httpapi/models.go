@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/siganteng/siganteng/internal/service"
-	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -32,10 +31,10 @@ type usageInput struct {
 
 // UsageReport is usage per API key and UTC day, and its total.
 type UsageReport struct {
-	From  string           `json:"from" format:"date"`
-	To    string           `json:"to" format:"date"`
-	Days  []store.DayUsage `json:"days" doc:"Days with usage, oldest first, per key."`
-	Total store.DayUsage   `json:"total" doc:"The sum of days (its key_id and date are empty)."`
+	From  string          `json:"from" format:"date"`
+	To    string          `json:"to" format:"date"`
+	Days  []task.DayUsage `json:"days" doc:"Days with usage, oldest first, per key."`
+	Total task.DayUsage   `json:"total" doc:"The sum of days (its key_id and date are empty)."`
 }
 
 type usageOutput struct {
@@ -65,7 +64,7 @@ func (h *handlers) usage(ctx context.Context, in *usageInput) (*usageOutput, err
 	}
 	out := &usageOutput{Body: UsageReport{From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), Days: days}}
 	if out.Body.Days == nil {
-		out.Body.Days = []store.DayUsage{}
+		out.Body.Days = []task.DayUsage{}
 	}
 	t := &out.Body.Total
 	for _, d := range days {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/siganteng/siganteng/internal/task"
 	"github.com/siganteng/siganteng/internal/tracing"
-	"github.com/siganteng/siganteng/internal/webhook"
 )
 
 // Name returns the asynq queue that holds tasks of typ at priority: each
@@ -98,10 +97,14 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Prior
 	return nil
 }
 
+// TypeWebhook is the asynq task type of a webhook delivery, which the
+// worker routes to the deliverer.
+const TypeWebhook = "webhook"
+
 // EnqueueWebhook puts a webhook delivery on the webhooks queue under its
 // own id; one already queued under that id is left as it is.
 func (c *Client) EnqueueWebhook(ctx context.Context, id string, payload []byte, maxRetry int, timeout time.Duration) error {
-	_, err := c.ac.EnqueueContext(ctx, asynq.NewTask(webhook.TaskType, payload),
+	_, err := c.ac.EnqueueContext(ctx, asynq.NewTask(TypeWebhook, payload),
 		asynq.TaskID(id), asynq.Queue(QueueWebhooks), asynq.MaxRetry(maxRetry), asynq.Timeout(timeout))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("queue: enqueue webhook %s: %w", id, err)

@@ -93,14 +93,14 @@ func mustJSON(v any) json.RawMessage {
 type ListQuery = store.ListQuery
 
 // List returns a page of tasks, newest first.
-func (s *Service) List(ctx context.Context, q ListQuery) (store.Page, error) {
+func (s *Service) List(ctx context.Context, q ListQuery) (task.Page, error) {
 	caller := auth.FromContext(ctx)
 	q.Owner, q.All = caller.Owner(), caller.Admin
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	page, err := s.deps.Records.List(ctx, q)
 	if err != nil && task.CodeOf(err) != task.EINVALID {
-		return store.Page{}, task.Unavailable("the task store is unavailable", err)
+		return task.Page{}, task.Unavailable("the task store is unavailable", err)
 	}
 	return page, err
 }

@@ -40,7 +40,7 @@ type Records interface {
 	// Events returns up to count events of a task after the event after.
 	Events(ctx context.Context, id, after string, count int64) ([]store.Event, error)
 	// List returns a page of tasks, newest first.
-	List(ctx context.Context, q store.ListQuery) (store.Page, error)
+	List(ctx context.Context, q store.ListQuery) (task.Page, error)
 }
 
 // Enqueuer puts work on the queue.

@@ -95,8 +95,8 @@ func (f *fakeRecords) Events(context.Context, string, string, int64) ([]store.Ev
 	return nil, nil
 }
 
-func (f *fakeRecords) List(context.Context, store.ListQuery) (store.Page, error) {
-	return store.Page{}, nil
+func (f *fakeRecords) List(context.Context, store.ListQuery) (task.Page, error) {
+	return task.Page{}, nil
 }
 
 type fakeQueue struct {
@@ -426,7 +426,7 @@ type countingUsage struct {
 }
 
 func (u *countingUsage) UsageOwners(context.Context) ([]string, error) { return nil, nil }
-func (u *countingUsage) Usage(context.Context, []string, time.Time, time.Time) ([]store.DayUsage, error) {
+func (u *countingUsage) Usage(context.Context, []string, time.Time, time.Time) ([]task.DayUsage, error) {
 	return nil, nil
 }
 func (u *countingUsage) CheckBudget(context.Context, string, store.Limits, time.Time) error {

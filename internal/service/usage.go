@@ -15,7 +15,7 @@ import (
 // records the success; the service adds a synchronous call's.
 type UsageStore interface {
 	UsageOwners(ctx context.Context) ([]string, error)
-	Usage(ctx context.Context, owners []string, from, to time.Time) ([]store.DayUsage, error)
+	Usage(ctx context.Context, owners []string, from, to time.Time) ([]task.DayUsage, error)
 	AddUsage(ctx context.Context, owner string, u task.Metered, at time.Time) error
 	// CheckBudget returns store.ErrTokenBudget or store.ErrCostBudget
 	// when owner has used a budget of limits on the day of at.
@@ -95,7 +95,7 @@ type UsageQuery struct {
 
 // Usage returns the caller's usage per day, or, for an admin, every key's
 // (or KeyID's), oldest first.
-func (s *Service) Usage(ctx context.Context, q UsageQuery) ([]store.DayUsage, error) {
+func (s *Service) Usage(ctx context.Context, q UsageQuery) ([]task.DayUsage, error) {
 	if q.To.Before(q.From) {
 		return nil, task.Invalid("from", "from is after to")
 	}

@@ -147,13 +147,6 @@ func (s *Store) Events(ctx context.Context, id, after string, count int64) ([]Ev
 	return events, nil
 }
 
-// ValidEventID reports whether s has the shape of a stream entry id, so a
-// malformed Last-Event-ID is refused before Redis sees it.
-func ValidEventID(s string) bool {
-	ms, seq, ok := splitEventID(s)
-	return ok && ms >= 0 && seq >= 0
-}
-
 func splitEventID(s string) (int64, int64, bool) {
 	a, b, found := strings.Cut(s, "-")
 	if !found {

@@ -59,15 +59,7 @@ type ListQuery struct {
 	Status task.Status // "" for any
 	Type   task.Type   // "" for any
 	Limit  int         // page size, at least 1
-	Cursor string      // "" for the newest; else a Page's NextCursor
-}
-
-// Page is one page of a listing, newest first.
-type Page struct {
-	Tasks []*task.Record
-	// NextCursor continues the listing; "" at the end. A filtered page may
-	// hold fewer than Limit tasks and still have a NextCursor.
-	NextCursor string
+	Cursor string      // "" for the newest; else a task.Page's NextCursor
 }
 
 // maxScan bounds the index entries one listing reads, so that a filter
@@ -79,10 +71,10 @@ var ErrBadCursor = task.Invalid("cursor", "cursor is not one this API returned")
 
 // List returns a page of tasks, newest first, reading records in batches of
 // one pipelined round trip each.
-func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
+func (s *Store) List(ctx context.Context, q ListQuery) (task.Page, error) {
 	pos, err := decodeCursor(q.Cursor)
 	if err != nil {
-		return Page{}, err
+		return task.Page{}, err
 	}
 	index := IndexKey
 	if !q.All {
@@ -93,7 +85,7 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 	index = filteredIndex(index, q)
 	batch := int64(q.Limit + 1)
 	var (
-		page    Page
+		page    task.Page
 		scanned int
 		offset  int64
 		gone    []any
@@ -114,7 +106,7 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 			Key: index, Start: max, Stop: "-inf", ByScore: true, Rev: true, Offset: offset, Count: batch,
 		}).Result()
 		if err != nil {
-			return Page{}, fmt.Errorf("store: list: %w", err)
+			return task.Page{}, fmt.Errorf("store: list: %w", err)
 		}
 		offset += int64(len(zs))
 		var at []cursor
@@ -131,7 +123,7 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 		}
 		recs, err := s.getMany(ctx, ids)
 		if err != nil {
-			return Page{}, err
+			return task.Page{}, err
 		}
 		for i, rec := range recs {
 			switch {

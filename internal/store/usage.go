@@ -116,18 +116,6 @@ func (s *Store) CheckBudget(ctx context.Context, owner string, limits Limits, at
 	return nil
 }
 
-// DayUsage is one owner's usage on one day.
-type DayUsage struct {
-	Owner        string   `json:"key_id" doc:"The API key's id; \"-\" for tasks submitted while the API was open."`
-	Date         string   `json:"date" format:"date"`
-	Tasks        int64    `json:"tasks"`
-	InputTokens  int64    `json:"input_tokens"`
-	OutputTokens int64    `json:"output_tokens"`
-	Characters   int64    `json:"characters"`
-	AudioSeconds float64  `json:"audio_seconds"`
-	CostUSD      task.USD `json:"cost_usd"`
-}
-
 // UsageOwners lists every owner that has usage; "-" is the open API.
 func (s *Store) UsageOwners(ctx context.Context) ([]string, error) {
 	owners, err := s.rdb.SMembers(ctx, UsageOwnersKey).Result()
@@ -140,7 +128,7 @@ func (s *Store) UsageOwners(ctx context.Context) ([]string, error) {
 
 // Usage returns the days from from to to (inclusive, at most a few hundred)
 // on which each owner had usage, oldest first, in one round trip.
-func (s *Store) Usage(ctx context.Context, owners []string, from, to time.Time) ([]DayUsage, error) {
+func (s *Store) Usage(ctx context.Context, owners []string, from, to time.Time) ([]task.DayUsage, error) {
 	type ask struct {
 		owner, day string
 		cmd        *redis.MapStringStringCmd
@@ -157,7 +145,7 @@ func (s *Store) Usage(ctx context.Context, owners []string, from, to time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("store: usage: %w", err)
 	}
-	var out []DayUsage
+	var out []task.DayUsage
 	for _, a := range asks {
 		h := a.cmd.Val()
 		if len(h) == 0 {
@@ -168,7 +156,7 @@ func (s *Store) Usage(ctx context.Context, owners []string, from, to time.Time) 
 		if owner == "" {
 			owner = noOwner
 		}
-		out = append(out, DayUsage{Owner: owner, Date: a.day, Tasks: n("tasks"), InputTokens: n("input_tokens"),
+		out = append(out, task.DayUsage{Owner: owner, Date: a.day, Tasks: n("tasks"), InputTokens: n("input_tokens"),
 			OutputTokens: n("output_tokens"), Characters: n("characters"),
 			AudioSeconds: float64(n("audio_ms")) / 1000, CostUSD: task.USD(float64(n("cost_nano_usd")) / 1e9)})
 	}

@@ -42,7 +42,7 @@ func TestUsageIsSummedOnceAndBudgetsRefuse(t *testing.T) {
 
 	days, err := b.store.Usage(b.ctx, []string{"k1"}, b.now.AddDate(0, 0, -1), b.now)
 	require.NoError(t, err)
-	require.Equal(t, []store.DayUsage{{Owner: "k1", Date: "2026-11-28", Tasks: 1, InputTokens: 40, OutputTokens: 30,
+	require.Equal(t, []task.DayUsage{{Owner: "k1", Date: "2026-11-28", Tasks: 1, InputTokens: 40, OutputTokens: 30,
 		Characters: 7, AudioSeconds: 1.5, CostUSD: 0.000125}}, days)
 	owners, err := b.store.UsageOwners(b.ctx)
 	require.NoError(t, err)

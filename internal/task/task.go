@@ -16,6 +16,9 @@ type Type string
 // TypeGenerateText is text generation by an LLM.
 const TypeGenerateText Type = "generate_text"
 
+// Types are the kinds of work this build runs.
+var Types = []Type{TypeGenerateText, TypeDescribeImage, TypeEmbed, TypeTextToSpeech, TypeSpeechToText}
+
 // Status is where a task is in its life. The words are Celery's, so clients
 // of the original Python service keep working.
 type Status string

@@ -20,13 +20,14 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/siganteng/siganteng/internal/fetch"
+	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/sealed"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
 // TaskType is the asynq task type of a delivery.
-const TaskType = "webhook"
+const TaskType = queue.TypeWebhook
 
 // Schedule is the delay before each retry of a delivery that failed: the
 // one Standard Webhooks' reference service uses, about 28 hours in all.

@@ -87,6 +87,8 @@ type Config struct {
 	// Inputs deletes the uploads of tasks that end without success; nil
 	// leaves them to the artifact sweep.
 	Inputs Inputs
+	// Types are the task types it runs; task.Types when empty.
+	Types []task.Type
 }
 
 // WebhookDeliverer posts one queued webhook delivery.
@@ -106,6 +108,7 @@ type Worker struct {
 	metrics *metrics.Metrics
 	tracer  trace.Tracer
 	inputs  Inputs
+	types   []task.Type
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -122,7 +125,10 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, tracer: cfg.Tracer,
-		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, log: log, now: now}
+		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, types: cfg.Types, log: log, now: now}
+	if len(w.types) == 0 {
+		w.types = task.Types
+	}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -136,9 +142,15 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 	return w
 }
 
-// Start begins processing in the background.
+// Start begins processing in the background: each task type goes to the
+// handler that runs tasks, webhook deliveries to the one that posts them.
 func (w *Worker) Start() error {
-	if err := w.srv.Start(asynq.HandlerFunc(w.handle)); err != nil {
+	mux := asynq.NewServeMux()
+	for _, typ := range w.types {
+		mux.HandleFunc(string(typ), w.handle)
+	}
+	mux.HandleFunc(queue.TypeWebhook, w.deliver)
+	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
 	return nil
@@ -160,7 +172,7 @@ func (e *retryError) Unwrap() error { return e.err }
 
 func (w *Worker) retryDelay(retried int, err error, t *asynq.Task) time.Duration {
 	now := w.now()
-	if t.Type() == webhook.TaskType {
+	if t.Type() == queue.TypeWebhook {
 		return webhook.RetryDelay(w.hookDue, retried)
 	}
 	var re *retryError
@@ -194,23 +206,24 @@ func record(ctx context.Context, write func(context.Context) error) error {
 	return write(wctx)
 }
 
-func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
-	if t.Type() == webhook.TaskType {
-		if w.hooks == nil {
-			w.log.Warn("webhook delivery dropped: WEBHOOK_SECRET is not set on this worker")
-			return fmt.Errorf("webhooks are off: %w", asynq.SkipRetry)
-		}
-		err := w.hooks.Deliver(ctx, t.Payload())
-		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, _ := asynq.GetMaxRetry(ctx)
-		if err != nil && (errors.Is(err, asynq.SkipRetry) || retried >= maxRetry) {
-			// Given up: said in the log; asynq's archive would keep the
-			// delivery for 90 days.
-			w.log.Warn("webhook delivery given up", "err", err, "attempts", retried+1)
-			return nil
-		}
-		return err
+// deliver posts one webhook delivery. One given up (refused, or out of
+// retries) is logged and dropped: asynq's archive would keep it 90 days.
+func (w *Worker) deliver(ctx context.Context, t *asynq.Task) error {
+	if w.hooks == nil {
+		w.log.Warn("webhook delivery dropped: WEBHOOK_SECRET is not set on this worker")
+		return nil
 	}
+	err := w.hooks.Deliver(ctx, t.Payload())
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if err != nil && (errors.Is(err, asynq.SkipRetry) || retried >= maxRetry) {
+		w.log.Warn("webhook delivery given up", "err", err, "attempts", retried+1)
+		return nil
+	}
+	return err
+}
+
+func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
