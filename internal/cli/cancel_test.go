@@ -2,15 +2,19 @@ package cli_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/provider/providertest"
+	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/redistest"
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 func cancel(t *testing.T, base, id string) (int, record) {
@@ -24,11 +28,24 @@ func cancel(t *testing.T, base, id string) (int, record) {
 	return res.StatusCode, rec
 }
 
+// queueDone waits until the queue is done with a generate_text task (asynq
+// keeps no copy of a task that ended): the positive sign that a worker took
+// it, which makes "the provider was not called again" mean something.
+func queueDone(t *testing.T, redisURL, id string) {
+	t.Helper()
+	inspector := asynq.NewInspectorFromRedisClient(redistest.Client(t, redisURL))
+	require.Eventually(t, func() bool {
+		_, err := inspector.GetTaskInfo(queue.Name(task.TypeGenerateText, ""), id)
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}, 10*time.Second, 5*time.Millisecond, "no worker took task %s", id)
+}
+
 func TestCancelRunningTask(t *testing.T) {
 	t.Parallel()
 	fake := providertest.NewOpenAIFake(providertest.WithDelay(10 * time.Second))
 	t.Cleanup(fake.Close)
-	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	redisURL := redistest.URL(t)
+	s := start(t, "serve", openAIEnv(t, fake, redisURL))
 	rec, _ := submit(t, s.url, `{"prompt":"long"}`)
 	require.Eventually(t, func() bool { return len(fake.Calls()) == 1 }, 10*time.Second, 5*time.Millisecond)
 
@@ -42,7 +59,7 @@ func TestCancelRunningTask(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "cancel is idempotent")
 	require.Equal(t, "REVOKED", again.Status)
 
-	time.Sleep(1500 * time.Millisecond) // past any retry asynq could schedule
+	queueDone(t, redisURL, rec.TaskID) // done with, not waiting for a retry
 	require.Len(t, fake.Calls(), 1, "a revoked task is not retried")
 	require.Equal(t, "REVOKED", get(t, s.url, rec.TaskID).Status)
 	require.Less(t, time.Since(begin), 5*time.Second)
@@ -52,7 +69,8 @@ func TestCancelBeforeStartNeverRuns(t *testing.T) {
 	t.Parallel()
 	fake := providertest.NewOpenAIFake()
 	t.Cleanup(fake.Close)
-	env := openAIEnv(t, fake, redistest.URL(t))
+	redisURL := redistest.URL(t)
+	env := openAIEnv(t, fake, redisURL)
 	api := start(t, "api", env) // no worker yet
 	rec, _ := submit(t, api.url, `{"prompt":"never"}`)
 	status, got := cancel(t, api.url, rec.TaskID)
@@ -60,7 +78,7 @@ func TestCancelBeforeStartNeverRuns(t *testing.T) {
 	require.Equal(t, "REVOKED", got.Status)
 
 	start(t, "worker", env)
-	time.Sleep(500 * time.Millisecond)
+	queueDone(t, redisURL, rec.TaskID) // the worker took it, and did not run it
 	require.Empty(t, fake.Calls())
 	require.Equal(t, "REVOKED", get(t, api.url, rec.TaskID).Status)
 

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // Kind classifies a provider failure once, so that the worker decides retry or
@@ -51,26 +53,24 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// Code is the failure's word on task records (task.FailureCode spells the
-// same words): provider_unavailable, provider_rate_limited, timeout,
-// provider_rejected, provider_auth, provider_not_configured or
-// provider_response_too_large.
-func (k Kind) Code() string {
+// Code is the failure's word on task records and routed calls, one of the
+// task.Failure* codes, so every front and the router say the same thing.
+func (k Kind) Code() task.FailureCode {
 	switch k {
 	case KindRateLimited:
-		return "provider_rate_limited"
+		return task.FailureProviderRateLimited
 	case KindTimeout:
-		return "timeout"
+		return task.FailureTimeout
 	case KindRejected:
-		return "provider_rejected"
+		return task.FailureProviderRejected
 	case KindAuth:
-		return "provider_auth"
+		return task.FailureProviderAuth
 	case KindNotConfigured:
-		return "provider_not_configured"
+		return task.FailureNotConfigured
 	case KindTooLarge:
-		return "provider_response_too_large"
+		return task.FailureResponseTooLarge
 	}
-	return "provider_unavailable"
+	return task.FailureProviderUnavailable
 }
 
 // Error is the one error type adapters return. Message has been cleaned of

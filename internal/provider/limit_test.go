@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // endless writes n bytes of 'a', never holding them.
@@ -75,7 +76,7 @@ func TestAnswersAreReadThroughALimit(t *testing.T) {
 	require.True(t, errors.As(perr, &pe))
 	require.Equal(t, provider.KindTooLarge, pe.Kind)
 	require.False(t, pe.Transient(), "the same request would get the same answer")
-	require.Equal(t, "provider_response_too_large", pe.Kind.Code())
+	require.Equal(t, task.FailureResponseTooLarge, pe.Kind.Code())
 	require.Equal(t, provider.KindTooLarge, provider.Unreadable("p", err).Kind)
 	require.Equal(t, provider.KindBadResponse, provider.Unreadable("p", io.ErrUnexpectedEOF).Kind)
 }

@@ -6,6 +6,8 @@ package provider
 import (
 	"context"
 	"io"
+
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // TextRequest asks an LLM for one completion.
@@ -23,6 +25,8 @@ type TextResponse struct {
 	Model        string
 	FinishReason string
 	Usage        Usage
+	// Route is set by the router: what served the call.
+	Route *task.Route
 }
 
 // LLM generates text.
@@ -73,6 +77,8 @@ type Audio struct {
 	Format      string // the format actually produced
 	Voice       string // the voice actually used
 	Model       string
+	// Route is set by the router: what served the call.
+	Route *task.Route
 }
 
 // TTS turns text into speech.
@@ -129,6 +135,8 @@ type EmbedResponse struct {
 	Vectors [][]float64
 	Model   string
 	Usage   Usage
+	// Route is set by the router: what served the call.
+	Route *task.Route
 }
 
 // Embedder turns text into vectors.
@@ -162,6 +170,8 @@ type Transcript struct {
 	Duration float64   // seconds, where the provider says
 	Segments []Segment // where the provider returns them
 	Model    string
+	// Route is set by the router: what served the call.
+	Route *task.Route
 }
 
 // STT turns speech into text.

@@ -68,28 +68,11 @@ type Deployment struct {
 }
 
 // Price is what a deployment costs, in US dollars.
-type Price struct {
-	InputPerMillionTokens  float64 `yaml:"input_per_million_tokens"`
-	OutputPerMillionTokens float64 `yaml:"output_per_million_tokens"`
-	PerMillionCharacters   float64 `yaml:"per_million_characters"`
-	PerAudioMinute         float64 `yaml:"per_audio_minute"`
-}
-
-// Set reports whether any price is given.
-func (p Price) Set() bool { return p != Price{} }
+type Price = task.Price
 
 // Cost prices what a call consumed at deployment d's prices; false when d
 // has no prices.
-func (d Deployment) Cost(m task.Metered) (float64, bool) {
-	p := d.Price
-	if !p.Set() {
-		return 0, false
-	}
-	return float64(m.InputTokens)*p.InputPerMillionTokens/1e6 +
-		float64(m.OutputTokens)*p.OutputPerMillionTokens/1e6 +
-		float64(m.Characters)*p.PerMillionCharacters/1e6 +
-		m.AudioSeconds/60*p.PerAudioMinute, true
-}
+func (d Deployment) Cost(m task.Metered) (float64, bool) { return d.Price.Cost(m) }
 
 // Default breaker settings, for a file that gives none.
 const (

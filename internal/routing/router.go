@@ -181,8 +181,12 @@ func (rt *routes) order(ctx context.Context, m Model) ([]Deployment, time.Time) 
 // deployment would refuse it too, or the attempt is over. retryable, when
 // given, says whether another deployment may still be tried (a stream that
 // has begun may not).
+//
+// It returns what served the call, with every call tried and the serving
+// deployment's prices, as the response's route (set through routed); a
+// failure comes back as a *provider.RoutedError carrying the calls tried.
 func call[R any](r *Router, ctx context.Context, capability, name string, retryable func() bool,
-	do func(adapter any, model string) (R, error)) (R, error) {
+	do func(adapter any, model string) (R, error), routed func(*R, *task.Route)) (R, error) {
 	var zero R
 	rt := r.routes.Load() // one file for the whole call, even across a reload
 	m, err := rt.file.Lookup(capability, name)
@@ -194,8 +198,11 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 		return zero, &provider.Error{Provider: Name, Kind: provider.KindUnavailable, RetryAfter: reopens.Sub(rt.now()),
 			Message: fmt.Sprintf("every deployment of model %s is cooling down after failures", m.Name)}
 	}
-	trail := trailFrom(ctx)
-	var last error
+	var (
+		calls []task.Call
+		last  error
+	)
+	failure := func(err error) error { return &provider.RoutedError{Err: err, Calls: calls} }
 	for i, d := range order {
 		if i > 0 && retryable != nil && !retryable() {
 			break
@@ -204,10 +211,11 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 		res, err := do(rt.adapters[d.ID], d.Model)
 		c := task.Call{Deployment: d.ID, Provider: d.Provider, Model: d.Model, Outcome: "success", At: started.UTC()}
 		if err == nil {
-			trail.add(c, &d)
+			calls = append(calls, c)
 			if rt.breakers != nil {
 				rt.breakers.Succeeded(context.WithoutCancel(ctx), d.ID)
 			}
+			routed(&res, &task.Route{Deployment: d.ID, Provider: d.Provider, Model: d.Model, Calls: calls, Price: d.Price})
 			return res, nil
 		}
 		last = err
@@ -220,20 +228,20 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 				c.Outcome, c.Message = "timeout", "the attempt ran past TASK_TIMEOUT"
 				rt.failed(ctx, d)
 			}
-			trail.add(c, nil)
-			return zero, err
+			calls = append(calls, c)
+			return zero, failure(err)
 		}
-		c.Outcome, c.StatusCode, c.Message = perr.Kind.Code(), perr.StatusCode, perr.Message
-		trail.add(c, nil)
+		c.Outcome, c.StatusCode, c.Message = string(perr.Kind.Code()), perr.StatusCode, perr.Message
+		calls = append(calls, c)
 		if !perr.Transient() && perr.Kind != provider.KindAuth {
-			return zero, err
+			return zero, failure(err)
 		}
 		rt.failed(ctx, d)
 		if ctx.Err() != nil {
-			return zero, err
+			return zero, failure(err)
 		}
 	}
-	return zero, last
+	return zero, failure(last)
 }
 
 // failed counts a failure against d's breaker, unless the attempt was
@@ -282,8 +290,13 @@ func (l routedLLM) GenerateText(ctx context.Context, req provider.TextRequest) (
 	return call(l.r, ctx, "generate_text", req.Model, nil, func(a any, model string) (provider.TextResponse, error) {
 		req.Model = model
 		return a.(provider.LLM).GenerateText(ctx, req)
-	})
+	}, textRouted)
 }
+
+func textRouted(r *provider.TextResponse, route *task.Route)     { r.Route = route }
+func embedRouted(r *provider.EmbedResponse, route *task.Route)   { r.Route = route }
+func audioRouted(r *provider.Audio, route *task.Route)           { r.Route = route }
+func transcriptRouted(r *provider.Transcript, route *task.Route) { r.Route = route }
 
 // StreamText streams from deployments that can; one that cannot gives its
 // text as one piece. Once text has reached onText, a failure is final for
@@ -301,7 +314,7 @@ func (l routedLLM) StreamText(ctx context.Context, req provider.TextRequest, onT
 			piece(out.Text)
 		}
 		return out, err
-	})
+	}, textRouted)
 }
 
 type routedVision struct{ r *Router }
@@ -312,7 +325,7 @@ func (v routedVision) DescribeImage(ctx context.Context, req provider.VisionRequ
 	return call(v.r, ctx, "describe_image", req.Model, nil, func(a any, model string) (provider.TextResponse, error) {
 		req.Model = model
 		return a.(provider.Vision).DescribeImage(ctx, req)
-	})
+	}, textRouted)
 }
 
 type routedEmbedder struct{ r *Router }
@@ -323,7 +336,7 @@ func (e routedEmbedder) Embed(ctx context.Context, req provider.EmbedRequest) (p
 	return call(e.r, ctx, "embed", req.Model, nil, func(a any, model string) (provider.EmbedResponse, error) {
 		req.Model = model
 		return a.(provider.Embedder).Embed(ctx, req)
-	})
+	}, embedRouted)
 }
 
 type routedTTS struct{ r *Router }
@@ -334,7 +347,7 @@ func (t routedTTS) Synthesize(ctx context.Context, req provider.SpeechRequest) (
 	return call(t.r, ctx, "text_to_speech", req.Model, nil, func(a any, model string) (provider.Audio, error) {
 		req.Model = model
 		return a.(provider.TTS).Synthesize(ctx, req)
-	})
+	}, audioRouted)
 }
 
 type routedSTT struct{ r *Router }
@@ -354,7 +367,7 @@ func (s routedSTT) Transcribe(ctx context.Context, req provider.TranscribeReques
 		}
 		req.Model = model
 		return a.(provider.STT).Transcribe(ctx, req)
-	})
+	}, transcriptRouted)
 }
 
 // Models lists the file's models with their deployments' health, in file

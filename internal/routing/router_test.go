@@ -75,14 +75,17 @@ func setup(t *testing.T, yaml string, c *clock) (*routing.Router, *routing.File,
 // that served it, and each call's "deployment outcome".
 func generate(t *testing.T, r *routing.Router, model string) (string, string, []string, error) {
 	t.Helper()
-	ctx, trail := routing.WithTrail(context.Background(), 1)
-	out, err := r.LLM().GenerateText(ctx, provider.TextRequest{Prompt: "hi", Model: model})
+	out, err := r.LLM().GenerateText(context.Background(), provider.TextRequest{Prompt: "hi", Model: model})
+	tried := provider.CallsOf(err) // a failure carries the calls it tried
+	servedBy := ""
+	if out.Route != nil { // a success, what served it and every call on the way
+		tried, servedBy = out.Route.Calls, out.Route.Deployment
+	}
 	var calls []string
-	for _, c := range trail.Calls() {
+	for _, c := range tried {
 		calls = append(calls, c.Deployment+" "+c.Outcome)
 	}
-	served, _ := routing.Served(ctx)
-	return out.Text, served.ID, calls, err
+	return out.Text, servedBy, calls, err
 }
 
 func TestFirstDownFallsBackThenBreakerOpensAndCloses(t *testing.T) {
@@ -284,12 +287,11 @@ models:
 	require.ErrorIs(t, err, context.Canceled)
 	require.Zero(t, breakers().States(context.Background())["chat/1"].Failures, "a revoked attempt says nothing of the deployment")
 
-	ctx, trail := routing.WithTrail(context.Background(), 1)
-	ctx, stop := context.WithTimeout(ctx, 20*time.Millisecond)
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer stop()
 	_, err = r.LLM().GenerateText(ctx, provider.TextRequest{Model: "chat"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Equal(t, "timeout", trail.Calls()[0].Outcome)
+	require.Equal(t, "timeout", provider.CallsOf(err)[0].Outcome)
 	require.True(t, breakers().States(context.Background())["chat/1"].Open(c.now()), "a deployment that hangs is skipped like one that fails")
 }
 

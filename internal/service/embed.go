@@ -29,7 +29,7 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err != nil {
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out, in)
+	s.countSync(ctx, out.Route, out, in)
 	return out, nil
 }
 
@@ -43,7 +43,7 @@ func (s *Service) embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err != nil {
 		return nil, err
 	}
-	res := &task.EmbedResult{Vectors: out.Vectors, Model: out.Model, Provider: servedBy(ctx, e),
+	res := &task.EmbedResult{Vectors: out.Vectors, Model: out.Model, Provider: servedBy(out.Route, e), Route: out.Route,
 		Usage: task.Usage{PromptTokens: out.Usage.PromptTokens, TotalTokens: out.Usage.TotalTokens}}
 	if len(out.Vectors) > 0 {
 		res.Dimensions = len(out.Vectors[0])

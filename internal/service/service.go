@@ -19,7 +19,6 @@ import (
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/provider"
-	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -347,7 +346,7 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	if err != nil {
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out, in)
+	s.countSync(ctx, out.Route, out, in)
 	return out, nil
 }
 
@@ -358,7 +357,7 @@ func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (
 	if err != nil {
 		return nil, err
 	}
-	return textResult(servedBy(ctx, llm), out), nil
+	return textResult(llm, out), nil
 }
 
 // streamText is generateText with the text handed to onText as it comes.
@@ -368,7 +367,7 @@ func (s *Service) streamText(ctx context.Context, llm provider.TextStreamer, in 
 	if err != nil {
 		return nil, err
 	}
-	return textResult(servedBy(ctx, s.deps.Providers.LLM), out), nil
+	return textResult(s.deps.Providers.LLM, out), nil
 }
 
 func textRequest(in task.GenerateTextInput) provider.TextRequest {
@@ -379,11 +378,12 @@ func textRequest(in task.GenerateTextInput) provider.TextRequest {
 	return req
 }
 
-func textResult(providerName string, out provider.TextResponse) *task.TextResult {
+func textResult(p interface{ Name() string }, out provider.TextResponse) *task.TextResult {
 	return &task.TextResult{
+		Route:        out.Route,
 		Text:         out.Text,
 		Model:        out.Model,
-		Provider:     providerName,
+		Provider:     servedBy(out.Route, p),
 		FinishReason: out.FinishReason,
 		Usage: task.Usage{
 			PromptTokens:     out.Usage.PromptTokens,
@@ -425,7 +425,7 @@ func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (
 		cancel()
 		return nil, s.syncError(tctx, err)
 	}
-	s.countSync(tctx, nil, in)
+	s.countSync(tctx, audio.Route, nil, in)
 	return &Audio{Body: &cancelOnClose{ReadCloser: audio.Body, cancel: cancel}, ContentType: audio.ContentType}, nil
 }
 
@@ -480,6 +480,9 @@ type Outcome struct {
 	Deployment string // with a routing file: the deployment that served it
 	Result     json.RawMessage
 	Usage      *task.Metered // on success
+	// Calls are the routed calls the attempt made, its failed ones too;
+	// their Attempt is the caller's to set.
+	Calls []task.Call
 }
 
 // Progress receives what a running task produces before it ends.
@@ -528,8 +531,20 @@ type input interface{ Validate() error }
 // tells (speech is priced by the characters spoken).
 type metering interface{ Metering() task.Metered }
 
+// routed is implemented by results that carry what served them.
+type routed interface{ RouteOf() *task.Route }
+
+// routeOf is result's route; nil when no router served it.
+func routeOf(result any) *task.Route {
+	if r, ok := result.(routed); ok {
+		return r.RouteOf()
+	}
+	return nil
+}
+
 // execute decodes and validates a payload, runs it, and encodes the result
-// with what it consumed, priced at the serving deployment's prices.
+// with what it consumed, priced at the serving deployment's prices, and the
+// routed calls it made (a failure's too).
 func execute[I input](ctx context.Context, payload []byte, typ task.Type, p interface{ Name() string }, run func(I) (any, error)) (Outcome, error) {
 	var in I
 	if err := json.Unmarshal(payload, &in); err != nil {
@@ -540,32 +555,33 @@ func execute[I input](ctx context.Context, payload []byte, typ task.Type, p inte
 	}
 	result, err := run(in)
 	if err != nil {
-		return Outcome{Provider: servedBy(ctx, p)}, err
+		return Outcome{Provider: p.Name(), Calls: provider.CallsOf(err)}, err
 	}
 	b, err := json.Marshal(result)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("service: encode %s result: %w", typ, err)
 	}
-	out := Outcome{Provider: servedBy(ctx, p), Result: b}
-	if d, ok := routing.Served(ctx); ok {
-		out.Deployment = d.ID
+	route := routeOf(result)
+	out := Outcome{Provider: servedBy(route, p), Result: b}
+	if route != nil {
+		out.Deployment, out.Calls = route.Deployment, route.Calls
 	}
-	used := meter(ctx, result, in)
+	used := meter(route, result, in)
 	out.Usage = &used
 	return out, nil
 }
 
 // meter is what a call consumed, from its result or else its input, priced
-// at the serving deployment's prices.
-func meter(ctx context.Context, result, input any) task.Metered {
+// at the serving deployment's prices (route, when a router served it).
+func meter(route *task.Route, result, input any) task.Metered {
 	var used task.Metered
 	if m, ok := result.(metering); ok {
 		used = m.Metering()
 	} else if m, ok := input.(metering); ok {
 		used = m.Metering()
 	}
-	if d, ok := routing.Served(ctx); ok {
-		if cost, ok := d.Cost(used); ok {
+	if route != nil {
+		if cost, ok := route.Price.Cost(used); ok {
 			usd := task.USD(cost)
 			used.CostUSD = &usd
 		}
@@ -573,11 +589,11 @@ func meter(ctx context.Context, result, input any) task.Metered {
 	return used
 }
 
-// servedBy names the provider that served a call made with ctx: the
-// deployment's provider when a router chose one, else p's own name.
-func servedBy(ctx context.Context, p interface{ Name() string }) string {
-	if d, ok := routing.Served(ctx); ok {
-		return d.Provider
+// servedBy names the provider that served a call: the deployment's when a
+// router chose one (route), else p's own name.
+func servedBy(route *task.Route, p interface{ Name() string }) string {
+	if route != nil {
+		return route.Provider
 	}
 	return p.Name()
 }
@@ -603,10 +619,8 @@ func (s *Service) checkModel(ctx context.Context, typ task.Type, input any) erro
 	return nil
 }
 
-// syncContext bounds a synchronous call by SYNC_TIMEOUT, and lets the
-// router say which deployment served it.
+// syncContext bounds a synchronous call by SYNC_TIMEOUT.
 func (s *Service) syncContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, _ = routing.WithTrail(ctx, 1)
 	return context.WithTimeout(ctx, s.cfg.SyncTimeout)
 }
 
@@ -618,22 +632,23 @@ func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpe
 		return nil, err
 	}
 	defer audio.Body.Close()
+	served := servedBy(audio.Route, tts)
 	size, err := s.deps.Artifacts.Put(ctx, id, audio.Body)
 	if err != nil {
 		if errors.Is(err, provider.ErrResponseTooLarge) {
-			return nil, provider.TooLarge(servedBy(ctx, tts))
+			return nil, provider.TooLarge(served)
 		}
 		if ctx.Err() != nil {
-			return nil, provider.ErrorFromTransport(ctx, servedBy(ctx, tts), ctx.Err())
+			return nil, provider.ErrorFromTransport(ctx, served, ctx.Err())
 		}
 		// A broken stream from the provider, or a full disk: worth a retry.
-		return nil, &provider.Error{Provider: servedBy(ctx, tts), Kind: provider.KindUnavailable,
+		return nil, &provider.Error{Provider: served, Kind: provider.KindUnavailable,
 			Message: "the audio could not be stored: " + err.Error()}
 	}
 	s.chargeStored(ctx, id, id, size)
 	return &task.AudioResult{
 		Artifact: task.Artifact{URL: task.ArtifactURL(id), ContentType: audio.ContentType, Size: size},
-		Provider: servedBy(ctx, tts), Model: audio.Model, Voice: audio.Voice, Format: audio.Format,
+		Provider: served, Model: audio.Model, Voice: audio.Voice, Format: audio.Format, Route: audio.Route,
 	}, nil
 }
 
@@ -642,9 +657,17 @@ func (s *Service) syncError(ctx context.Context, err error) error {
 	var perr *provider.Error
 	switch {
 	case errors.As(err, &perr):
-		e := providerError(perr)
-		if limit := s.cfg.RetryMaxDelay; limit > 0 {
-			e.RetryAfter = min(e.RetryAfter, limit)
+		v := Classify(perr, perr.Provider)
+		code, ok := syncCodes[v.Failure.Code]
+		if !ok {
+			code = task.EPROVIDER
+		}
+		e := &task.Error{Code: code, Message: v.Failure.Message, Err: perr}
+		if e.Code == task.EUNAVAILABLE {
+			e.RetryAfter = v.RetryAfter
+			if limit := s.cfg.RetryMaxDelay; limit > 0 {
+				e.RetryAfter = min(e.RetryAfter, limit)
+			}
 		}
 		return e
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -653,17 +676,4 @@ func (s *Service) syncError(ctx context.Context, err error) error {
 		return &task.Error{Code: task.EUNAVAILABLE, Message: "the request was cancelled", Err: err}
 	}
 	return err
-}
-
-func providerError(perr *provider.Error) *task.Error {
-	msg := perr.Error()
-	switch perr.Kind {
-	case provider.KindTimeout:
-		return &task.Error{Code: task.ETIMEOUT, Message: msg, Err: perr}
-	case provider.KindRateLimited, provider.KindUnavailable, provider.KindBadResponse:
-		return &task.Error{Code: task.EUNAVAILABLE, Message: msg, RetryAfter: perr.RetryAfter, Err: perr}
-	case provider.KindRejected:
-		return &task.Error{Code: task.EREJECTED, Message: msg, Err: perr}
-	}
-	return &task.Error{Code: task.EPROVIDER, Message: msg, Err: perr}
 }

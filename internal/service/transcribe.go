@@ -90,7 +90,7 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 	case err != nil:
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out, in)
+	s.countSync(ctx, out.Route, out, in)
 	return out, nil
 }
 
@@ -120,7 +120,7 @@ func (s *Service) transcribe(ctx context.Context, in task.SpeechToTextInput, aud
 	if err != nil {
 		return nil, err
 	}
-	out := &task.TranscriptResult{Text: t.Text, Language: t.Language, Duration: t.Duration, Model: t.Model, Provider: servedBy(ctx, stt)}
+	out := &task.TranscriptResult{Text: t.Text, Language: t.Language, Duration: t.Duration, Model: t.Model, Provider: servedBy(t.Route, stt), Route: t.Route}
 	for _, seg := range t.Segments {
 		out.Segments = append(out.Segments, task.Segment{Start: seg.Start, End: seg.End, Text: seg.Text})
 	}

@@ -49,11 +49,11 @@ func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) error
 
 // countSync adds what a synchronous call consumed to the caller's day. The
 // answer is already made, so a failure is logged, not returned.
-func (s *Service) countSync(ctx context.Context, result, input any) {
+func (s *Service) countSync(ctx context.Context, route *task.Route, result, input any) {
 	if s.deps.Usage == nil {
 		return
 	}
-	used := meter(ctx, result, input)
+	used := meter(route, result, input)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if err := s.deps.Usage.AddUsage(cctx, auth.FromContext(ctx).Owner(), used, s.deps.Now()); err != nil {

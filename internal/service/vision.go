@@ -117,7 +117,7 @@ func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput)
 		}
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out, in)
+	s.countSync(ctx, out.Route, out, in)
 	return out, nil
 }
 
@@ -210,5 +210,5 @@ func (s *Service) visionCall(ctx context.Context, in task.DescribeImageInput, im
 	if err != nil {
 		return nil, err
 	}
-	return textResult(servedBy(ctx, vision), out), nil
+	return textResult(vision, out), nil
 }

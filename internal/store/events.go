@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -145,14 +144,4 @@ func (s *Store) Events(ctx context.Context, id, after string, count int64) ([]Ev
 		events = append(events, Event{ID: m.ID, Kind: kind, Data: json.RawMessage(data)})
 	}
 	return events, nil
-}
-
-func splitEventID(s string) (int64, int64, bool) {
-	a, b, found := strings.Cut(s, "-")
-	if !found {
-		return 0, 0, false
-	}
-	ms, err1 := strconv.ParseInt(a, 10, 64)
-	seq, err2 := strconv.ParseInt(b, 10, 64)
-	return ms, seq, err1 == nil && err2 == nil
 }

@@ -67,4 +67,6 @@ type EmbedResult struct {
 	Model      string      `json:"model"`
 	Provider   string      `json:"provider"`
 	Usage      Usage       `json:"usage"`
+	// Route is what served it through a routing file; never shown.
+	Route *Route `json:"-"`
 }

@@ -73,4 +73,6 @@ type TextResult struct {
 	Provider     string `json:"provider"`
 	FinishReason string `json:"finish_reason,omitempty"`
 	Usage        Usage  `json:"usage"`
+	// Route is what served it through a routing file; never shown.
+	Route *Route `json:"-"`
 }

@@ -55,6 +55,8 @@ type TranscriptResult struct {
 	Segments []Segment `json:"segments,omitempty" doc:"Timed pieces, where the provider returns them."`
 	Model    string    `json:"model,omitempty"`
 	Provider string    `json:"provider"`
+	// Route is what served it through a routing file; never shown.
+	Route *Route `json:"-"`
 }
 
 // Segment is a timed piece of a transcript.

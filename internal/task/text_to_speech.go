@@ -72,6 +72,8 @@ type AudioResult struct {
 	Model    string   `json:"model,omitempty"`
 	Voice    string   `json:"voice,omitempty"`
 	Format   string   `json:"format"`
+	// Route is what served it through a routing file; never shown.
+	Route *Route `json:"-"`
 }
 
 // ArtifactOf returns the artifact a record's result refers to, if any.

@@ -21,7 +21,6 @@ import (
 	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/queue"
-	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
@@ -279,9 +278,12 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	progress := newAttemptProgress(w.records, id, retried+1, log)
-	rctx, trail := routing.WithTrail(actx, retried+1)
-	out, err := w.exec.Execute(rctx, id, typ, t.Payload(), progress)
-	calls := trail.Calls()
+	out, err := w.exec.Execute(actx, id, typ, t.Payload(), progress)
+	calls := make([]task.Call, len(out.Calls))
+	for i, c := range out.Calls {
+		c.Attempt = retried + 1
+		calls[i] = c
+	}
 	progress.Close()
 	stopListening() // from here on, the ending is this worker's own
 	w.attempted(typ, out.Provider, err, w.now().Sub(start))
@@ -313,24 +315,24 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
-	v := classify(err, out.Provider)
-	log = log.With("provider", v.failure.Provider, "failure", v.failure.Code)
-	if v.transient && retried < maxRetry {
-		at := nextAttempt(w.now(), w.backoff.Delay(id, retried, v.retryAfter))
-		retrying := func(c context.Context) error { return w.records.Retrying(c, id, v.failure, at, calls...) }
+	v := service.Classify(err, out.Provider)
+	log = log.With("provider", v.Failure.Provider, "failure", v.Failure.Code)
+	if v.Transient && retried < maxRetry {
+		at := nextAttempt(w.now(), w.backoff.Delay(id, retried, v.RetryAfter))
+		retrying := func(c context.Context) error { return w.records.Retrying(c, id, v.Failure, at, calls...) }
 		if rerr := record(ctx, retrying); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
 			log.Error("could not record the retry", "err", rerr)
 		}
 		log.Warn("attempt failed; retrying", "err", err, "next_attempt_at", at)
 		return &retryError{err: err, at: at}
 	}
-	failed := func(c context.Context) error { return w.records.Failed(c, id, v.failure, w.now(), calls...) }
+	failed := func(c context.Context) error { return w.records.Failed(c, id, v.Failure, w.now(), calls...) }
 	if ferr := record(ctx, failed); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
 		log.Error("could not record the failure; asynq will retry", "err", ferr)
 		return ferr
 	}
-	log.Warn("task failed", "err", err, "transient", v.transient)
-	w.metrics.Ended(string(typ), v.failure.Provider, string(task.StatusFailure))
+	log.Warn("task failed", "err", err, "transient", v.Transient)
+	w.metrics.Ended(string(typ), v.Failure.Provider, string(task.StatusFailure))
 	w.discardInput(ctx, id, log)
 	// Done, as far as the queue goes: the record says FAILURE and why, so
 	// asynq keeps nothing (its archive would hold the whole payload, a
@@ -356,8 +358,8 @@ func (w *Worker) attempted(typ task.Type, providerName string, err error, d time
 	}
 	outcome, status := "success", 0
 	if err != nil {
-		v := classify(err, providerName)
-		outcome = string(v.failure.Code)
+		v := service.Classify(err, providerName)
+		outcome = string(v.Failure.Code)
 		var perr *provider.Error
 		if errors.As(err, &perr) {
 			status = perr.StatusCode

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/notify"
@@ -45,10 +47,22 @@ func succeed(context.Context, int) (service.Outcome, error) {
 }
 
 type testBundle struct {
-	store  *store.Store
-	queue  *queue.Client
-	worker *worker.Worker
-	exec   *executor
+	store     *store.Store
+	queue     *queue.Client
+	worker    *worker.Worker
+	exec      *executor
+	inspector *asynq.Inspector
+}
+
+// handled waits until the worker has taken task id and the queue is done
+// with it (asynq keeps no copy of a task that ended): the positive sign that
+// makes "it did not run" mean something.
+func (b *testBundle) handled(t *testing.T, id string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, err := b.inspector.GetTaskInfo(queue.Name(task.TypeGenerateText, ""), id)
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}, 10*time.Second, 5*time.Millisecond, "the worker never took task %s", id)
 }
 
 type options struct {
@@ -90,7 +104,7 @@ func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outc
 		}
 	})
 	q := queue.New(rdb, queue.Options{MaxRetry: opts.maxRetry, Timeout: opts.timeout})
-	return &testBundle{store: s, queue: q, worker: w, exec: exec}
+	return &testBundle{store: s, queue: q, worker: w, exec: exec, inspector: asynq.NewInspectorFromRedisClient(rdb)}
 }
 
 func (b *testBundle) submit(t *testing.T) string {
@@ -255,7 +269,7 @@ func TestFinishedTaskIsNotRunAgain(t *testing.T) {
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Failed(ctx, id, task.Failure{Code: task.FailureInternal, Message: "ended elsewhere"}, time.Now()))
 	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
-	time.Sleep(300 * time.Millisecond)
+	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	rec, err := b.store.Get(ctx, id)
 	require.NoError(t, err)
@@ -267,7 +281,7 @@ func TestTaskWithoutRecordIsNotRun(t *testing.T) {
 	b := setup(t, succeed, options{})
 	id := uuid.NewString()
 	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
-	time.Sleep(300 * time.Millisecond)
+	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	_, err := b.store.Get(context.Background(), id)
 	require.Equal(t, task.ENOTFOUND, task.CodeOf(err), "no record is invented")
@@ -292,7 +306,7 @@ func TestRevokedWhileRunningIsCancelledNotRetried(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the running attempt was not cancelled")
 	}
-	time.Sleep(1500 * time.Millisecond) // past any retry asynq could schedule
+	b.handled(t, id) // done with, not scheduled for a retry
 	require.EqualValues(t, 1, b.exec.calls.Load(), "a revoked task is not retried")
 	rec, err := b.store.Get(context.Background(), id)
 	require.NoError(t, err)
@@ -308,7 +322,7 @@ func TestRevokedBeforeStartNeverRuns(t *testing.T) {
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Revoked(ctx, id, "cancelled by the client", time.Now()))
 	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
-	time.Sleep(300 * time.Millisecond)
+	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 }
 
