@@ -54,20 +54,85 @@ func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.Fil
 	if err != nil {
 		return err
 	}
-	artifacts, err := openArtifacts(ctx, cfg, log)
+	c, err := newCore(ctx, cfg, routes, getenv, log, tr)
 	if err != nil {
 		return err
+	}
+	defer c.close()
+
+	p := newProcess(ctx)
+	defer p.cancel()
+	if cmd == "serve" || cmd == "worker" {
+		if err := p.startWorker(cfg, queues, c, log, tr); err != nil {
+			return p.abort(err)
+		}
+	}
+	// /metrics and /monitoring: on their own address when METRICS_ADDR is
+	// set, else on the API for admin keys.
+	var opsOnAPI http.Handler
+	if cfg.MetricsAddr != "" {
+		if err := serveOperations(p.ctx, &p.wg, cfg, c.ops, log); err != nil {
+			return p.abort(err)
+		}
+	} else {
+		opsOnAPI = c.ops
+	}
+	if cmd == "serve" || cmd == "api" {
+		if err := p.startAPI(ctx, cfg, c, opsOnAPI, log, tr); err != nil {
+			return p.abort(err)
+		}
+	}
+	return p.wait(cfg.ShutdownTimeout, log)
+}
+
+// core is what API and worker processes share: Redis, the records, the
+// queue, the notifications, the service and the operations endpoints.
+type core struct {
+	rdb       redis.UniversalClient
+	records   *store.Store
+	queue     *queue.Client
+	hub       *notify.Hub
+	svc       *service.Service
+	artifacts artifactStore
+	metrics   *metrics.Metrics
+	ops       http.Handler
+	closers   []func()
+}
+
+// deferred registers f to run at close, after those registered later.
+func (c *core) deferred(f func()) { c.closers = append(c.closers, f) }
+
+// close releases what newCore opened, last opened first.
+func (c *core) close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+}
+
+// newCore opens Redis and the artifact store and builds the providers, the
+// router, the store, the queue and the service. On an error, what it had
+// opened is closed.
+func newCore(ctx context.Context, cfg config.Config, routes *routing.File, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) (_ *core, err error) {
+	artifacts, err := openArtifacts(ctx, cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	rdb, connOpt, closeRedis, err := openRedis(ctx, cfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeRedis()
+	c := &core{rdb: rdb}
+	c.deferred(closeRedis)
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
 
 	m := metrics.New()
 	m.WatchQueues(asynq.NewInspectorFromRedisClient(rdb), queue.Names(taskTypes))
 	ops, closeOps := operations(cfg, connOpt, m)
-	defer closeOps()
+	c.deferred(closeOps)
 
 	client := providerHTTPClient(cfg, tr)
 	providers := buildProviders(cfg, client, log)
@@ -80,7 +145,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.Fil
 			return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), nil)
 		}
 		if router, err = routing.New(routes, deploymentAdapter(cfg, client), breakers); err != nil {
-			return err
+			return nil, err
 		}
 		providers, models = routedProviders(providers, router), router
 		m.WatchBreakers(func(ctx context.Context) map[string]metrics.BreakerState {
@@ -92,23 +157,21 @@ func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.Fil
 			return out
 		})
 		log.Info("routing models from ROUTES_FILE", "models", len(routes.Models), "deployments", len(routing.DeploymentIDs(routes)))
-		stopReloads := reloadRoutesOnHangup(cfg.RoutesFile, getenv, router, log)
-		defer stopReloads()
+		c.deferred(reloadRoutesOnHangup(cfg.RoutesFile, getenv, router, log))
 	}
 
 	records := store.New(rdb, cfg.ResultTTL)
 	q := queue.New(rdb, queue.Options{MaxRetry: cfg.TaskMaxRetry, Timeout: cfg.TaskTimeout})
-	defer q.Close()
+	c.deferred(func() { _ = q.Close() })
 	// Workers hear of revocations, the API of endings (Prefer: wait).
 	hub := notify.New(rdb, log.With("component", "notify"))
-	hubCtx, stopHub := context.WithCancel(ctx)
-	defer stopHub()
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	hubDone := make(chan struct{})
 	go func() {
 		defer close(hubDone)
 		hub.Run(hubCtx)
 	}()
-	defer func() { stopHub(); <-hubDone }()
+	c.deferred(func() { stopHub(); <-hubDone })
 	select { // a revocation must reach a task that starts now
 	case <-hub.Ready():
 	case <-time.After(5 * time.Second):
@@ -122,7 +185,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.Fil
 	if cfg.WebhookSecret != "" {
 		box, err := sealed.New(cfg.WebhookSecret, webhook.URLPurpose)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		sealer = box
 	}
@@ -132,148 +195,153 @@ func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.Fil
 			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey, RetryMaxDelay: cfg.RetryMaxDelay,
 			MaxStoredBytesPerKey: cfg.MaxStoredBytesPerKey, ArtifactTTL: cfg.ResultTTL})
 
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	c.records, c.queue, c.hub, c.svc, c.artifacts, c.metrics, c.ops = records, q, hub, svc, artifacts, m, ops
+	return c, nil
+}
 
-	if cmd == "serve" || cmd == "worker" {
-		var deliverer worker.WebhookDeliverer
-		if cfg.WebhookSecret != "" {
-			d, err := webhook.NewDeliverer(cfg.WebhookSecret, fetch.New(fetch.Config{
-				Timeout: webhook.Timeout, AllowPrivate: cfg.FetchAllowPrivate,
-			}), records, log.With("component", "webhook"))
-			if err != nil {
-				return err
-			}
-			deliverer = d
-			dispatcher := webhook.NewDispatcher(records, q, log.With("component", "webhook"))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				dispatcher.Run(runCtx)
-			}()
-		}
-		w := worker.New(rdb, worker.Config{
-			Concurrency:         cfg.WorkerConcurrency,
-			Queues:              queues,
-			PollInterval:        cfg.WorkerPollInterval,
-			DelayedPollInterval: cfg.RetryPollInterval,
-			ShutdownTimeout:     cfg.ShutdownTimeout,
-			Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
-			Webhooks:            deliverer,
-			Metrics:             m,
-			Tracer:              tr.Tracer("siganteng/worker"),
-			Inputs:              svc,
-		}, svc, records, hub, log.With("component", "worker"), nil)
-		if err := w.Start(); err != nil {
-			return err
-		}
-		log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "poll_interval", cfg.WorkerPollInterval)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sweepArtifacts(runCtx, artifacts, cfg.ResultTTL, log)
-		}()
-		reconciler := worker.NewReconciler(rdb, records, log.With("component", "reconciler"))
-		reconciler.Interval = cfg.ReconcileInterval
-		reconciler.Inputs = svc
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			reconciler.Run(runCtx)
-		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-runCtx.Done()
-			w.Stop()
-			log.Info("worker stopped")
-		}()
-	}
+// process runs the parts of one process until its context ends, and waits
+// for each to stop.
+type process struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+}
 
-	// /metrics and /monitoring: on their own address when METRICS_ADDR is
-	// set, else on the API for admin keys.
-	var opsOnAPI http.Handler
-	if cfg.MetricsAddr != "" {
-		if err := serveOperations(runCtx, &wg, cfg, ops, log); err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
-	} else {
-		opsOnAPI = ops
-	}
+func newProcess(ctx context.Context) *process {
+	p := &process{errc: make(chan error, 2)}
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	return p
+}
 
-	if cmd == "serve" || cmd == "api" {
-		keys := auth.NewStore(rdb)
-		policy, err := authPolicy(ctx, cfg, keys, log)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
-		handler := httpapi.New(httpapi.Deps{
-			Tasks:          svc,
-			Ready:          func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-			Log:            log.With("component", "api"),
-			Version:        version(),
-			MaxUploadBytes: cfg.MaxUploadBytes,
-			MaxBodyBytes:   cfg.MaxBodyBytes,
-			Auth:           keys,
-			AuthPolicy:     policy,
-			Limiter:        auth.NewLimiter(rdb, cfg.RateLimitRPS),
-			CORSOrigins:    cfg.CORSOrigins,
-			Metrics:        m,
-			Operations:     opsOnAPI,
-			TrustedProxies: cfg.TrustedProxies,
-			GuestRateLimit: cfg.GuestRateLimit,
-		})
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("HTTP_ADDR: listen on %s: %w", cfg.HTTPAddr, err)
-		}
-		srv := &http.Server{
-			Handler:           tr.Handler(handler),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			WriteTimeout:      cfg.SyncTimeout + 10*time.Second,
-			IdleTimeout:       120 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-		log.Info("API listening", "addr", ln.Addr().String(), "docs", "http://"+ln.Addr().String()+"/docs")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("http: %w", err)
-				cancel()
-			}
-		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-runCtx.Done()
-			sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			defer scancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				log.Warn("HTTP shutdown cut short", "err", err)
-			}
-			log.Info("API stopped")
-		}()
-	}
+// goRun runs f in the background until it returns.
+func (p *process) goRun(f func()) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+}
 
-	<-runCtx.Done()
-	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
-	wg.Wait()
+// abort stops what had started and returns err.
+func (p *process) abort(err error) error {
+	p.cancel()
+	p.wg.Wait()
+	return err
+}
+
+// wait blocks until the process's context ends (a signal, or a part that
+// failed), then for every part to stop; it returns a part's failure.
+func (p *process) wait(grace time.Duration, log *slog.Logger) error {
+	<-p.ctx.Done()
+	log.Info("shutting down", "grace", grace)
+	p.wg.Wait()
 	select {
-	case err := <-errc:
+	case err := <-p.errc:
 		return err
 	default:
 		return nil
 	}
+}
+
+// startWorker runs the worker side: the asynq server, the webhook
+// dispatcher, the artifact sweep and the reconciler.
+func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core, log *slog.Logger, tr *tracing.Tracing) error {
+	var deliverer worker.WebhookDeliverer
+	if cfg.WebhookSecret != "" {
+		d, err := webhook.NewDeliverer(cfg.WebhookSecret, fetch.New(fetch.Config{
+			Timeout: webhook.Timeout, AllowPrivate: cfg.FetchAllowPrivate,
+		}), c.records, log.With("component", "webhook"))
+		if err != nil {
+			return err
+		}
+		deliverer = d
+		dispatcher := webhook.NewDispatcher(c.records, c.queue, log.With("component", "webhook"))
+		p.goRun(func() { dispatcher.Run(p.ctx) })
+	}
+	w := worker.New(c.rdb, worker.Config{
+		Concurrency:         cfg.WorkerConcurrency,
+		Queues:              queues,
+		PollInterval:        cfg.WorkerPollInterval,
+		DelayedPollInterval: cfg.RetryPollInterval,
+		ShutdownTimeout:     cfg.ShutdownTimeout,
+		Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
+		Webhooks:            deliverer,
+		Metrics:             c.metrics,
+		Tracer:              tr.Tracer("siganteng/worker"),
+		Inputs:              c.svc,
+		Types:               taskTypes,
+	}, c.svc, c.records, c.hub, log.With("component", "worker"), nil)
+	if err := w.Start(); err != nil {
+		return err
+	}
+	log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "poll_interval", cfg.WorkerPollInterval)
+	p.goRun(func() { sweepArtifacts(p.ctx, c.artifacts, cfg.ResultTTL, log) })
+	reconciler := worker.NewReconciler(c.rdb, c.records, log.With("component", "reconciler"))
+	reconciler.Interval = cfg.ReconcileInterval
+	reconciler.Inputs = c.svc
+	p.goRun(func() { reconciler.Run(p.ctx) })
+	p.goRun(func() {
+		<-p.ctx.Done()
+		w.Stop()
+		log.Info("worker stopped")
+	})
+	return nil
+}
+
+// startAPI runs the API side: the HTTP server, with ops on it when they are
+// not on METRICS_ADDR.
+func (p *process) startAPI(ctx context.Context, cfg config.Config, c *core, ops http.Handler, log *slog.Logger, tr *tracing.Tracing) error {
+	keys := auth.NewStore(c.rdb)
+	policy, err := authPolicy(ctx, cfg, keys, log)
+	if err != nil {
+		return err
+	}
+	handler := httpapi.New(httpapi.Deps{
+		Tasks:          c.svc,
+		Ready:          func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() },
+		Log:            log.With("component", "api"),
+		Version:        version(),
+		MaxUploadBytes: cfg.MaxUploadBytes,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Auth:           keys,
+		AuthPolicy:     policy,
+		Limiter:        auth.NewLimiter(c.rdb, cfg.RateLimitRPS),
+		CORSOrigins:    cfg.CORSOrigins,
+		Metrics:        c.metrics,
+		Operations:     ops,
+		TrustedProxies: cfg.TrustedProxies,
+		GuestRateLimit: cfg.GuestRateLimit,
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR: listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           tr.Handler(handler),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      cfg.SyncTimeout + 10*time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("API listening", "addr", ln.Addr().String(), "docs", "http://"+ln.Addr().String()+"/docs")
+	p.goRun(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.errc <- fmt.Errorf("http: %w", err)
+			p.cancel()
+		}
+	})
+	p.goRun(func() {
+		<-p.ctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("HTTP shutdown cut short", "err", err)
+		}
+		log.Info("API stopped")
+	})
+	return nil
 }
 
 // operations returns the handler of /metrics, /debug/pprof and /monitoring

@@ -298,42 +298,62 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", errRevoked, asynq.RevokeTask) // done: no retry, no archive
 	}
 	if err == nil {
-		success := store.Success{Provider: out.Provider, Deployment: out.Deployment, Result: out.Result, Usage: out.Usage, Calls: calls}
-		succeeded := func(c context.Context) error { return w.records.Succeeded(c, id, success, w.now()) }
-		if err := record(ctx, succeeded); err != nil && !errors.Is(err, store.ErrFinished) {
-			log.Error("could not record the result; the task will run again", "err", err)
-			return err
-		}
-		log.Info("task succeeded", "provider", out.Provider, "duration", w.now().Sub(start))
-		w.metrics.Ended(string(typ), out.Provider, string(task.StatusSuccess))
-		return nil
+		return w.succeeded(ctx, attempt{id: id, typ: typ, calls: calls, log: log}, out, start)
 	}
-
 	if errors.Is(err, context.Canceled) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		// Shutdown: asynq puts the task back on its queue.
 		log.Warn("attempt interrupted; the task goes back on the queue", "err", err)
 		return err
 	}
+	return w.failed(ctx, attempt{id: id, typ: typ, calls: calls, log: log}, out, err, retried < maxRetry)
+}
 
+// attempt is one run of a task, as its outcome is reported.
+type attempt struct {
+	id    string
+	typ   task.Type
+	calls []task.Call
+	log   *taskLogger
+}
+
+// succeeded records a result; a record that cannot be written makes asynq
+// run the task again.
+func (w *Worker) succeeded(ctx context.Context, a attempt, out service.Outcome, start time.Time) error {
+	success := store.Success{Provider: out.Provider, Deployment: out.Deployment, Result: out.Result, Usage: out.Usage, Calls: a.calls}
+	write := func(c context.Context) error { return w.records.Succeeded(c, a.id, success, w.now()) }
+	if err := record(ctx, write); err != nil && !errors.Is(err, store.ErrFinished) {
+		a.log.Error("could not record the result; the task will run again", "err", err)
+		return err
+	}
+	a.log.Info("task succeeded", "provider", out.Provider, "duration", w.now().Sub(start))
+	w.metrics.Ended(string(a.typ), out.Provider, string(task.StatusSuccess))
+	return nil
+}
+
+// failed records a failed attempt: a retry at the time the backoff (or the
+// provider's Retry-After) says, when the failure is transient and retries
+// are left, else the task's end.
+func (w *Worker) failed(ctx context.Context, a attempt, out service.Outcome, err error, retriesLeft bool) error {
 	v := service.Classify(err, out.Provider)
-	log = log.With("provider", v.Failure.Provider, "failure", v.Failure.Code)
-	if v.Transient && retried < maxRetry {
-		at := nextAttempt(w.now(), w.backoff.Delay(id, retried, v.RetryAfter))
-		retrying := func(c context.Context) error { return w.records.Retrying(c, id, v.Failure, at, calls...) }
+	log := a.log.With("provider", v.Failure.Provider, "failure", v.Failure.Code)
+	if v.Transient && retriesLeft {
+		retried, _ := asynq.GetRetryCount(ctx)
+		at := nextAttempt(w.now(), w.backoff.Delay(a.id, retried, v.RetryAfter))
+		retrying := func(c context.Context) error { return w.records.Retrying(c, a.id, v.Failure, at, a.calls...) }
 		if rerr := record(ctx, retrying); rerr != nil && !errors.Is(rerr, store.ErrFinished) {
 			log.Error("could not record the retry", "err", rerr)
 		}
 		log.Warn("attempt failed; retrying", "err", err, "next_attempt_at", at)
 		return &retryError{err: err, at: at}
 	}
-	failed := func(c context.Context) error { return w.records.Failed(c, id, v.Failure, w.now(), calls...) }
-	if ferr := record(ctx, failed); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
+	write := func(c context.Context) error { return w.records.Failed(c, a.id, v.Failure, w.now(), a.calls...) }
+	if ferr := record(ctx, write); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
 		log.Error("could not record the failure; asynq will retry", "err", ferr)
 		return ferr
 	}
 	log.Warn("task failed", "err", err, "transient", v.Transient)
-	w.metrics.Ended(string(typ), v.Failure.Provider, string(task.StatusFailure))
-	w.discardInput(ctx, id, log)
+	w.metrics.Ended(string(a.typ), v.Failure.Provider, string(task.StatusFailure))
+	w.discardInput(ctx, a.id, log)
 	// Done, as far as the queue goes: the record says FAILURE and why, so
 	// asynq keeps nothing (its archive would hold the whole payload, a
 	// prompt or an image, for 90 days).
