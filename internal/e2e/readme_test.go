@@ -1,4 +1,4 @@
-package cli_test
+package e2e_test
 
 // The README is a contract (issue 14): every curl example in README.md runs
 // here, as written, against a real server on a free port (the local start:

@@ -1,4 +1,4 @@
-package cli_test
+package e2e_test
 
 import (
 	"bytes"
@@ -401,61 +401,6 @@ func TestRedisDownMeansFast503(t *testing.T) {
 		require.Equal(t, "application/problem+json", res.Header.Get("Content-Type"))
 		require.Less(t, time.Since(begin), 2*time.Second)
 	}
-}
-
-func TestAPIAndWorkerAloneNeedArtifactDir(t *testing.T) {
-	t.Parallel()
-	for _, cmd := range []string{"api", "worker"} {
-		err := cli.Run(context.Background(), []string{"siganteng", cmd}, func(k string) string {
-			if k == "REDIS_URL" {
-				return "redis://127.0.0.1:1/0"
-			}
-			return ""
-		}, io.Discard, io.Discard)
-		require.ErrorContains(t, err, "ARTIFACT_DIR")
-	}
-}
-
-func TestAPIAndWorkerAloneNeedRedisURL(t *testing.T) {
-	t.Parallel()
-	for _, cmd := range []string{"api", "worker"} {
-		err := cli.Run(context.Background(), []string{"siganteng", cmd}, func(string) string { return "" }, io.Discard, io.Discard)
-		require.ErrorContains(t, err, "REDIS_URL")
-	}
-}
-
-func TestInvalidConfigStopsStartup(t *testing.T) {
-	t.Parallel()
-	err := cli.Run(context.Background(), []string{"siganteng"}, func(k string) string {
-		if k == "TASK_TIMEOUT" {
-			return "forever"
-		}
-		return ""
-	}, io.Discard, io.Discard)
-	require.ErrorContains(t, err, "TASK_TIMEOUT")
-}
-
-func TestUnknownQueueInWeightsStopsStartup(t *testing.T) {
-	t.Parallel()
-	err := cli.Run(context.Background(), []string{"siganteng"}, func(k string) string {
-		if k == "QUEUE_WEIGHTS" {
-			return "urgent=9"
-		}
-		return ""
-	}, io.Discard, io.Discard)
-	require.ErrorContains(t, err, `QUEUE_WEIGHTS: no queue "urgent"`)
-	require.ErrorContains(t, err, "high, generate_text")
-}
-
-func TestOpenAPICommand(t *testing.T) {
-	t.Parallel()
-	var out bytes.Buffer
-	require.NoError(t, cli.Run(context.Background(), []string{"siganteng", "openapi"}, func(string) string { return "" }, &out, io.Discard))
-	var doc struct {
-		Paths map[string]any `json:"paths"`
-	}
-	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
-	require.Contains(t, doc.Paths, "/background/generate_text")
 }
 
 // child starts the test binary as `siganteng args` in its own process.

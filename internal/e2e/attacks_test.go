@@ -1,4 +1,4 @@
-package cli_test
+package e2e_test
 
 // The second security review's findings, each tried from outside the way an
 // attacker would, against the real program (issue 13). The HTTP layer's own
@@ -117,16 +117,6 @@ func TestProductionLayoutIsClosedWithoutAKey(t *testing.T) {
 	status, body = do(http.MethodGet, "/background/tasks/"+rec.TaskID, "", "")
 	require.Equal(t, http.StatusUnauthorized, status)
 	require.NotContains(t, body, "the tenant's secret")
-}
-
-// The embedded start cannot hold a key, so it refuses to listen beyond
-// loopback unless told to run open.
-func TestEmbeddedStartRefusesANetworkAddress(t *testing.T) {
-	t.Parallel()
-	env := map[string]string{"HTTP_ADDR": "0.0.0.0:0"}
-	err := cli.Run(context.Background(), []string{"siganteng", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
-	require.ErrorContains(t, err, "not a loopback address")
-	require.ErrorContains(t, err, "AUTH_DISABLED=true")
 }
 
 // pngOf returns a data: URL of n bytes that sniff as PNG.

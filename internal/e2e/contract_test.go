@@ -1,4 +1,4 @@
-package cli_test
+package e2e_test
 
 // What the README promises, where the program did otherwise (issue 14).
 
