@@ -474,3 +474,35 @@ func TestDashboardDoesNotShowPayloads(t *testing.T) {
 	require.Contains(t, string(raw), "bytes, not shown")
 	require.NotContains(t, string(raw), "PROMPT-SECRET")
 }
+
+// A submit refused after its upload was stored (here: at the key's limit of
+// unfinished tasks) gives the stored bytes back, so refusals cannot use up
+// the quota.
+func TestRefusedUploadsDoNotUseTheQuota(t *testing.T) {
+	t.Parallel()
+	redisURL := redistest.URL(t)
+	key := createKey(t, redisURL, "--name", "one-at-a-time", "--max-unfinished", "1")
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, redisURL)
+	env["MAX_STORED_BYTES_PER_KEY"] = strconv.Itoa(3 << 20)
+	env["MAX_UPLOAD_BYTES"] = strconv.Itoa(2 << 20)
+	api := start(t, "api", env) // no worker: the first task stays unfinished
+	image := pngOf(t, 1200<<10)
+	res, raw := call(t, http.MethodPost, api.url+"/background/describe_image", key, `{"image_url":"`+image+`"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var first record
+	require.NoError(t, json.Unmarshal(raw, &first))
+	for range 4 { // 4 x 1.2 MB would pass the 3 MB quota if they were kept
+		res, raw = call(t, http.MethodPost, api.url+"/background/describe_image", key, `{"image_url":"`+image+`"}`)
+		require.Equal(t, http.StatusTooManyRequests, res.StatusCode, "%s", raw)
+		require.Contains(t, string(raw), "unfinished tasks")
+	}
+	res, _ = call(t, http.MethodPost, api.url+"/background/tasks/"+first.TaskID+"/cancel", key, "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, raw = call(t, http.MethodPost, api.url+"/background/describe_image", key, `{"image_url":"`+image+`"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "the refused uploads took no room: %s", raw)
+	entries, err := os.ReadDir(env["ARTIFACT_DIR"])
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the accepted upload is on disk")
+}

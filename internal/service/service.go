@@ -311,15 +311,17 @@ func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
 // its provider call cancelled; neither is retried. Cancelling a task that
 // has ended changes nothing. Either way the answer is the record.
 func (s *Service) Cancel(ctx context.Context, id string) (*task.Record, error) {
-	if _, err := s.Get(ctx, id); err != nil { // another caller's task is unknown
+	rec, err := s.Get(ctx, id)
+	if err != nil { // another caller's task is unknown
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	err := s.deps.Records.Revoked(ctx, id, "cancelled by the client", s.deps.Now().UTC())
+	err = s.deps.Records.Revoked(ctx, id, "cancelled by the client", s.deps.Now().UTC())
 	switch {
+	case err == nil && hasUpload(rec.Type):
+		s.dropInput(ctx, id, rec.Owner) // nothing will read an upload of a revoked task
 	case err == nil:
-		s.dropInput(ctx, id) // nothing will read an upload of a revoked task
 	case errors.Is(err, store.ErrFinished):
 	case task.CodeOf(err) == task.ENOTFOUND:
 		return nil, err

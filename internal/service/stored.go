@@ -74,13 +74,26 @@ func (s *Service) putInput(ctx context.Context, id string, body io.Reader) error
 	return task.Unavailable("the task store is unavailable; nothing was queued", err)
 }
 
-// dropInput deletes a submit's upload and stops counting it.
-func (s *Service) dropInput(ctx context.Context, id string) {
+// hasUpload reports whether a submit of typ stores an input (the upload)
+// in the artifact store.
+func hasUpload(typ task.Type) bool {
+	return typ == task.TypeSpeechToText || typ == task.TypeDescribeImage
+}
+
+// dropInput deletes the upload of task id, submitted by owner, and stops
+// counting it against owner's quota.
+func (s *Service) dropInput(ctx context.Context, id, owner string) {
 	if s.deps.Artifacts == nil {
 		return
 	}
-	_ = s.deps.Artifacts.Delete(context.WithoutCancel(ctx), task.InputKey(id))
-	s.unchargeStored(ctx, id, task.InputKey(id))
+	ctx = context.WithoutCancel(ctx)
+	_ = s.deps.Artifacts.Delete(ctx, task.InputKey(id))
+	if s.deps.Stored == nil || owner == "" {
+		return
+	}
+	if err := s.deps.Stored.Uncharge(ctx, owner, task.InputKey(id), s.deps.Now()); err != nil {
+		s.deps.Log.WarnContext(ctx, "stored bytes not released", "task_id", id, "err", err)
+	}
 }
 
 // chargeStored counts a result the worker stored against its task's owner,
@@ -99,24 +112,17 @@ func (s *Service) chargeStored(ctx context.Context, id, key string, size int64) 
 	}
 }
 
-// unchargeStored stops counting the artifact key of task id.
-func (s *Service) unchargeStored(ctx context.Context, id, key string) {
-	if s.deps.Stored == nil {
-		return
+// DiscardInput deletes the upload of a task of typ that ended (failed,
+// revoked, lost, or succeeded with the answer safe): nothing will read it
+// again. Kinds without uploads cost nothing.
+func (s *Service) DiscardInput(ctx context.Context, id string, typ task.Type) error {
+	if !hasUpload(typ) || s.deps.Artifacts == nil {
+		return nil
 	}
-	ctx = context.WithoutCancel(ctx)
-	rec, err := s.deps.Records.Get(ctx, id)
-	if err != nil || rec.Owner == "" {
-		return
+	owner := ""
+	if rec, err := s.deps.Records.Get(ctx, id); err == nil {
+		owner = rec.Owner
 	}
-	if err := s.deps.Stored.Uncharge(ctx, rec.Owner, key, s.deps.Now()); err != nil {
-		s.deps.Log.WarnContext(ctx, "stored bytes not released", "task_id", id, "err", err)
-	}
-}
-
-// DiscardInput deletes the upload of a task that ended without success
-// (failed, revoked, lost): nothing will read it again.
-func (s *Service) DiscardInput(ctx context.Context, id string) error {
-	s.dropInput(ctx, id)
+	s.dropInput(ctx, id, owner)
 	return nil
 }

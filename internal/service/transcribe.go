@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/siganteng/siganteng/internal/artifact"
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -61,7 +62,7 @@ func (s *Service) SubmitSpeechToText(ctx context.Context, in task.SpeechToTextIn
 	}
 	return s.submitWith(ctx, task.TypeSpeechToText, in, in.Summary(),
 		func(id string) error { return s.putInput(ctx, id, body) },
-		func(id string) { s.dropInput(ctx, id) })
+		func(id string) { s.dropInput(ctx, id, auth.FromContext(ctx).Owner()) })
 }
 
 func (s *Service) tooLarge(field string) error {
@@ -109,7 +110,7 @@ func (s *Service) speechToText(ctx context.Context, id string, in task.SpeechToT
 	if err != nil {
 		return nil, err
 	}
-	s.dropInput(ctx, id)
+	_ = s.DiscardInput(ctx, id, task.TypeSpeechToText)
 	return out, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/siganteng/siganteng/internal/artifact"
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/task"
@@ -49,7 +50,7 @@ func (s *Service) SubmitDescribeImage(ctx context.Context, in task.DescribeImage
 	queued.ImageURL = ""
 	return s.submitWith(ctx, task.TypeDescribeImage, queued, summary,
 		func(id string) error { return s.putInput(ctx, id, bytes.NewReader(img)) },
-		func(id string) { s.dropInput(ctx, id) })
+		func(id string) { s.dropInput(ctx, id, auth.FromContext(ctx).Owner()) })
 }
 
 // queuedImage is describe_image as queued: the request, whose image is
@@ -92,7 +93,7 @@ func (s *Service) describeQueuedImage(ctx context.Context, id string, q queuedIm
 	if err != nil {
 		return nil, err
 	}
-	s.dropInput(ctx, id)
+	_ = s.DiscardInput(ctx, id, task.TypeDescribeImage)
 	return out, nil
 }
 

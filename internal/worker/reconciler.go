@@ -148,7 +148,7 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 			return false, nil
 		}
 		if err == nil {
-			r.discardInput(ctx, id)
+			r.discardInput(ctx, id, rec.Type)
 		}
 		return err == nil, err
 	}
@@ -178,16 +178,16 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 			r.log.Warn("could not delete the archived task", "task_id", id, "err", err)
 		}
 	}
-	r.discardInput(ctx, id)
+	r.discardInput(ctx, id, rec.Type)
 	return true, nil
 }
 
 // discardInput deletes the upload of a task the reconciler ended.
-func (r *Reconciler) discardInput(ctx context.Context, id string) {
+func (r *Reconciler) discardInput(ctx context.Context, id string, typ task.Type) {
 	if r.Inputs == nil {
 		return
 	}
-	if err := r.Inputs.DiscardInput(ctx, id); err != nil {
+	if err := r.Inputs.DiscardInput(ctx, id, typ); err != nil {
 		r.log.Warn("could not delete the task's upload; the artifact sweep will", "task_id", id, "err", err)
 	}
 }

@@ -46,7 +46,7 @@ type Records interface {
 
 // Inputs deletes what a task's submit stored for it (an upload).
 type Inputs interface {
-	DiscardInput(ctx context.Context, id string) error
+	DiscardInput(ctx context.Context, id string, typ task.Type) error
 }
 
 // Endings tells the worker when a task ends elsewhere (it was revoked).
@@ -254,11 +254,11 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	switch err := record(ctx, started); {
 	case errors.Is(err, store.ErrFinished):
 		log.Info("task already finished; not running it again")
-		w.discardInput(ctx, id, log) // a success removed it already; a revocation did not
+		w.discardInput(ctx, id, typ, log) // a success removed it already; a revocation did not
 		return nil
 	case errors.Is(err, store.ErrDeadlinePassed):
 		log.Info("task not started before its cancel_after; revoked")
-		w.discardInput(ctx, id, log)
+		w.discardInput(ctx, id, typ, log)
 		return nil
 	case task.CodeOf(err) == task.ENOTFOUND:
 		// The submit that queued it answered 503 and removed the record (the
@@ -294,7 +294,7 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	if errors.Is(context.Cause(actx), errRevoked) {
 		log.Info("task revoked while running; its provider call was cancelled")
 		w.metrics.Ended(string(typ), out.Provider, string(task.StatusRevoked))
-		w.discardInput(ctx, id, log)
+		w.discardInput(ctx, id, typ, log)
 		return fmt.Errorf("%w: %w", errRevoked, asynq.RevokeTask) // done: no retry, no archive
 	}
 	if err == nil {
@@ -353,7 +353,7 @@ func (w *Worker) failed(ctx context.Context, a attempt, out service.Outcome, err
 	}
 	log.Warn("task failed", "err", err, "transient", v.Transient)
 	w.metrics.Ended(string(a.typ), v.Failure.Provider, string(task.StatusFailure))
-	w.discardInput(ctx, a.id, log)
+	w.discardInput(ctx, a.id, a.typ, log)
 	// Done, as far as the queue goes: the record says FAILURE and why, so
 	// asynq keeps nothing (its archive would hold the whole payload, a
 	// prompt or an image, for 90 days).
@@ -362,11 +362,11 @@ func (w *Worker) failed(ctx context.Context, a attempt, out service.Outcome, err
 
 // discardInput deletes the upload of a task that ended without success:
 // nothing will read it again.
-func (w *Worker) discardInput(ctx context.Context, id string, log *taskLogger) {
+func (w *Worker) discardInput(ctx context.Context, id string, typ task.Type, log *taskLogger) {
 	if w.inputs == nil {
 		return
 	}
-	if err := record(ctx, func(c context.Context) error { return w.inputs.DiscardInput(c, id) }); err != nil {
+	if err := record(ctx, func(c context.Context) error { return w.inputs.DiscardInput(c, id, typ) }); err != nil {
 		log.Warn("could not delete the task's upload; the artifact sweep will", "err", err)
 	}
 }
