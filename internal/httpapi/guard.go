@@ -130,15 +130,15 @@ func (h *handlers) caller(r *http.Request) (auth.Caller, int, string) {
 			return auth.Caller{}, http.StatusServiceUnavailable, "the key store is unavailable"
 		}
 		h.mode.observe(h.deps.Log, policy.Embedded, anyKeys)
-		switch {
-		case !anyKeys && policy.Embedded:
+		if !anyKeys && policy.Embedded {
 			// Open: whatever key is sent (the SDKs insist on sending one)
 			// is not looked at.
 			return h.open(r)
-		case bad != "":
-		case !anyKeys:
-			return auth.Caller{}, http.StatusUnauthorized, firstKeyHint
-		case raw == "":
+		}
+		if raw == "" && bad == "" {
+			if !anyKeys {
+				return auth.Caller{}, http.StatusUnauthorized, firstKeyHint
+			}
 			return auth.Caller{}, http.StatusUnauthorized, "an API key is needed: send it as 'Authorization: Bearer sgk_…' or 'X-API-Key: sgk_…'"
 		}
 	}
