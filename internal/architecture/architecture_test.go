@@ -48,9 +48,11 @@ var rules = []rule{
 	{"the domain depends on nothing of ours", is("task"), []string{""}},
 	{"the router knows no adapter and no service: internal/cli builds its adapters",
 		is("routing"), append([]string{"service", "httpapi", "worker", "queue", "store", "config"}, adapters...)},
-	{"only internal/cli wires concrete providers", func(pkg string) bool {
-		return pkg != "cli" && !slices.Contains(adapters, pkg) && pkg != "provider/providertest" && pkg != "provider/huggingface"
+	{"only the provider registry (internal/providers) builds concrete providers, and internal/cli wires it", func(pkg string) bool {
+		return pkg != "providers" && pkg != "cli" && !slices.Contains(adapters, pkg) && pkg != "provider/providertest"
 	}, adapters},
+	{"the registry knows providers, not the layers that use them", is("providers"),
+		[]string{"service", "httpapi", "worker", "queue", "store", "routing", "cli", "config"}},
 }
 
 // imports lists every package of the module with the module's packages it
@@ -103,7 +105,7 @@ func TestLayerRules(t *testing.T) {
 	t.Parallel()
 	all := imports(t)
 	require.Contains(t, all, "httpapi", "the module's packages were listed")
-	require.Contains(t, all["cli"], "provider/openai", "the wiring is seen importing an adapter")
+	require.Contains(t, all["providers"], "provider/openai", "the registry is seen importing an adapter")
 	for _, r := range rules {
 		for pkg, imps := range all {
 			if !r.from(pkg) {

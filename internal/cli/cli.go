@@ -144,7 +144,7 @@ func loadRoutes(path string, getenv func(string) string) (*routing.File, error) 
 	if path == "" {
 		return nil, nil
 	}
-	f, err := routing.Load(path, getenv)
+	f, err := routing.Load(path, getenv, knownProviders)
 	if err != nil {
 		return nil, fmt.Errorf("config: ROUTES_FILE: %w", err)
 	}

@@ -15,9 +15,7 @@ import (
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/provider/espeak"
-	"github.com/siganteng/siganteng/internal/provider/huggingface"
-	"github.com/siganteng/siganteng/internal/provider/ollama"
-	"github.com/siganteng/siganteng/internal/provider/openai"
+	"github.com/siganteng/siganteng/internal/providers"
 	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
@@ -32,66 +30,75 @@ const unconfiguredHint = "no LLM provider is configured and no Ollama server ans
 	"or HF_TOKEN (Hugging Face), or start Ollama ('ollama serve' and 'ollama pull llama3.2') " +
 	"or point OLLAMA_BASE_URL at one; LLM_PROVIDER chooses among them"
 
-func buildProviders(cfg config.Config, client *http.Client, log *slog.Logger) service.Providers {
-	var llm provider.LLM
-	switch cfg.LLMProvider {
-	case config.ProviderOpenAI:
-		llm = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, DefaultModel: cfg.LLMModel, HTTPClient: client})
-	case config.ProviderHuggingFace:
-		llm = huggingface.New(huggingface.Config{BaseURL: cfg.HFBaseURL, Token: cfg.HFToken, DefaultModel: cfg.LLMModel, HTTPClient: client})
-	default:
-		llm = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, DefaultModel: cfg.LLMModel, HTTPClient: client})
-		if !cfg.LLMProviderChosen {
-			llm = provider.WithUnreachableHint(llm, unconfiguredHint)
-		}
+// knownProviders is the registry as the routing file is checked against it.
+var knownProviders = routing.Providers{Names: providers.Names(), Serves: providers.Serves}
+
+// envProviders are the provider each kind of work uses, from the
+// environment ("none": no provider can do it).
+func envProviders(cfg config.Config) map[task.Type]string {
+	return map[task.Type]string{
+		task.TypeGenerateText: cfg.LLMProvider, task.TypeDescribeImage: cfg.VisionProvider, task.TypeEmbed: cfg.EmbedProvider,
+		task.TypeTextToSpeech: cfg.TTSProvider, task.TypeSpeechToText: cfg.STTProvider,
 	}
-	var vision provider.Vision
-	switch cfg.VisionProvider {
+}
+
+// envModels are the models the environment names for each kind ("" for
+// the provider's default).
+func envModels(cfg config.Config) map[task.Type]string {
+	return map[task.Type]string{
+		task.TypeGenerateText: cfg.LLMModel, task.TypeDescribeImage: cfg.VisionModel, task.TypeEmbed: cfg.EmbedModel,
+		task.TypeTextToSpeech: cfg.TTSModel, task.TypeSpeechToText: cfg.STTModel,
+	}
+}
+
+// envSettings are what the environment gives a provider's adapter.
+func envSettings(cfg config.Config, providerName string, client *http.Client) providers.Settings {
+	s := providers.Settings{HTTPClient: client, Timeout: cfg.TaskTimeout}
+	switch providerName {
 	case config.ProviderOpenAI:
-		vision = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, VisionModel: cfg.VisionModel, HTTPClient: client})
+		s.BaseURL, s.APIKey = cfg.OpenAIBaseURL, cfg.OpenAIAPIKey
 	case config.ProviderHuggingFace:
-		vision = huggingface.New(huggingface.Config{BaseURL: cfg.HFBaseURL, Token: cfg.HFToken, VisionModel: cfg.VisionModel, HTTPClient: client})
-	default:
-		vision = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, VisionModel: cfg.VisionModel, HTTPClient: client})
-		if !cfg.LLMProviderChosen {
+		s.BaseURL, s.InferenceURL, s.APIKey = cfg.HFBaseURL, cfg.HFInferenceURL, cfg.HFToken
+	case config.ProviderOllama:
+		s.BaseURL = cfg.OllamaBaseURL
+	}
+	return s
+}
+
+// buildProviders builds, from the registry, the adapter of each kind of
+// work the environment configures.
+func buildProviders(cfg config.Config, client *http.Client, log *slog.Logger) service.Providers {
+	build := func(kind task.Type) any {
+		name := envProviders(cfg)[kind]
+		spec, ok := providers.Lookup(name)
+		if !ok || !spec.Serves(kind) {
+			return nil
+		}
+		s := envSettings(cfg, name, client)
+		s.Model = envModels(cfg)[kind]
+		return spec.New(s, kind)
+	}
+	llm := build(task.TypeGenerateText).(provider.LLM)
+	vision := build(task.TypeDescribeImage).(provider.Vision)
+	embedder := build(task.TypeEmbed).(provider.Embedder)
+	if !cfg.LLMProviderChosen {
+		// Ollama only because nothing else is configured: an unreachable
+		// server means "configure something".
+		llm = provider.WithUnreachableHint(llm, unconfiguredHint)
+		if cfg.VisionProvider == config.ProviderOllama {
 			vision = provider.VisionWithUnreachableHint(vision, unconfiguredHint)
 		}
-	}
-
-	var embedder provider.Embedder
-	switch cfg.EmbedProvider {
-	case config.ProviderOpenAI:
-		embedder = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, EmbedModel: cfg.EmbedModel, HTTPClient: client})
-	case config.ProviderHuggingFace:
-		embedder = huggingface.NewEmbedder(huggingface.InferenceConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.EmbedModel, HTTPClient: client})
-	default:
-		embedder = ollama.New(ollama.Config{BaseURL: cfg.OllamaBaseURL, EmbedModel: cfg.EmbedModel, HTTPClient: client})
-		if !cfg.LLMProviderChosen {
+		if cfg.EmbedProvider == config.ProviderOllama {
 			embedder = provider.EmbedderWithUnreachableHint(embedder, unconfiguredHint)
 		}
 	}
-
-	var stt provider.STT
-	switch cfg.STTProvider {
-	case config.ProviderOpenAI:
-		stt = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, TranscribeModel: cfg.STTModel, HTTPClient: client})
-	case config.ProviderHuggingFace:
-		stt = huggingface.NewASR(huggingface.InferenceConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.STTModel, HTTPClient: client})
-	default:
-		stt = provider.Missing{Capability: "speech_to_text", Hint: "set OPENAI_API_KEY or HF_TOKEN (STT_PROVIDER chooses between them)"}
+	var stt provider.STT = provider.Missing{Capability: "speech_to_text", Hint: "set OPENAI_API_KEY or HF_TOKEN (STT_PROVIDER chooses between them)"}
+	if a, ok := build(task.TypeSpeechToText).(provider.STT); ok {
+		stt = a
 	}
-
-	var tts provider.TTS
-	switch cfg.TTSProvider {
-	case config.ProviderOpenAI:
-		tts = openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, SpeechModel: cfg.TTSModel, HTTPClient: client})
-	case config.ProviderHuggingFace:
-		tts = huggingface.NewTTS(huggingface.InferenceConfig{InferenceURL: cfg.HFInferenceURL, Token: cfg.HFToken, DefaultModel: cfg.TTSModel, HTTPClient: client})
-	default:
-		tts = espeak.New(espeak.Config{Timeout: cfg.TaskTimeout})
-		if !espeak.Available("") {
-			log.Warn("text_to_speech uses espeak-ng, which is not installed: install it (apt-get install espeak-ng) or set OPENAI_API_KEY")
-		}
+	tts := build(task.TypeTextToSpeech).(provider.TTS)
+	if cfg.TTSProvider == config.ProviderEspeak && !espeak.Available("") {
+		log.Warn("text_to_speech uses espeak-ng, which is not installed: install it (apt-get install espeak-ng) or set OPENAI_API_KEY")
 	}
 	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "vision", vision.Name(), "embed", embedder.Name(), "stt", stt.Name(), "tts", tts.Name())
 	return service.Providers{LLM: llm, TTS: tts, Vision: vision, Embedder: embedder, STT: stt}
@@ -101,13 +108,8 @@ func modelOrDefault(cfg config.Config) string {
 	if cfg.LLMModel != "" {
 		return cfg.LLMModel
 	}
-	switch cfg.LLMProvider {
-	case config.ProviderOpenAI:
-		return openai.DefaultModel
-	case config.ProviderHuggingFace:
-		return huggingface.DefaultModel
-	}
-	return ollama.DefaultModel
+	spec, _ := providers.Lookup(cfg.LLMProvider)
+	return spec.Models[task.TypeGenerateText]
 }
 
 // providerHTTPClient keeps enough idle connections for every concurrent task
@@ -123,24 +125,21 @@ func providerHTTPClient(cfg config.Config, tr *tracing.Tracing) *http.Client {
 // envCatalog lists, for GET /models, the provider and default model of
 // each capability as the environment configures them.
 func envCatalog(cfg config.Config, p service.Providers) []task.ModelInfo {
-	pick := func(set string, defaults map[string]string, providerName string) string {
-		if set != "" {
-			return set
+	served := map[task.Type]string{
+		task.TypeGenerateText: p.LLM.Name(), task.TypeDescribeImage: p.Vision.Name(), task.TypeEmbed: p.Embedder.Name(),
+		task.TypeTextToSpeech: p.TTS.Name(), task.TypeSpeechToText: p.STT.Name(),
+	}
+	models, names := envModels(cfg), envProviders(cfg)
+	out := make([]task.ModelInfo, 0, len(task.Types))
+	for _, kind := range task.Types {
+		name := models[kind]
+		if name == "" {
+			spec, _ := providers.Lookup(names[kind])
+			name = spec.Models[kind]
 		}
-		return defaults[providerName]
+		out = append(out, task.ModelInfo{Capability: kind, Default: true, Provider: served[kind], Name: name})
 	}
-	o, h, l := config.ProviderOpenAI, config.ProviderHuggingFace, config.ProviderOllama
-	return []task.ModelInfo{
-		{Capability: task.TypeGenerateText, Default: true, Provider: p.LLM.Name(), Name: modelOrDefault(cfg)},
-		{Capability: task.TypeDescribeImage, Default: true, Provider: p.Vision.Name(), Name: pick(cfg.VisionModel,
-			map[string]string{o: openai.DefaultVisionModel, h: huggingface.DefaultVisionModel, l: ollama.DefaultVisionModel}, cfg.VisionProvider)},
-		{Capability: task.TypeEmbed, Default: true, Provider: p.Embedder.Name(), Name: pick(cfg.EmbedModel,
-			map[string]string{o: openai.DefaultEmbedModel, h: huggingface.DefaultEmbedModel, l: ollama.DefaultEmbedModel}, cfg.EmbedProvider)},
-		{Capability: task.TypeTextToSpeech, Default: true, Provider: p.TTS.Name(), Name: pick(cfg.TTSModel,
-			map[string]string{o: openai.DefaultSpeechModel, h: huggingface.DefaultTTSModel, config.ProviderEspeak: "espeak-ng"}, cfg.TTSProvider)},
-		{Capability: task.TypeSpeechToText, Default: true, Provider: p.STT.Name(), Name: pick(cfg.STTModel,
-			map[string]string{o: openai.DefaultTranscribeModel, h: huggingface.DefaultASRModel}, cfg.STTProvider)},
-	}
+	return out
 }
 
 // catalog lists the routed models, then each capability the routing file
@@ -215,50 +214,21 @@ func routedProviders(p service.Providers, r *routing.Router) service.Providers {
 // comes with each request, so the adapters' default models are not used.
 func deploymentAdapter(cfg config.Config, client *http.Client) routing.Build {
 	return func(d routing.Deployment, capability string) (any, error) {
-		if d.BaseURL == "" {
-			// The environment's server for that provider (OPENAI_BASE_URL,
-			// OLLAMA_BASE_URL, HF_BASE_URL or HF_INFERENCE_URL), whose
-			// defaults are the providers' own: a key meant for a local
-			// server must not travel to a public one.
-			d.BaseURL = envBaseURL(cfg, d.Provider, capability)
+		spec, ok := providers.Lookup(d.Provider)
+		if !ok {
+			return nil, fmt.Errorf("unknown provider %q", d.Provider)
 		}
-		switch d.Provider {
-		case config.ProviderOpenAI:
-			return openai.New(openai.Config{BaseURL: d.BaseURL, APIKey: d.APIKey, HTTPClient: client}), nil
-		case config.ProviderOllama:
-			return ollama.New(ollama.Config{BaseURL: d.BaseURL, HTTPClient: client}), nil
-		case config.ProviderHuggingFace:
-			inference := huggingface.InferenceConfig{InferenceURL: d.BaseURL, Token: d.APIKey, DefaultModel: d.Model, HTTPClient: client}
-			switch task.Type(capability) {
-			case task.TypeEmbed:
-				return huggingface.NewEmbedder(inference), nil
-			case task.TypeSpeechToText:
-				return huggingface.NewASR(inference), nil
-			case task.TypeTextToSpeech:
-				return huggingface.NewTTS(inference), nil
-			}
-			return huggingface.New(huggingface.Config{BaseURL: d.BaseURL, Token: d.APIKey, HTTPClient: client}), nil
+		// Without base_url, the environment's server for that provider
+		// (OPENAI_BASE_URL, OLLAMA_BASE_URL, HF_BASE_URL, HF_INFERENCE_URL),
+		// whose defaults are the providers' own: a key meant for a local
+		// server must not travel to a public one.
+		s := envSettings(cfg, d.Provider, client)
+		s.APIKey, s.Model = d.APIKey, d.Model
+		if d.BaseURL != "" {
+			s.BaseURL, s.InferenceURL = d.BaseURL, d.BaseURL
 		}
-		return nil, fmt.Errorf("unknown provider %q", d.Provider)
+		return spec.New(s, task.Type(capability)), nil
 	}
-}
-
-// envBaseURL is the base URL the environment gives a provider's adapter for
-// capability.
-func envBaseURL(cfg config.Config, providerName, capability string) string {
-	switch providerName {
-	case config.ProviderOpenAI:
-		return cfg.OpenAIBaseURL
-	case config.ProviderOllama:
-		return cfg.OllamaBaseURL
-	case config.ProviderHuggingFace:
-		switch task.Type(capability) {
-		case task.TypeEmbed, task.TypeSpeechToText, task.TypeTextToSpeech:
-			return cfg.HFInferenceURL
-		}
-		return cfg.HFBaseURL
-	}
-	return ""
 }
 
 // reloadRoutesOnHangup reads ROUTES_FILE again on each SIGHUP and puts it
@@ -275,7 +245,7 @@ func reloadRoutesOnHangup(path string, getenv func(string) string, router *routi
 				return
 			case <-hup:
 			}
-			f, err := routing.Load(path, getenv)
+			f, err := routing.Load(path, getenv, knownProviders)
 			if err == nil {
 				err = router.Reload(f)
 			}

@@ -22,11 +22,12 @@ import (
 // The capabilities a model can serve: the task types.
 var Capabilities = []string{"generate_text", "describe_image", "embed", "text_to_speech", "speech_to_text"}
 
-// The providers a deployment can name, and what each can do.
-var providerCapabilities = map[string][]string{
-	"openai":      Capabilities, // also any OpenAI-compatible server, through base_url
-	"huggingface": Capabilities,
-	"ollama":      {"generate_text", "describe_image", "embed"},
+// Providers is what a routing file's deployments are checked against: the
+// registry of providers (internal/providers), given by the caller, so the
+// router knows no provider of its own.
+type Providers struct {
+	Names  []string
+	Serves func(name string, kind task.Type) bool
 }
 
 // File is the routing file as written.
@@ -83,16 +84,16 @@ const (
 // Load reads and checks a routing file; getenv resolves each api_key_env.
 // Every problem is reported with where it is, so an operator fixes the file
 // in one go.
-func Load(path string, getenv func(string) string) (*File, error) {
+func Load(path string, getenv func(string) string, known Providers) (*File, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(raw, getenv)
+	return Parse(raw, getenv, known)
 }
 
 // Parse is Load on the file's contents.
-func Parse(raw []byte, getenv func(string) string) (*File, error) {
+func Parse(raw []byte, getenv func(string) string, known Providers) (*File, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
@@ -137,11 +138,10 @@ func Parse(raw []byte, getenv func(string) string) (*File, error) {
 			d := &m.Deployments[j]
 			d.ID = fmt.Sprintf("%s/%d", m.Name, j+1)
 			dat := fmt.Sprintf("%s.deployments[%d]", at, j)
-			caps, ok := providerCapabilities[d.Provider]
 			switch {
-			case !ok:
-				fail("%s: provider %q is not openai, huggingface or ollama", dat, d.Provider)
-			case !slices.Contains(caps, m.Capability) && slices.Contains(Capabilities, m.Capability):
+			case !slices.Contains(known.Names, d.Provider):
+				fail("%s: provider %q is not one of %s", dat, d.Provider, strings.Join(known.Names, ", "))
+			case !known.Serves(d.Provider, task.Type(m.Capability)) && slices.Contains(Capabilities, m.Capability):
 				fail("%s: provider %s cannot serve %s", dat, d.Provider, m.Capability)
 			}
 			if d.Model == "" {

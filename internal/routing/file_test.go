@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/providers"
 	"github.com/siganteng/siganteng/internal/routing"
 )
 
@@ -22,7 +23,7 @@ models:
     capability: generate_text
     deployments:
       - {provider: openai, model: gpt-4o, base_url: "http://127.0.0.1:9/v1"}
-`), env(map[string]string{"OPENAI_KEY": "sk-test"}))
+`), env(map[string]string{"OPENAI_KEY": "sk-test"}), known)
 	require.NoError(t, err)
 	require.Equal(t, routing.DefaultFailures, f.Breaker.Failures)
 	require.Equal(t, routing.DefaultCooldown, f.Breaker.Cooldown)
@@ -60,12 +61,12 @@ models:
     capability: embed
     deployments:
       - {provider: openai, model: e, base_url: "http://h/v1", weight: 0}
-`), env(nil))
+`), env(nil), known)
 	require.Error(t, err)
 	for _, want := range []string{
 		"cooldown at least 1s",
 		`capability "chat" is not one of`,
-		`provider "azure" is not openai, huggingface or ollama`,
+		`provider "azure" is not one of openai, huggingface, ollama, espeak`,
 		`name "chat" is used twice`,
 		"provider ollama cannot serve text_to_speech",
 		"api_key_env names MISSING, which is not set",
@@ -77,7 +78,7 @@ models:
 }
 
 func TestParseRefusesUnknownFields(t *testing.T) {
-	_, err := routing.Parse([]byte("models:\n  - name: a\n    capabilty: embed\n"), env(nil))
+	_, err := routing.Parse([]byte("models:\n  - name: a\n    capabilty: embed\n"), env(nil), known)
 	require.ErrorContains(t, err, "capabilty")
 }
 
@@ -92,12 +93,15 @@ func TestCostUsesEveryPrice(t *testing.T) {
 
 func TestExampleFileParses(t *testing.T) {
 	// It starts with OPENAI_API_KEY alone, as the README promises.
-	f, err := routing.Load("../../deploy/routes.example.yaml", env(map[string]string{"OPENAI_API_KEY": "sk-x"}))
+	f, err := routing.Load("../../deploy/routes.example.yaml", env(map[string]string{"OPENAI_API_KEY": "sk-x"}), known)
 	require.NoError(t, err)
 	for _, capability := range routing.Capabilities {
 		_, ok := f.Default(capability)
 		require.True(t, ok, "the example routes %s", capability)
 	}
-	_, err = routing.Load("../../deploy/routes.example.yaml", env(nil))
+	_, err = routing.Load("../../deploy/routes.example.yaml", env(nil), known)
 	require.ErrorContains(t, err, "api_key_env names OPENAI_API_KEY, which is not set")
 }
+
+// known is the registry, as internal/cli gives it to the routing file.
+var known = routing.Providers{Names: providers.Names(), Serves: providers.Serves}

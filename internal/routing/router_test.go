@@ -56,7 +56,7 @@ func healthy(t *testing.T) *providertest.OpenAIFake {
 // OpenAI adapters, with breakers on a real Redis and the clock given.
 func setup(t *testing.T, yaml string, c *clock) (*routing.Router, *routing.File, func() *routing.Breakers) {
 	t.Helper()
-	f, err := routing.Parse([]byte(yaml), env(nil))
+	f, err := routing.Parse([]byte(yaml), env(nil), known)
 	require.NoError(t, err)
 	rdb := redistest.Client(t, redistest.URL(t))
 	newBreakers := func() *routing.Breakers {
@@ -232,7 +232,7 @@ models:
     deployments:
       - {provider: ollama, model: a}
       - {provider: ollama, model: b, weight: 0}
-`), env(nil))
+`), env(nil), known)
 	require.NoError(t, err)
 	var first, second atomic.Int32
 	r, err := routing.New(f, func(d routing.Deployment, _ string) (any, error) {
@@ -272,7 +272,7 @@ models:
     capability: generate_text
     deployments:
       - {provider: ollama, model: a}
-`), env(nil))
+`), env(nil), known)
 	require.NoError(t, err)
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	rdb := redistest.Client(t, redistest.URL(t))
@@ -305,7 +305,7 @@ func TestReloadMovesNewCallsAndRefusesAChangeOfCapabilities(t *testing.T) {
 	_, _, _, err := generate(t, r, "chat")
 	require.NoError(t, err)
 
-	next, err := routing.Parse([]byte(file(b.URL())), env(nil))
+	next, err := routing.Parse([]byte(file(b.URL())), env(nil), known)
 	require.NoError(t, err)
 	require.NoError(t, r.Reload(next))
 	_, _, _, err = generate(t, r, "chat")
@@ -313,7 +313,7 @@ func TestReloadMovesNewCallsAndRefusesAChangeOfCapabilities(t *testing.T) {
 	require.Len(t, a.Calls(), 1)
 	require.Len(t, b.Calls(), 1, "calls after the reload go to the new deployment")
 
-	embedOnly, err := routing.Parse([]byte(fmt.Sprintf("models:\n  - name: e\n    capability: embed\n    deployments:\n      - {provider: openai, model: m, base_url: %q}\n", a.URL())), env(nil))
+	embedOnly, err := routing.Parse([]byte(fmt.Sprintf("models:\n  - name: e\n    capability: embed\n    deployments:\n      - {provider: openai, model: m, base_url: %q}\n", a.URL())), env(nil), known)
 	require.NoError(t, err)
 	require.ErrorContains(t, r.Reload(embedOnly), "changes whether generate_text is routed; that takes a restart")
 	_, _, _, err = generate(t, r, "chat")
