@@ -408,20 +408,26 @@ func TestWebhookTokensAreNeverKeptInTheClear(t *testing.T) {
 	require.Equal(t, "/services/T000/B000/PATHSECRET?token=QUERYSECRET", paths[len(paths)-1], "the receiver is called at the URL as given")
 }
 
+// quotaAPI starts an API (no worker: uploads wait for their tasks) whose
+// keys may keep 3 MB, and returns it, its environment and a 1.2 MB image.
+func quotaAPI(t *testing.T, redisURL string) (*server, map[string]string, string) {
+	t.Helper()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, redisURL)
+	env["MAX_STORED_BYTES_PER_KEY"] = strconv.Itoa(3 << 20)
+	env["MAX_UPLOAD_BYTES"] = strconv.Itoa(2 << 20)
+	return start(t, "api", env), env, pngOf(t, 1200<<10)
+}
+
 // Finding 5's quota: one key cannot fill the artifact store.
 func TestStoredBytesAreBoundedPerKey(t *testing.T) {
 	t.Parallel()
 	redisURL := redistest.URL(t)
 	key := createKey(t, redisURL, "--name", "uploader")
 	other := createKey(t, redisURL, "--name", "other")
-	fake := providertest.NewOpenAIFake()
-	t.Cleanup(fake.Close)
-	env := openAIEnv(t, fake, redisURL)
-	env["MAX_STORED_BYTES_PER_KEY"] = strconv.Itoa(3 << 20)
-	env["MAX_UPLOAD_BYTES"] = strconv.Itoa(2 << 20)
-	api := start(t, "api", env) // no worker: uploads wait for their tasks
+	api, env, image := quotaAPI(t, redisURL)
 
-	image := pngOf(t, 1200<<10)
 	accepted := 0
 	var refused string
 	for range 5 {
@@ -482,13 +488,7 @@ func TestRefusedUploadsDoNotUseTheQuota(t *testing.T) {
 	t.Parallel()
 	redisURL := redistest.URL(t)
 	key := createKey(t, redisURL, "--name", "one-at-a-time", "--max-unfinished", "1")
-	fake := providertest.NewOpenAIFake()
-	t.Cleanup(fake.Close)
-	env := openAIEnv(t, fake, redisURL)
-	env["MAX_STORED_BYTES_PER_KEY"] = strconv.Itoa(3 << 20)
-	env["MAX_UPLOAD_BYTES"] = strconv.Itoa(2 << 20)
-	api := start(t, "api", env) // no worker: the first task stays unfinished
-	image := pngOf(t, 1200<<10)
+	api, env, image := quotaAPI(t, redisURL) // the first task stays unfinished
 	res, raw := call(t, http.MethodPost, api.url+"/background/describe_image", key, `{"image_url":"`+image+`"}`)
 	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
 	var first record
