@@ -16,16 +16,16 @@ import (
 	"github.com/siganteng/siganteng/internal/task"
 )
 
-// endless writes n bytes of 'a', never holding them.
+// endless answers each request with n bytes of 'a', never holding them.
 func endless(n int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		chunk := []byte(strings.Repeat("a", 64<<10))
-		for n > 0 {
-			k := min(n, int64(len(chunk)))
+		for left := n; left > 0; { // each request its own count: they may overlap
+			k := min(left, int64(len(chunk)))
 			if _, err := w.Write(chunk[:k]); err != nil {
 				return
 			}
-			n -= k
+			left -= k
 		}
 	}
 }
