@@ -17,7 +17,7 @@ type guestLimiter struct {
 	burst     int
 	now       func() time.Time
 
-	mu    sync.Mutex
+	mu    sync.RWMutex // every request reads; only refusals write
 	peers map[string]*rate.Limiter
 }
 
@@ -40,9 +40,9 @@ func (g *guestLimiter) blocked(ip string) (time.Duration, bool) {
 	if g == nil || g.perSecond <= 0 {
 		return 0, false
 	}
-	g.mu.Lock()
+	g.mu.RLock()
 	l := g.peers[ip]
-	g.mu.Unlock()
+	g.mu.RUnlock()
 	if l == nil {
 		return 0, false
 	}

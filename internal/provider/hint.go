@@ -37,10 +37,14 @@ func (h *hinted) StreamText(ctx context.Context, req TextRequest, onText func(st
 	return out, err
 }
 
-func (h *hinted) explain(err error) error {
+func (h *hinted) explain(err error) error { return withHint(h.hint, err) }
+
+// withHint turns a failure to get any answer at all into a KindNotConfigured
+// error that says hint; any other error passes as it is.
+func withHint(hint string, err error) error {
 	var perr *Error
 	if errors.As(err, &perr) && perr.Kind == KindUnavailable && perr.StatusCode == 0 {
-		return &Error{Provider: perr.Provider, Kind: KindNotConfigured, Message: h.hint + " (" + perr.Message + ")"}
+		return &Error{Provider: perr.Provider, Kind: KindNotConfigured, Message: hint + " (" + perr.Message + ")"}
 	}
 	return err
 }
@@ -55,30 +59,30 @@ func (h *hinted) Ping(ctx context.Context) error {
 
 // VisionWithUnreachableHint is WithUnreachableHint for describe_image.
 func VisionWithUnreachableHint(v Vision, hint string) Vision {
-	return &hintedVision{Vision: v, hint: hinted{hint: hint}}
+	return &hintedVision{Vision: v, hint: hint}
 }
 
 type hintedVision struct {
 	Vision
-	hint hinted
+	hint string
 }
 
 func (h *hintedVision) DescribeImage(ctx context.Context, req VisionRequest) (TextResponse, error) {
 	out, err := h.Vision.DescribeImage(ctx, req)
-	return out, h.hint.explain(err)
+	return out, withHint(h.hint, err)
 }
 
 // EmbedderWithUnreachableHint is WithUnreachableHint for embed.
 func EmbedderWithUnreachableHint(e Embedder, hint string) Embedder {
-	return &hintedEmbedder{Embedder: e, hint: hinted{hint: hint}}
+	return &hintedEmbedder{Embedder: e, hint: hint}
 }
 
 type hintedEmbedder struct {
 	Embedder
-	hint hinted
+	hint string
 }
 
 func (h *hintedEmbedder) Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error) {
 	out, err := h.Embedder.Embed(ctx, req)
-	return out, h.hint.explain(err)
+	return out, withHint(h.hint, err)
 }
