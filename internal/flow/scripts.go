@@ -1,0 +1,123 @@
+package flow
+
+import "github.com/redis/go-redis/v9"
+
+// effLua is the limit in force: the configured one, or what the provider
+// said when that is lower or nothing is configured.
+const effLua = `
+local function eff(conf, learned)
+  conf = tonumber(conf)
+  learned = tonumber(learned or '0')
+  if learned > 0 and (conf == 0 or learned < conf) then return learned end
+  return conf
+end
+`
+
+// acquireScript is the whole decision for one call, in one round trip: a
+// GCRA (generic cell rate algorithm) for requests and for tokens, whose
+// theoretical arrival times (req_tat, tok_tat) are the budget, a sorted set
+// of leases for concurrent calls, and the pause a 429 asked for. A call that
+// has to wait may reserve its slot: the arrival times move on as if it had
+// run, so the next caller is told the slot after it, and a queued task
+// comes back for its slot (KEYS[3]) instead of racing for a new one.
+//
+// KEYS[1] the deployment's state (hash), KEYS[2] its call leases (sorted
+// set, scored by expiry), KEYS[3] the caller's reservation
+// ARGV[1] now in ms, [2] configured rpm, [3] configured tpm, [4] concurrent
+// calls (0: none), [5] the call's estimated tokens, [6] the longest wait a
+// slot is reserved for (ms), [7] waits above this many ms keep KEYS[3] so
+// the caller can come back for its slot (-1: never), [8] call id, [9] lease
+// ms, [10] burst tolerance ms, [11] '1' when the caller already holds a slot
+//
+// Returns {granted, wait ms, reason, reserved}: granted with a wait means
+// "your slot is in wait ms; sleep, then call".
+var acquireScript = redis.NewScript(effLua + `
+local now = tonumber(ARGV[1])
+local st = redis.call('HMGET', KEYS[1], 'req_tat', 'tok_tat', 'rpm', 'tpm', 'paused_until')
+local rpm, tpm, conc = eff(ARGV[2], st[3]), eff(ARGV[3], st[4]), tonumber(ARGV[4])
+local function lease()
+  if conc == 0 then return true end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= conc then return false end
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[9]), ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[9])
+  return true
+end
+local slot = redis.call('GET', KEYS[3])
+if slot or ARGV[11] == '1' then
+  local wait = 0
+  if slot then wait = math.max(0, tonumber(slot) - now) end
+  if slot and ARGV[7] ~= '-1' and wait > tonumber(ARGV[7]) then return {0, wait, 'requests', 1} end
+  if not lease() then return {0, 200, 'concurrency', 0} end
+  if slot then redis.call('DEL', KEYS[3]) end
+  return {1, wait, '', 0}
+end
+local burst = tonumber(ARGV[10])
+local paused = tonumber(st[5] or '0')
+local wait, reason = 0, ''
+if paused > now then wait, reason = paused - now, 'provider' end
+local reqT, tokT, reqTat, tokTat = 0, 0, now, now
+if rpm > 0 then
+  reqT = 60000 / rpm
+  reqTat = math.max(tonumber(st[1] or '0'), now, paused)
+  local w = reqTat - now - burst
+  if w > wait then wait, reason = w, 'requests' end
+end
+local cost = tonumber(ARGV[5])
+if tpm > 0 and cost > 0 then
+  tokT = 60000 / tpm
+  tokTat = math.max(tonumber(st[2] or '0'), now, paused)
+  local w = tokTat - now - burst
+  if w > wait then wait, reason = w, 'tokens' end
+end
+local function take()
+  if reqT > 0 then redis.call('HSET', KEYS[1], 'req_tat', reqTat + reqT) end
+  if tokT > 0 then redis.call('HSET', KEYS[1], 'tok_tat', tokTat + cost * tokT) end
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+end
+if wait <= 0 then
+  if not lease() then return {0, 200, 'concurrency', 0} end
+  take()
+  return {1, 0, '', 0}
+end
+if (reqT > 0 or tokT > 0) and wait <= tonumber(ARGV[6]) then
+  take()
+  if ARGV[7] ~= '-1' and wait > tonumber(ARGV[7]) then
+    redis.call('SET', KEYS[3], math.floor(now + wait), 'PX', math.floor(wait) + 60000)
+  end
+  return {0, wait, reason, 1}
+end
+return {0, wait, reason, 0}
+`)
+
+// settleScript ends a call: its lease is returned, and the tokens budget is
+// corrected by what the provider reported against what was estimated.
+//
+// KEYS[1] state, KEYS[2] leases; ARGV[1] call id (” for no lease),
+// ARGV[2] reported minus estimated tokens, ARGV[3] configured tpm
+var settleScript = redis.NewScript(effLua + `
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+local delta = tonumber(ARGV[2])
+if delta ~= 0 then
+  local tpm = eff(ARGV[3], redis.call('HGET', KEYS[1], 'tpm'))
+  if tpm > 0 then redis.call('HINCRBYFLOAT', KEYS[1], 'tok_tat', delta * 60000 / tpm) end
+end
+return 1
+`)
+
+// learnScript keeps what a provider said: its limits, and a pause until a
+// time (a 429's Retry-After, or a budget it says is spent until a reset).
+//
+// KEYS[1] state; ARGV[1] rpm said (0: nothing), ARGV[2] tpm said, ARGV[3]
+// pause until, ms (0: none)
+var learnScript = redis.NewScript(`
+if ARGV[1] ~= '0' then redis.call('HSET', KEYS[1], 'rpm', ARGV[1]) end
+if ARGV[2] ~= '0' then redis.call('HSET', KEYS[1], 'tpm', ARGV[2]) end
+local p = tonumber(ARGV[3])
+if p > 0 then
+  local old = tonumber(redis.call('HGET', KEYS[1], 'paused_until') or '0')
+  if p > old then redis.call('HSET', KEYS[1], 'paused_until', ARGV[3]) end
+end
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return 1
+`)
