@@ -51,6 +51,8 @@ var rules = []rule{
 	{"only the provider registry (internal/providers) builds concrete providers, and internal/cli wires it", func(pkg string) bool {
 		return pkg != "providers" && pkg != "cli" && !slices.Contains(adapters, pkg) && pkg != "provider/providertest"
 	}, adapters},
+	{"flow control paces calls through the provider interfaces; it knows no adapter, router or layer above",
+		is("flow"), append([]string{"service", "httpapi", "worker", "queue", "store", "routing", "config", "cli", "providers"}, adapters...)},
 	{"the registry knows providers, not the layers that use them", is("providers"),
 		[]string{"service", "httpapi", "worker", "queue", "store", "routing", "cli", "config"}},
 }

@@ -15,12 +15,19 @@ import (
 
 const benchUsage = `Usage:
   siganteng bench provider [--addr 127.0.0.1:9999] [--delay 0s] [--error-rate 0]
+                           [--rpm 0] [--tpm 0] [--concurrent 0] [--quiet-limits]
       an instant OpenAI-compatible provider: start SIGANTENG against it with
-      OPENAI_BASE_URL=http://127.0.0.1:9999/v1 OPENAI_API_KEY=bench
+      OPENAI_BASE_URL=http://127.0.0.1:9999/v1 OPENAI_API_KEY=bench; with
+      limits it enforces them as OpenAI does (429, Retry-After,
+      retry-after-ms, x-ratelimit-* on every answer, or only on 429s with
+      --quiet-limits); GET /stats counts answered and refused calls
   siganteng bench run [--url http://127.0.0.1:8000] [--key KEY] [--tasks 10000] [--clients 32] [--poll 2ms] [--timeout 2m]
+                      [--probe-key KEY] [--provider http://127.0.0.1:9999]
       submits the tasks as fast as the API takes them, then polls each until
       it ends; prints submit and end-to-end rates, latencies, errors and the
-      server's memory
+      server's memory; --probe-key has a second key submit one task at a
+      time meanwhile and reports its latencies; --provider reports the bench
+      provider's 429s
   siganteng bench latency [--url …] [--key KEY] [--tasks 300] [--poll 2ms]
       one task at a time on an idle system: submit-to-end latency
   siganteng bench status [--url …] [--key KEY] [--clients 32] [--duration 10s]
@@ -39,6 +46,11 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 		addr := fs.String("addr", "127.0.0.1:9999", "address to listen on")
 		delay := fs.Duration("delay", 0, "wait before each answer")
 		errorRate := fs.Float64("error-rate", 0, "share of calls failed with 500 or 429 (0 to 1)")
+		var limits loadtest.Limits
+		fs.IntVar(&limits.RPM, "rpm", 0, "requests per minute allowed (0: none)")
+		fs.IntVar(&limits.TPM, "tpm", 0, "tokens per minute allowed (0: none)")
+		fs.IntVar(&limits.Concurrent, "concurrent", 0, "calls at once allowed (0: none)")
+		fs.BoolVar(&limits.Quiet, "quiet-limits", false, "send x-ratelimit-* headers only with a 429")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("bench provider: %w\n\n%s", err, benchUsage)
 		}
@@ -46,8 +58,12 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("bench provider: %w", err)
 		}
-		srv := &http.Server{Handler: loadtest.Provider{Delay: *delay, ErrorRate: *errorRate}.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		fmt.Fprintf(stdout, "instant provider on http://%s/v1 (delay %s, error rate %.2f)\n", ln.Addr(), *delay, *errorRate)
+		if limits.RPM < 0 || limits.TPM < 0 || limits.Concurrent < 0 {
+			return fmt.Errorf("bench provider: --rpm, --tpm and --concurrent must be 0 or more")
+		}
+		srv := &http.Server{Handler: loadtest.Provider{Delay: *delay, ErrorRate: *errorRate, Limits: limits}.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		fmt.Fprintf(stdout, "instant provider on http://%s/v1 (delay %s, error rate %.2f, limits rpm %d tpm %d concurrent %d)\n",
+			ln.Addr(), *delay, *errorRate, limits.RPM, limits.TPM, limits.Concurrent)
 		go func() {
 			<-ctx.Done()
 			_ = srv.Close()
@@ -68,6 +84,8 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.IntVar(&cfg.Clients, "clients", 32, "concurrent clients (run only)")
 		fs.DurationVar(&cfg.Poll, "poll", 2*time.Millisecond, "status polling interval")
 		fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "how long to wait for the tasks to end")
+		fs.StringVar(&cfg.ProbeKey, "probe-key", "", "a second API key submitting one task at a time during the run (run only)")
+		fs.StringVar(&cfg.ProviderURL, "provider", "", "a bench provider's address, to report its 429s (run only)")
 		duration := fs.Duration("duration", 10*time.Second, "how long to read (status only)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("bench %s: %w\n\n%s", args[0], err, benchUsage)

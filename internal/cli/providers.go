@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/flow"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/provider/espeak"
 	"github.com/siganteng/siganteng/internal/providers"
@@ -67,7 +68,10 @@ func envSettings(cfg config.Config, providerName string, client *http.Client) pr
 
 // buildProviders builds, from the registry, the adapter of each kind of
 // work the environment configures.
-func buildProviders(cfg config.Config, client *http.Client, log *slog.Logger) service.Providers {
+//
+// Each provider but the local espeak-ng is one deployment of flow control
+// (flows), its kinds sharing one budget: they share a credential.
+func buildProviders(cfg config.Config, client *http.Client, flows *flow.Controller, log *slog.Logger) service.Providers {
 	build := func(kind task.Type) any {
 		name := envProviders(cfg)[kind]
 		spec, ok := providers.Lookup(name)
@@ -76,7 +80,12 @@ func buildProviders(cfg config.Config, client *http.Client, log *slog.Logger) se
 		}
 		s := envSettings(cfg, name, client)
 		s.Model = envModels(cfg)[kind]
-		return spec.New(s, kind)
+		if name == config.ProviderEspeak {
+			return spec.New(s, kind)
+		}
+		d := flows.Deployment(name, envLimits(cfg, name))
+		s.HTTPClient = deploymentClient(d, client)
+		return paced(kind, d, spec.New(s, kind))
 	}
 	llm := build(task.TypeGenerateText).(provider.LLM)
 	vision := build(task.TypeDescribeImage).(provider.Vision)
@@ -210,9 +219,10 @@ func routedProviders(p service.Providers, r *routing.Router) service.Providers {
 	return p
 }
 
-// deploymentAdapter makes the adapter of one routed deployment. The model
-// comes with each request, so the adapters' default models are not used.
-func deploymentAdapter(cfg config.Config, client *http.Client) routing.Build {
+// deploymentAdapter makes the adapter of one routed deployment, under its
+// flow control budget. The model comes with each request, so the adapters'
+// default models are not used.
+func deploymentAdapter(cfg config.Config, client *http.Client, flows *flow.Controller) routing.Build {
 	return func(d routing.Deployment, capability string) (any, error) {
 		spec, ok := providers.Lookup(d.Provider)
 		if !ok {
@@ -227,7 +237,12 @@ func deploymentAdapter(cfg config.Config, client *http.Client) routing.Build {
 		if d.BaseURL != "" {
 			s.BaseURL, s.InferenceURL = d.BaseURL, d.BaseURL
 		}
-		return spec.New(s, task.Type(capability)), nil
+		if d.Provider == config.ProviderEspeak {
+			return spec.New(s, task.Type(capability)), nil
+		}
+		dep := flows.Deployment(d.ID, fileLimits(d))
+		s.HTTPClient = deploymentClient(dep, client)
+		return paced(task.Type(capability), dep, spec.New(s, task.Type(capability))), nil
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/config"
+	"github.com/siganteng/siganteng/internal/flow"
 	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/httpapi"
 	"github.com/siganteng/siganteng/internal/metrics"
@@ -135,7 +136,9 @@ func newCore(ctx context.Context, cfg config.Config, routes *routing.File, geten
 	c.deferred(closeOps)
 
 	client := providerHTTPClient(cfg, tr)
-	providers := buildProviders(cfg, client, log)
+	flows := flow.New(rdb, flow.Config{MaxWait: cfg.FlowMaxWait, Lease: cfg.TaskTimeout + time.Minute, Observer: m, Log: log.With("component", "flow")})
+	m.WatchFlow(flowStates(flows))
+	providers := buildProviders(cfg, client, flows, log)
 	go checkProviders(ctx, providers, log)
 	env := envCatalog(cfg, providers)
 	var router *routing.Router
@@ -144,7 +147,7 @@ func newCore(ctx context.Context, cfg config.Config, routes *routing.File, geten
 		breakers := func(f *routing.File) *routing.Breakers {
 			return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), nil)
 		}
-		if router, err = routing.New(routes, deploymentAdapter(cfg, client), breakers); err != nil {
+		if router, err = routing.New(routes, deploymentAdapter(cfg, client, flows), breakers); err != nil {
 			return nil, err
 		}
 		providers, models = routedProviders(providers, router), router
@@ -271,6 +274,7 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 		Tracer:              tr.Tracer("siganteng/worker"),
 		Inputs:              c.svc,
 		Types:               taskTypes,
+		MaxWait:             cfg.FlowMaxWait,
 	}, c.svc, c.records, c.hub, log.With("component", "worker"), nil)
 	if err := w.Start(); err != nil {
 		return err

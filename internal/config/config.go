@@ -101,9 +101,24 @@ type Config struct {
 	// does not (audio, embeddings): MAX_PROVIDER_RESPONSE_BYTES.
 	MaxProviderResponseBytes int64
 
+	// FlowMaxWait is how long a task may wait for its deployment's budget
+	// in all before it fails (FLOW_MAX_WAIT).
+	FlowMaxWait time.Duration
+	// Limits are the environment's providers' limits, by provider name
+	// (OPENAI_LIMIT_*, HF_LIMIT_*, OLLAMA_LIMIT_*); routed deployments set
+	// theirs in ROUTES_FILE.
+	Limits map[string]Limits
+
 	MetricsAddr        string         // METRICS_ADDR; empty: /metrics and /monitoring on the API, for admin keys
 	TrustedProxies     []netip.Prefix // TRUSTED_PROXIES: whose X-Forwarded-For is believed
 	MonitoringReadOnly bool           // MONITORING_READONLY
+}
+
+// Limits bound one provider deployment; 0 is no limit.
+type Limits struct {
+	RPM        int // requests per minute
+	TPM        int // tokens per minute
+	Concurrent int // calls at once
 }
 
 // S3 locates an S3-compatible bucket for artifacts.
@@ -160,6 +175,17 @@ var Vars = []Var{
 	{"HF_BASE_URL", "https://router.huggingface.co/v1", "Hugging Face Inference Providers router (OpenAI-compatible chat)"},
 	{"HF_INFERENCE_URL", "https://router.huggingface.co/hf-inference", "Hugging Face's task pipelines (feature-extraction for embed)"},
 	{"OLLAMA_BASE_URL", "http://127.0.0.1:11434", "Ollama server"},
+	{"OPENAI_LIMIT_RPM", "", "requests per minute the OpenAI (or OPENAI_BASE_URL) account allows, shared by every worker and API instance; empty: learned from the provider's x-ratelimit-* headers and 429s"},
+	{"OPENAI_LIMIT_TPM", "", "tokens per minute it allows (input and max_tokens estimated before a call, corrected by the usage reported); empty: learned"},
+	{"OPENAI_LIMIT_CONCURRENT", "", "calls it may have running at once; empty: no bound"},
+	{"HF_LIMIT_RPM", "", "requests per minute for Hugging Face, as OPENAI_LIMIT_RPM"},
+	{"HF_LIMIT_TPM", "", "tokens per minute for Hugging Face"},
+	{"HF_LIMIT_CONCURRENT", "", "calls at once for Hugging Face"},
+	{"OLLAMA_LIMIT_RPM", "", "requests per minute for Ollama; empty: none"},
+	{"OLLAMA_LIMIT_TPM", "", "tokens per minute for Ollama; empty: none"},
+	{"OLLAMA_LIMIT_CONCURRENT", "", "calls at once for Ollama; empty: OLLAMA_NUM_PARALLEL when set (Ollama's own setting), else 1, so a local model is never flooded"},
+	{"OLLAMA_NUM_PARALLEL", "", "Ollama's own parallel-request setting, read as the default of OLLAMA_LIMIT_CONCURRENT"},
+	{"FLOW_MAX_WAIT", "1h", "longest a task waits in all for its deployment's budget (a rate limit is flow control, not failure: waiting uses up no retry); past it the task fails deployment_rate_limited"},
 	{"WORKER_CONCURRENCY", "64", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count"},
 	{"TASK_MAX_RETRY", "3", "retries after the first attempt for transient failures"},
 	{"TASK_TIMEOUT", "5m", "time limit of one attempt; whole seconds, at least 1s"},
@@ -246,6 +272,12 @@ func Load(getenv func(string) string) (Config, error) {
 		MetricsAddr:              strings.TrimSpace(getenv("METRICS_ADDR")),
 		MonitoringReadOnly:       p.boolean("MONITORING_READONLY"),
 		TrustedProxies:           p.prefixes("TRUSTED_PROXIES"),
+	}
+	cfg.FlowMaxWait = p.duration("FLOW_MAX_WAIT")
+	cfg.Limits = map[string]Limits{
+		ProviderOpenAI:      p.limits("OPENAI_LIMIT_", 0),
+		ProviderHuggingFace: p.limits("HF_LIMIT_", 0),
+		ProviderOllama:      p.limits("OLLAMA_LIMIT_", p.optionalInt("OLLAMA_NUM_PARALLEL", 1)),
 	}
 	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
 	cfg.TTSProvider = p.ttsProvider(cfg)
@@ -381,6 +413,26 @@ func (p *parser) intAtLeast(name string, least int) int {
 		p.fail(name, "want a whole number of at least %d, got %q", least, v)
 	}
 	return n
+}
+
+// optionalInt reads a variable that may be unset (or, for one with a
+// default, 0); when set it must be at least 1.
+func (p *parser) optionalInt(name string, unset int) int {
+	v := p.str(name)
+	if v == "" {
+		return unset
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		p.fail(name, "want a whole number of at least 1, or nothing for none, got %q", v)
+	}
+	return n
+}
+
+// limits reads the RPM, TPM and CONCURRENT variables after prefix.
+func (p *parser) limits(prefix string, concurrent int) Limits {
+	return Limits{RPM: p.optionalInt(prefix+"RPM", 0), TPM: p.optionalInt(prefix+"TPM", 0),
+		Concurrent: p.optionalInt(prefix+"CONCURRENT", concurrent)}
 }
 
 func (p *parser) duration(name string) time.Duration {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -161,6 +162,39 @@ type Deployment struct {
 	pausedUntil            atomic.Int64 // Unix ms
 	checkedAt              atomic.Int64 // Unix ms of the last look in Redis
 	waiting, refused       atomic.Int64
+	// usedShare is what calls have used of their estimate lately (an
+	// exponential average, as float64 bits; 0 for none yet): estimates
+	// count max_tokens, which most answers stop well short of, and a tokens
+	// budget charged the whole of it would pace far below the limit until
+	// each correction came in.
+	usedShare atomic.Uint64
+}
+
+// charge is what a call estimated at tokens is charged before it runs.
+func (d *Deployment) charge(tokens int64) int64 {
+	share := math.Float64frombits(d.usedShare.Load())
+	if share <= 0 || tokens <= 0 {
+		return tokens
+	}
+	return max(int64(math.Ceil(float64(tokens)*share)), 1)
+}
+
+// learnShare folds one call's used/estimated tokens into usedShare.
+func (d *Deployment) learnShare(estimated, used int64) {
+	if estimated <= 0 || used <= 0 {
+		return
+	}
+	share := min(max(float64(used)/float64(estimated), 0.05), 1)
+	for {
+		old := d.usedShare.Load()
+		avg := share
+		if prev := math.Float64frombits(old); prev > 0 {
+			avg = 0.9*prev + 0.1*share
+		}
+		if d.usedShare.CompareAndSwap(old, math.Float64bits(avg)) {
+			return
+		}
+	}
 }
 
 // Name is the deployment's name, as records and metrics show it.

@@ -51,7 +51,7 @@ func (d *Deployment) Client(client *http.Client) *http.Client {
 func call[R any](ctx context.Context, d *Deployment, tokens int64, do func() (R, error), used func(R) int64, again func() bool) (R, error) {
 	var zero R
 	for {
-		l, err := d.acquire(ctx, tokens)
+		l, err := d.acquire(ctx, d.charge(tokens))
 		if err != nil {
 			return zero, err
 		}
@@ -59,6 +59,7 @@ func call[R any](ctx context.Context, d *Deployment, tokens int64, do func() (R,
 		var n int64
 		if err == nil && used != nil {
 			n = used(res)
+			d.learnShare(tokens, n)
 		}
 		d.settle(ctx, l, n)
 		if err == nil {

@@ -24,6 +24,13 @@ type Config struct {
 	Clients int           // concurrent clients
 	Poll    time.Duration // how often a client reads a task's status
 	Timeout time.Duration // how long to wait for every task to end
+	// ProbeKey, when set, is a second API key that, while the run lasts,
+	// submits one task at a time and measures each one's latency: what
+	// another tenant sees behind the run's backlog.
+	ProbeKey string
+	// ProviderURL, when set, is a bench provider's base URL (without /v1):
+	// its /stats before and after give how many of its calls were refused.
+	ProviderURL string
 }
 
 // Report is what a run measured.
@@ -41,6 +48,10 @@ type Report struct {
 	ServerRSSBytes float64        // process_resident_memory_bytes from /metrics after the run; 0 if unreadable
 	StatusReads    int64
 	StatusReadRate float64 // status reads per second while waiting
+	// Probe is the second key's one-at-a-time tasks (ProbeKey).
+	Probe                     []time.Duration
+	ProbeP50, ProbeP95        time.Duration
+	ProviderAnswered, Refused int64 // the bench provider's calls during the run (ProviderURL)
 }
 
 // Latency submits cfg.Tasks tasks one at a time, each after the last has
@@ -105,7 +116,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		reads     atomic.Int64
 		firstErr  error
 	)
+	before := providerStats(ctx, cfg.ProviderURL)
 	start := time.Now()
+	probeDone := make(chan struct{})
+	probed := make(chan []time.Duration, 1)
+	go func() { probed <- probe(ctx, cfg, probeDone) }()
 	var wg sync.WaitGroup
 	for range cfg.Clients {
 		wg.Add(1)
@@ -192,6 +207,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}()
 	}
 	wg.Wait()
+	close(probeDone)
+	rep.Probe = <-probed
+	slices.Sort(rep.Probe)
+	rep.ProbeP50, rep.ProbeP95 = percentile(rep.Probe, 0.50), percentile(rep.Probe, 0.95)
+	if cfg.ProviderURL != "" {
+		after := providerStats(ctx, cfg.ProviderURL)
+		rep.ProviderAnswered, rep.Refused = after.Answered-before.Answered, after.Refused-before.Refused
+	}
 	rep.StatusReads = reads.Load()
 	rep.StatusReadRate = float64(rep.StatusReads) / time.Since(waitStart).Seconds()
 	if end := lastEnd.Load(); end > 0 {
@@ -202,6 +225,67 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.P50, rep.P95, rep.P99 = percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
 	rep.ServerRSSBytes = serverRSS(ctx, client, cfg)
 	return rep, nil
+}
+
+// probe submits one task at a time with cfg.ProbeKey until done closes,
+// and returns each one's submit-to-end latency.
+func probe(ctx context.Context, cfg Config, done <-chan struct{}) []time.Duration {
+	if cfg.ProbeKey == "" {
+		return nil
+	}
+	cfg.Key = cfg.ProbeKey
+	client := &http.Client{Timeout: 30 * time.Second}
+	var out []time.Duration
+	for n := int64(1); ; n++ {
+		select {
+		case <-done:
+			return out
+		case <-ctx.Done():
+			return out
+		default:
+		}
+		at := time.Now()
+		id, err := submit(ctx, client, cfg, -n)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for ctx.Err() == nil {
+			status, err := readStatus(ctx, client, cfg, id)
+			if err == nil && (status == "SUCCESS" || status == "FAILURE" || status == "REVOKED") {
+				out = append(out, time.Since(at))
+				break
+			}
+			time.Sleep(cfg.Poll)
+		}
+	}
+}
+
+// benchStats is a bench provider's /stats.
+type benchStats struct{ Answered, Refused int64 }
+
+func providerStats(ctx context.Context, base string) benchStats {
+	var s benchStats
+	if base == "" {
+		return s
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/stats", nil)
+	if err != nil {
+		return s
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s
+	}
+	defer res.Body.Close()
+	var body struct {
+		Answered int64 `json:"answered"`
+		Refused  int64 `json:"refused"`
+	}
+	if json.NewDecoder(res.Body).Decode(&body) == nil {
+		s = benchStats{Answered: body.Answered, Refused: body.Refused}
+	}
+	return s
 }
 
 func percentile(sorted []time.Duration, q float64) time.Duration {
@@ -328,6 +412,12 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "latency:     p50 %s  p95 %s  p99 %s (submit to a status read seeing the end)\n", r.P50.Round(time.Microsecond), r.P95.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	fmt.Fprintf(w, "status reads: %d (%.0f/s while waiting), %d errors\n", r.StatusReads, r.StatusReadRate, r.ReadErrors)
 	fmt.Fprintf(w, "final:       %v, %d not ended in time\n", r.Statuses, r.Unfinished)
+	if len(r.Probe) > 0 {
+		fmt.Fprintf(w, "probe key:   %d tasks one at a time, p50 %s  p95 %s\n", len(r.Probe), r.ProbeP50.Round(time.Millisecond), r.ProbeP95.Round(time.Millisecond))
+	}
+	if calls := r.ProviderAnswered + r.Refused; calls > 0 {
+		fmt.Fprintf(w, "provider:    %d calls, %d refused with 429 (%.2f%%)\n", calls, r.Refused, 100*float64(r.Refused)/float64(calls))
+	}
 	if r.ServerRSSBytes > 0 {
 		fmt.Fprintf(w, "server RSS:  %.1f MB after the run\n", r.ServerRSSBytes/1e6)
 	} else {

@@ -16,6 +16,8 @@ import (
 type Provider struct {
 	Delay     time.Duration
 	ErrorRate float64
+	// Limits, when set, are enforced like a hosted provider's.
+	Limits Limits
 }
 
 // completion is a minimal chat.completion object as OpenAI documents it.
@@ -26,10 +28,41 @@ var completion = mustJSON(map[string]any{
 })
 
 // Handler serves POST /v1/chat/completions, POST /v1/embeddings (not
-// failed) and GET /v1/models.
+// failed), GET /v1/models, and GET /stats: how many chat completions were
+// answered and how many refused with 429.
 func (p Provider) Handler() http.Handler {
 	mux := http.NewServeMux()
+	lim := &limiter{Limits: p.Limits}
+	limited := p.Limits.RPM > 0 || p.Limits.TPM > 0 || p.Limits.Concurrent > 0
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(mustJSON(map[string]int64{"answered": lim.answered.Load(), "refused": lim.refused.Load()}))
+	})
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		body := completion
+		if limited {
+			prompt := promptTokens(r)
+			if what, retry := lim.take(time.Now(), prompt+1, w.Header()); what != "" {
+				lim.refused.Add(1)
+				limit := p.Limits.RPM
+				if what == "tokens" {
+					limit = p.Limits.TPM
+				}
+				refuse(w, what, retry, limit)
+				return
+			}
+			if p.Limits.Concurrent > 0 {
+				if lim.inFlight.Add(1) > int64(p.Limits.Concurrent) {
+					lim.inFlight.Add(-1)
+					lim.refused.Add(1)
+					refuse(w, "concurrent requests", time.Second, p.Limits.Concurrent)
+					return
+				}
+				defer lim.inFlight.Add(-1)
+			}
+			body = completionWithUsage(prompt, 1)
+		}
+		lim.answered.Add(1)
 		if p.Delay > 0 {
 			select {
 			case <-time.After(p.Delay):
@@ -49,7 +82,7 @@ func (p Provider) Handler() http.Handler {
 			_, _ = w.Write([]byte(`{"error":{"message":"bench: injected rate limit","type":"requests","param":null,"code":"rate_limit_exceeded"}}`))
 			return
 		}
-		_, _ = w.Write(completion)
+		_, _ = w.Write(body)
 	})
 	mux.HandleFunc("POST /v1/embeddings", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -72,6 +105,35 @@ func (p Provider) Handler() http.Handler {
 		_, _ = w.Write([]byte(`{"object":"list","data":[{"id":"bench","object":"model","created":1686935002,"owned_by":"bench"}]}`))
 	})
 	return mux
+}
+
+// promptTokens counts a chat completion's input as OpenAI roughly does, a
+// token for every four characters of its messages' text.
+func promptTokens(r *http.Request) int64 {
+	var req struct {
+		Messages []struct {
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	chars := 0
+	for _, m := range req.Messages {
+		var s string
+		if json.Unmarshal(m.Content, &s) == nil {
+			chars += len(s)
+		} else {
+			chars += len(m.Content)
+		}
+	}
+	return int64(max(chars/4, 1))
+}
+
+func completionWithUsage(prompt, completion int64) []byte {
+	return mustJSON(map[string]any{
+		"id": "chatcmpl-bench", "object": "chat.completion", "created": 1741570283, "model": "bench",
+		"choices": []map[string]any{{"index": 0, "message": map[string]any{"role": "assistant", "content": "ok"}, "finish_reason": "stop"}},
+		"usage":   map[string]any{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+	})
 }
 
 func mustJSON(v any) []byte {

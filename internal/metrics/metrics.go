@@ -26,6 +26,7 @@ type Metrics struct {
 	queueWait        *prometheus.HistogramVec
 	providerCalls    *prometheus.CounterVec
 	providerDuration *prometheus.HistogramVec
+	flow             flowMetrics
 }
 
 // Buckets for task and provider times: AI calls take from milliseconds
@@ -60,7 +61,9 @@ func New() *Metrics {
 			Name: "siganteng_task_run_seconds", Help: "Time an attempt ran (the provider call and storing its result), by provider, type and outcome.", Buckets: slowBuckets,
 		}, []string{"provider", "type", "outcome"}),
 	}
+	m.flow = newFlowMetrics()
 	m.registry.MustRegister(m.httpRequests, m.httpDuration, m.submitted, m.ended, m.queueWait, m.providerCalls, m.providerDuration,
+		m.flow.waits, m.flow.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -83,12 +83,17 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Prior
 	// The id also travels in a header so that retry delays, computed by asynq
 	// without the task id, can be jittered per task yet agree between the
 	// worker and asynq.
-	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(time.Now().UnixMilli(), 10)}
+	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(time.Now().UnixMilli(), 10),
+		HeaderMaxRetry: strconv.Itoa(c.opts.MaxRetry)}
 	tracing.Inject(ctx, headers) // the worker's span continues the request's trace
 	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers),
 		asynq.TaskID(id),
 		asynq.Queue(Name(typ, priority)),
-		asynq.MaxRetry(c.opts.MaxRetry),
+		// One more than the task's own retries, which the header carries:
+		// asynq archives a task that returns an error with its retries
+		// spent, and a wait for budget on the last attempt is such an
+		// error that must not end the task (waits use up no retry).
+		asynq.MaxRetry(c.opts.MaxRetry+1),
 		asynq.Timeout(c.opts.Timeout),
 	)
 	if err != nil {
@@ -115,9 +120,11 @@ func (c *Client) EnqueueWebhook(ctx context.Context, id string, payload []byte, 
 // Close releases the client; the Redis connection it was given stays open.
 func (c *Client) Close() error { return c.ac.Close() }
 
-// The asynq task headers: the task id, and when it was enqueued (Unix
-// milliseconds), from which workers measure the time it waited.
+// The asynq task headers: the task id, when it was enqueued (Unix
+// milliseconds), from which workers measure the time it waited, and its
+// retries.
 const (
 	HeaderTaskID     = "task_id"
 	HeaderEnqueuedAt = "enqueued_at"
+	HeaderMaxRetry   = "max_retry" // the task's retries after its first attempt
 )

@@ -66,6 +66,28 @@ type Deployment struct {
 	// fallback only, tried in file order after the weighted ones.
 	Weight *int  `yaml:"weight"`
 	Price  Price `yaml:"price"`
+	// Limits are what the provider allows this deployment's credential;
+	// absent ones are learned from the provider's answers.
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits bound one deployment, shared by every worker and API instance;
+// an absent field is no configured limit.
+type Limits struct {
+	RPM        *int `yaml:"rpm"`        // requests per minute
+	TPM        *int `yaml:"tpm"`        // tokens per minute
+	Concurrent *int `yaml:"concurrent"` // calls at once
+}
+
+// Values are the limits with 0 for each one absent.
+func (l Limits) Values() (rpm, tpm, concurrent int) {
+	get := func(p *int) int {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	return get(l.RPM), get(l.TPM), get(l.Concurrent)
 }
 
 // Price is what a deployment costs, in US dollars.
@@ -167,6 +189,11 @@ func Parse(raw []byte, getenv func(string) string, known Providers) (*File, erro
 			}
 			if *d.Weight > 0 {
 				weighted++
+			}
+			for i, v := range []*int{d.Limits.RPM, d.Limits.TPM, d.Limits.Concurrent} {
+				if v != nil && *v < 1 {
+					fail("%s: limits.%s is %d; a limit is at least 1 (leave it out for none)", dat, []string{"rpm", "tpm", "concurrent"}[i], *v)
+				}
 			}
 			p := d.Price
 			if p.InputPerMillionTokens < 0 || p.OutputPerMillionTokens < 0 || p.PerMillionCharacters < 0 || p.PerAudioMinute < 0 {

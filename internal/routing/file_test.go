@@ -105,3 +105,29 @@ func TestExampleFileParses(t *testing.T) {
 
 // known is the registry, as internal/cli gives it to the routing file.
 var known = routing.Providers{Names: providers.Names(), Serves: providers.Serves}
+
+func TestParseReadsLimitsAndRefusesZeroOrNegativeOnes(t *testing.T) {
+	f, err := routing.Parse([]byte(`
+models:
+  - name: chat
+    capability: generate_text
+    deployments:
+      - {provider: ollama, model: llama3.2, limits: {rpm: 6000, tpm: 150000, concurrent: 4}}
+      - {provider: ollama, model: llama3.2, weight: 0}
+`), env(nil), known)
+	require.NoError(t, err)
+	rpm, tpm, concurrent := f.Models[0].Deployments[0].Limits.Values()
+	require.Equal(t, []int{6000, 150000, 4}, []int{rpm, tpm, concurrent})
+	rpm, tpm, concurrent = f.Models[0].Deployments[1].Limits.Values()
+	require.Equal(t, []int{0, 0, 0}, []int{rpm, tpm, concurrent}, "absent limits are none")
+
+	_, err = routing.Parse([]byte(`
+models:
+  - name: chat
+    capability: generate_text
+    deployments:
+      - {provider: ollama, model: llama3.2, limits: {rpm: 0, concurrent: -2}}
+`), env(nil), known)
+	require.EqualError(t, err, "routing file: models[0].deployments[0]: limits.rpm is 0; a limit is at least 1 (leave it out for none); "+
+		"models[0].deployments[0]: limits.concurrent is -2; a limit is at least 1 (leave it out for none)")
+}

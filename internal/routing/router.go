@@ -219,6 +219,21 @@ func call[R any](r *Router, ctx context.Context, capability, name string, retrya
 			return res, nil
 		}
 		last = err
+		var wait *provider.WaitError
+		if errors.As(err, &wait) {
+			// Flow control, not a fault: no breaker counts it. A slot
+			// reserved on d is d's to use; a refusal (429) or a full set
+			// of concurrent calls moves on to the next deployment, as
+			// before. Only a call made (the 429) goes on the record.
+			if wait.Reason == "provider" {
+				c.Outcome, c.StatusCode, c.Message = string(task.FailureProviderRateLimited), 429, wait.Error()
+				calls = append(calls, c)
+			}
+			if wait.Reserved || ctx.Err() != nil {
+				return zero, failure(err)
+			}
+			continue
+		}
 		var perr *provider.Error
 		if !errors.As(err, &perr) {
 			// Not the provider's answer (an expired attempt, or ours): its

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/siganteng/siganteng/internal/provider"
@@ -20,6 +21,15 @@ type Verdict struct {
 // Classify decides, once for every provider and for both fronts, whether a
 // failure is worth retrying and how a client should see it.
 func Classify(err error, providerName string) Verdict {
+	var wait *provider.WaitError
+	if errors.As(err, &wait) {
+		return Verdict{
+			Failure: task.Failure{Code: task.FailureFlowLimited, Provider: wait.Deployment,
+				Message: fmt.Sprintf("deployment %s has no %s budget now; it has more at %s", wait.Deployment, wait.Reason, wait.Until.UTC().Format(time.RFC3339))},
+			Transient:  true,
+			RetryAfter: max(time.Until(wait.Until), 0),
+		}
+	}
 	var perr *provider.Error
 	if errors.As(err, &perr) {
 		return Verdict{
@@ -51,7 +61,8 @@ func Classify(err error, providerName string) Verdict {
 // carry, rendered for a client that waits.
 var syncCodes = map[task.FailureCode]task.ErrorCode{
 	task.FailureTimeout:             task.ETIMEOUT,
-	task.FailureProviderRateLimited: task.EUNAVAILABLE,
+	task.FailureProviderRateLimited: task.ELIMITED, // a wait for budget, like the next
+	task.FailureFlowLimited:         task.ELIMITED,
 	task.FailureProviderUnavailable: task.EUNAVAILABLE,
 	task.FailureProviderRejected:    task.EREJECTED,
 	task.FailureProviderAuth:        task.EPROVIDER,

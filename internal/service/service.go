@@ -657,15 +657,16 @@ func (s *Service) textToSpeech(ctx context.Context, id string, in task.TextToSpe
 // syncError maps a failure of a synchronous call to the error the client sees.
 func (s *Service) syncError(ctx context.Context, err error) error {
 	var perr *provider.Error
+	var wait *provider.WaitError
 	switch {
-	case errors.As(err, &perr):
-		v := Classify(perr, perr.Provider)
+	case errors.As(err, &wait) || errors.As(err, &perr):
+		v := Classify(err, "")
 		code, ok := syncCodes[v.Failure.Code]
 		if !ok {
 			code = task.EPROVIDER
 		}
-		e := &task.Error{Code: code, Message: v.Failure.Message, Err: perr}
-		if e.Code == task.EUNAVAILABLE {
+		e := &task.Error{Code: code, Message: v.Failure.Message, Err: err}
+		if e.Code == task.EUNAVAILABLE || e.Code == task.ELIMITED {
 			e.RetryAfter = v.RetryAfter
 			if limit := s.cfg.RetryMaxDelay; limit > 0 {
 				e.RetryAfter = min(e.RetryAfter, limit)

@@ -235,7 +235,10 @@ func TestGenerateTextNowMapsProviderErrors(t *testing.T) {
 		err  error
 		want task.ErrorCode
 	}{
-		{&provider.Error{Provider: "fake", Kind: provider.KindRateLimited, RetryAfter: 3 * time.Second}, task.EUNAVAILABLE},
+		// A rate limit is a wait for budget, told as 429 with Retry-After
+		// (issue 16), never a 5xx.
+		{&provider.Error{Provider: "fake", Kind: provider.KindRateLimited, RetryAfter: 3 * time.Second}, task.ELIMITED},
+		{&provider.WaitError{Deployment: "openai", Reason: "requests", Until: time.Now().Add(3 * time.Second)}, task.ELIMITED},
 		{&provider.Error{Provider: "fake", Kind: provider.KindUnavailable, StatusCode: 503}, task.EUNAVAILABLE},
 		{&provider.Error{Provider: "fake", Kind: provider.KindRejected, StatusCode: 404}, task.EREJECTED},
 		{&provider.Error{Provider: "fake", Kind: provider.KindAuth, StatusCode: 401}, task.EPROVIDER},

@@ -40,6 +40,7 @@ type StatusEvent struct {
 	Status  task.Status   `json:"status"`
 	Attempt int           `json:"attempt,omitempty"`
 	Error   *task.Failure `json:"error,omitempty"`
+	Waiting *task.Waiting `json:"waiting,omitempty"`
 }
 
 // ProgressEvent is the data of a progress event.

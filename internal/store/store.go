@@ -275,10 +275,11 @@ if cancelAt and status ~= 'STARTED' and status ~= 'RETRY' and tonumber(cancelAt)
   finish(ARGV[3], ARGV[4])
   return 2
 end
-redis.call('HSET', KEYS[1], 'status', 'STARTED', 'attempts', ARGV[6], 'started_at', ARGV[7], 'next_attempt_at', '', 'progress', '')
+local waited = redis.call('HGET', KEYS[1], 'waiting_since_ms')
+redis.call('HSET', KEYS[1], 'status', 'STARTED', 'attempts', ARGV[6], 'started_at', ARGV[7], 'next_attempt_at', '', 'progress', '', 'waiting', '')
 reindex(status, 'STARTED')
 local hook = ''
-if status == 'PENDING' then hook = 'start' end
+if status == 'PENDING' and (not waited or waited == '') then hook = 'start' end
 emit(ARGV[5], 'status', ARGV[10], hook)
 return 1
 `)
@@ -306,10 +307,64 @@ func (s *Store) Started(ctx context.Context, id string, attempt int, at time.Tim
 }
 
 // Retrying records a failed attempt that will run again at next, and the
-// routed calls it made.
+// routed calls it made. A wait for budget after it counts from its own
+// start.
 func (s *Store) Retrying(ctx context.Context, id string, failure task.Failure, next time.Time, calls ...task.Call) error {
 	return s.transition(ctx, id, task.StatusRetry, &failure, 0, change{calls: calls},
-		"status", string(task.StatusRetry), "error", mustJSON(failure), "next_attempt_at", formatTime(next))
+		"status", string(task.StatusRetry), "error", mustJSON(failure), "next_attempt_at", formatTime(next),
+		"waiting_since_ms", "", "waiting_since", "")
+}
+
+// ErrWaitedTooLong is returned by Waiting when the task has waited for
+// budget longer than it may; it is left as it was, for the caller to end.
+var ErrWaitedTooLong = errors.New("store: the task has waited too long for budget")
+
+// waitScript puts a task that waits for budget back to PENDING, with why
+// and until when, keeping when it began to wait; unless it has waited
+// longer than it may.
+//
+// ARGV[2] now in ms, ARGV[3] the longest wait in ms, ARGV[4] the wait's
+// JSON (reason, deployment, until), ARGV[5] the events channel, ARGV[6]
+// now formatted, ARGV[7] the status event
+//
+// Returns 1 when recorded, 2 when it has waited too long, 0 when it had
+// ended, -1 when missing.
+var waitScript = redis.NewScript(prelude + `
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if terminal(status) then return 0 end
+local since = redis.call('HGET', KEYS[1], 'waiting_since_ms')
+if not since or since == '' then
+  since = ARGV[2]
+  redis.call('HSET', KEYS[1], 'waiting_since_ms', ARGV[2], 'waiting_since', ARGV[6])
+end
+if tonumber(ARGV[2]) - tonumber(since) > tonumber(ARGV[3]) then return 2 end
+redis.call('HSET', KEYS[1], 'status', 'PENDING', 'waiting', ARGV[4], 'next_attempt_at', '')
+reindex(status, 'PENDING')
+emit(ARGV[5], 'status', ARGV[7], '')
+return 1
+`)
+
+// Waiting records that a task waits for budget (flow control): it is
+// PENDING again, says why and until when, and keeps when it began to wait.
+// ErrWaitedTooLong when that was more than maxWait ago.
+func (s *Store) Waiting(ctx context.Context, id string, w task.Waiting, maxWait time.Duration, at time.Time) error {
+	shown := w
+	shown.Since = time.Time{}
+	event := mustJSON(StatusEvent{TaskID: id, Status: task.StatusPending, Waiting: &shown})
+	n, err := waitScript.Run(ctx, s.rdb, keys(id), id, at.UnixMilli(), maxWait.Milliseconds(), mustJSON(shown),
+		notify.EventsChannel, formatTime(at), event).Int()
+	switch {
+	case err != nil:
+		return fmt.Errorf("store: wait %s: %w", id, err)
+	case n == 0:
+		return ErrFinished
+	case n == 2:
+		return ErrWaitedTooLong
+	case n < 0:
+		return task.NotFound(id)
+	}
+	return nil
 }
 
 // Success is what a task produced.
@@ -503,6 +558,13 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 			return nil, fmt.Errorf("store: decode calls of %s: %w", id, err)
 		}
 		rec.Calls = append(rec.Calls, c)
+	}
+	if v := h["waiting"]; v != "" && rec.Status == task.StatusPending {
+		rec.Waiting = new(task.Waiting)
+		if err := json.Unmarshal([]byte(v), rec.Waiting); err != nil {
+			return nil, fmt.Errorf("store: decode waiting of %s: %w", id, err)
+		}
+		rec.Waiting.Since = parseTime(h["waiting_since"])
 	}
 	if v := h["error"]; v != "" {
 		rec.Error = new(task.Failure)

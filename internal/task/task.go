@@ -66,6 +66,18 @@ type Record struct {
 	Deployment    string          `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
 	Usage         *Metered        `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
 	Calls         []Call          `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
+	Waiting       *Waiting        `json:"waiting,omitempty" doc:"Set while a PENDING task waits for its deployment's budget (flow control): why, and since when."`
+}
+
+// Waiting says why a task waits for budget before its provider call: its
+// deployment's requests, tokens or concurrent calls are spent for now, or
+// the provider asked for a pause with a 429. A wait is flow control, not a
+// failure: it uses up no retry.
+type Waiting struct {
+	Reason     string    `json:"reason" enum:"requests,tokens,concurrency,provider" doc:"What is spent: the deployment's requests per minute, tokens per minute, concurrent calls, or a pause the provider asked for (429)."`
+	Deployment string    `json:"deployment" example:"openai"`
+	Since      time.Time `json:"since,omitzero" doc:"When the task began to wait."`
+	Until      time.Time `json:"until" doc:"When it tries again; a reserved slot is exact."`
 }
 
 // Metered is what a task consumed, in the provider's own units, and what
@@ -126,6 +138,9 @@ const (
 	FailureInternal            FailureCode = "internal"
 	FailureLost                FailureCode = "lost"    // the worker died with no retries left, or the queue lost the task
 	FailureRevoked             FailureCode = "revoked" // cancelled by the client
+	// FailureFlowLimited: the task waited FLOW_MAX_WAIT for its
+	// deployment's budget and got none.
+	FailureFlowLimited FailureCode = "deployment_rate_limited"
 )
 
 // Usage counts tokens in the provider's own units.

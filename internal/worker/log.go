@@ -36,6 +36,7 @@ func (t *taskLogger) log(level slog.Level, msg string, args []any) {
 	t.l.Log(context.Background(), level, msg, args...)
 }
 
+func (t *taskLogger) Debug(msg string, args ...any) { t.log(slog.LevelDebug, msg, args) }
 func (t *taskLogger) Info(msg string, args ...any)  { t.log(slog.LevelInfo, msg, args) }
 func (t *taskLogger) Warn(msg string, args ...any)  { t.log(slog.LevelWarn, msg, args) }
 func (t *taskLogger) Error(msg string, args ...any) { t.log(slog.LevelError, msg, args) }

@@ -41,6 +41,8 @@ type Records interface {
 	Retrying(ctx context.Context, id string, failure task.Failure, next time.Time, calls ...task.Call) error
 	Succeeded(ctx context.Context, id string, out store.Success, at time.Time) error
 	Failed(ctx context.Context, id string, failure task.Failure, at time.Time, calls ...task.Call) error
+	// Waiting records a wait for budget; store.ErrWaitedTooLong past maxWait.
+	Waiting(ctx context.Context, id string, w task.Waiting, maxWait time.Duration, at time.Time) error
 	Reporter
 }
 
@@ -88,6 +90,9 @@ type Config struct {
 	Inputs Inputs
 	// Types are the task types it runs; task.Types when empty.
 	Types []task.Type
+	// MaxWait is how long a task may wait for its deployment's budget in
+	// all before it fails (FLOW_MAX_WAIT); an hour when zero.
+	MaxWait time.Duration
 }
 
 // WebhookDeliverer posts one queued webhook delivery.
@@ -108,6 +113,7 @@ type Worker struct {
 	tracer  trace.Tracer
 	inputs  Inputs
 	types   []task.Type
+	maxWait time.Duration
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -124,9 +130,12 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, tracer: cfg.Tracer,
-		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, types: cfg.Types, log: log, now: now}
+		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, types: cfg.Types, maxWait: cfg.MaxWait, log: log, now: now}
 	if len(w.types) == 0 {
 		w.types = task.Types
+	}
+	if w.maxWait <= 0 {
+		w.maxWait = time.Hour
 	}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -135,6 +144,9 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		DelayedTaskCheckInterval: cfg.DelayedPollInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		RetryDelayFunc:           w.retryDelay,
+		// A wait for budget goes back to the queue without counting as a
+		// failed attempt: it uses up no retry.
+		IsFailure: func(err error) bool { return !isWait(err) },
 		Logger:                   asynqLogger{log.With("from", "asynq")},
 		LogLevel:                 asynq.InfoLevel,
 	})
@@ -222,10 +234,26 @@ func (w *Worker) deliver(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
+// isWait reports whether err is a wait for budget, not a failure.
+func isWait(err error) bool {
+	var wait *provider.WaitError
+	return errors.As(err, &wait)
+}
+
+// maxRetryOf is the task's own retries: its header's, since asynq's count
+// has one more for waits (see queue.Client.Enqueue).
+func maxRetryOf(ctx context.Context, t *asynq.Task) int {
+	if n, err := strconv.Atoi(t.Headers()[queue.HeaderMaxRetry]); err == nil {
+		return n
+	}
+	n, _ := asynq.GetMaxRetry(ctx) // queued before the header existed
+	return n
+}
+
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	maxRetry := maxRetryOf(ctx, t)
 	typ := task.Type(t.Type())
 	log := newTaskLogger(w.log, "task_id", id, "type", typ, "attempt", retried+1)
 
@@ -278,7 +306,8 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	progress := newAttemptProgress(w.records, id, retried+1, log)
-	out, err := w.exec.Execute(actx, id, typ, t.Payload(), progress)
+	// A wait for budget comes back at once: the task waits in the queue.
+	out, err := w.exec.Execute(provider.WithDeferredWaits(actx, id), id, typ, t.Payload(), progress)
 	calls := make([]task.Call, len(out.Calls))
 	for i, c := range out.Calls {
 		c.Attempt = retried + 1
@@ -299,6 +328,10 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	if err == nil {
 		return w.succeeded(ctx, attempt{id: id, typ: typ, calls: calls, log: log}, out, start)
+	}
+	var wait *provider.WaitError
+	if errors.As(err, &wait) {
+		return w.waiting(ctx, attempt{id: id, typ: typ, calls: calls, log: log}, wait)
 	}
 	if errors.Is(err, context.Canceled) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		// Shutdown: asynq puts the task back on its queue.
@@ -358,6 +391,40 @@ func (w *Worker) failed(ctx context.Context, a attempt, out service.Outcome, err
 	// asynq keeps nothing (its archive would hold the whole payload, a
 	// prompt or an image, for 90 days).
 	return nil
+}
+
+// waiting puts a task that waits for budget back on the queue, due when its
+// slot comes (a moment early: the worker sleeps the rest, so slots are
+// kept to the millisecond though asynq counts in seconds), or ends it once
+// it has waited MaxWait in all.
+func (w *Worker) waiting(ctx context.Context, a attempt, wait *provider.WaitError) error {
+	now := w.now()
+	waiting := task.Waiting{Reason: wait.Reason, Deployment: wait.Deployment, Until: wait.Until.UTC()}
+	err := record(ctx, func(c context.Context) error { return w.records.Waiting(c, a.id, waiting, w.maxWait, now) })
+	switch {
+	case errors.Is(err, store.ErrWaitedTooLong):
+		failure := task.Failure{Code: task.FailureFlowLimited, Provider: wait.Deployment,
+			Message: fmt.Sprintf("waited FLOW_MAX_WAIT (%s) for deployment %s's %s budget and got none", w.maxWait, wait.Deployment, wait.Reason)}
+		write := func(c context.Context) error { return w.records.Failed(c, a.id, failure, w.now(), a.calls...) }
+		if ferr := record(ctx, write); ferr != nil && !errors.Is(ferr, store.ErrFinished) {
+			a.log.Error("could not record the failure; asynq will retry", "err", ferr)
+			return ferr
+		}
+		a.log.Warn("task failed: it waited too long for budget", "deployment", wait.Deployment, "reason", wait.Reason)
+		w.metrics.Ended(string(a.typ), wait.Deployment, string(task.StatusFailure))
+		w.discardInput(ctx, a.id, a.typ, a.log)
+		return nil
+	case errors.Is(err, store.ErrFinished):
+		return nil // revoked while it ran
+	case err != nil:
+		a.log.Error("could not record the wait", "err", err)
+	}
+	at := wait.Until
+	if wait.Reserved {
+		at = at.Add(-time.Second)
+	}
+	a.log.Debug("waiting for budget", "deployment", wait.Deployment, "reason", wait.Reason, "until", wait.Until)
+	return &retryError{err: wait, at: at}
 }
 
 // discardInput deletes the upload of a task that ended without success:
