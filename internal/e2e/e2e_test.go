@@ -173,6 +173,7 @@ type record struct {
 	Deployment    string        `json:"deployment"`
 	Usage         *task.Metered `json:"usage"`
 	Calls         []task.Call   `json:"calls"`
+	Waiting       *task.Waiting `json:"waiting"`
 }
 
 func submit(t testing.TB, base, body string) (record, *http.Response) {
@@ -264,18 +265,32 @@ func TestSubmitThenSuccess(t *testing.T) {
 	require.NotContains(t, s.logs.String(), testKey, "the API key must never be logged")
 }
 
-func TestRateLimitedThenSuccess(t *testing.T) {
+// A 429 is flow control (issue 16): the task waits for the pause the
+// provider asked for, without using up an attempt, and then succeeds.
+func TestRateLimitedWaitsThenSucceeds(t *testing.T) {
 	t.Parallel()
 	fake := providertest.NewOpenAIFake()
 	t.Cleanup(fake.Close)
-	fake.Script(fake.ErrorReply(http.StatusTooManyRequests, "Rate limit reached for gpt-test", time.Second))
-	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	fake.Script(fake.ErrorReply(http.StatusTooManyRequests, "Rate limit reached for gpt-test", 3*time.Second))
+	env := openAIEnv(t, fake, redistest.URL(t))
+	env["TASK_MAX_RETRY"] = "0" // a wait is not a retry: none is needed
+	s := start(t, "serve", env)
 
 	rec, _ := submit(t, s.url, `{"prompt":"hi"}`)
+	var waiting *task.Waiting
+	require.Eventually(t, func() bool {
+		r := get(t, s.url, rec.TaskID)
+		waiting = r.Waiting
+		return r.Status == "PENDING" && r.Waiting != nil
+	}, 5*time.Second, 20*time.Millisecond, "the record says the task waits")
+	require.Equal(t, "provider", waiting.Reason)
+	require.Equal(t, "openai", waiting.Deployment)
+	require.False(t, waiting.Since.IsZero())
+	require.WithinDuration(t, waiting.Since.Add(3*time.Second), waiting.Until, 1500*time.Millisecond, "until the provider's Retry-After")
 	final, seen := await(t, s.url, rec.TaskID, 15*time.Second)
-	require.Equal(t, "SUCCESS", final.Status)
-	require.Equal(t, 2, final.Attempts)
-	require.Contains(t, seen, "RETRY")
+	require.Equal(t, "SUCCESS", final.Status, "seen %v", seen)
+	require.Equal(t, 1, final.Attempts, "a wait uses up no attempt")
+	require.NotContains(t, seen, "RETRY")
 	require.Len(t, fake.Calls(), 2)
 }
 

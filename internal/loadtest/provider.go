@@ -77,7 +77,10 @@ func (p Provider) Handler() http.Handler {
 				_, _ = w.Write([]byte(`{"error":{"message":"bench: injected failure","type":"server_error","param":null,"code":null}}`))
 				return
 			}
+			// An injected refusal is momentary, not a spent budget: it asks
+			// for 50 ms (retry-after-ms, which OpenAI's clients read first).
 			w.Header().Set("Retry-After", "1")
+			w.Header().Set("retry-after-ms", "50")
 			w.WriteHeader(http.StatusTooManyRequests)
 			_, _ = w.Write([]byte(`{"error":{"message":"bench: injected rate limit","type":"requests","param":null,"code":"rate_limit_exceeded"}}`))
 			return

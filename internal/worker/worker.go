@@ -278,6 +278,12 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		}
 	}()
 
+	if retried > maxRetry {
+		// Only an attempt that never reported back gets here: asynq's
+		// headroom of one (queue.Client.Enqueue) ran it again after its
+		// worker died on the last attempt allowed.
+		return w.lost(ctx, attempt{id: id, typ: typ, log: log}, retried)
+	}
 	started := func(c context.Context) error { return w.records.Started(c, id, retried+1, w.now()) }
 	switch err := record(ctx, started); {
 	case errors.Is(err, store.ErrFinished):
@@ -390,6 +396,22 @@ func (w *Worker) failed(ctx context.Context, a attempt, out service.Outcome, err
 	// Done, as far as the queue goes: the record says FAILURE and why, so
 	// asynq keeps nothing (its archive would hold the whole payload, a
 	// prompt or an image, for 90 days).
+	return nil
+}
+
+// lost ends a task whose last allowed attempt was cut short (its worker
+// was killed), as the reconciler does when asynq archives one.
+func (w *Worker) lost(ctx context.Context, a attempt, attempts int) error {
+	failure := task.Failure{Code: task.FailureLost,
+		Message: fmt.Sprintf("the worker running it stopped and no retries are left (after %d)", attempts)}
+	write := func(c context.Context) error { return w.records.Failed(c, a.id, failure, w.now()) }
+	if err := record(ctx, write); err != nil && !errors.Is(err, store.ErrFinished) && task.CodeOf(err) != task.ENOTFOUND {
+		a.log.Error("could not record the failure; asynq will retry", "err", err)
+		return err
+	}
+	a.log.Warn("task failed: its last attempt was cut short")
+	w.metrics.Ended(string(a.typ), "", string(task.StatusFailure))
+	w.discardInput(ctx, a.id, a.typ, a.log)
 	return nil
 }
 
