@@ -147,8 +147,8 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		// A wait for budget goes back to the queue without counting as a
 		// failed attempt: it uses up no retry.
 		IsFailure: func(err error) bool { return !isWait(err) },
-		Logger:                   asynqLogger{log.With("from", "asynq")},
-		LogLevel:                 asynq.InfoLevel,
+		Logger:    asynqLogger{log.With("from", "asynq")},
+		LogLevel:  asynq.InfoLevel,
 	})
 	return w
 }
