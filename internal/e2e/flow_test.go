@@ -1,0 +1,136 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/loadtest"
+	"github.com/siganteng/siganteng/internal/redistest"
+)
+
+// limitedProvider is the load tool's provider enforcing rpm requests a
+// minute the way OpenAI does.
+func limitedProvider(t *testing.T, rpm int) *httptest.Server {
+	t.Helper()
+	prov := httptest.NewServer(loadtest.Provider{Delay: 20 * time.Millisecond, Limits: loadtest.Limits{RPM: rpm}}.Handler())
+	t.Cleanup(prov.Close)
+	return prov
+}
+
+// providerCalls reads the load tool provider's counts.
+func providerCalls(t *testing.T, prov *httptest.Server) (answered, refused int64) {
+	t.Helper()
+	res, err := http.Get(prov.URL + "/stats")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var s struct{ Answered, Refused int64 }
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&s))
+	return s.Answered, s.Refused
+}
+
+// burst submits n tasks at once and returns their ids.
+func burst(t *testing.T, base string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec, _ := submit(t, base, fmt.Sprintf(`{"prompt":"burst %d","max_tokens":8}`, i))
+			ids[i] = rec.TaskID
+		}()
+	}
+	wg.Wait()
+	return ids
+}
+
+// awaitAll waits for every task and counts their final statuses.
+func awaitAll(t *testing.T, base string, ids []string, within time.Duration) map[string]int {
+	t.Helper()
+	statuses := map[string]int{}
+	for _, id := range ids {
+		final, _ := await(t, base, id, within)
+		statuses[final.Status]++
+	}
+	return statuses
+}
+
+// flowRun is one burst against a provider allowing 1,200 requests a
+// minute (20 a second, and one second's worth at once), through an API
+// and two worker processes on one Redis, which share the budget.
+func flowRun(t *testing.T, limitEnv ...string) (elapsed, ideal time.Duration, answered, refused int64) {
+	t.Helper()
+	const rpm, tasks = 1200, 200
+	prov := limitedProvider(t, rpm)
+	env := benchEnv(redistest.URL(t), prov.URL, append([]string{"LOG_LEVEL", "warn", "ARTIFACT_DIR", t.TempDir()}, limitEnv...)...)
+	s := start(t, "api", env)
+	child(t, "worker", env)
+	child(t, "worker", env)
+	began := time.Now()
+	ids := burst(t, s.url, tasks)
+	// The last tasks wait for budget, and their records say so.
+	require.Eventually(t, func() bool {
+		r := get(t, s.url, ids[len(ids)-1])
+		return r.Status == "SUCCESS" || (r.Waiting != nil && r.Waiting.Deployment == "openai")
+	}, 10*time.Second, 20*time.Millisecond)
+	statuses := awaitAll(t, s.url, ids, time.Minute)
+	elapsed = time.Since(began)
+	require.Equal(t, map[string]int{"SUCCESS": tasks}, statuses, "every task of the burst succeeds")
+	answered, refused = providerCalls(t, prov)
+	// The provider takes 21 at once, then 20 a second.
+	ideal = time.Duration(float64(tasks-21) / float64(rpm/60) * float64(time.Second))
+	t.Logf("%d tasks against %d rpm: %s (ideal %s), %d provider calls, %d refused with 429",
+		tasks, rpm, elapsed.Round(10*time.Millisecond), ideal.Round(10*time.Millisecond), answered+refused, refused)
+	require.Greater(t, elapsed, ideal*8/10, "the pace is the provider's, not faster")
+	return elapsed, ideal, answered, refused
+}
+
+func TestABurstAgainstAConfiguredLimitAllSucceedsAtThatPace(t *testing.T) {
+	t.Parallel()
+	elapsed, ideal, answered, refused := flowRun(t, "OPENAI_LIMIT_RPM", "1200")
+	require.LessOrEqual(t, refused*100, answered+refused, "at most 1%% of calls refused")
+	require.Less(t, elapsed, ideal*14/10, "drained near the ideal")
+}
+
+func TestABurstAgainstALearnedLimitAllSucceeds(t *testing.T) {
+	t.Parallel()
+	elapsed, ideal, answered, refused := flowRun(t)
+	require.LessOrEqual(t, refused*100, 10*(answered+refused), "at most 10%% of calls refused while the limit is learned")
+	require.Less(t, elapsed, ideal*16/10, "drained near the ideal")
+}
+
+// TestAWorkerKilledWhileTasksWaitLosesNone SIGKILLs one of two worker
+// processes while a burst waits for budget: every task still succeeds,
+// each provider call at most once more than the tasks (asynq's
+// at-least-once for the one the dead worker had in flight), and the
+// budget the dead worker had reserved is not lost for good: the burst
+// still drains.
+func TestAWorkerKilledWhileTasksWaitLosesNone(t *testing.T) {
+	t.Parallel()
+	const tasks = 100
+	prov := limitedProvider(t, 1200)
+	env := benchEnv(redistest.URL(t), prov.URL, "LOG_LEVEL", "warn", "ARTIFACT_DIR", t.TempDir(), "OPENAI_LIMIT_RPM", "1200", "OPENAI_LIMIT_CONCURRENT", "4", "TASK_TIMEOUT", "5s")
+	s := start(t, "api", env)
+	victim, _ := child(t, "worker", env)
+	ids := burst(t, s.url, tasks)
+	require.Eventually(t, func() bool { a, _ := providerCalls(t, prov); return a >= 30 }, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, victim.Process.Signal(syscall.SIGKILL))
+	_, _ = victim.Process.Wait()
+	killed := time.Now()
+	child(t, "worker", env)
+	statuses := awaitAll(t, s.url, ids, 3*time.Minute)
+	require.Equal(t, map[string]int{"SUCCESS": tasks}, statuses)
+	answered, refused := providerCalls(t, prov)
+	t.Logf("worker killed mid-burst: all %d succeeded %s after the kill; %d provider calls answered, %d refused",
+		tasks, time.Since(killed).Round(time.Second), answered, refused)
+	require.LessOrEqual(t, answered, int64(tasks+4), "at most the calls in flight at the kill are made twice")
+}
