@@ -40,6 +40,10 @@ type Config struct {
 	// Refresh is how often a deployment with no limits looks in Redis for
 	// one another process learned. Default 1s.
 	Refresh time.Duration
+	// Share is how far ahead of now one API key may hold slots of a
+	// saturated deployment: another key's task waits about this long behind
+	// a burst. Default 1s.
+	Share time.Duration
 	// Observer is told of waits and of 429s; nil for none.
 	Observer Observer
 	Log      *slog.Logger
@@ -81,6 +85,9 @@ func New(rdb redis.UniversalClient, cfg Config) *Controller {
 	}
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = time.Second
+	}
+	if cfg.Share <= 0 {
+		cfg.Share = time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -255,17 +262,19 @@ func (d *Deployment) acquire(ctx context.Context, tokens int64) (lease, error) {
 		return lease{}, nil
 	}
 	taskID, deferred := provider.DeferredWaits(ctx)
-	resv := d.key + ":resv:" + taskID
+	resv, ticket := d.key+":resv:"+taskID, d.key+":ticket:"+taskID
 	if !deferred {
-		resv = d.key + ":resv:" // never written: a synchronous call sleeps on its slot
+		// never written: a synchronous call sleeps on its slot
+		resv, ticket = d.key+":resv:", d.key+":ticket:"
 	}
+	owner := provider.FlowKeyOf(ctx)
 	l := lease{tokens: tokens, asked: true}
 	limits := *d.limits.Load()
 	if limits.Concurrent > 0 {
 		l.id = uuid.NewString()
 	}
 	held := false
-	began := cfg.Now()
+	var slept time.Duration // in place, this call
 	for {
 		now := cfg.Now()
 		reserveUpTo, keepAbove := cfg.MaxWait, cfg.SleepMax
@@ -280,9 +289,10 @@ func (d *Deployment) acquire(ctx context.Context, tokens int64) (lease, error) {
 		if held {
 			heldArg = "1"
 		}
-		res, err := acquireScript.Run(ctx, d.c.rdb, []string{d.key, d.leases, resv},
+		res, err := acquireScript.Run(ctx, d.c.rdb, []string{d.key, d.leases, resv, d.key + ":keys", d.key + ":active", ticket},
 			now.UnixMilli(), limits.RPM, limits.TPM, limits.Concurrent, tokens, reserveUpTo.Milliseconds(),
-			keepAboveMs(keepAbove), l.id, cfg.Lease.Milliseconds(), cfg.Burst.Milliseconds(), heldArg).Slice()
+			keepAboveMs(keepAbove), l.id, cfg.Lease.Milliseconds(), cfg.Burst.Milliseconds(), heldArg,
+			owner, cfg.Share.Milliseconds()).Slice()
 		if err != nil {
 			if ctx.Err() != nil {
 				return lease{}, ctx.Err()
@@ -315,9 +325,12 @@ func (d *Deployment) acquire(ctx context.Context, tokens int64) (lease, error) {
 			}
 			held = true
 			continue
-		case deferred && (wait > cfg.SleepMax || now.Sub(began)+wait > cfg.SleepMax):
+		case deferred && (slept+wait > cfg.SleepMax || reserved == 2):
+			// A ticket's turn is not a slot: sleeping to it would hold a
+			// worker for nothing, so the task waits in the queue.
 			d.observe(reason, wait)
-			return lease{}, &provider.WaitError{Deployment: d.name, Reason: reason, Until: now.Add(jitter(wait, reserved == 1)), Reserved: reserved == 1}
+			// 1: a slot is reserved; 2: the time of its turn, exact too.
+			return lease{}, &provider.WaitError{Deployment: d.name, Reason: reason, Until: now.Add(jitter(wait, reserved != 0)), Reserved: reserved == 1}
 		case !deferred:
 			if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
 				return lease{}, &provider.WaitError{Deployment: d.name, Reason: reason, Until: now.Add(wait)}
@@ -326,14 +339,15 @@ func (d *Deployment) acquire(ctx context.Context, tokens int64) (lease, error) {
 		if err := d.sleep(ctx, reason, wait); err != nil {
 			return lease{}, err
 		}
+		slept += wait
 	}
 }
 
 // jitter spreads the return of tasks told the same unreserved wait (a
 // pause, a full set of concurrent calls), so they do not all come back in
 // the same instant; a reserved slot is exact.
-func jitter(wait time.Duration, reserved bool) time.Duration {
-	if reserved {
+func jitter(wait time.Duration, exact bool) time.Duration {
+	if exact {
 		return wait
 	}
 	return wait + rand.N(min(wait, time.Second)+time.Millisecond)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +46,13 @@ func (c *clock) sleeps() []time.Duration {
 func newController(t *testing.T, rdb redis.UniversalClient, c *clock) *Controller {
 	t.Helper()
 	return New(rdb, Config{Now: c.Now, Sleep: c.Sleep, MaxWait: time.Hour, SleepMax: 2 * time.Second, Burst: 500 * time.Millisecond})
+}
+
+// oneKeyController lets one key reserve a whole hour ahead: the queue
+// order of a single tenant, without fair share.
+func oneKeyController(t *testing.T, rdb redis.UniversalClient, c *clock) *Controller {
+	t.Helper()
+	return New(rdb, Config{Now: c.Now, Sleep: c.Sleep, MaxWait: time.Hour, SleepMax: 2 * time.Second, Burst: 500 * time.Millisecond, Share: time.Hour})
 }
 
 // fakeLLM answers every call, counting them, or with the error given.
@@ -95,7 +103,7 @@ func TestARequestsLimitPacesCallsEvenly(t *testing.T) {
 func TestALongWaitGoesBackToTheQueueWithItsSlotReserved(t *testing.T) {
 	rdb := redistest.Client(t, redistest.URL(t))
 	c := newClock()
-	d := newController(t, rdb, c).Deployment("chat/1", Limits{RPM: 6}) // one call per 10 s
+	d := oneKeyController(t, rdb, c).Deployment("chat/1", Limits{RPM: 6}) // one call per 10 s
 	llm := &fakeLLM{}
 	paced := LLM(d, llm)
 	if _, err := paced.GenerateText(provider.WithDeferredWaits(context.Background(), "first"), provider.TextRequest{}); err != nil {
@@ -348,5 +356,70 @@ func TestAnUnlimitedDeploymentCostsNoRoundTrip(t *testing.T) {
 	}
 	if n := trips.Count(); n != 10 {
 		t.Fatalf("10 calls under a requests limit cost %d round trips, want 10 (one each)", n)
+	}
+}
+
+// stillClock is a clock whose sleeps are recorded but take no time, so
+// that many calls can ask at one instant.
+type stillClock struct{ clock }
+
+func (c *stillClock) Sleep(_ context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slept = append(c.slept, d)
+	return nil
+}
+
+func TestAKeysBurstTakesItsShareAndAnotherKeysTaskGoesSoon(t *testing.T) {
+	rdb := redistest.Client(t, redistest.URL(t))
+	c := &stillClock{clock: clock{now: time.Now()}}
+	ctl := New(rdb, Config{Now: c.Now, Sleep: c.Sleep, MaxWait: time.Hour, SleepMax: 2 * time.Second, Burst: 500 * time.Millisecond, Share: time.Second})
+	d := ctl.Deployment("chat/1", Limits{RPM: 60}) // one call a second
+	as := func(key, id string) context.Context {
+		return provider.WithFlowKey(provider.WithDeferredWaits(context.Background(), id), key)
+	}
+	// Key A's burst of 30 at one instant: two go (the burst, and the
+	// slot within A's one second of share), the others are told to come
+	// back one after another, about when their turn comes.
+	ran, backs := 0, []time.Duration{}
+	for i := range 30 {
+		_, err := d.acquire(as("A", "a"+strconv.Itoa(i)), 0)
+		var w *provider.WaitError
+		switch {
+		case err == nil:
+			ran++
+		case errors.As(err, &w) && !w.Reserved:
+			backs = append(backs, w.Until.Sub(c.Now()))
+		default:
+			t.Fatalf("task %d: %v", i, err)
+		}
+	}
+	if ran != 2 || len(backs) != 28 {
+		t.Fatalf("%d ran and %d were sent back, want 2 and 28", ran, len(backs))
+	}
+	for i := 1; i < len(backs); i++ {
+		if backs[i] < backs[i-1] {
+			t.Fatalf("come-back times out of order: %v", backs)
+		}
+	}
+	if first, last := backs[0], backs[len(backs)-1]; first > 2*time.Second || last < 25*time.Second || last > 30*time.Second {
+		t.Fatalf("A's tasks come back from %v to %v; want from about now to about 27 s, spread, not all at once", first, last)
+	}
+	// Ten seconds on, A's next tasks are back for their turns; key B's one
+	// task goes about a second later, not behind A's 30.
+	c.advance(10 * time.Second)
+	for i := range 3 {
+		_, _ = d.acquire(as("A", "a"+strconv.Itoa(i+2)), 0)
+	}
+	before := len(c.sleeps())
+	if _, err := d.acquire(as("B", "b1"), 0); err != nil {
+		t.Fatalf("B's task: %v", err)
+	}
+	var waited time.Duration
+	for _, s := range c.sleeps()[before:] {
+		waited += s
+	}
+	if waited > 1500*time.Millisecond {
+		t.Fatalf("B's task waited %v behind A's burst, want at most 1.5 s", waited)
 	}
 }

@@ -21,16 +21,31 @@ end
 // run, so the next caller is told the slot after it, and a queued task
 // comes back for its slot (KEYS[3]) instead of racing for a new one.
 //
+// Fair share: while the deployment is saturated, each API key may hold at
+// most ARGV[13] ms' worth of the slots ahead (its reserved slots are the
+// sorted set <state>:slots:<key>). A key's queued tasks past that take a
+// ticket (KEYS[6], kept across their returns) and are told to come back
+// about when their turn comes: from how many of the key's tickets are
+// ahead of theirs (issued, t:<key>, less served, s:<key>), and how many
+// keys had tickets out in the last 5 s (KEYS[5]). So a burst
+// of one key takes all the budget no other key asks for, two bursts share
+// it evenly, and another key's single task waits about ARGV[13] behind a
+// burst, not behind the burst's whole backlog.
+//
 // KEYS[1] the deployment's state (hash), KEYS[2] its call leases (sorted
-// set, scored by expiry), KEYS[3] the caller's reservation
+// set, scored by expiry), KEYS[3] the caller's reservation, KEYS[4] the
+// keys' tickets and last reservations (hash), KEYS[5] the keys with
+// tickets out lately (sorted set, by when), KEYS[6] the caller's ticket
 // ARGV[1] now in ms, [2] configured rpm, [3] configured tpm, [4] concurrent
 // calls (0: none), [5] the call's estimated tokens, [6] the longest wait a
 // slot is reserved for (ms), [7] waits above this many ms keep KEYS[3] so
 // the caller can come back for its slot (-1: never), [8] call id, [9] lease
-// ms, [10] burst tolerance ms, [11] '1' when the caller already holds a slot
+// ms, [10] burst tolerance ms, [11] '1' when the caller already holds a
+// slot, [12] the caller's key, [13] how far ahead one key may reserve (ms)
 //
 // Returns {granted, wait ms, reason, reserved}: granted with a wait means
-// "your slot is in wait ms; sleep, then call".
+// "your slot is in wait ms; sleep, then call"; reserved is 1 for a slot
+// held, 2 for a ticket's turn (a time to come back, not a slot).
 var acquireScript = redis.NewScript(effLua + `
 local now = tonumber(ARGV[1])
 local st = redis.call('HMGET', KEYS[1], 'req_tat', 'tok_tat', 'rpm', 'tpm', 'paused_until')
@@ -70,10 +85,58 @@ if tpm > 0 and cost > 0 then
   local w = tokTat - now - burst
   if w > wait then wait, reason = w, 'tokens' end
 end
+local step = math.max(reqT, tokT * cost) -- this call's share of the budget, in ms
+local owner, H = ARGV[12], tonumber(ARGV[13])
+local slots = KEYS[1] .. ':slots:' .. owner -- the key's reserved slots, by time
+if step > 0 then
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+  local held = redis.call('ZCARD', slots)
+  if held == 0 and now - tonumber(redis.call('HGET', KEYS[4], 'r:' .. owner) or '0') > 5000 then
+    -- nothing reserved for a while: tickets of tasks that never came
+    -- back (revoked, lost) no longer count ahead of the others
+    local issued = redis.call('HGET', KEYS[4], 't:' .. owner)
+    if issued then redis.call('HSET', KEYS[4], 's:' .. owner, issued) end
+  end
+  local share = math.max(1, math.floor(H / step))
+  local ticket = redis.call('GET', KEYS[6])
+  local served = tonumber(redis.call('HGET', KEYS[4], 's:' .. owner) or '0')
+  -- tasks whose tickets are at the front of their key's line may fill the
+  -- key's whole share; others only half, so the front always finds room
+  -- (else later tickets, back in the same second, could keep taking the
+  -- slots before it), and one overtaken goes at once
+  local limit = math.max(1, math.floor(share / 2))
+  if ticket and tonumber(ticket) - served <= share then limit = share end
+  -- one whose turn has just passed (later tickets were served first) goes
+  -- now; older ones were voided above and queue as the front does
+  if ticket and tonumber(ticket) <= served and tonumber(ticket) > served - share then limit = held + 1 end
+  if wait > 0 and ARGV[7] ~= '-1' and held >= limit then
+    -- this key holds its share of the slots ahead: a ticket, and a time
+    -- to come back about when its turn comes
+    if not ticket then
+      ticket = redis.call('HINCRBY', KEYS[4], 't:' .. owner, 1)
+      redis.call('SET', KEYS[6], ticket, 'PX', 3600000)
+    end
+    redis.call('ZADD', KEYS[5], now, owner)
+    redis.call('PEXPIRE', KEYS[5], 60000)
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 5000)
+    local ahead = math.max(tonumber(ticket) - served, 1)
+    -- the budget is shared by the keys with tickets out, each at its turn
+    local busy = math.max(redis.call('ZCARD', KEYS[5]), 1)
+    return {0, math.max(ahead * step * busy - H, 500), reason, 2}
+  end
+end
 local function take()
   if reqT > 0 then redis.call('HSET', KEYS[1], 'req_tat', reqTat + reqT) end
   if tokT > 0 then redis.call('HSET', KEYS[1], 'tok_tat', tokTat + cost * tokT) end
   redis.call('PEXPIRE', KEYS[1], 86400000)
+  if step > 0 then
+    local at = now + math.max(wait, 0)
+    redis.call('ZADD', slots, at, redis.call('HINCRBY', KEYS[4], 'n', 1))
+    redis.call('PEXPIRE', slots, math.floor(math.max(wait, 0)) + 60000)
+    redis.call('HSET', KEYS[4], 'r:' .. owner, now)
+    redis.call('PEXPIRE', KEYS[4], 86400000)
+    if redis.call('DEL', KEYS[6]) == 1 then redis.call('HINCRBY', KEYS[4], 's:' .. owner, 1) end
+  end
 end
 if wait <= 0 then
   if not lease() then return {0, 200, 'concurrency', 0} end

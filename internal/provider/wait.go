@@ -46,6 +46,21 @@ func DeferredWaits(ctx context.Context) (string, bool) {
 	return id, ok
 }
 
+type keyKey struct{}
+
+// WithFlowKey names whose call ctx is (the API key's id, "" for an open
+// API), so that a saturated deployment's budget is shared fairly between
+// the keys with work waiting for it.
+func WithFlowKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, keyKey{}, key)
+}
+
+// FlowKeyOf is the key WithFlowKey named; "" when none.
+func FlowKeyOf(ctx context.Context) string {
+	k, _ := ctx.Value(keyKey{}).(string)
+	return k
+}
+
 // RateLimit is what a provider said of its limits in one answer's headers:
 // the x-ratelimit-* family (OpenAI, Azure OpenAI, Groq, Together, vLLM and
 // others) and, on a 429, Retry-After or retry-after-ms. Zero fields were

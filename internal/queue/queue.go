@@ -78,13 +78,15 @@ func New(rdb redis.UniversalClient, opts Options) *Client {
 }
 
 // Enqueue puts one task on its type's queue in one round trip (asynq adds one
-// more the first time a process uses a queue, to register its name).
-func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id string, payload []byte) error {
+// more the first time a process uses a queue, to register its name). owner
+// is the id of the API key it belongs to ("" for none), which flow control
+// shares a saturated provider's budget by.
+func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, payload []byte) error {
 	// The id also travels in a header so that retry delays, computed by asynq
 	// without the task id, can be jittered per task yet agree between the
 	// worker and asynq.
 	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(time.Now().UnixMilli(), 10),
-		HeaderMaxRetry: strconv.Itoa(c.opts.MaxRetry)}
+		HeaderMaxRetry: strconv.Itoa(c.opts.MaxRetry), HeaderOwner: owner}
 	tracing.Inject(ctx, headers) // the worker's span continues the request's trace
 	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers),
 		asynq.TaskID(id),
@@ -127,4 +129,5 @@ const (
 	HeaderTaskID     = "task_id"
 	HeaderEnqueuedAt = "enqueued_at"
 	HeaderMaxRetry   = "max_retry" // the task's retries after its first attempt
+	HeaderOwner      = "owner"     // the API key's id; "" for none
 )

@@ -107,7 +107,7 @@ type fakeQueue struct {
 	records *fakeRecords
 }
 
-func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, _ task.Priority, id string, payload []byte) error {
+func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, _ task.Priority, id, _ string, payload []byte) error {
 	q.records.mu.Lock()
 	q.records.ops = append(q.records.ops, "enqueue")
 	q.records.mu.Unlock()

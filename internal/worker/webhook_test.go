@@ -101,7 +101,7 @@ func submitWithHook(t *testing.T, s *store.Store, q *queue.Client, url string) s
 	ctx := context.Background()
 	require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now(),
 		WebhookURL: url, Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, store.Limits{}))
-	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, "", []byte(`{"prompt":"p"}`)))
 	return id
 }
 

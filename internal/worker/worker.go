@@ -313,7 +313,13 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	progress := newAttemptProgress(w.records, id, retried+1, log)
 	// A wait for budget comes back at once: the task waits in the queue.
-	out, err := w.exec.Execute(provider.WithDeferredWaits(actx, id), id, typ, t.Payload(), progress)
+	// The budget of a saturated provider is shared between API keys, and
+	// a key's high-priority work has a share of its own, so it goes first.
+	key := t.Headers()[queue.HeaderOwner]
+	if q, _ := asynq.GetQueueName(ctx); q == queue.QueueHigh {
+		key += "#high"
+	}
+	out, err := w.exec.Execute(provider.WithFlowKey(provider.WithDeferredWaits(actx, id), key), id, typ, t.Payload(), progress)
 	calls := make([]task.Call, len(out.Calls))
 	for i, c := range out.Calls {
 		c.Attempt = retried + 1

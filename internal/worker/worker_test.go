@@ -112,7 +112,7 @@ func (b *testBundle) submit(t *testing.T) string {
 	id := uuid.NewString()
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", []byte(`{"prompt":"p"}`)))
 	return id
 }
 
@@ -268,7 +268,7 @@ func TestFinishedTaskIsNotRunAgain(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Failed(ctx, id, task.Failure{Code: task.FailureInternal, Message: "ended elsewhere"}, time.Now()))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", []byte(`{"prompt":"p"}`)))
 	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	rec, err := b.store.Get(ctx, id)
@@ -280,7 +280,7 @@ func TestTaskWithoutRecordIsNotRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, succeed, options{})
 	id := uuid.NewString()
-	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, "", id, "", []byte(`{"prompt":"p"}`)))
 	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	_, err := b.store.Get(context.Background(), id)
@@ -321,7 +321,7 @@ func TestRevokedBeforeStartNeverRuns(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Revoked(ctx, id, "cancelled by the client", time.Now()))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", []byte(`{"prompt":"p"}`)))
 	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 }
