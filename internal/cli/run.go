@@ -136,7 +136,7 @@ func newCore(ctx context.Context, cfg config.Config, routes *routing.File, geten
 	c.deferred(closeOps)
 
 	client := providerHTTPClient(cfg, tr)
-	flows := flow.New(rdb, flow.Config{MaxWait: cfg.FlowMaxWait, Lease: cfg.TaskTimeout + 10*time.Second, Observer: m, Log: log.With("component", "flow")})
+	flows := flow.New(rdb, flow.Config{MaxWait: cfg.FlowMaxWait, Share: cfg.FlowShare, Lease: cfg.TaskTimeout + 10*time.Second, Observer: m, Log: log.With("component", "flow")})
 	m.WatchFlow(flowStates(flows))
 	providers := buildProviders(cfg, client, flows, log)
 	go checkProviders(ctx, providers, log)

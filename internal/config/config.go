@@ -104,6 +104,9 @@ type Config struct {
 	// FlowMaxWait is how long a task may wait for its deployment's budget
 	// in all before it fails (FLOW_MAX_WAIT).
 	FlowMaxWait time.Duration
+	// FlowShare is how far ahead one API key may hold a saturated
+	// deployment's slots (FLOW_SHARE).
+	FlowShare time.Duration
 	// Limits are the environment's providers' limits, by provider name
 	// (OPENAI_LIMIT_*, HF_LIMIT_*, OLLAMA_LIMIT_*); routed deployments set
 	// theirs in ROUTES_FILE.
@@ -186,6 +189,7 @@ var Vars = []Var{
 	{"OLLAMA_LIMIT_CONCURRENT", "", "calls at once for Ollama; empty: OLLAMA_NUM_PARALLEL when set (Ollama's own setting), else 1, so a local model is never flooded"},
 	{"OLLAMA_NUM_PARALLEL", "", "Ollama's own parallel-request setting, read as the default of OLLAMA_LIMIT_CONCURRENT"},
 	{"FLOW_MAX_WAIT", "1h", "longest a task waits in all for its deployment's budget (a rate limit is flow control, not failure: waiting uses up no retry); past it the task fails deployment_rate_limited"},
+	{"FLOW_SHARE", "1s", "while a deployment is saturated, how far ahead one API key may hold its call slots: another key's task waits about this long behind a burst, and the burst takes whatever budget no other key asks for"},
 	{"WORKER_CONCURRENCY", "64", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count"},
 	{"TASK_MAX_RETRY", "3", "retries after the first attempt for transient failures"},
 	{"TASK_TIMEOUT", "5m", "time limit of one attempt; whole seconds, at least 1s"},
@@ -274,6 +278,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TrustedProxies:           p.prefixes("TRUSTED_PROXIES"),
 	}
 	cfg.FlowMaxWait = p.duration("FLOW_MAX_WAIT")
+	cfg.FlowShare = p.duration("FLOW_SHARE")
 	cfg.Limits = map[string]Limits{
 		ProviderOpenAI:      p.limits("OPENAI_LIMIT_", 0),
 		ProviderHuggingFace: p.limits("HF_LIMIT_", 0),
