@@ -152,8 +152,9 @@ func envCatalog(cfg config.Config, p service.Providers) []task.ModelInfo {
 }
 
 // catalog lists the routed models, then each capability the routing file
-// does not route as the environment configures it.
-func catalog(env []task.ModelInfo, router *routing.Router) service.Catalog {
+// does not route as the environment configures it, each with its flow
+// control state.
+func catalog(env []task.ModelInfo, router *routing.Router, flows *flow.Controller) service.Catalog {
 	return func(ctx context.Context) []task.ModelInfo {
 		var out []task.ModelInfo
 		if router != nil {
@@ -164,8 +165,30 @@ func catalog(env []task.ModelInfo, router *routing.Router) service.Catalog {
 				out = append(out, m)
 			}
 		}
+		states := map[string]*task.FlowInfo{}
+		for _, s := range flows.States() {
+			states[s.Deployment] = flowInfo(s)
+		}
+		for i := range out {
+			if out[i].Provider != "" {
+				out[i].Flow = states[out[i].Provider]
+			}
+			for j := range out[i].Deployments {
+				out[i].Deployments[j].Flow = states[out[i].Deployments[j].ID]
+			}
+		}
 		return out
 	}
+}
+
+func flowInfo(s flow.State) *task.FlowInfo {
+	info := &task.FlowInfo{RPM: s.Configured.RPM, TPM: s.Configured.TPM, Concurrent: s.Configured.Concurrent,
+		LearnedRPM: s.LearnedRPM, LearnedTPM: s.LearnedTPM}
+	if !s.PausedUntil.IsZero() {
+		at := s.PausedUntil.UTC()
+		info.PausedUntil = &at
+	}
+	return info
 }
 
 // checkProviders logs, once at start-up, whether each provider answers.
@@ -240,7 +263,12 @@ func deploymentAdapter(cfg config.Config, client *http.Client, flows *flow.Contr
 		if d.Provider == config.ProviderEspeak {
 			return spec.New(s, task.Type(capability)), nil
 		}
-		dep := flows.Deployment(d.ID, fileLimits(d))
+		limits := fileLimits(d)
+		if d.Provider == config.ProviderOllama && d.Limits.Concurrent == nil {
+			// a local model's own parallelism, as for the environment's Ollama
+			limits.Concurrent = cfg.Limits[config.ProviderOllama].Concurrent
+		}
+		dep := flows.Deployment(d.ID, limits)
 		s.HTTPClient = deploymentClient(dep, client)
 		return paced(task.Type(capability), dep, spec.New(s, task.Type(capability))), nil
 	}

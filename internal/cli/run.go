@@ -193,7 +193,7 @@ func newCore(ctx context.Context, cfg config.Config, routes *routing.File, geten
 		sealer = box
 	}
 	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records,
-		Models: models, Catalog: catalog(env, router), Usage: records, Stored: records, Log: log},
+		Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != "",
 			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey, RetryMaxDelay: cfg.RetryMaxDelay,
 			MaxStoredBytesPerKey: cfg.MaxStoredBytesPerKey, ArtifactTTL: cfg.ResultTTL})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/loadtest"
 	"github.com/siganteng/siganteng/internal/redistest"
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // limitedProvider is the load tool's provider enforcing rpm requests a
@@ -91,6 +92,18 @@ func flowRun(t *testing.T, limitEnv ...string) (elapsed, ideal time.Duration, an
 	t.Logf("%d tasks against %d rpm: %s (ideal %s), %d provider calls, %d refused with 429",
 		tasks, rpm, elapsed.Round(10*time.Millisecond), ideal.Round(10*time.Millisecond), answered+refused, refused)
 	require.Greater(t, elapsed, ideal*8/10, "the pace is the provider's, not faster")
+	// GET /models shows the limit, configured or learned.
+	res, err := http.Get(s.url + "/models")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var models struct {
+		Models []task.ModelInfo `json:"models"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&models))
+	require.NotEmpty(t, models.Models)
+	shown := models.Models[0].Flow
+	require.NotNil(t, shown, "%+v", models.Models[0])
+	require.True(t, shown.RPM == rpm || shown.LearnedRPM == rpm, "flow %+v", shown)
 	return elapsed, ideal, answered, refused
 }
 

@@ -136,6 +136,7 @@ func (c *Controller) States() []State {
 	now := c.cfg.Now()
 	out := make([]State, 0, len(c.dep))
 	for _, d := range c.dep {
+		d.refresh(now)
 		out = append(out, d.state(now))
 	}
 	return out
@@ -222,21 +223,27 @@ func (d *Deployment) limited(now time.Time) bool {
 	if d.limits.Load().Set() || d.learnedRPM.Load() > 0 || d.learnedTPM.Load() > 0 || d.pausedUntil.Load() > now.UnixMilli() {
 		return true
 	}
+	d.refresh(now)
+	return d.learnedRPM.Load() > 0 || d.learnedTPM.Load() > 0 || d.pausedUntil.Load() > now.UnixMilli()
+}
+
+// refresh reads what other processes learned of the deployment, at most
+// once per Refresh.
+func (d *Deployment) refresh(now time.Time) {
 	ms := now.UnixMilli()
 	last := d.checkedAt.Load()
 	if ms-last < d.c.cfg.Refresh.Milliseconds() || !d.checkedAt.CompareAndSwap(last, ms) {
-		return false
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	v, err := d.c.rdb.HMGet(ctx, d.key, "rpm", "tpm", "paused_until").Result()
 	if err != nil {
-		return false
+		return
 	}
 	d.learnedRPM.Store(parseInt(v[0]))
 	d.learnedTPM.Store(parseInt(v[1]))
 	d.pausedUntil.Store(parseInt(v[2]))
-	return d.learnedRPM.Load() > 0 || d.learnedTPM.Load() > 0 || d.pausedUntil.Load() > ms
 }
 
 func parseInt(v any) int64 {

@@ -2,6 +2,7 @@ package task
 
 import (
 	"math"
+	"time"
 	"unicode/utf8"
 )
 
@@ -66,6 +67,20 @@ type ModelInfo struct {
 	// environment (no routing file for its capability).
 	Provider    string           `json:"provider,omitempty"`
 	Deployments []DeploymentInfo `json:"deployments,omitempty" doc:"With a routing file: where the model is served, in file order."`
+	// Flow is the provider's flow control state, for a model served from
+	// the environment.
+	Flow *FlowInfo `json:"flow,omitempty" doc:"The provider's limits (configured and learned) and state, as this API process last saw them."`
+}
+
+// FlowInfo is one deployment's flow control: its limits and whether it is
+// paused at the provider's request.
+type FlowInfo struct {
+	RPM         int        `json:"rpm,omitempty" doc:"Requests per minute configured; absent: none."`
+	TPM         int        `json:"tpm,omitempty" doc:"Tokens per minute configured; absent: none."`
+	Concurrent  int        `json:"concurrent,omitempty" doc:"Calls at once configured; absent: none."`
+	LearnedRPM  int64      `json:"learned_rpm,omitempty" doc:"Requests per minute the provider says it allows (x-ratelimit-limit-requests)."`
+	LearnedTPM  int64      `json:"learned_tpm,omitempty" doc:"Tokens per minute the provider says it allows (x-ratelimit-limit-tokens)."`
+	PausedUntil *time.Time `json:"paused_until,omitempty" doc:"Set while the provider asked for a pause (a 429, or a budget it says is spent)."`
 }
 
 // DeploymentInfo is one deployment of a routed model and its health.
@@ -76,4 +91,5 @@ type DeploymentInfo struct {
 	Weight   int    `json:"weight" doc:"Share of the load; 0 is a fallback only."`
 	Breaker  string `json:"breaker" enum:"closed,open" doc:"open: skipped after repeated failures until its cool-down ends."`
 	Failures int    `json:"failures" doc:"Transient failures in a row."`
+	Flow     *FlowInfo `json:"flow,omitempty" doc:"Its limits (configured and learned) and state."`
 }
