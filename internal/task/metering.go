@@ -85,11 +85,11 @@ type FlowInfo struct {
 
 // DeploymentInfo is one deployment of a routed model and its health.
 type DeploymentInfo struct {
-	ID       string `json:"id" example:"chat/1"`
-	Provider string `json:"provider"`
-	Model    string `json:"model"`
-	Weight   int    `json:"weight" doc:"Share of the load; 0 is a fallback only."`
-	Breaker  string `json:"breaker" enum:"closed,open" doc:"open: skipped after repeated failures until its cool-down ends."`
-	Failures int    `json:"failures" doc:"Transient failures in a row."`
+	ID       string    `json:"id" example:"chat/1"`
+	Provider string    `json:"provider"`
+	Model    string    `json:"model"`
+	Weight   int       `json:"weight" doc:"Share of the load; 0 is a fallback only."`
+	Breaker  string    `json:"breaker" enum:"closed,open" doc:"open: skipped after repeated failures until its cool-down ends."`
+	Failures int       `json:"failures" doc:"Transient failures in a row."`
 	Flow     *FlowInfo `json:"flow,omitempty" doc:"Its limits (configured and learned) and state."`
 }
