@@ -15,7 +15,14 @@ type Caller struct {
 	DailyCostUSD float64
 	// Models are the routed models the key may use; empty for all.
 	Models []string
+	// HighPriority lets the key submit priority high work, which goes
+	// before every other key's normal work.
+	HighPriority bool
 }
+
+// MayUseHighPriority reports whether the caller may submit priority high
+// work: a key given the right, an admin, or anyone on an open API.
+func (c Caller) MayUseHighPriority() bool { return c.KeyID == "" || c.Admin || c.HighPriority }
 
 // Owner is the owner recorded on the tasks the caller submits.
 func (c Caller) Owner() string { return c.KeyID }

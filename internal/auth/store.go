@@ -46,6 +46,7 @@ type Record struct {
 	DailyTokens       int64    // input plus output tokens a UTC day; 0: no budget
 	DailyCostUSD      float64  // estimated dollars a UTC day; 0: no budget
 	Models            []string // routed models the key may use; empty: all
+	HighPriority      bool     // may submit priority high work
 	hash              string
 }
 
@@ -57,6 +58,7 @@ type Settings struct {
 	DailyTokens       int64
 	DailyCostUSD      float64
 	Models            []string
+	HighPriority      bool
 }
 
 // Store keeps keys in Redis, shared by every API instance.
@@ -91,11 +93,11 @@ func (s *Store) Create(ctx context.Context, name string, set Settings) (string, 
 		return "", Record{}, fmt.Errorf("auth: make key: %w", err)
 	}
 	rec := Record{ID: key.ID, Name: name, Admin: set.Admin, CreatedAt: s.now().UTC(), RequestsPerSecond: set.RequestsPerSecond,
-		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, Models: set.Models, hash: key.hash}
+		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, Models: set.Models, HighPriority: set.HighPriority, hash: key.hash}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, recordPrefix+rec.ID, "id", rec.ID, "name", name, "admin", set.Admin, "hash", key.hash,
 			"created_at", rec.CreatedAt.Format(time.RFC3339Nano), "rps", set.RequestsPerSecond, "max_unfinished", set.MaxUnfinished,
-			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD, "models", strings.Join(set.Models, ","))
+			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD, "models", strings.Join(set.Models, ","), "high_priority", set.HighPriority)
 		p.SAdd(ctx, allKeys, rec.ID)
 		p.SAdd(ctx, activeKeys, rec.ID)
 		return nil
@@ -185,7 +187,7 @@ func (s *Store) Authenticate(ctx context.Context, raw string) (Caller, error) {
 		return Caller{}, ErrInvalid
 	}
 	return Caller{KeyID: rec.ID, Name: rec.Name, Admin: rec.Admin, RequestsPerSecond: rec.RequestsPerSecond, MaxUnfinished: rec.MaxUnfinished,
-		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD, Models: rec.Models}, nil
+		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD, Models: rec.Models, HighPriority: rec.HighPriority}, nil
 }
 
 // lookup reads a key's record through the cache.
@@ -218,7 +220,7 @@ func (s *Store) read(ctx context.Context, id string) (*Record, error) {
 	if len(h) == 0 {
 		return nil, nil
 	}
-	rec := &Record{ID: h["id"], Name: h["name"], Admin: h["admin"] == "1", hash: h["hash"]}
+	rec := &Record{ID: h["id"], Name: h["name"], Admin: h["admin"] == "1", HighPriority: h["high_priority"] == "1", hash: h["hash"]}
 	rec.CreatedAt, _ = time.Parse(time.RFC3339Nano, h["created_at"])
 	if v := h["revoked_at"]; v != "" {
 		t, _ := time.Parse(time.RFC3339Nano, v)

@@ -18,6 +18,7 @@ import (
 const keysUsage = `Usage:
   siganteng keys create --name NAME [--admin] [--rps N] [--max-unfinished N]
                         [--daily-tokens N] [--daily-usd X] [--models a,b]
+                        [--high-priority]
   siganteng keys list
   siganteng keys revoke KEY_ID
 
@@ -59,6 +60,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 		dailyTokens := fs.Int64("daily-tokens", 0, "input plus output tokens a UTC day; 0: no budget")
 		dailyUSD := fs.Float64("daily-usd", 0, "estimated cost in US dollars a UTC day (prices from ROUTES_FILE); 0: no budget")
 		models := fs.String("models", "", "comma-separated routed models (ROUTES_FILE names) the key may use; empty: all")
+		high := fs.Bool("high-priority", false, "may submit priority high work, which goes before other keys' normal work")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("keys create: %w\n\n%s", err, keysUsage)
 		}
@@ -70,7 +72,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 			return fmt.Errorf("keys create: %w", err)
 		}
 		raw, rec, err := store.Create(ctx, *name, auth.Settings{Admin: *admin, RequestsPerSecond: *rps, MaxUnfinished: *maxUnfinished,
-			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD, Models: allowed})
+			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD, Models: allowed, HighPriority: *high})
 		if err != nil {
 			return err
 		}
@@ -82,7 +84,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tRPS\tMAX UNFINISHED\tDAILY TOKENS\tDAILY USD\tMODELS\tCREATED\tREVOKED")
+		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tHIGH PRIORITY\tRPS\tMAX UNFINISHED\tDAILY TOKENS\tDAILY USD\tMODELS\tCREATED\tREVOKED")
 		for _, k := range list {
 			revoked := "-"
 			if k.RevokedAt != nil {
@@ -92,7 +94,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 			if len(k.Models) > 0 {
 				models = strings.Join(k.Models, ",")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, k.HighPriority, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
 				budget(k.DailyTokens), budget(k.DailyCostUSD), models, k.CreatedAt.Format(time.RFC3339), revoked)
 		}
 		return tw.Flush()

@@ -187,7 +187,7 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		CreatedAt: s.deps.Now().UTC(),
 	}
 	if o, ok := input.(interface{ SubmitOptions() task.Options }); ok {
-		if err := s.applyOptions(rec, o.SubmitOptions()); err != nil {
+		if err := s.applyOptions(rec, o.SubmitOptions(), caller); err != nil {
 			return nil, err
 		}
 	}
@@ -225,13 +225,16 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 }
 
 // applyOptions checks what every submit may carry and writes it on rec.
-func (s *Service) applyOptions(rec *task.Record, o task.Options) error {
+func (s *Service) applyOptions(rec *task.Record, o task.Options, caller auth.Caller) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
 	if o.CancelAfter != nil {
 		at := rec.CreatedAt.Add(time.Duration(*o.CancelAfter) * time.Second)
 		rec.CancelAt = &at
+	}
+	if o.Priority == task.PriorityHigh && !caller.MayUseHighPriority() {
+		return task.Invalid("priority", "this API key may not submit priority high work; an operator gives the right with keys create --high-priority")
 	}
 	if o.Priority != task.PriorityNormal {
 		rec.Priority = o.Priority

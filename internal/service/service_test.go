@@ -472,3 +472,24 @@ func TestEverySynchronousCallCountsItsUsage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []task.Metered{{InputTokens: 2, OutputTokens: 3}, {InputTokens: 7, OutputTokens: 2}, {InputTokens: 4}}, usage.added)
 }
+
+func TestPriorityHighIsARightAKeyIsGiven(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	high := task.GenerateTextInput{Prompt: "p", Options: task.Options{Priority: task.PriorityHigh}}
+	plain := auth.WithCaller(context.Background(), auth.Caller{KeyID: "k1"})
+	_, err := b.svc.SubmitGenerateText(plain, high)
+	require.Equal(t, task.EINVALID, task.CodeOf(err), "%v", err)
+	var terr *task.Error
+	require.ErrorAs(t, err, &terr)
+	require.Equal(t, "priority", terr.Field)
+	require.Contains(t, terr.Message, "--high-priority")
+
+	_, err = b.svc.SubmitGenerateText(plain, task.GenerateTextInput{Prompt: "p"})
+	require.NoError(t, err, "normal priority needs no right")
+	for _, c := range []auth.Caller{{KeyID: "k2", HighPriority: true}, {KeyID: "k3", Admin: true}, {}} {
+		rec, err := b.svc.SubmitGenerateText(auth.WithCaller(context.Background(), c), high)
+		require.NoError(t, err, "%+v", c)
+		require.Equal(t, task.PriorityHigh, rec.Priority)
+	}
+}
