@@ -190,7 +190,7 @@ var Vars = []Var{
 	{"OLLAMA_NUM_PARALLEL", "", "Ollama's own parallel-request setting, read as the default of OLLAMA_LIMIT_CONCURRENT"},
 	{"FLOW_MAX_WAIT", "1h", "longest a task waits in all for its deployment's budget (a rate limit is flow control, not failure: waiting uses up no retry); past it the task fails deployment_rate_limited"},
 	{"FLOW_SHARE", "1s", "while a deployment is saturated, how far ahead one API key may hold its call slots: another key's task waits about this long behind a burst, and the burst takes whatever budget no other key asks for"},
-	{"WORKER_CONCURRENCY", "64", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count"},
+	{"WORKER_CONCURRENCY", "2048", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count (each call in flight holds about 140 KB); flow control keeps each provider within its limits (Ollama to OLLAMA_NUM_PARALLEL calls)"},
 	{"TASK_MAX_RETRY", "3", "retries after the first attempt for transient failures"},
 	{"TASK_TIMEOUT", "5m", "time limit of one attempt; whole seconds, at least 1s"},
 	{"RESULT_TTL", "24h", "how long a finished task's record is kept"},

@@ -32,7 +32,7 @@ func TestDefaults(t *testing.T) {
 	require.False(t, cfg.LLMProviderChosen)
 	require.Equal(t, "https://api.openai.com/v1", cfg.OpenAIBaseURL)
 	require.Equal(t, "http://127.0.0.1:11434", cfg.OllamaBaseURL)
-	require.Equal(t, 64, cfg.WorkerConcurrency)
+	require.Equal(t, 2048, cfg.WorkerConcurrency)
 	require.Equal(t, 3, cfg.TaskMaxRetry)
 	require.Equal(t, 5*time.Minute, cfg.TaskTimeout)
 	require.Equal(t, 24*time.Hour, cfg.ResultTTL)
