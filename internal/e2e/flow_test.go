@@ -147,3 +147,75 @@ func TestAWorkerKilledWhileTasksWaitLosesNone(t *testing.T) {
 		tasks, time.Since(killed).Round(time.Second), answered, refused)
 	require.LessOrEqual(t, answered, int64(tasks+4), "at most the calls in flight at the kill are made twice")
 }
+
+// TestABudgetHoldsUnderConcurrency sends 200 submits, and then 200
+// synchronous calls with another key, all at once, against a daily budget
+// that covers 20 calls: each is charged its estimate when admitted and its
+// usage when it ends, so the key spends at most its budget and one call's
+// estimate.
+func TestABudgetHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	prov := httptest.NewServer(loadtest.Provider{Delay: 50 * time.Millisecond}.Handler()) // 2 tokens a call
+	t.Cleanup(prov.Close)
+	redisURL := redistest.URL(t)
+	const budget, estimate = 40, 8 // a one-letter prompt and max_tokens 8
+	queued := createKey(t, redisURL, "--name", "queued", "--daily-tokens", fmt.Sprint(budget), "--rps", "100000")
+	synced := createKey(t, redisURL, "--name", "synced", "--daily-tokens", fmt.Sprint(budget), "--rps", "100000")
+	s := start(t, "serve", benchEnv(redisURL, prov.URL, "LOG_LEVEL", "warn"))
+	fire := func(key, path string) (statuses map[int]int, ids []string) {
+		statuses = map[int]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, raw := call(t, http.MethodPost, s.url+path, key, `{"prompt":"x","max_tokens":8}`)
+				mu.Lock()
+				defer mu.Unlock()
+				statuses[res.StatusCode]++
+				var rec record
+				if res.StatusCode == http.StatusAccepted && json.Unmarshal(raw, &rec) == nil {
+					ids = append(ids, rec.TaskID)
+				}
+			}()
+		}
+		wg.Wait()
+		return statuses, ids
+	}
+	spent := func(key string) int {
+		_, raw := call(t, http.MethodGet, s.url+"/usage", key, "")
+		var usage struct {
+			Total struct {
+				InputTokens  int `json:"input_tokens"`
+				OutputTokens int `json:"output_tokens"`
+			} `json:"total"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &usage), "%s", raw)
+		return usage.Total.InputTokens + usage.Total.OutputTokens
+	}
+	statuses, ids := fire(queued, "/background/generate_text")
+	for _, id := range ids {
+		final, _ := await(t, s.url, id, 30*time.Second, queued)
+		require.Equal(t, "SUCCESS", final.Status)
+	}
+	t.Logf("200 concurrent submits: %v; %d tokens spent of a budget of %d", statuses, spent(queued), budget)
+	require.Equal(t, 200, statuses[http.StatusAccepted]+statuses[http.StatusTooManyRequests], "%v", statuses)
+	require.LessOrEqual(t, spent(queued), budget+estimate)
+	require.Equal(t, 2*statuses[http.StatusAccepted], spent(queued), "the usage read is the calls'")
+
+	statuses, _ = fire(synced, "/generate_text")
+	t.Logf("200 concurrent synchronous calls: %v; %d tokens spent of a budget of %d", statuses, spent(synced), budget)
+	require.Equal(t, 200, statuses[http.StatusOK]+statuses[http.StatusTooManyRequests], "%v", statuses)
+	require.LessOrEqual(t, spent(synced), budget+estimate)
+	require.Equal(t, 2*statuses[http.StatusOK], spent(synced), "the usage read is the calls'")
+
+	// Nothing is left held: once the calls have ended, what the budget has
+	// left can be used.
+	res, raw := call(t, http.MethodPost, s.url+"/generate_text", synced, `{"prompt":"x","max_tokens":8}`)
+	if spent(synced) < budget {
+		require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	} else {
+		require.Equal(t, http.StatusTooManyRequests, res.StatusCode, "%s", raw)
+	}
+}

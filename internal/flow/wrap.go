@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // Transport learns from every answer that passes through it what the
@@ -83,19 +84,7 @@ func call[R any](ctx context.Context, d *Deployment, tokens int64, do func() (R,
 	}
 }
 
-// unknownOutput is what a call that sets no max_tokens is estimated to
-// produce, for the tokens budget; the provider's usage corrects it.
-const unknownOutput = 256
-
-// imageTokens is what an image is estimated to cost in input tokens.
-const imageTokens = 1000
-
-func textTokens(chars, maxTokens int) int64 {
-	if maxTokens <= 0 {
-		maxTokens = unknownOutput
-	}
-	return int64(chars/4 + maxTokens)
-}
+func textTokens(chars, maxTokens int) int64 { return task.EstimatedTokens(chars, maxTokens) }
 
 func usedTokens(u provider.Usage) int64 {
 	if u.TotalTokens > 0 {
@@ -159,7 +148,7 @@ type pacedVision struct {
 func (p pacedVision) Name() string { return p.v.Name() }
 
 func (p pacedVision) DescribeImage(ctx context.Context, req provider.VisionRequest) (provider.TextResponse, error) {
-	return call(ctx, p.d, textTokens(len(req.Prompt), req.MaxTokens)+imageTokens,
+	return call(ctx, p.d, textTokens(len(req.Prompt), req.MaxTokens)+task.ImageTokens,
 		func() (provider.TextResponse, error) { return p.v.DescribeImage(ctx, req) },
 		func(r provider.TextResponse) int64 { return usedTokens(r.Usage) }, nil)
 }

@@ -20,16 +20,18 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.checkSync(ctx, task.TypeEmbed, in); err != nil {
+	held, err := s.checkSync(ctx, task.TypeEmbed, in)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.embed(ctx, in)
 	if err != nil {
+		s.settleSync(ctx, held, true, nil, nil, in)
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out.Route, out, in)
+	s.settleSync(ctx, held, false, out.Route, out, in)
 	return out, nil
 }
 

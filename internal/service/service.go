@@ -199,7 +199,8 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	limits := store.Limits{MaxUnfinished: s.unfinishedLimit(caller), DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD}
+	limits := store.Limits{MaxUnfinished: s.unfinishedLimit(caller), DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD,
+		ReserveTokens: estimateOf(input)}
 	if err := s.deps.Records.Create(ctx, rec, limits); err != nil {
 		if undo != nil {
 			undo(rec.ID)
@@ -260,6 +261,9 @@ func limitError(err error, limits store.Limits, now time.Time) error {
 	case errors.Is(err, store.ErrTooManyUnfinished):
 		return &task.Error{Code: task.ELIMITED, RetryAfter: 5 * time.Second,
 			Message: fmt.Sprintf("this API key has %d unfinished tasks, its limit; submit more as they end", limits.MaxUnfinished)}
+	case errors.Is(err, store.ErrBudgetReserved):
+		return &task.Error{Code: task.ELIMITED, RetryAfter: 5 * time.Second,
+			Message: fmt.Sprintf("what is left of this API key's daily budget of %d tokens is held by its calls still running; try again as they end", limits.DailyTokens)}
 	case errors.Is(err, store.ErrTokenBudget):
 		return &task.Error{Code: task.ELIMITED, RetryAfter: untilTomorrow,
 			Message: fmt.Sprintf("this API key has used its daily budget of %d tokens; it renews at 00:00 UTC", limits.DailyTokens)}
@@ -342,16 +346,18 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	if err := s.checkSync(ctx, task.TypeGenerateText, in); err != nil {
+	held, err := s.checkSync(ctx, task.TypeGenerateText, in)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.generateText(ctx, in)
 	if err != nil {
+		s.settleSync(ctx, held, true, nil, nil, in)
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out.Route, out, in)
+	s.settleSync(ctx, held, false, out.Route, out, in)
 	return out, nil
 }
 
@@ -421,16 +427,18 @@ func (s *Service) TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.checkSync(ctx, task.TypeTextToSpeech, in); err != nil {
+	held, err := s.checkSync(ctx, task.TypeTextToSpeech, in)
+	if err != nil {
 		return nil, err
 	}
 	tctx, cancel := s.syncContext(ctx)
 	audio, err := s.deps.Providers.TTS.Synthesize(tctx, speechRequest(in))
 	if err != nil {
+		s.settleSync(tctx, held, true, nil, nil, in)
 		cancel()
 		return nil, s.syncError(tctx, err)
 	}
-	s.countSync(tctx, audio.Route, nil, in)
+	s.settleSync(tctx, held, false, audio.Route, nil, in)
 	return &Audio{Body: &cancelOnClose{ReadCloser: audio.Body, cancel: cancel}, ContentType: audio.ContentType}, nil
 }
 

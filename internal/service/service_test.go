@@ -432,13 +432,15 @@ func (u *countingUsage) UsageOwners(context.Context) ([]string, error) { return 
 func (u *countingUsage) Usage(context.Context, []string, time.Time, time.Time) ([]task.DayUsage, error) {
 	return nil, nil
 }
-func (u *countingUsage) CheckBudget(context.Context, string, store.Limits, time.Time) error {
-	return nil
+func (u *countingUsage) Reserve(context.Context, string, store.Limits, int64, time.Time) (store.Reservation, error) {
+	return store.Reservation{}, nil
 }
-func (u *countingUsage) AddUsage(_ context.Context, _ string, m task.Metered, _ time.Time) error {
+func (u *countingUsage) SettleUsage(_ context.Context, _ store.Reservation, m *task.Metered, _ time.Time) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.added = append(u.added, m)
+	if m != nil {
+		u.added = append(u.added, *m)
+	}
 	return nil
 }
 

@@ -79,19 +79,23 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkSync(ctx, task.TypeSpeechToText, in); err != nil {
+	held, err := s.checkSync(ctx, task.TypeSpeechToText, in)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.transcribe(ctx, in, body)
+	if err != nil {
+		s.settleSync(ctx, held, true, nil, nil, in)
+	}
 	switch {
 	case errors.Is(err, errTooLarge):
 		return nil, s.tooLarge("file")
 	case err != nil:
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out.Route, out, in)
+	s.settleSync(ctx, held, false, out.Route, out, in)
 	return out, nil
 }
 

@@ -16,47 +16,69 @@ import (
 type UsageStore interface {
 	UsageOwners(ctx context.Context) ([]string, error)
 	Usage(ctx context.Context, owners []string, from, to time.Time) ([]task.DayUsage, error)
-	AddUsage(ctx context.Context, owner string, u task.Metered, at time.Time) error
-	// CheckBudget returns store.ErrTokenBudget or store.ErrCostBudget
-	// when owner has used a budget of limits on the day of at.
-	CheckBudget(ctx context.Context, owner string, limits store.Limits, at time.Time) error
+	// Reserve checks owner's budgets of limits on the day of at and holds
+	// estimate tokens against a token budget: store.ErrTokenBudget,
+	// store.ErrCostBudget, or store.ErrBudgetReserved when calls running
+	// hold the rest.
+	Reserve(ctx context.Context, owner string, limits store.Limits, estimate int64, at time.Time) (store.Reservation, error)
+	// SettleUsage adds a call's usage (nil: it failed) and gives back what
+	// it reserved.
+	SettleUsage(ctx context.Context, r store.Reservation, used *task.Metered, at time.Time) error
+}
+
+// estimated is implemented by inputs whose tokens can be estimated before
+// the call.
+type estimated interface{ EstimatedTokens() int64 }
+
+// estimateOf is input's estimated tokens; 0 for work not counted in tokens.
+func estimateOf(input any) int64 {
+	if e, ok := input.(estimated); ok {
+		return e.EstimatedTokens()
+	}
+	return 0
 }
 
 // checkSync is what a synchronous call checks before it runs: the model it
-// names, and the caller's daily budgets (queued tasks have the budgets
-// checked by the script that creates them).
-func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) error {
+// names, and the caller's daily budgets, against which it holds its
+// estimated tokens until settleSync (queued tasks hold theirs from the
+// script that creates them until they end).
+func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) (store.Reservation, error) {
 	if err := s.checkModel(ctx, typ, input); err != nil {
-		return err
+		return store.Reservation{}, err
 	}
 	caller := auth.FromContext(ctx)
 	if s.deps.Usage == nil || caller.KeyID == "" {
-		return nil
+		return store.Reservation{Owner: caller.Owner()}, nil
 	}
 	limits := store.Limits{DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD}
 	now := s.deps.Now()
 	bctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	err := s.deps.Usage.CheckBudget(bctx, caller.Owner(), limits, now)
+	held, err := s.deps.Usage.Reserve(bctx, caller.Owner(), limits, estimateOf(input), now)
 	if lerr := limitError(err, limits, now); lerr != nil {
-		return lerr
+		return store.Reservation{}, lerr
 	}
 	if err != nil {
-		return task.Unavailable("the usage store is unavailable", err)
+		return store.Reservation{}, task.Unavailable("the usage store is unavailable", err)
 	}
-	return nil
+	return held, nil
 }
 
-// countSync adds what a synchronous call consumed to the caller's day. The
+// settleSync adds what a synchronous call consumed (nothing when result is
+// nil and it failed) to the caller's day and gives back what it held. The
 // answer is already made, so a failure is logged, not returned.
-func (s *Service) countSync(ctx context.Context, route *task.Route, result, input any) {
+func (s *Service) settleSync(ctx context.Context, held store.Reservation, failed bool, route *task.Route, result, input any) {
 	if s.deps.Usage == nil {
 		return
 	}
-	used := meter(route, result, input)
+	var used *task.Metered
+	if !failed {
+		m := meter(route, result, input)
+		used = &m
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := s.deps.Usage.AddUsage(cctx, auth.FromContext(ctx).Owner(), used, s.deps.Now()); err != nil {
+	if err := s.deps.Usage.SettleUsage(cctx, held, used, s.deps.Now()); err != nil {
 		s.deps.Log.WarnContext(ctx, "usage of a synchronous call not counted", "err", err)
 	}
 }

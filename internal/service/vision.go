@@ -105,20 +105,22 @@ func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput)
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	if err := s.checkSync(ctx, task.TypeDescribeImage, in); err != nil {
+	held, err := s.checkSync(ctx, task.TypeDescribeImage, in)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
 	out, err := s.describeImage(ctx, in)
 	if err != nil {
+		s.settleSync(ctx, held, true, nil, nil, in)
 		var terr *task.Error
 		if errors.As(err, &terr) {
 			return nil, err
 		}
 		return nil, s.syncError(ctx, err)
 	}
-	s.countSync(ctx, out.Route, out, in)
+	s.settleSync(ctx, held, false, out.Route, out, in)
 	return out, nil
 }
 

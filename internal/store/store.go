@@ -63,15 +63,18 @@ const (
 // ARGV[1] id, ARGV[2] creation in ms, ARGV[3] the owner's limit (0: none),
 // ARGV[4] the first event, ARGV[5] daily token budget (0: none), ARGV[6]
 // daily cost budget in nano-dollars (0: none; so fine that a few tokens
-// count), ARGV[7:] field/value pairs
+// count), ARGV[7] the tokens to reserve against the token budget until the
+// task ends, ARGV[8:] field/value pairs
 //
 // Returns 1 when created, 0 when the owner is at its limit, 2 when past its
-// token budget, 3 when past its cost budget.
+// token budget, 3 when past its cost budget, 4 when tasks still running
+// hold the rest of its token budget.
 var createScript = redis.NewScript(budgetLua + `
 if ARGV[3] ~= '0' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[3]) then return 0 end
 local over = over_budget(KEYS[7], ARGV[5], ARGV[6])
 if over ~= 1 then return over end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+reserve(KEYS[7], ARGV[5], ARGV[7])
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 if KEYS[5] ~= KEYS[3] then
@@ -97,6 +100,10 @@ type Limits struct {
 	// nothing more is accepted until the day ends.
 	DailyTokens  int64
 	DailyCostUSD float64
+	// ReserveTokens is the task's estimated tokens, held against the token
+	// budget from its submit until it ends (its usage is then counted), so
+	// concurrent submits cannot all pass the budget.
+	ReserveTokens int64
 }
 
 // ErrTokenBudget and ErrCostBudget are returned by Create when the owner
@@ -104,6 +111,9 @@ type Limits struct {
 var (
 	ErrTokenBudget = errors.New("store: daily token budget used")
 	ErrCostBudget  = errors.New("store: daily cost budget used")
+	// ErrBudgetReserved: what is left of the token budget is held by
+	// calls still running.
+	ErrBudgetReserved = errors.New("store: daily token budget held by calls in flight")
 )
 
 // Create writes a new PENDING record, its entries among the unfinished and
@@ -131,9 +141,14 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 	if rec.WebhookURL != "" && rec.Webhook != nil {
 		fields = append(fields, "webhook_url", rec.WebhookURL, "webhook_shown", rec.Webhook.URL, "webhook_events", strings.Join(rec.Webhook.Events, ","))
 	}
+	reserve := int64(0)
+	if limits.DailyTokens > 0 && limits.ReserveTokens > 0 {
+		reserve = limits.ReserveTokens
+		fields = append(fields, "reserved_tokens", reserve, "reserved_in", UsageKey(rec.Owner, rec.CreatedAt))
+	}
 	ownerIndex, ownerUnfinished := indexKeys(rec.Owner)
 	args := append([]any{rec.ID, rec.CreatedAt.UnixMilli(), limits.MaxUnfinished, statusEvent(rec.ID, task.StatusPending, 0, nil),
-		limits.DailyTokens, nanoUSD(limits.DailyCostUSD)}, fields...)
+		limits.DailyTokens, nanoUSD(limits.DailyCostUSD), reserve}, fields...)
 	keys := []string{key(rec.ID), UnfinishedKey, IndexKey, eventsKey(rec.ID), ownerIndex, ownerUnfinished, UsageKey(rec.Owner, rec.CreatedAt)}
 	n, err := createScript.Run(ctx, s.rdb, keys, args...).Int()
 	switch {
@@ -145,6 +160,8 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 		return ErrTokenBudget
 	case n == 3:
 		return ErrCostBudget
+	case n == 4:
+		return ErrBudgetReserved
 	}
 	return nil
 }
@@ -158,7 +175,8 @@ func indexKeys(owner string) (index, unfinished string) {
 }
 
 // deleteScript removes a task and every entry of it.
-var deleteScript = redis.NewScript(indexLua + `
+var deleteScript = redis.NewScript(indexLua + releaseLua + `
+release()
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local typ = redis.call('HGET', KEYS[1], 'type') or ''
 local status = redis.call('HGET', KEYS[1], 'status') or ''
@@ -214,7 +232,7 @@ var ErrDeadlinePassed = errors.New("store: task not started before its cancel_af
 //
 // KEYS[1] record, KEYS[2] the unfinished set, KEYS[3] the event stream,
 // KEYS[4] the webhook outbox; ARGV[1] is always the task id.
-var prelude = `
+var prelude = releaseLua + `
 local function emit(channel, kind, data, hook)
   local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ` + maxEventsText + `, '*', 'event', kind, 'data', data)
   redis.call('PUBLISH', channel, ARGV[1])
@@ -227,6 +245,7 @@ local function emit(channel, kind, data, hook)
   return eid
 end
 local function finish(ttl, ended)
+  release()
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
   redis.call('ZREM', KEYS[2], ARGV[1])

@@ -61,14 +61,37 @@ end
 
 // budgetLua defines over_budget(key, tokens, nano_usd), which returns 1
 // while the day's usage at key is under both budgets (0: none), 2 past the
-// token budget, 3 past the cost budget. createScript and budgetScript share it.
+// token budget, 3 past the cost budget, and 4 when the tokens used and
+// those reserved by calls still running reach the token budget; and
+// reserve(key, tokens, estimate), which reserves estimate tokens against a
+// token budget. createScript and reserveScript share them; release (in
+// the prelude of the task scripts, and releaseLua) gives a reservation back.
 var budgetLua = `
 local function over_budget(key, tokens, nano)
   if tokens == '0' and nano == '0' then return 1 end
-  local u = redis.call('HMGET', key, 'input_tokens', 'output_tokens', 'cost_nano_usd')
-  if tokens ~= '0' and tonumber(u[1] or '0') + tonumber(u[2] or '0') >= tonumber(tokens) then return 2 end
+  local u = redis.call('HMGET', key, 'input_tokens', 'output_tokens', 'cost_nano_usd', 'reserved_tokens')
+  local used = tonumber(u[1] or '0') + tonumber(u[2] or '0')
+  if tokens ~= '0' and used >= tonumber(tokens) then return 2 end
   if nano ~= '0' and tonumber(u[3] or '0') >= tonumber(nano) then return 3 end
+  if tokens ~= '0' and used + tonumber(u[4] or '0') >= tonumber(tokens) then return 4 end
   return 1
+end
+local function reserve(key, tokens, estimate)
+  if tokens == '0' or estimate == '0' then return end
+  redis.call('HINCRBY', key, 'reserved_tokens', estimate)
+  redis.call('PEXPIRE', key, ` + usageTTLText + `)
+end
+`
+
+// releaseLua defines release(), which gives back the tokens the task at
+// KEYS[1] reserved against its owner's budget when it was created.
+var releaseLua = `
+local function release()
+  local r = redis.call('HMGET', KEYS[1], 'reserved_tokens', 'reserved_in')
+  if r[1] and r[1] ~= '' and r[2] then
+    redis.call('HINCRBY', r[2], 'reserved_tokens', -tonumber(r[1]))
+    redis.call('HDEL', KEYS[1], 'reserved_tokens', 'reserved_in')
+  end
 end
 `
 
@@ -81,39 +104,87 @@ func usageSpec(u task.Metered, at time.Time) string {
 		int64(math.Round(u.AudioSeconds*1000)), nanoUSD(cost))
 }
 
-var addUsageScript = redis.NewScript(usageLua + `add_usage(ARGV[1], ARGV[2]) return 1`)
+// settleScript adds a synchronous call's usage to its owner's day and gives
+// back what it reserved. KEYS[1] the day's usage, KEYS[2] the day the
+// reservation was made in; ARGV[1] owner, ARGV[2] the usage spec ('' for
+// none: the call failed), ARGV[3] the tokens reserved.
+var settleScript = redis.NewScript(usageLua + `
+if ARGV[2] ~= '' then add_usage(ARGV[1], ARGV[2]) end
+if ARGV[3] ~= '0' then redis.call('HINCRBY', KEYS[2], 'reserved_tokens', -tonumber(ARGV[3])) end
+return 1`)
 
-// AddUsage adds the usage of a call that made no task (a synchronous one)
-// to owner's day, in one round trip.
-func (s *Store) AddUsage(ctx context.Context, owner string, u task.Metered, at time.Time) error {
+// Reservation is what a synchronous call holds of its owner's budget.
+type Reservation struct {
+	Owner  string
+	Tokens int64     // 0: nothing reserved
+	At     time.Time // the day it counts against
+}
+
+// SettleUsage adds the usage of a call that made no task (a synchronous one)
+// to owner's day and gives back what it reserved, in one round trip; used
+// nil for a call that failed.
+func (s *Store) SettleUsage(ctx context.Context, r Reservation, used *task.Metered, at time.Time) error {
+	owner := r.Owner
 	if owner == "" {
 		owner = noOwner
 	}
-	if err := addUsageScript.Run(ctx, s.rdb, []string{UsageKey(owner, at)}, owner, usageSpec(u, at)).Err(); err != nil {
-		return fmt.Errorf("store: add usage: %w", err)
+	r.Owner = owner
+	spec := ""
+	if used != nil {
+		spec = usageSpec(*used, at)
+	} else if r.Tokens == 0 {
+		return nil
+	}
+	if r.At.IsZero() {
+		r.At = at
+	}
+	if err := settleScript.Run(ctx, s.rdb, []string{UsageKey(owner, at), UsageKey(owner, r.At)}, owner, spec, r.Tokens).Err(); err != nil {
+		return fmt.Errorf("store: settle usage: %w", err)
 	}
 	return nil
 }
 
-var budgetScript = redis.NewScript(budgetLua + `return over_budget(KEYS[1], ARGV[1], ARGV[2])`)
+// AddUsage adds the usage of a call that made no task to owner's day.
+func (s *Store) AddUsage(ctx context.Context, owner string, u task.Metered, at time.Time) error {
+	return s.SettleUsage(ctx, Reservation{Owner: owner}, &u, at)
+}
 
-// CheckBudget returns ErrTokenBudget or ErrCostBudget when owner has used a
-// daily budget of limits on the day of at, in one round trip; the create
-// script makes the same check for queued tasks.
-func (s *Store) CheckBudget(ctx context.Context, owner string, limits Limits, at time.Time) error {
+var reserveScript = redis.NewScript(budgetLua + `
+local over = over_budget(KEYS[1], ARGV[1], ARGV[2])
+if over == 1 then reserve(KEYS[1], ARGV[1], ARGV[3]) end
+return over`)
+
+// Reserve checks owner's daily budgets of limits on the day of at and, when
+// there is a token budget, reserves estimate tokens against it, in one
+// round trip: ErrTokenBudget or ErrCostBudget when a budget is used,
+// ErrBudgetReserved when calls still running hold the rest of it.
+// SettleUsage gives the reservation back.
+func (s *Store) Reserve(ctx context.Context, owner string, limits Limits, estimate int64, at time.Time) (Reservation, error) {
+	r := Reservation{Owner: owner, At: at}
 	if limits.DailyTokens == 0 && limits.DailyCostUSD == 0 {
-		return nil
+		return r, nil
 	}
-	n, err := budgetScript.Run(ctx, s.rdb, []string{UsageKey(owner, at)}, limits.DailyTokens, nanoUSD(limits.DailyCostUSD)).Int()
+	if limits.DailyTokens > 0 {
+		r.Tokens = max(estimate, 0)
+	}
+	n, err := reserveScript.Run(ctx, s.rdb, []string{UsageKey(owner, at)}, limits.DailyTokens, nanoUSD(limits.DailyCostUSD), r.Tokens).Int()
 	switch {
 	case err != nil:
-		return fmt.Errorf("store: check budget: %w", err)
+		return Reservation{}, fmt.Errorf("store: reserve budget: %w", err)
 	case n == 2:
-		return ErrTokenBudget
+		return Reservation{}, ErrTokenBudget
 	case n == 3:
-		return ErrCostBudget
+		return Reservation{}, ErrCostBudget
+	case n == 4:
+		return Reservation{}, ErrBudgetReserved
 	}
-	return nil
+	return r, nil
+}
+
+// CheckBudget is Reserve without a reservation.
+func (s *Store) CheckBudget(ctx context.Context, owner string, limits Limits, at time.Time) error {
+	_, err := s.Reserve(ctx, owner, limits, 0, at)
+	return err
 }
 
 // UsageOwners lists every owner that has usage; "-" is the open API.

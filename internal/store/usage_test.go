@@ -59,3 +59,54 @@ func TestUsageIsSummedOnceAndBudgetsRefuse(t *testing.T) {
 	require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: "f", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: tomorrow, Owner: "k1"},
 		store.Limits{DailyTokens: 70}), "budgets are per UTC day")
 }
+
+func TestAReservationIsHeldUntilTheTaskEndsAndThenGivenBack(t *testing.T) {
+	b := setup(t)
+	limits := store.Limits{DailyTokens: 100, ReserveTokens: 60}
+	rec := func(id string) *task.Record {
+		return &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, Owner: "k1", CreatedAt: b.now}
+	}
+	reserved := func() int64 {
+		n, _ := b.rdb.HGet(b.ctx, store.UsageKey("k1", b.now), "reserved_tokens").Int64()
+		return n
+	}
+	require.NoError(t, b.store.Create(b.ctx, rec("a"), limits))
+	require.Equal(t, int64(60), reserved())
+	require.NoError(t, b.store.Create(b.ctx, rec("b"), limits), "60 of 100 held: one more may start")
+	require.ErrorIs(t, b.store.Create(b.ctx, rec("c"), limits), store.ErrBudgetReserved, "120 held: the rest is refused")
+
+	// A failure, a revocation and a rolled-back submit give theirs back.
+	require.NoError(t, b.store.Failed(b.ctx, "a", task.Failure{Code: task.FailureProviderRejected}, b.now))
+	require.Equal(t, int64(60), reserved())
+	require.NoError(t, b.store.Revoked(b.ctx, "b", "cancelled", b.now))
+	require.Equal(t, int64(0), reserved())
+	require.NoError(t, b.store.Create(b.ctx, rec("d"), limits))
+	require.NoError(t, b.store.Delete(b.ctx, "d"))
+	require.Equal(t, int64(0), reserved())
+
+	// A success counts its usage instead.
+	require.NoError(t, b.store.Create(b.ctx, rec("e"), limits))
+	require.NoError(t, b.store.Succeeded(b.ctx, "e", store.Success{Result: json.RawMessage(`{}`), Usage: &task.Metered{InputTokens: 70, OutputTokens: 40}}, b.now))
+	require.Equal(t, int64(0), reserved())
+	require.ErrorIs(t, b.store.Create(b.ctx, rec("f"), limits), store.ErrTokenBudget, "110 used of 100")
+}
+
+func TestASynchronousReservationIsSettled(t *testing.T) {
+	b := setup(t)
+	limits := store.Limits{DailyTokens: 100}
+	held, err := b.store.Reserve(b.ctx, "k2", limits, 80, b.now)
+	require.NoError(t, err)
+	other, err := b.store.Reserve(b.ctx, "k2", limits, 80, b.now)
+	require.NoError(t, err, "80 of 100 held: one more may start")
+	_, err = b.store.Reserve(b.ctx, "k2", limits, 80, b.now)
+	require.ErrorIs(t, err, store.ErrBudgetReserved)
+	require.NoError(t, b.store.SettleUsage(b.ctx, held, &task.Metered{InputTokens: 5, OutputTokens: 5}, b.now))
+	require.NoError(t, b.store.SettleUsage(b.ctx, other, nil, b.now), "a failed call gives its hold back and uses nothing")
+	_, err = b.store.Reserve(b.ctx, "k2", limits, 80, b.now)
+	require.NoError(t, err, "both holds were given back; 10 are used")
+	days, err := b.store.Usage(b.ctx, []string{"k2"}, b.now, b.now)
+	require.NoError(t, err)
+	require.Len(t, days, 1)
+	require.Equal(t, int64(10), days[0].InputTokens+days[0].OutputTokens)
+	require.Equal(t, 1, int(days[0].Tasks))
+}
