@@ -18,6 +18,10 @@ type Caller struct {
 	// HighPriority lets the key submit priority high work, which goes
 	// before every other key's normal work.
 	HighPriority bool
+	// MaxSync and MaxWaiting bound the key's synchronous calls and waiting
+	// connections open at once on one API process; zero means the
+	// server's defaults.
+	MaxSync, MaxWaiting int
 }
 
 // MayUseHighPriority reports whether the caller may submit priority high

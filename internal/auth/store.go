@@ -47,6 +47,8 @@ type Record struct {
 	DailyCostUSD      float64  // estimated dollars a UTC day; 0: no budget
 	Models            []string // routed models the key may use; empty: all
 	HighPriority      bool     // may submit priority high work
+	MaxSync           int      // synchronous calls at once; 0: the server's default
+	MaxWaiting        int      // event streams and Prefer: wait at once; 0: the server's default
 	hash              string
 }
 
@@ -59,6 +61,8 @@ type Settings struct {
 	DailyCostUSD      float64
 	Models            []string
 	HighPriority      bool
+	MaxSync           int
+	MaxWaiting        int
 }
 
 // Store keeps keys in Redis, shared by every API instance.
@@ -93,11 +97,13 @@ func (s *Store) Create(ctx context.Context, name string, set Settings) (string, 
 		return "", Record{}, fmt.Errorf("auth: make key: %w", err)
 	}
 	rec := Record{ID: key.ID, Name: name, Admin: set.Admin, CreatedAt: s.now().UTC(), RequestsPerSecond: set.RequestsPerSecond,
-		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, Models: set.Models, HighPriority: set.HighPriority, hash: key.hash}
+		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, Models: set.Models, HighPriority: set.HighPriority,
+		MaxSync: set.MaxSync, MaxWaiting: set.MaxWaiting, hash: key.hash}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, recordPrefix+rec.ID, "id", rec.ID, "name", name, "admin", set.Admin, "hash", key.hash,
 			"created_at", rec.CreatedAt.Format(time.RFC3339Nano), "rps", set.RequestsPerSecond, "max_unfinished", set.MaxUnfinished,
-			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD, "models", strings.Join(set.Models, ","), "high_priority", set.HighPriority)
+			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD, "models", strings.Join(set.Models, ","), "high_priority", set.HighPriority,
+			"max_sync", set.MaxSync, "max_waiting", set.MaxWaiting)
 		p.SAdd(ctx, allKeys, rec.ID)
 		p.SAdd(ctx, activeKeys, rec.ID)
 		return nil
@@ -187,7 +193,8 @@ func (s *Store) Authenticate(ctx context.Context, raw string) (Caller, error) {
 		return Caller{}, ErrInvalid
 	}
 	return Caller{KeyID: rec.ID, Name: rec.Name, Admin: rec.Admin, RequestsPerSecond: rec.RequestsPerSecond, MaxUnfinished: rec.MaxUnfinished,
-		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD, Models: rec.Models, HighPriority: rec.HighPriority}, nil
+		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD, Models: rec.Models, HighPriority: rec.HighPriority,
+		MaxSync: rec.MaxSync, MaxWaiting: rec.MaxWaiting}, nil
 }
 
 // lookup reads a key's record through the cache.
@@ -228,6 +235,8 @@ func (s *Store) read(ctx context.Context, id string) (*Record, error) {
 	}
 	rec.RequestsPerSecond, _ = strconv.Atoi(h["rps"])
 	rec.MaxUnfinished, _ = strconv.Atoi(h["max_unfinished"])
+	rec.MaxSync, _ = strconv.Atoi(h["max_sync"])
+	rec.MaxWaiting, _ = strconv.Atoi(h["max_waiting"])
 	rec.DailyTokens, _ = strconv.ParseInt(h["daily_tokens"], 10, 64)
 	rec.DailyCostUSD, _ = strconv.ParseFloat(h["daily_cost_usd"], 64)
 	if v := h["models"]; v != "" {

@@ -18,7 +18,7 @@ import (
 const keysUsage = `Usage:
   siganteng keys create --name NAME [--admin] [--rps N] [--max-unfinished N]
                         [--daily-tokens N] [--daily-usd X] [--models a,b]
-                        [--high-priority]
+                        [--high-priority] [--max-sync N] [--max-waiting N]
   siganteng keys list
   siganteng keys revoke KEY_ID
 
@@ -61,10 +61,12 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 		dailyUSD := fs.Float64("daily-usd", 0, "estimated cost in US dollars a UTC day (prices from ROUTES_FILE); 0: no budget")
 		models := fs.String("models", "", "comma-separated routed models (ROUTES_FILE names) the key may use; empty: all")
 		high := fs.Bool("high-priority", false, "may submit priority high work, which goes before other keys' normal work")
+		maxSync := fs.Int("max-sync", 0, "synchronous calls at once on one API process; 0: MAX_SYNC_PER_KEY")
+		maxWaiting := fs.Int("max-waiting", 0, "event streams and Prefer: wait at once on one API process; 0: MAX_WAITING_PER_KEY")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("keys create: %w\n\n%s", err, keysUsage)
 		}
-		if *name == "" || *rps < 0 || *maxUnfinished < 0 || *dailyTokens < 0 || *dailyUSD < 0 {
+		if *name == "" || *rps < 0 || *maxUnfinished < 0 || *dailyTokens < 0 || *dailyUSD < 0 || *maxSync < 0 || *maxWaiting < 0 {
 			return fmt.Errorf("keys create: --name is required, and limits are not negative\n\n%s", keysUsage)
 		}
 		allowed, err := modelList(*models, routes)
@@ -72,7 +74,8 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 			return fmt.Errorf("keys create: %w", err)
 		}
 		raw, rec, err := store.Create(ctx, *name, auth.Settings{Admin: *admin, RequestsPerSecond: *rps, MaxUnfinished: *maxUnfinished,
-			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD, Models: allowed, HighPriority: *high})
+			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD, Models: allowed, HighPriority: *high,
+			MaxSync: *maxSync, MaxWaiting: *maxWaiting})
 		if err != nil {
 			return err
 		}

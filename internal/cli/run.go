@@ -195,7 +195,8 @@ func newCore(ctx context.Context, cfg config.Config, routes *routing.File, geten
 	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records,
 		Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != "",
-			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey, RetryMaxDelay: cfg.RetryMaxDelay,
+			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey,
+			MaxSyncPerKey: cfg.MaxSyncPerKey, MaxWaitingPerKey: cfg.MaxWaitingPerKey, RetryMaxDelay: cfg.RetryMaxDelay,
 			MaxStoredBytesPerKey: cfg.MaxStoredBytesPerKey, ArtifactTTL: cfg.ResultTTL})
 
 	c.records, c.queue, c.hub, c.svc, c.artifacts, c.metrics, c.ops = records, q, hub, svc, artifacts, m, ops

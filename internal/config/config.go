@@ -89,6 +89,8 @@ type Config struct {
 	AuthDisabled        bool     // AUTH_DISABLED: open API on any address, on purpose
 	RateLimitRPS        int      // RATE_LIMIT_RPS: per key, shared across instances
 	MaxUnfinishedPerKey int      // MAX_UNFINISHED_PER_KEY
+	MaxSyncPerKey       int      // MAX_SYNC_PER_KEY: synchronous calls at once, per key and API process
+	MaxWaitingPerKey    int      // MAX_WAITING_PER_KEY: event streams and Prefer: wait at once, per key and API process
 	MaxBodyBytes        int64    // MAX_BODY_BYTES: JSON request bodies
 	MaxOutputTokens     int      // MAX_OUTPUT_TOKENS: cap on max_tokens, and its value when a request omits it
 	CORSOrigins         []string // CORS_ORIGINS; empty: no cross-origin access
@@ -210,6 +212,8 @@ var Vars = []Var{
 	{"GUEST_RATE_LIMIT_RPS", "10", "requests without a valid key that one client address may make per second (bursts of twice that), counted in memory before any Redis read; 0 turns it off"},
 	{"RATE_LIMIT_RPS", "50", "requests per second per API key (bursts up to twice that), shared by every API instance through Redis; keys may override it"},
 	{"MAX_UNFINISHED_PER_KEY", "1000", "tasks one API key may have unfinished at once; keys may override it"},
+	{"MAX_SYNC_PER_KEY", "16", "synchronous calls (POST /generate_text and the like) one API key may have running at once on one API process, past which it gets a 429; keys may override it (keys create --max-sync); 0: no bound"},
+	{"MAX_WAITING_PER_KEY", "16", "event streams and Prefer: wait requests one API key may have open at once on one API process: a stream past it gets a 429, a Prefer: wait is answered at once; keys may override it (keys create --max-waiting); 0: no bound"},
 	{"MAX_BODY_BYTES", "1048576", "largest JSON request body (1 MiB); uploads are bounded by MAX_UPLOAD_BYTES"},
 	{"MAX_OUTPUT_TOKENS", "16384", "largest max_tokens a request may ask for, and what is sent when it asks for none, so no request runs up an unbounded bill"},
 	{"CORS_ORIGINS", "", "origins browsers may call the API from, comma-separated (https://app.example.com), or * for any; empty: none"},
@@ -266,6 +270,8 @@ func Load(getenv func(string) string) (Config, error) {
 		AuthDisabled:             p.boolean("AUTH_DISABLED"),
 		RateLimitRPS:             p.intAtLeast("RATE_LIMIT_RPS", 1),
 		MaxUnfinishedPerKey:      p.intAtLeast("MAX_UNFINISHED_PER_KEY", 1),
+		MaxSyncPerKey:            p.intAtLeast("MAX_SYNC_PER_KEY", 0),
+		MaxWaitingPerKey:         p.intAtLeast("MAX_WAITING_PER_KEY", 0),
 		MaxBodyBytes:             int64(p.intAtLeast("MAX_BODY_BYTES", 4096)),
 		MaxOutputTokens:          p.intAtLeast("MAX_OUTPUT_TOKENS", 1),
 		CORSOrigins:              p.list("CORS_ORIGINS"),

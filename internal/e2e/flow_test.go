@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -218,4 +219,39 @@ func TestABudgetHoldsUnderConcurrency(t *testing.T) {
 	} else {
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode, "%s", raw)
 	}
+}
+
+// TestAKeysWaitingConnectionsAreBounded: with --max-waiting 2, a key's
+// third event stream at once is refused with a 429, and its Prefer: wait
+// is answered at once instead of holding a third connection.
+func TestAKeysWaitingConnectionsAreBounded(t *testing.T) {
+	t.Parallel()
+	redisURL := redistest.URL(t)
+	key := createKey(t, redisURL, "--name", "streams", "--max-waiting", "2")
+	env := benchEnv(redisURL, "http://127.0.0.1:9", "LOG_LEVEL", "warn", "ARTIFACT_DIR", t.TempDir())
+	s := start(t, "api", env) // no worker: the task stays PENDING
+	res, raw := call(t, http.MethodPost, s.url+"/background/generate_text", key, `{"prompt":"p"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var rec record
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	open := func() *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, s.url+"/background/tasks/"+rec.TaskID+"/events", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	for range 2 {
+		require.Equal(t, http.StatusOK, open().StatusCode)
+	}
+	third := open()
+	body, _ := io.ReadAll(third.Body)
+	require.Equal(t, http.StatusTooManyRequests, third.StatusCode, "%s", body)
+	require.Contains(t, string(body), "waiting connections")
+
+	began := time.Now()
+	res, raw = call(t, http.MethodPost, s.url+"/background/generate_text", key, `{"prompt":"p"}`, "Prefer", "wait=5")
+	require.Less(t, res.StatusCode, 300, "%s", raw)
+	require.Less(t, time.Since(began), 2*time.Second, "Prefer: wait is answered at once while the key holds its waiting connections")
 }

@@ -68,6 +68,9 @@ type Tasks interface {
 	Models(ctx context.Context) []task.ModelInfo
 	// Usage returns usage per key and day; EINVALID, EUNAVAILABLE.
 	Usage(ctx context.Context, q service.UsageQuery) ([]task.DayUsage, error)
+	// HoldStream takes one of the caller's waiting connections for an
+	// event stream; ELIMITED at its key's bound. The caller releases it.
+	HoldStream(ctx context.Context) (release func(), err error)
 	// FollowEvents sends a task's events until its end; see
 	// service.FollowEvents.
 	FollowEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error

@@ -60,6 +60,8 @@ func (f *fakeTasks) List(_ context.Context, q service.ListQuery) (task.Page, err
 	return page, nil
 }
 
+func (f *fakeTasks) HoldStream(context.Context) (func(), error) { return func() {}, nil }
+
 func (f *fakeTasks) FollowEvents(_ context.Context, _ string, after string, _ time.Duration, send func(service.Event) error, idle func() error) error {
 	f.gotAfter = after
 	if f.idleFirst {

@@ -66,7 +66,13 @@ func (h *handlers) taskEvents(ctx context.Context, in *taskEventsInput) (*huma.S
 	if keepalive <= 0 {
 		keepalive = keepaliveEvery
 	}
+	// The key's bound on open streams is a 429 before the stream starts.
+	release, err := h.deps.Tasks.HoldStream(ctx)
+	if err != nil {
+		return nil, h.problem(ctx, err)
+	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		defer release()
 		r, w := humago.Unwrap(hctx)
 		rc := http.NewResponseController(w)
 		// The server's write timeout is sized for ordinary answers; a stream

@@ -20,6 +20,14 @@ type Event struct {
 // eventBatch bounds the events read in one round trip.
 const eventBatch = 500
 
+// HoldStream takes one of the caller's waiting connections for an event
+// stream, before the stream answers: ELIMITED when its key has
+// MaxWaitingPerKey open already. release gives it back.
+func (s *Service) HoldStream(ctx context.Context) (release func(), err error) {
+	caller := auth.FromContext(ctx)
+	return s.holds.take(holdWaiting, caller, s.waitLimit(caller))
+}
+
 // FollowEvents sends task id's events after the event after ("" from the
 // start), oldest first, and then each new one as it comes, until the
 // terminal event has been sent (it returns nil), ctx ends, or send fails.

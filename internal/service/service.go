@@ -94,6 +94,11 @@ type Config struct {
 	// ArtifactTTL is how long an artifact is kept (RESULT_TTL): when the
 	// sweep deletes it, it stops counting against its key's quota.
 	ArtifactTTL time.Duration
+	// MaxSyncPerKey and MaxWaitingPerKey bound one API key's synchronous
+	// calls and waiting connections (event streams, Prefer: wait) open at
+	// once on this process, unless the key has bounds of its own; 0 for
+	// none.
+	MaxSyncPerKey, MaxWaitingPerKey int
 	// RetryMaxDelay bounds the Retry-After a synchronous client is told,
 	// whatever the provider said (RETRY_MAX_DELAY); 0 for MaxRetryAfter.
 	RetryMaxDelay time.Duration
@@ -127,8 +132,9 @@ type Deps struct {
 
 // Service implements the task workflow.
 type Service struct {
-	deps Deps
-	cfg  Config
+	deps  Deps
+	cfg   Config
+	holds holds
 }
 
 // New returns a service.

@@ -495,3 +495,45 @@ func TestPriorityHighIsARightAKeyIsGiven(t *testing.T) {
 		require.Equal(t, task.PriorityHigh, rec.Priority)
 	}
 }
+
+// blockingLLM answers once release is closed, telling started of each call.
+type blockingLLM struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (blockingLLM) Name() string { return "blocking" }
+
+func (b blockingLLM) GenerateText(ctx context.Context, _ provider.TextRequest) (provider.TextResponse, error) {
+	b.started <- struct{}{}
+	<-b.release
+	return provider.TextResponse{Text: "ok"}, nil
+}
+
+func TestAKeysSynchronousCallsAreBounded(t *testing.T) {
+	t.Parallel()
+	llm := blockingLLM{started: make(chan struct{}, 10), release: make(chan struct{})}
+	svc := service.New(service.Deps{Providers: service.Providers{LLM: llm}, Log: slog.New(slog.DiscardHandler)},
+		service.Config{SyncTimeout: 10 * time.Second, MaxSyncPerKey: 2})
+	as := func(key string) context.Context { return auth.WithCaller(context.Background(), auth.Caller{KeyID: key}) }
+	in := task.GenerateTextInput{Prompt: "p"}
+	done := make(chan error, 3)
+	for range 2 {
+		go func() { _, err := svc.GenerateText(as("k1"), in); done <- err }()
+		<-llm.started // both are running
+	}
+	_, err := svc.GenerateText(as("k1"), in)
+	require.Equal(t, task.ELIMITED, task.CodeOf(err), "a third at once: %v", err)
+	require.Contains(t, err.Error(), "2 synchronous calls")
+	go func() { _, err := svc.GenerateText(as("k2"), in); done <- err }()
+	<-llm.started // another key's call runs meanwhile
+	close(llm.release)
+	for range 3 {
+		require.NoError(t, <-done)
+	}
+	_, err = svc.GenerateText(as("k1"), in)
+	require.NoError(t, err, "the calls that ended gave their places back")
+	// A key's own bound overrides the server's.
+	_, err = svc.GenerateText(auth.WithCaller(context.Background(), auth.Caller{KeyID: "k3", MaxSync: 5}), in)
+	require.NoError(t, err)
+}

@@ -38,36 +38,53 @@ func estimateOf(input any) int64 {
 	return 0
 }
 
+// syncHold is what a synchronous call holds while it runs: its place among
+// its key's synchronous calls, and its tokens against the key's budget.
+type syncHold struct {
+	budget  store.Reservation
+	release func()
+}
+
 // checkSync is what a synchronous call checks before it runs: the model it
-// names, and the caller's daily budgets, against which it holds its
-// estimated tokens until settleSync (queued tasks hold theirs from the
-// script that creates them until they end).
-func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) (store.Reservation, error) {
+// names, its key's bound on synchronous calls at once, and the key's daily
+// budgets, against which it holds its estimated tokens until settleSync
+// (queued tasks hold theirs from the script that creates them until they
+// end).
+func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) (syncHold, error) {
 	if err := s.checkModel(ctx, typ, input); err != nil {
-		return store.Reservation{}, err
+		return syncHold{}, err
 	}
 	caller := auth.FromContext(ctx)
+	release, err := s.holds.take(holdSync, caller, s.syncLimit(caller))
+	if err != nil {
+		return syncHold{}, err
+	}
+	h := syncHold{budget: store.Reservation{Owner: caller.Owner()}, release: release}
 	if s.deps.Usage == nil || caller.KeyID == "" {
-		return store.Reservation{Owner: caller.Owner()}, nil
+		return h, nil
 	}
 	limits := store.Limits{DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD}
 	now := s.deps.Now()
 	bctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	held, err := s.deps.Usage.Reserve(bctx, caller.Owner(), limits, estimateOf(input), now)
-	if lerr := limitError(err, limits, now); lerr != nil {
-		return store.Reservation{}, lerr
-	}
+	h.budget, err = s.deps.Usage.Reserve(bctx, caller.Owner(), limits, estimateOf(input), now)
 	if err != nil {
-		return store.Reservation{}, task.Unavailable("the usage store is unavailable", err)
+		release()
+		if lerr := limitError(err, limits, now); lerr != nil {
+			return syncHold{}, lerr
+		}
+		return syncHold{}, task.Unavailable("the usage store is unavailable", err)
 	}
-	return held, nil
+	return h, nil
 }
 
-// settleSync adds what a synchronous call consumed (nothing when result is
-// nil and it failed) to the caller's day and gives back what it held. The
-// answer is already made, so a failure is logged, not returned.
-func (s *Service) settleSync(ctx context.Context, held store.Reservation, failed bool, route *task.Route, result, input any) {
+// settleSync adds what a synchronous call consumed (nothing when it
+// failed) to the caller's day and gives back what it held. The answer is
+// already made, so a failure is logged, not returned.
+func (s *Service) settleSync(ctx context.Context, held syncHold, failed bool, route *task.Route, result, input any) {
+	if held.release != nil {
+		defer held.release()
+	}
 	if s.deps.Usage == nil {
 		return
 	}
@@ -78,7 +95,7 @@ func (s *Service) settleSync(ctx context.Context, held store.Reservation, failed
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := s.deps.Usage.SettleUsage(cctx, held, used, s.deps.Now()); err != nil {
+	if err := s.deps.Usage.SettleUsage(cctx, held.budget, used, s.deps.Now()); err != nil {
 		s.deps.Log.WarnContext(ctx, "usage of a synchronous call not counted", "err", err)
 	}
 }

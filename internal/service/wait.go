@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/siganteng/siganteng/internal/auth"
 	"github.com/siganteng/siganteng/internal/task"
 )
 
@@ -17,9 +18,19 @@ type Endings interface {
 const MaxWait = 60 * time.Second
 
 // Wait returns the task's record once it has ended, or after d, whichever is
-// first. It listens for the ending rather than polling Redis: one read
+// first; at once when the caller's key has MaxWaitingPerKey connections
+// waiting already. It listens for the ending rather than polling Redis: one read
 // before waiting (the task may have ended already) and one after.
 func (s *Service) Wait(ctx context.Context, id string, d time.Duration) (*task.Record, error) {
+	caller := auth.FromContext(ctx)
+	release, err := s.holds.take(holdWaiting, caller, s.waitLimit(caller))
+	if err != nil {
+		// The key has its share of waiting connections open: a preference
+		// may go unmet (RFC 7240), so the answer is the record as it is,
+		// not a refusal of a submit that was accepted.
+		return s.Get(ctx, id)
+	}
+	defer release()
 	ended, stop := s.deps.Endings.Listen(id)
 	defer stop()
 	rec, err := s.Get(ctx, id)
