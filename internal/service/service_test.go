@@ -515,7 +515,9 @@ func TestAKeysSynchronousCallsAreBounded(t *testing.T) {
 	llm := blockingLLM{started: make(chan struct{}, 10), release: make(chan struct{})}
 	svc := service.New(service.Deps{Providers: service.Providers{LLM: llm}, Log: slog.New(slog.DiscardHandler)},
 		service.Config{SyncTimeout: 10 * time.Second, MaxSyncPerKey: 2})
-	as := func(key string) context.Context { return auth.WithCaller(context.Background(), auth.Caller{KeyID: key}) }
+	as := func(key string) context.Context {
+		return auth.WithCaller(context.Background(), auth.Caller{KeyID: key})
+	}
 	in := task.GenerateTextInput{Prompt: "p"}
 	done := make(chan error, 3)
 	for range 2 {

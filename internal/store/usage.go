@@ -106,7 +106,7 @@ func usageSpec(u task.Metered, at time.Time) string {
 
 // settleScript adds a synchronous call's usage to its owner's day and gives
 // back what it reserved. KEYS[1] the day's usage, KEYS[2] the day the
-// reservation was made in; ARGV[1] owner, ARGV[2] the usage spec ('' for
+// reservation was made in; ARGV[1] owner, ARGV[2] the usage spec (” for
 // none: the call failed), ARGV[3] the tokens reserved.
 var settleScript = redis.NewScript(usageLua + `
 if ARGV[2] ~= '' then add_usage(ARGV[1], ARGV[2]) end
