@@ -22,12 +22,13 @@ const benchUsage = `Usage:
       retry-after-ms, x-ratelimit-* on every answer, or only on 429s with
       --quiet-limits); GET /stats counts answered and refused calls
   siganteng bench run [--url http://127.0.0.1:8000] [--key KEY] [--tasks 10000] [--clients 32] [--poll 2ms] [--timeout 2m]
-                      [--probe-key KEY] [--provider http://127.0.0.1:9999]
+                      [--probe-key KEY] [--provider http://127.0.0.1:9999] [--model M] [--probe-model M]
       submits the tasks as fast as the API takes them, then polls each until
       it ends; prints submit and end-to-end rates, latencies, errors and the
       server's memory; --probe-key has a second key submit one task at a
-      time meanwhile and reports its latencies; --provider reports the bench
-      provider's 429s
+      time meanwhile and reports its latencies (naming --probe-model, to
+      time another deployment behind a backlog); --provider reports the
+      bench provider's 429s
   siganteng bench latency [--url …] [--key KEY] [--tasks 300] [--poll 2ms]
       one task at a time on an idle system: submit-to-end latency
   siganteng bench status [--url …] [--key KEY] [--clients 32] [--duration 10s]
@@ -85,6 +86,8 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.DurationVar(&cfg.Poll, "poll", 2*time.Millisecond, "status polling interval")
 		fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "how long to wait for the tasks to end")
 		fs.StringVar(&cfg.ProbeKey, "probe-key", "", "a second API key submitting one task at a time during the run (run only)")
+		fs.StringVar(&cfg.Model, "model", "", "the model the tasks name (a ROUTES_FILE name); empty: the default")
+		fs.StringVar(&cfg.ProbeModel, "probe-model", "", "the model the probe key's tasks name; empty: --model")
 		fs.StringVar(&cfg.ProviderURL, "provider", "", "a bench provider's address, to report its 429s (run only)")
 		duration := fs.Duration("duration", 10*time.Second, "how long to read (status only)")
 		if err := fs.Parse(args[1:]); err != nil {

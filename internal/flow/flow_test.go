@@ -339,7 +339,8 @@ func TestAnUnlimitedDeploymentCostsNoRoundTrip(t *testing.T) {
 	free := LLM(ctl.Deployment("free", Limits{}), &fakeLLM{})
 	limited := LLM(ctl.Deployment("limited", Limits{RPM: 6000}), &fakeLLM{})
 	ctx := provider.WithDeferredWaits(context.Background(), "t")
-	_, _ = free.GenerateText(ctx, provider.TextRequest{}) // its first look in Redis
+	_, _ = free.GenerateText(ctx, provider.TextRequest{})    // its first look in Redis
+	_, _ = limited.GenerateText(ctx, provider.TextRequest{}) // loads the script (EVALSHA, then EVAL)
 	trips.Reset()
 	for range 10 {
 		if _, err := free.GenerateText(ctx, provider.TextRequest{}); err != nil {

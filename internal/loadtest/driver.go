@@ -24,6 +24,11 @@ type Config struct {
 	Clients int           // concurrent clients
 	Poll    time.Duration // how often a client reads a task's status
 	Timeout time.Duration // how long to wait for every task to end
+	// Model is the model the tasks name (a routing file's); "" for the
+	// default.
+	Model string
+	// ProbeModel is the model the probe's tasks name; "" for Model.
+	ProbeModel string
 	// ProbeKey, when set, is a second API key that, while the run lasts,
 	// submits one task at a time and measures each one's latency: what
 	// another tenant sees behind the run's backlog.
@@ -234,6 +239,9 @@ func probe(ctx context.Context, cfg Config, done <-chan struct{}) []time.Duratio
 		return nil
 	}
 	cfg.Key = cfg.ProbeKey
+	if cfg.ProbeModel != "" {
+		cfg.Model = cfg.ProbeModel
+	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	var out []time.Duration
 	for n := int64(1); ; n++ {
@@ -311,7 +319,11 @@ func request(ctx context.Context, cfg Config, method, path, body string) (*http.
 }
 
 func submit(ctx context.Context, client *http.Client, cfg Config, n int64) (string, error) {
-	req, err := request(ctx, cfg, http.MethodPost, "/background/generate_text", fmt.Sprintf(`{"prompt":"bench task %d","max_tokens":8}`, n))
+	model := ""
+	if cfg.Model != "" {
+		model = fmt.Sprintf(`,"model":%q`, cfg.Model)
+	}
+	req, err := request(ctx, cfg, http.MethodPost, "/background/generate_text", fmt.Sprintf(`{"prompt":"bench task %d","max_tokens":8%s}`, n, model))
 	if err != nil {
 		return "", err
 	}
