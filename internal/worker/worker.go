@@ -468,7 +468,7 @@ func (w *Worker) discardInput(ctx context.Context, id string, typ task.Type, log
 
 // attempted records an attempt's provider call in the metrics.
 func (w *Worker) attempted(typ task.Type, providerName string, err error, d time.Duration) {
-	if w.metrics == nil {
+	if w.metrics == nil || isWait(err) { // a wait made no call; flow control's metrics count it
 		return
 	}
 	outcome, status := "success", 0
