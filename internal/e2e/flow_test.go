@@ -112,14 +112,17 @@ func TestABurstAgainstAConfiguredLimitAllSucceedsAtThatPace(t *testing.T) {
 	t.Parallel()
 	elapsed, ideal, answered, refused := flowRun(t, "OPENAI_LIMIT_RPM", "1200")
 	require.LessOrEqual(t, refused*100, answered+refused, "at most 1%% of calls refused")
-	require.Less(t, elapsed, ideal*14/10, "drained near the ideal")
+	// The drain time is a figure for the load tool (README, Performance);
+	// here, beside the rest of the suite under -race, only a gross bound:
+	// no task waited far past its turn.
+	require.Less(t, elapsed, ideal*3, "drained within three times the ideal")
 }
 
 func TestABurstAgainstALearnedLimitAllSucceeds(t *testing.T) {
 	t.Parallel()
 	elapsed, ideal, answered, refused := flowRun(t)
 	require.LessOrEqual(t, refused*100, 10*(answered+refused), "at most 10%% of calls refused while the limit is learned")
-	require.Less(t, elapsed, ideal*16/10, "drained near the ideal")
+	require.Less(t, elapsed, ideal*3, "drained within three times the ideal (a gross bound; the figure is the load tool's)")
 }
 
 // TestAWorkerKilledWhileTasksWaitLosesNone SIGKILLs one of two worker
