@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"net/http"
-
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/flow"
 	"github.com/siganteng/siganteng/internal/metrics"
@@ -27,10 +25,6 @@ func paced(kind task.Type, d *flow.Deployment, adapter any) any {
 	}
 	return adapter
 }
-
-// deploymentClient is client learning, for deployment d, what the provider
-// says of its limits.
-func deploymentClient(d *flow.Deployment, client *http.Client) *http.Client { return d.Client(client) }
 
 // envLimits are the limits the environment gives provider name.
 func envLimits(cfg config.Config, name string) flow.Limits {

@@ -84,7 +84,7 @@ func buildProviders(cfg config.Config, client *http.Client, flows *flow.Controll
 			return spec.New(s, kind)
 		}
 		d := flows.Deployment(name, envLimits(cfg, name))
-		s.HTTPClient = deploymentClient(d, client)
+		s.HTTPClient = d.Client(client) // learns what the provider says of its limits
 		return paced(kind, d, spec.New(s, kind))
 	}
 	llm := build(task.TypeGenerateText).(provider.LLM)
@@ -269,7 +269,7 @@ func deploymentAdapter(cfg config.Config, client *http.Client, flows *flow.Contr
 			limits.Concurrent = cfg.Limits[config.ProviderOllama].Concurrent
 		}
 		dep := flows.Deployment(d.ID, limits)
-		s.HTTPClient = deploymentClient(dep, client)
+		s.HTTPClient = dep.Client(client)
 		return paced(task.Type(capability), dep, spec.New(s, task.Type(capability))), nil
 	}
 }

@@ -170,3 +170,19 @@ func TestQueueWeightsAndWebhookSecret(t *testing.T) {
 		require.NotContains(t, err.Error(), strings.TrimPrefix(bad, "whsec_"), "the secret stays out of the error")
 	}
 }
+
+func TestProviderLimitsAndOllamasOwnParallelism(t *testing.T) {
+	cfg, err := config.Load(env())
+	require.NoError(t, err)
+	require.Equal(t, config.Limits{Concurrent: 1}, cfg.Limits[config.ProviderOllama], "a local model gets one call at a time by default")
+	require.Equal(t, config.Limits{}, cfg.Limits[config.ProviderOpenAI], "a hosted one's limits are learned")
+
+	cfg, err = config.Load(env("OLLAMA_NUM_PARALLEL", "4", "OPENAI_LIMIT_RPM", "6000", "OPENAI_LIMIT_TPM", "150000"))
+	require.NoError(t, err)
+	require.Equal(t, config.Limits{Concurrent: 4}, cfg.Limits[config.ProviderOllama], "Ollama's own setting")
+	require.Equal(t, config.Limits{RPM: 6000, TPM: 150000}, cfg.Limits[config.ProviderOpenAI])
+
+	_, err = config.Load(env("OPENAI_LIMIT_RPM", "0", "HF_LIMIT_CONCURRENT", "-3"))
+	require.ErrorContains(t, err, "OPENAI_LIMIT_RPM")
+	require.ErrorContains(t, err, "HF_LIMIT_CONCURRENT")
+}

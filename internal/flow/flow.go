@@ -132,10 +132,14 @@ func (c *Controller) Deployment(name string, limits Limits) *Deployment {
 // States lists every deployment's limits and state, by name.
 func (c *Controller) States() []State {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.cfg.Now()
-	out := make([]State, 0, len(c.dep))
+	deps := make([]*Deployment, 0, len(c.dep))
 	for _, d := range c.dep {
+		deps = append(deps, d)
+	}
+	c.mu.Unlock()
+	now := c.cfg.Now()
+	out := make([]State, 0, len(deps))
+	for _, d := range deps { // outside the lock: refresh may read Redis
 		d.refresh(now)
 		out = append(out, d.state(now))
 	}

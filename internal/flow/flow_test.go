@@ -424,3 +424,23 @@ func TestAKeysBurstTakesItsShareAndAnotherKeysTaskGoesSoon(t *testing.T) {
 		t.Fatalf("B's task waited %v behind A's burst, want at most 1.5 s", waited)
 	}
 }
+
+func TestALearnedLimitBelowTheConfiguredOneWins(t *testing.T) {
+	rdb := redistest.Client(t, redistest.URL(t))
+	c := newClock()
+	d := newController(t, rdb, c).Deployment("openai", Limits{RPM: 6000}) // configured: 100 a second
+	d.Learn(http.StatusOK, provider.RateLimit{LimitRequests: 60, RemainingRequests: -1, RemainingTokens: -1})
+	paced := LLM(d, &fakeLLM{})
+	ctx := provider.WithDeferredWaits(context.Background(), "t")
+	start := c.Now()
+	for range 3 {
+		if _, err := paced.GenerateText(ctx, provider.TextRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// At the provider's 60 a minute: the first at once, the next two a
+	// second apart less the 0.5 s burst; at 6,000 they would all go at once.
+	if got := c.Now().Sub(start); got != 1500*time.Millisecond {
+		t.Fatalf("3 calls took %v of the clock, want 1.5s (the provider's 60 rpm)", got)
+	}
+}

@@ -84,8 +84,6 @@ func call[R any](ctx context.Context, d *Deployment, tokens int64, do func() (R,
 	}
 }
 
-func textTokens(chars, maxTokens int) int64 { return task.EstimatedTokens(chars, maxTokens) }
-
 func usedTokens(u provider.Usage) int64 {
 	if u.TotalTokens > 0 {
 		return u.TotalTokens
@@ -110,7 +108,7 @@ type pacedLLM struct {
 func (p pacedLLM) Name() string { return p.llm.Name() }
 
 func (p pacedLLM) GenerateText(ctx context.Context, req provider.TextRequest) (provider.TextResponse, error) {
-	return call(ctx, p.d, textTokens(len(req.Prompt)+len(req.System), req.MaxTokens),
+	return call(ctx, p.d, task.EstimatedTokens(len(req.Prompt)+len(req.System), req.MaxTokens),
 		func() (provider.TextResponse, error) { return p.llm.GenerateText(ctx, req) },
 		func(r provider.TextResponse) int64 { return usedTokens(r.Usage) }, nil)
 }
@@ -130,7 +128,7 @@ type pacedStreamer struct {
 
 func (p pacedStreamer) StreamText(ctx context.Context, req provider.TextRequest, onText func(string)) (provider.TextResponse, error) {
 	began := false
-	return call(ctx, p.d, textTokens(len(req.Prompt)+len(req.System), req.MaxTokens),
+	return call(ctx, p.d, task.EstimatedTokens(len(req.Prompt)+len(req.System), req.MaxTokens),
 		func() (provider.TextResponse, error) {
 			return p.s.StreamText(ctx, req, func(s string) { began = true; onText(s) })
 		},
@@ -148,7 +146,7 @@ type pacedVision struct {
 func (p pacedVision) Name() string { return p.v.Name() }
 
 func (p pacedVision) DescribeImage(ctx context.Context, req provider.VisionRequest) (provider.TextResponse, error) {
-	return call(ctx, p.d, textTokens(len(req.Prompt), req.MaxTokens)+task.ImageTokens,
+	return call(ctx, p.d, task.EstimatedTokens(len(req.Prompt), req.MaxTokens)+task.ImageTokens,
 		func() (provider.TextResponse, error) { return p.v.DescribeImage(ctx, req) },
 		func(r provider.TextResponse) int64 { return usedTokens(r.Usage) }, nil)
 }
@@ -164,11 +162,7 @@ type pacedEmbedder struct {
 func (p pacedEmbedder) Name() string { return p.e.Name() }
 
 func (p pacedEmbedder) Embed(ctx context.Context, req provider.EmbedRequest) (provider.EmbedResponse, error) {
-	chars := 0
-	for _, s := range req.Input {
-		chars += len(s)
-	}
-	return call(ctx, p.d, int64(chars/4+1),
+	return call(ctx, p.d, task.EstimatedInputTokens(req.Input),
 		func() (provider.EmbedResponse, error) { return p.e.Embed(ctx, req) },
 		func(r provider.EmbedResponse) int64 { return usedTokens(r.Usage) }, nil)
 }

@@ -43,7 +43,7 @@ func nanoUSD(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
 
 // usageLua defines add_usage(owner, spec), which adds one task's usage to
 // owner's day; spec is usageSpec's "day input output characters audio_ms
-// cost_nano_usd". The success script and addUsageScript share it.
+// cost_nano_usd". The success script and settleScript share it.
 var usageLua = `
 local function add_usage(owner, spec)
   local f = {}
@@ -128,7 +128,6 @@ func (s *Store) SettleUsage(ctx context.Context, r Reservation, used *task.Meter
 	if owner == "" {
 		owner = noOwner
 	}
-	r.Owner = owner
 	spec := ""
 	if used != nil {
 		spec = usageSpec(*used, at)
@@ -142,11 +141,6 @@ func (s *Store) SettleUsage(ctx context.Context, r Reservation, used *task.Meter
 		return fmt.Errorf("store: settle usage: %w", err)
 	}
 	return nil
-}
-
-// AddUsage adds the usage of a call that made no task to owner's day.
-func (s *Store) AddUsage(ctx context.Context, owner string, u task.Metered, at time.Time) error {
-	return s.SettleUsage(ctx, Reservation{Owner: owner}, &u, at)
 }
 
 var reserveScript = redis.NewScript(budgetLua + `
@@ -179,12 +173,6 @@ func (s *Store) Reserve(ctx context.Context, owner string, limits Limits, estima
 		return Reservation{}, ErrBudgetReserved
 	}
 	return r, nil
-}
-
-// CheckBudget is Reserve without a reservation.
-func (s *Store) CheckBudget(ctx context.Context, owner string, limits Limits, at time.Time) error {
-	_, err := s.Reserve(ctx, owner, limits, 0, at)
-	return err
 }
 
 // UsageOwners lists every owner that has usage; "-" is the open API.

@@ -28,9 +28,13 @@ func (in DescribeImageInput) EstimatedTokens() int64 {
 }
 
 // EstimatedTokens is the embedding's estimate: its input only.
-func (in EmbedInput) EstimatedTokens() int64 {
+func (in EmbedInput) EstimatedTokens() int64 { return EstimatedInputTokens(in.Input) }
+
+// EstimatedInputTokens is what texts that produce no output (embeddings)
+// are estimated to use.
+func EstimatedInputTokens(texts []string) int64 {
 	chars := 0
-	for _, s := range in.Input {
+	for _, s := range texts {
 		chars += len(s)
 	}
 	return int64(chars/4 + 1)
