@@ -108,10 +108,13 @@ type pacedLLM struct {
 func (p pacedLLM) Name() string { return p.llm.Name() }
 
 func (p pacedLLM) GenerateText(ctx context.Context, req provider.TextRequest) (provider.TextResponse, error) {
-	return call(ctx, p.d, task.EstimatedTokens(len(req.Prompt)+len(req.System), req.MaxTokens),
+	return call(ctx, p.d, req.EstimatedTokens(),
 		func() (provider.TextResponse, error) { return p.llm.GenerateText(ctx, req) },
 		func(r provider.TextResponse) int64 { return usedTokens(r.Usage) }, nil)
 }
+
+// CheckText passes the wrapped LLM's answer through.
+func (p pacedLLM) CheckText(req provider.TextRequest) error { return provider.CheckText(p.llm, req) }
 
 // Ping passes through unpaced: it spends nothing.
 func (p pacedLLM) Ping(ctx context.Context) error {
@@ -128,7 +131,7 @@ type pacedStreamer struct {
 
 func (p pacedStreamer) StreamText(ctx context.Context, req provider.TextRequest, onText func(string)) (provider.TextResponse, error) {
 	began := false
-	return call(ctx, p.d, task.EstimatedTokens(len(req.Prompt)+len(req.System), req.MaxTokens),
+	return call(ctx, p.d, req.EstimatedTokens(),
 		func() (provider.TextResponse, error) {
 			return p.s.StreamText(ctx, req, func(s string) { began = true; onText(s) })
 		},

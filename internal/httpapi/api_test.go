@@ -302,17 +302,31 @@ func TestBadBodiesAreProblemsNamingTheField(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for body, location := range map[string]string{
-		`{}`:                                 "body",
-		`{"prompt":""}`:                      "body.prompt",
-		`{"prompt":"   "}`:                   "body.prompt",
-		`{"prompt":42}`:                      "body.prompt",
-		`{"prompt":"x","max_tokens":0}`:      "body.max_tokens",
-		`{"prompt":"x","max_tokens":"many"}`: "body.max_tokens",
-		`{"prompt":"x","temperature":9}`:     "body.temperature",
+		`{}`:              "body.prompt",
+		`{"messages":[]}`: "body.messages",
+		`{"prompt":"x","messages":[{"role":"user","content":"y"}]}`:              "body.messages",
+		`{"messages":[{"role":"wizard","content":"x"}]}`:                         "body.messages[0].role",
+		`{"messages":[{"role":"user","content":"  "}]}`:                          "body.messages[0].content",
+		`{"messages":[{"role":"user","content":[{"type":"video","text":"x"}]}]}`: "body.messages[0].content[0].type",
+		`{"messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]}]}`: "body.messages",
+		`{"messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"c9","content":"1"}]}`:                                                          "body.messages[1].tool_call_id",
+		`{"prompt":"x","response_format":{"type":"json_schema","json_schema":{"name":"s","schema":[1]}}}`:                                                         "body.response_format.json_schema.schema",
+		`{"prompt":"x","response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"string"}}}}`:                                           "body.response_format.json_schema.schema.type",
+		`{"prompt":"x","tools":[{"type":"function","function":{"name":"f","parameters":"no"}}]}`:                                                                  "body.tools[0].function.parameters",
+		`{"prompt":"x","tool_choice":{"type":"function","function":{"name":"g"}}}`:                                                                                "body.tool_choice",
+		`{"prompt":"x","top_p":3}`:                                  "body.top_p",
+		`{"prompt":"x","stop":["a","b","c","d","e"]}`:               "body.stop",
+		`{"prompt":""}`:                                             "body.prompt",
+		`{"prompt":"   "}`:                                          "body.prompt",
+		`{"prompt":42}`:                                             "body.prompt",
+		`{"prompt":"x","max_tokens":0}`:                             "body.max_tokens",
+		`{"prompt":"x","max_tokens":"many"}`:                        "body.max_tokens",
+		`{"prompt":"x","temperature":9}`:                            "body.temperature",
 		`{"prompt":"x","model":"` + strings.Repeat("m", 300) + `"}`: "body.model",
 	} {
 		for _, path := range []string{"/background/generate_text", "/generate_text"} {
 			res, raw := b.do(t, http.MethodPost, path, body)
+			require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode, "%s -> %s", body, raw)
 			p := requireProblem(t, res, raw, http.StatusUnprocessableEntity)
 			require.NotEmpty(t, p.Errors, "%s", raw)
 			require.Equal(t, location, p.Errors[0].Location, "%s -> %s", body, raw)

@@ -5,18 +5,66 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/siganteng/siganteng/internal/task"
 )
 
-// TextRequest asks an LLM for one completion.
+// TextRequest asks an LLM for one completion: of Prompt (with System), or
+// of the conversation in Messages.
 type TextRequest struct {
 	Prompt      string
 	System      string
-	Model       string // empty: the adapter's configured default
-	MaxTokens   int    // 0: the provider's default
+	Messages    []task.Message // when set, Prompt and System are empty
+	Model       string         // empty: the adapter's configured default
+	MaxTokens   int            // 0: the provider's default
 	Temperature *float64
+
+	// The chat options, as OpenAI defines them; zero values are not sent.
+	Tools            []task.Tool
+	ToolChoice       json.RawMessage
+	ResponseFormat   *task.ResponseFormat
+	Stop             []string
+	Seed             *int64
+	TopP             *float64
+	PresencePenalty  *float64
+	FrequencyPenalty *float64
+	User             string
+}
+
+// Input is req as the domain's input, for its conversation and estimates.
+func (req TextRequest) Input() task.GenerateTextInput {
+	return task.GenerateTextInput{Prompt: req.Prompt, System: req.System, Messages: req.Messages, Tools: req.Tools,
+		MaxTokens: &req.MaxTokens}
+}
+
+// Conversation is the request as messages.
+func (req TextRequest) Conversation() []task.Message { return req.Input().Conversation() }
+
+// EstimatedTokens is what the call is estimated to use before it runs.
+func (req TextRequest) EstimatedTokens() int64 { return req.Input().EstimatedTokens() }
+
+// TextChecker is implemented by LLMs that cannot honour every field of a
+// TextRequest, so a request asking for one is refused before it is queued.
+type TextChecker interface {
+	// CheckText returns a task.Invalid error naming the first field of req
+	// the provider cannot honour, and the provider; nil when it can.
+	CheckText(req TextRequest) error
+}
+
+// CheckText is llm's CheckText, or nil for an LLM that takes every field.
+func CheckText(llm LLM, req TextRequest) error {
+	if c, ok := llm.(TextChecker); ok {
+		return c.CheckText(req)
+	}
+	return nil
+}
+
+// Unsupported is the error for a field provider cannot honour.
+func Unsupported(provider, field, why string) error {
+	return task.Invalid(field, fmt.Sprintf("%s cannot serve %s: %s", provider, field, why))
 }
 
 // TextResponse is one completion.
@@ -24,6 +72,7 @@ type TextResponse struct {
 	Text         string
 	Model        string
 	FinishReason string
+	ToolCalls    []task.ToolCall
 	Usage        Usage
 	// Route is set by the router: what served the call.
 	Route *task.Route

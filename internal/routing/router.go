@@ -308,6 +308,26 @@ func (l routedLLM) GenerateText(ctx context.Context, req provider.TextRequest) (
 	}, textRouted)
 }
 
+// CheckText refuses a request that any deployment of its model cannot
+// serve: a fallback taking over must honour it too.
+func (l routedLLM) CheckText(req provider.TextRequest) error {
+	rt := l.r.routes.Load()
+	m, err := rt.file.Lookup("generate_text", req.Model)
+	if err != nil {
+		return nil // the call itself says what is wrong
+	}
+	for _, d := range m.Deployments {
+		if llm, ok := rt.adapters[d.ID].(provider.LLM); ok {
+			r := req
+			r.Model = d.Model
+			if err := provider.CheckText(llm, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func textRouted(r *provider.TextResponse, route *task.Route)     { r.Route = route }
 func embedRouted(r *provider.EmbedResponse, route *task.Route)   { r.Route = route }
 func audioRouted(r *provider.Audio, route *task.Route)           { r.Route = route }

@@ -150,7 +150,7 @@ func (s *Service) SubmitGenerateText(ctx context.Context, in task.GenerateTextIn
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.capTokens(&in.MaxTokens); err != nil {
+	if err := s.checkText(&in); err != nil {
 		return nil, err
 	}
 	return s.submit(ctx, task.TypeGenerateText, in, in.Summary())
@@ -292,6 +292,16 @@ func (s *Service) unfinishedLimit(caller auth.Caller) int {
 	return s.cfg.MaxUnfinishedPerKey
 }
 
+// checkText applies MAX_OUTPUT_TOKENS to in and refuses what the LLM (every
+// deployment of its model, with a routing file) cannot honour, naming the
+// field and the provider.
+func (s *Service) checkText(in *task.GenerateTextInput) error {
+	if err := s.capTokens(&in.MaxTokens); err != nil {
+		return err
+	}
+	return provider.CheckText(s.deps.Providers.LLM, textRequest(*in))
+}
+
 // capTokens applies MAX_OUTPUT_TOKENS to a request's max_tokens.
 func (s *Service) capTokens(n **int) error {
 	limit := s.cfg.MaxOutputTokens
@@ -349,7 +359,7 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.capTokens(&in.MaxTokens); err != nil {
+	if err := s.checkText(&in); err != nil {
 		return nil, err
 	}
 	held, err := s.checkSync(ctx, task.TypeGenerateText, in)
@@ -388,7 +398,9 @@ func (s *Service) streamText(ctx context.Context, llm provider.TextStreamer, in 
 }
 
 func textRequest(in task.GenerateTextInput) provider.TextRequest {
-	req := provider.TextRequest{Prompt: in.Prompt, System: in.System, Model: in.Model, Temperature: in.Temperature}
+	req := provider.TextRequest{Prompt: in.Prompt, System: in.System, Messages: in.Messages, Model: in.Model, Temperature: in.Temperature,
+		Tools: in.Tools, ToolChoice: in.ToolChoice, ResponseFormat: in.ResponseFormat, Stop: in.Stop, Seed: in.Seed, TopP: in.TopP,
+		PresencePenalty: in.PresencePenalty, FrequencyPenalty: in.FrequencyPenalty, User: in.User}
 	if in.MaxTokens != nil {
 		req.MaxTokens = *in.MaxTokens
 	}
@@ -402,6 +414,7 @@ func textResult(p interface{ Name() string }, out provider.TextResponse) *task.T
 		Model:        out.Model,
 		Provider:     servedBy(out.Route, p),
 		FinishReason: out.FinishReason,
+		ToolCalls:    out.ToolCalls,
 		Usage: task.Usage{
 			PromptTokens:     out.Usage.PromptTokens,
 			CompletionTokens: out.Usage.CompletionTokens,

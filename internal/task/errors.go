@@ -66,3 +66,12 @@ func CodeOf(err error) ErrorCode {
 	}
 	return EINTERNAL
 }
+
+// FieldOf is the field an EINVALID error names, or "".
+func FieldOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Field
+	}
+	return ""
+}

@@ -19,7 +19,7 @@ func EstimatedTokens(inputChars, maxTokens int) int64 {
 
 // EstimatedTokens is the text generation's estimate.
 func (in GenerateTextInput) EstimatedTokens() int64 {
-	return EstimatedTokens(len(in.Prompt)+len(in.System), deref(in.MaxTokens))
+	return EstimatedTokens(in.inputChars(), deref(in.MaxTokens)) + int64(in.images())*ImageTokens
 }
 
 // EstimatedTokens is the question's and the image's estimate.

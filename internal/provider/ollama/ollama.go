@@ -13,7 +13,10 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // DefaultBaseURL is where a local Ollama listens.
@@ -56,6 +59,7 @@ var (
 	_ provider.Embedder     = (*Adapter)(nil)
 	_ provider.TextStreamer = (*Adapter)(nil)
 	_ provider.Pinger       = (*Adapter)(nil)
+	_ provider.TextChecker  = (*Adapter)(nil)
 )
 
 // New returns the adapter. It does no I/O.
@@ -83,21 +87,39 @@ func New(cfg Config) *Adapter {
 func (a *Adapter) Name() string { return "ollama" }
 
 type chatMessage struct {
-	Role    string   `json:"role"`
-	Content string   `json:"content"`
-	Images  []string `json:"images,omitempty"` // base64, for vision models
+	Role      string         `json:"role"`
+	Content   string         `json:"content"`
+	Images    []string       `json:"images,omitempty"` // base64, for vision models
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
+	ToolName  string         `json:"tool_name,omitempty"` // a tool message: the function that answered
+}
+
+// chatToolCall is a tool call as Ollama writes it: arguments as an object.
+type chatToolCall struct {
+	ID       string `json:"id,omitempty"`
+	Function struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	} `json:"function"`
 }
 
 type chatOptions struct {
-	NumPredict  int      `json:"num_predict,omitempty"`
-	Temperature *float64 `json:"temperature,omitempty"`
+	NumPredict       int      `json:"num_predict,omitempty"`
+	Temperature      *float64 `json:"temperature,omitempty"`
+	TopP             *float64 `json:"top_p,omitempty"`
+	Stop             []string `json:"stop,omitempty"`
+	Seed             *int64   `json:"seed,omitempty"`
+	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty,omitempty"`
 }
 
 type chatRequest struct {
-	Model    string        `json:"model"`
-	Messages []chatMessage `json:"messages"`
-	Stream   bool          `json:"stream"`
-	Options  *chatOptions  `json:"options,omitempty"`
+	Model    string          `json:"model"`
+	Messages []chatMessage   `json:"messages"`
+	Stream   bool            `json:"stream"`
+	Tools    []task.Tool     `json:"tools,omitempty"`
+	Format   json.RawMessage `json:"format,omitempty"` // "json", or a JSON schema
+	Options  *chatOptions    `json:"options,omitempty"`
 }
 
 type chatResponse struct {
@@ -114,20 +136,86 @@ func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (p
 	return a.chat(ctx, a.textBody(req))
 }
 
-// textBody is the chat request for req, not streamed.
+// textBody is the chat request for req, not streamed. CheckText has
+// refused what it cannot carry.
 func (a *Adapter) textBody(req provider.TextRequest) chatRequest {
 	body := chatRequest{Model: req.Model, Stream: false}
 	if body.Model == "" {
 		body.Model = a.model
 	}
-	if req.System != "" {
-		body.Messages = append(body.Messages, chatMessage{Role: "system", Content: req.System})
+	names := map[string]string{} // tool call id → function, for the tool messages
+	for _, m := range req.Conversation() {
+		msg := chatMessage{Role: m.Role, Content: m.Text()}
+		if m.Role == task.RoleDeveloper {
+			msg.Role = task.RoleSystem
+		}
+		parts, _ := m.Parts()
+		for _, p := range parts {
+			if p.Type == "image_url" && p.ImageURL != nil {
+				if _, data, ok := strings.Cut(p.ImageURL.URL, ";base64,"); ok {
+					msg.Images = append(msg.Images, data)
+				}
+			}
+		}
+		for _, c := range m.ToolCalls {
+			var call chatToolCall
+			call.Function.Name, call.Function.Arguments = c.Function.Name, arguments(c.Function.Arguments)
+			msg.ToolCalls = append(msg.ToolCalls, call)
+			names[c.ID] = c.Function.Name
+		}
+		if m.Role == task.RoleTool {
+			msg.ToolName = names[m.ToolCallID]
+		}
+		body.Messages = append(body.Messages, msg)
 	}
-	body.Messages = append(body.Messages, chatMessage{Role: "user", Content: req.Prompt})
-	if req.MaxTokens > 0 || req.Temperature != nil {
-		body.Options = &chatOptions{NumPredict: req.MaxTokens, Temperature: req.Temperature}
+	if word, _, _ := task.ToolChoiceOf(req.ToolChoice); word != task.ToolChoiceNone {
+		body.Tools = req.Tools
+	}
+	if f := req.ResponseFormat; f != nil {
+		switch f.Type {
+		case "json_object":
+			body.Format = json.RawMessage(`"json"`)
+		case "json_schema":
+			body.Format = f.JSONSchema.Schema
+		}
+	}
+	o := chatOptions{NumPredict: req.MaxTokens, Temperature: req.Temperature, TopP: req.TopP, Stop: req.Stop, Seed: req.Seed,
+		PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty}
+	if o.NumPredict > 0 || o.Temperature != nil || o.TopP != nil || len(o.Stop) > 0 || o.Seed != nil || o.PresencePenalty != nil || o.FrequencyPenalty != nil {
+		body.Options = &o
 	}
 	return body
+}
+
+// arguments is a tool call's arguments as the object Ollama wants; text
+// that is not JSON goes as a string, for the model to read.
+func arguments(s string) json.RawMessage {
+	if json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// CheckText implements provider.TextChecker: Ollama cannot be made to call
+// a tool, and reads images only inline. The user field is an identifier
+// for the provider's abuse monitoring, which Ollama has none of; it is
+// dropped.
+func (a *Adapter) CheckText(req provider.TextRequest) error {
+	word, function, _ := task.ToolChoiceOf(req.ToolChoice)
+	if word == task.ToolChoiceRequired || function != "" {
+		return provider.Unsupported(a.Name(), "tool_choice", "Ollama lets the model choose whether to call a tool; send tool_choice auto or none")
+	}
+	for i, m := range req.Messages {
+		parts, _ := m.Parts()
+		for j, p := range parts {
+			if p.Type == "image_url" && p.ImageURL != nil && !strings.HasPrefix(p.ImageURL.URL, "data:") {
+				return provider.Unsupported(a.Name(), fmt.Sprintf("messages[%d].content[%d].image_url.url", i, j),
+					"Ollama takes images inline; send the image as a data: URL")
+			}
+		}
+	}
+	return nil
 }
 
 // StreamText implements provider.TextStreamer with a streamed chat: Ollama
@@ -142,7 +230,10 @@ func (a *Adapter) StreamText(ctx context.Context, req provider.TextRequest, onTe
 	}
 	defer res.Body.Close()
 	dec := json.NewDecoder(io.LimitReader(res.Body, maxAnswer))
-	var text strings.Builder
+	var (
+		text  strings.Builder
+		calls []chatToolCall
+	)
 	for {
 		var chunk struct {
 			chatResponse
@@ -161,7 +252,9 @@ func (a *Adapter) StreamText(ctx context.Context, req provider.TextRequest, onTe
 			text.WriteString(piece)
 			onText(piece)
 		}
+		calls = append(calls, chunk.Message.ToolCalls...)
 		if chunk.Done {
+			chunk.Message.ToolCalls = calls
 			out := textResponse(chunk.chatResponse)
 			out.Text = text.String()
 			return out, nil
@@ -193,10 +286,27 @@ func (a *Adapter) chat(ctx context.Context, body chatRequest) (provider.TextResp
 }
 
 func textResponse(out chatResponse) provider.TextResponse {
+	finish := out.DoneReason
+	var calls []task.ToolCall
+	for _, c := range out.Message.ToolCalls {
+		id := c.ID
+		if id == "" {
+			id = "call_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:24]
+		}
+		args := string(c.Function.Arguments)
+		if args == "" || args == "null" {
+			args = "{}"
+		}
+		calls = append(calls, task.ToolCall{ID: id, Type: "function", Function: task.FunctionCall{Name: c.Function.Name, Arguments: args}})
+	}
+	if len(calls) > 0 {
+		finish = "tool_calls"
+	}
 	return provider.TextResponse{
+		ToolCalls:    calls,
 		Text:         out.Message.Content,
 		Model:        out.Model,
-		FinishReason: out.DoneReason,
+		FinishReason: finish,
 		Usage: provider.Usage{
 			PromptTokens:     out.PromptEvalCount,
 			CompletionTokens: out.EvalCount,

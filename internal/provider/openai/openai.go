@@ -10,8 +10,10 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/param"
 
 	"github.com/siganteng/siganteng/internal/provider"
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // DefaultBaseURL is OpenAI's own API.
@@ -109,21 +111,50 @@ func (a *Adapter) GenerateText(ctx context.Context, req provider.TextRequest) (p
 	return a.complete(ctx, a.chatParams(req))
 }
 
-// chatParams builds the chat completion request for req.
+// chatParams builds the chat completion request for req. The domain's
+// messages, tools and formats are OpenAI's own shapes, so they are sent as
+// they are.
 func (a *Adapter) chatParams(req provider.TextRequest) openai.ChatCompletionNewParams {
 	model := req.Model
 	if model == "" {
 		model = a.model
 	}
-	var messages []openai.ChatCompletionMessageParamUnion
-	if req.System != "" {
-		messages = append(messages, openai.SystemMessage(req.System))
+	conversation := req.Conversation()
+	messages := make([]openai.ChatCompletionMessageParamUnion, len(conversation))
+	for i, m := range conversation {
+		messages[i] = param.Override[openai.ChatCompletionMessageParamUnion](m)
 	}
-	messages = append(messages, openai.UserMessage(req.Prompt))
 	params := openai.ChatCompletionNewParams{Model: model, Messages: messages}
 	a.setMaxTokens(&params, req.MaxTokens)
 	if req.Temperature != nil {
 		params.Temperature = openai.Float(*req.Temperature)
+	}
+	for _, t := range req.Tools {
+		params.Tools = append(params.Tools, param.Override[openai.ChatCompletionToolUnionParam](t))
+	}
+	if len(req.ToolChoice) > 0 {
+		params.ToolChoice = param.Override[openai.ChatCompletionToolChoiceOptionUnionParam](req.ToolChoice)
+	}
+	if req.ResponseFormat != nil {
+		params.ResponseFormat = param.Override[openai.ChatCompletionNewParamsResponseFormatUnion](req.ResponseFormat)
+	}
+	if len(req.Stop) > 0 {
+		params.Stop = openai.ChatCompletionNewParamsStopUnion{OfStringArray: req.Stop}
+	}
+	if req.Seed != nil {
+		params.Seed = openai.Int(*req.Seed)
+	}
+	if req.TopP != nil {
+		params.TopP = openai.Float(*req.TopP)
+	}
+	if req.PresencePenalty != nil {
+		params.PresencePenalty = openai.Float(*req.PresencePenalty)
+	}
+	if req.FrequencyPenalty != nil {
+		params.FrequencyPenalty = openai.Float(*req.FrequencyPenalty)
+	}
+	if req.User != "" {
+		params.User = openai.String(req.User)
 	}
 	return params
 }
@@ -137,8 +168,9 @@ func (a *Adapter) StreamText(ctx context.Context, req provider.TextRequest, onTe
 	stream := a.client.Chat.Completions.NewStreaming(ctx, params)
 	defer stream.Close()
 	var (
-		out  provider.TextResponse
-		text strings.Builder
+		out   provider.TextResponse
+		text  strings.Builder
+		calls toolCalls
 	)
 	for stream.Next() {
 		chunk := stream.Current()
@@ -159,12 +191,38 @@ func (a *Adapter) StreamText(ctx context.Context, req provider.TextRequest, onTe
 			text.WriteString(piece)
 			onText(piece)
 		}
+		for _, d := range choice.Delta.ToolCalls {
+			calls.add(d)
+		}
 	}
 	if err := stream.Err(); err != nil {
 		return provider.TextResponse{}, a.transportError(ctx, err)
 	}
 	out.Text = text.String()
+	out.ToolCalls = calls.list
 	return out, nil
+}
+
+// toolCalls puts together the tool calls a stream sends in pieces: the
+// first piece of each has its index, id and name, the rest more arguments.
+type toolCalls struct{ list []task.ToolCall }
+
+func (c *toolCalls) add(d openai.ChatCompletionChunkChoiceDeltaToolCall) {
+	i := int(d.Index)
+	if i < 0 || i > 1024 {
+		return
+	}
+	for len(c.list) <= i {
+		c.list = append(c.list, task.ToolCall{Type: "function"})
+	}
+	call := &c.list[i]
+	if d.ID != "" {
+		call.ID = d.ID
+	}
+	if d.Function.Name != "" {
+		call.Function.Name = d.Function.Name
+	}
+	call.Function.Arguments += d.Function.Arguments
 }
 
 func (a *Adapter) setMaxTokens(params *openai.ChatCompletionNewParams, n int) {
@@ -187,7 +245,13 @@ func (a *Adapter) complete(ctx context.Context, params openai.ChatCompletionNewP
 		return provider.TextResponse{}, &provider.Error{Provider: a.name, Kind: provider.KindBadResponse, Message: "the answer has no choices"}
 	}
 	choice := completion.Choices[0]
+	var calls []task.ToolCall
+	for _, c := range choice.Message.ToolCalls {
+		calls = append(calls, task.ToolCall{ID: c.ID, Type: "function",
+			Function: task.FunctionCall{Name: c.Function.Name, Arguments: c.Function.Arguments}})
+	}
 	return provider.TextResponse{
+		ToolCalls:    calls,
 		Text:         choice.Message.Content,
 		Model:        completion.Model,
 		FinishReason: choice.FinishReason,

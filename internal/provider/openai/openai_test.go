@@ -112,7 +112,7 @@ func TestConformance(t *testing.T) {
 			require.Empty(t, f.InvalidRequests(), "the adapter sent requests that OpenAI's document does not allow")
 		}
 	})
-	providertest.RunLLM(t, providertest.LLMHarness{
+	harness := providertest.LLMHarness{
 		Name:     "openai",
 		ChatPath: "/v1/chat/completions",
 		Key:      "sk-test-0123456789abcdef",
@@ -126,7 +126,9 @@ func TestConformance(t *testing.T) {
 		NewAdapter: func(baseURL, key, model string) provider.LLM {
 			return openai.New(openai.Config{BaseURL: baseURL, APIKey: key, DefaultModel: model})
 		},
-	})
+	}
+	providertest.RunLLM(t, harness)
+	providertest.RunChat(t, harness)
 }
 
 func TestSpeechConformance(t *testing.T) {

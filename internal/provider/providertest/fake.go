@@ -17,6 +17,9 @@ import (
 type Message struct {
 	Role    string
 	Content string
+	// ToolCalls are an assistant message's calls, by function name; a
+	// tool message's answer is in Content.
+	ToolCalls []string
 }
 
 // ChatCall is a chat request as a fake received it, in a shape common to all
@@ -30,7 +33,9 @@ type ChatCall struct {
 	Images        [][]byte // images sent with the messages, decoded
 	MaxTokens     *int
 	Temperature   *float64
-	Stream        bool // the answer was asked for as a stream
+	Stream        bool     // the answer was asked for as a stream
+	Tools         []string // the functions offered, by name
+	Format        string   // "json_object", "json_schema" or ""
 	Raw           []byte
 }
 
@@ -74,6 +79,9 @@ type recorder struct {
 	delay      time.Duration
 	failure    func(n int) *Reply
 	chunkDelay time.Duration
+	// toolReply is a success in the fake's format that calls function
+	// name with arguments args (a JSON object).
+	toolReply func(name, args, model string) Reply
 }
 
 func (r *recorder) Close() { r.srv.Close() }
@@ -130,14 +138,30 @@ func (r *recorder) take(add func()) (Reply, bool) {
 
 // answer records call and returns its reply: the scripted or failing one if
 // any, else a success in the fake's format (textReply) that echoes the last
-// user message.
+// user message. Offered tools, the first is called with the prompt as
+// {"q": prompt}; after a tool message the answer echoes the tool's answer;
+// asked for JSON, the echo is a JSON object {"echo": prompt}.
 func (r *recorder) answer(call ChatCall, textReply func(text, model string, promptTokens, completionTokens int64) Reply) Reply {
 	reply, scripted := r.record(call)
 	if scripted {
 		return reply
 	}
 	prompt := lastUser(call.Messages)
-	echo := textReply("echo: "+prompt, call.Model, int64(len(strings.Fields(prompt))), 3)
+	var echo Reply
+	last := Message{}
+	if n := len(call.Messages); n > 0 {
+		last = call.Messages[n-1]
+	}
+	switch {
+	case last.Role == "tool":
+		echo = textReply("the tool said: "+last.Content, call.Model, int64(len(strings.Fields(prompt))), 4)
+	case len(call.Tools) > 0 && r.toolReply != nil:
+		echo = r.toolReply(call.Tools[0], string(mustJSON(map[string]string{"q": prompt})), call.Model)
+	case call.Format != "":
+		echo = textReply(string(mustJSON(map[string]string{"echo": prompt})), call.Model, int64(len(strings.Fields(prompt))), 3)
+	default:
+		echo = textReply("echo: "+prompt, call.Model, int64(len(strings.Fields(prompt))), 3)
+	}
 	echo.Delay = reply.Delay
 	return echo
 }

@@ -17,6 +17,7 @@ type OllamaFake struct {
 // NewOllamaFake starts the fake on a loopback port.
 func NewOllamaFake() *OllamaFake {
 	f := &OllamaFake{}
+	f.toolReply = f.ToolCallReply
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/chat", f.chat)
 	mux.HandleFunc("POST /api/embed", f.embed)
@@ -36,10 +37,22 @@ func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
 		Model    string `json:"model"`
 		Stream   *bool  `json:"stream"`
 		Messages []struct {
-			Role    string   `json:"role"`
-			Content string   `json:"content"`
-			Images  []string `json:"images"`
+			Role      string   `json:"role"`
+			Content   string   `json:"content"`
+			Images    []string `json:"images"`
+			ToolCalls []struct {
+				Function struct {
+					Name      string         `json:"name"`
+					Arguments map[string]any `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
 		} `json:"messages"`
+		Tools []struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		} `json:"tools"`
+		Format  json.RawMessage `json:"format"`
 		Options struct {
 			NumPredict  *int     `json:"num_predict"`
 			Temperature *float64 `json:"temperature"`
@@ -54,8 +67,21 @@ func (f *OllamaFake) chat(w http.ResponseWriter, req *http.Request) {
 		Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization"),
 		Model: in.Model, MaxTokens: in.Options.NumPredict, Temperature: in.Options.Temperature, Stream: stream, Raw: raw,
 	}
+	for _, t := range in.Tools {
+		call.Tools = append(call.Tools, t.Function.Name)
+	}
+	switch {
+	case string(in.Format) == `"json"`:
+		call.Format = "json_object"
+	case len(in.Format) > 0 && in.Format[0] == '{':
+		call.Format = "json_schema"
+	}
 	for _, m := range in.Messages {
-		call.Messages = append(call.Messages, Message{Role: m.Role, Content: m.Content})
+		msg := Message{Role: m.Role, Content: m.Content}
+		for _, c := range m.ToolCalls {
+			msg.ToolCalls = append(msg.ToolCalls, c.Function.Name)
+		}
+		call.Messages = append(call.Messages, msg)
 		for _, img := range m.Images {
 			b, err := base64.StdEncoding.DecodeString(img)
 			if err != nil {
@@ -90,7 +116,7 @@ func (f *OllamaFake) chunks(reply Reply) [][]byte {
 			"message": map[string]any{"role": "assistant", "content": piece}, "done": false,
 		}), '\n'))
 	}
-	final["message"] = map[string]any{"role": "assistant", "content": ""}
+	final["message"] = map[string]any{"role": "assistant", "content": "", "tool_calls": msg["tool_calls"]}
 	return append(lines, append(mustJSON(final), '\n'))
 }
 
@@ -112,6 +138,18 @@ func (f *OllamaFake) TextReply(text, model string, promptTokens, completionToken
 		"eval_count":           completionTokens,
 		"eval_duration":        4799921000,
 	})}
+}
+
+// ToolCallReply is the documented final chat answer that calls function
+// name, with its arguments as an object.
+func (f *OllamaFake) ToolCallReply(name, args, model string) Reply {
+	reply := f.TextReply("", model, 82, 17)
+	var body map[string]any
+	_ = json.Unmarshal(reply.Body, &body)
+	body["message"] = map[string]any{"role": "assistant", "content": "",
+		"tool_calls": []map[string]any{{"function": map[string]any{"name": name, "arguments": json.RawMessage(args)}}}}
+	reply.Body = mustJSON(body)
+	return reply
 }
 
 // ErrorReply implements Fake with Ollama's {"error": "..."} body.

@@ -44,6 +44,7 @@ func WithFailures(fail func(n int) *Reply) OpenAIOption {
 // NewOpenAIFake starts the fake on a loopback port.
 func NewOpenAIFake(opts ...OpenAIOption) *OpenAIFake {
 	f := &OpenAIFake{}
+	f.toolReply = f.ToolCallReply
 	for _, opt := range opts {
 		opt(f)
 	}
@@ -77,9 +78,23 @@ type openAIChatRequest struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	Messages []struct {
-		Role    string          `json:"role"`
-		Content json.RawMessage `json:"content"`
+		Role      string          `json:"role"`
+		Content   json.RawMessage `json:"content"`
+		ToolCalls []struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		} `json:"tool_calls"`
 	} `json:"messages"`
+	Tools []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
+	ToolChoice     json.RawMessage `json:"tool_choice"`
+	ResponseFormat *struct {
+		Type string `json:"type"`
+	} `json:"response_format"`
 }
 
 // check keeps the validator's complaint about a request, if any.
@@ -111,8 +126,20 @@ func (f *OpenAIFake) chat(w http.ResponseWriter, req *http.Request) {
 	}
 	for _, m := range in.Messages {
 		text, images := contentParts(m.Content)
-		call.Messages = append(call.Messages, Message{Role: m.Role, Content: text})
+		msg := Message{Role: m.Role, Content: text}
+		for _, c := range m.ToolCalls {
+			msg.ToolCalls = append(msg.ToolCalls, c.Function.Name)
+		}
+		call.Messages = append(call.Messages, msg)
 		call.Images = append(call.Images, images...)
+	}
+	if string(in.ToolChoice) != `"none"` {
+		for _, t := range in.Tools {
+			call.Tools = append(call.Tools, t.Function.Name)
+		}
+	}
+	if in.ResponseFormat != nil && in.ResponseFormat.Type != "text" {
+		call.Format = in.ResponseFormat.Type
 	}
 	reply := f.answer(call, f.TextReply)
 	if !in.Stream || !isSuccess(reply) {
@@ -134,7 +161,14 @@ func (f *OpenAIFake) chunks(reply Reply, includeUsage bool) [][]byte {
 		Model   string `json:"model"`
 		Choices []struct {
 			Message struct {
-				Content string `json:"content"`
+				Content   string `json:"content"`
+				ToolCalls []struct {
+					ID       string `json:"id"`
+					Function struct {
+						Name      string `json:"name"`
+						Arguments string `json:"arguments"`
+					} `json:"function"`
+				} `json:"tool_calls"`
 			} `json:"message"`
 			FinishReason string `json:"finish_reason"`
 		} `json:"choices"`
@@ -158,6 +192,18 @@ func (f *OpenAIFake) chunks(reply Reply, includeUsage bool) [][]byte {
 	lines := [][]byte{chunk(choice(map[string]any{"role": "assistant", "content": "", "refusal": nil}, nil), nil)}
 	for _, piece := range words(text) {
 		lines = append(lines, chunk(choice(map[string]any{"content": piece}, nil), nil))
+	}
+	if len(done.Choices) > 0 {
+		// A tool call comes in pieces: its id and name first, then its
+		// arguments in two halves, as OpenAI streams them.
+		for i, c := range done.Choices[0].Message.ToolCalls {
+			half := len(c.Function.Arguments) / 2
+			lines = append(lines,
+				chunk(choice(map[string]any{"tool_calls": []map[string]any{{"index": i, "id": c.ID, "type": "function",
+					"function": map[string]any{"name": c.Function.Name, "arguments": ""}}}}, nil), nil),
+				chunk(choice(map[string]any{"tool_calls": []map[string]any{{"index": i, "function": map[string]any{"arguments": c.Function.Arguments[:half]}}}}, nil), nil),
+				chunk(choice(map[string]any{"tool_calls": []map[string]any{{"index": i, "function": map[string]any{"arguments": c.Function.Arguments[half:]}}}}, nil), nil))
+		}
 	}
 	lines = append(lines, chunk(choice(map[string]any{}, finish), nil))
 	if includeUsage {
@@ -206,6 +252,21 @@ func (f *OpenAIFake) TextReply(text, model string, promptTokens, completionToken
 		"service_tier":       "default",
 		"system_fingerprint": "fp_06737a9306",
 	})}
+}
+
+// ToolCallReply is a chat.completion whose answer calls function name with
+// arguments args, as the document's function-calling example.
+func (f *OpenAIFake) ToolCallReply(name, args, model string) Reply {
+	reply := f.TextReply("", model, 82, 17)
+	var body map[string]any
+	_ = json.Unmarshal(reply.Body, &body)
+	choice := body["choices"].([]any)[0].(map[string]any)
+	choice["message"] = map[string]any{"role": "assistant", "content": nil, "refusal": nil, "annotations": []any{},
+		"tool_calls": []map[string]any{{"id": "call_abc123", "type": "function",
+			"function": map[string]any{"name": name, "arguments": args}}}}
+	choice["finish_reason"] = "tool_calls"
+	reply.Body = mustJSON(body)
+	return reply
 }
 
 // ErrorReply implements Fake with OpenAI's error object.
