@@ -36,8 +36,10 @@ func under(prefix string) func(string) bool {
 var rules = []rule{
 	{"the HTTP layer has no business logic: it calls the service, and knows no store, queue, worker, router or provider",
 		is("httpapi"), append([]string{"store", "queue", "worker", "routing", "provider", "config", "notify", "webhook"}, adapters...)},
+	{"the OpenAI-compatible front translates shapes only: it calls the service, as the HTTP layer does",
+		is("openaiapi"), append([]string{"store", "queue", "worker", "routing", "provider", "config", "notify", "webhook", "httpapi"}, adapters...)},
 	{"the service layer knows no provider by name, nor the router, the HTTP layer or the worker",
-		is("service"), append([]string{"routing", "httpapi", "worker", "queue", "config", "cli"}, adapters...)},
+		is("service"), append([]string{"routing", "httpapi", "openaiapi", "worker", "queue", "config", "cli"}, adapters...)},
 	{"the worker runs what the service executes: it knows no router, provider by name or HTTP layer",
 		is("worker"), append([]string{"routing", "httpapi", "config", "cli"}, adapters...)},
 	{"providers know nothing of HTTP handlers, queues, records or routing",

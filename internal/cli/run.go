@@ -28,6 +28,7 @@ import (
 	"github.com/siganteng/siganteng/internal/httpapi"
 	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/notify"
+	"github.com/siganteng/siganteng/internal/openaiapi"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/sealed"
@@ -315,6 +316,8 @@ func (p *process) startAPI(ctx context.Context, cfg config.Config, c *core, ops 
 		CORSOrigins:    cfg.CORSOrigins,
 		Metrics:        c.metrics,
 		Operations:     ops,
+		V1: openaiapi.New(openaiapi.Deps{Tasks: c.svc, Log: log.With("component", "v1"), MaxBodyBytes: cfg.MaxBodyBytes,
+			MaxUploadBytes: cfg.MaxUploadBytes}),
 		TrustedProxies: cfg.TrustedProxies,
 		GuestRateLimit: cfg.GuestRateLimit,
 	})

@@ -108,6 +108,9 @@ type Deps struct {
 	GuestRateLimit int
 	// Metrics records requests and submits; nil for none.
 	Metrics *metrics.Metrics
+	// V1 is the OpenAI-compatible front, served under /v1/ behind the same
+	// keys, limits and log; nil for none.
+	V1 http.Handler
 	// Operations serves /metrics and /monitoring to admin callers; nil
 	// when they are on a separate address (METRICS_ADDR) or off.
 	Operations http.Handler
@@ -128,6 +131,9 @@ func New(deps Deps) http.Handler {
 	})
 	registerRoutes(api, hs)
 	mux.Handle("GET /docs/", docs())
+	if deps.V1 != nil {
+		mux.Handle("/v1/", withRoute(deps.V1))
+	}
 	if deps.Operations != nil {
 		// Each operations route answers its own methods only (GET, and the
 		// dashboard's POST and DELETE), always behind the admin check.
@@ -148,6 +154,39 @@ func New(deps Deps) http.Handler {
 	h = withCORS(deps.CORSOrigins, h)
 	h = withSecurityHeaders(h)
 	return withAccessLog(deps.Log, deps.Metrics, deps.TrustedProxies, withRecovery(deps.Log, h))
+}
+
+// withRoute names a /v1 request's route for the access log and metrics:
+// the path, with a response id replaced by its pattern.
+func withRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := infoOf(r.Context()); info != nil {
+			info.route = v1Route(r.URL.Path)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// v1Route is the pattern of a /v1 path, or "" (counted as other) for one
+// the front does not serve: a label per unknown path would grow without
+// bound.
+func v1Route(path string) string {
+	switch path {
+	case "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/audio/speech", v1Transcriptions, "/v1/models":
+		return path
+	}
+	if rest, ok := strings.CutPrefix(path, "/v1/responses/"); ok {
+		switch _, action, _ := strings.Cut(rest, "/"); action {
+		case "":
+			return "/v1/responses/{id}"
+		case "cancel", "input_items":
+			return "/v1/responses/{id}/" + action
+		}
+	}
+	if strings.HasPrefix(path, "/v1/models/") {
+		return "/v1/models/{id}"
+	}
+	return ""
 }
 
 // uploadPaths take multipart/form-data bodies: audio, then images.

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/siganteng/siganteng/internal/auth"
+	"github.com/siganteng/siganteng/internal/openaiapi"
 )
 
 // Authenticator checks API keys.
@@ -80,7 +81,7 @@ func (h *handlers) withAuth(next http.Handler) http.Handler {
 		ip := clientIP(r, h.deps.TrustedProxies)
 		if wait, ok := h.guests.blocked(ip); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-			writeProblem(w, http.StatusTooManyRequests, "too many requests without a valid API key from this address; wait, then send a valid key")
+			refuse(w, r, http.StatusTooManyRequests, "too many requests without a valid API key from this address; wait, then send a valid key")
 			return
 		}
 		caller, status, detail := h.caller(r)
@@ -89,7 +90,7 @@ func (h *handlers) withAuth(next http.Handler) http.Handler {
 				h.guests.failed(ip)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="siganteng"`)
 			}
-			writeProblem(w, status, detail)
+			refuse(w, r, status, detail)
 			return
 		}
 		if caller.KeyID != "" && h.deps.Limiter != nil {
@@ -102,7 +103,7 @@ func (h *handlers) withAuth(next http.Handler) http.Handler {
 			case !d.Allowed:
 				setRateHeaders(w.Header(), d)
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.RetryAfter.Seconds())))))
-				writeProblem(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit reached: this API key may make %d requests per second (bursts of %d)", d.Limit, d.Burst))
+				refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit reached: this API key may make %d requests per second (bursts of %d)", d.Limit, d.Burst))
 				return
 			default:
 				setRateHeaders(w.Header(), d)
@@ -276,7 +277,7 @@ func withOrigins(origins []string, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		writeProblem(w, http.StatusForbidden, "requests from this web origin are not allowed: the operator lists the origins that may call the API in CORS_ORIGINS")
+		refuse(w, r, http.StatusForbidden, "requests from this web origin are not allowed: the operator lists the origins that may call the API in CORS_ORIGINS")
 	})
 }
 
@@ -302,7 +303,7 @@ func withContentTypes(next http.Handler) http.Handler {
 		}
 		mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		isJSON := mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
-		if isJSON || uploads[r.URL.Path] && mediaType == "multipart/form-data" || strings.HasPrefix(r.URL.Path, "/monitoring/") {
+		if isJSON || (uploads[r.URL.Path] || r.URL.Path == v1Transcriptions) && mediaType == "multipart/form-data" || strings.HasPrefix(r.URL.Path, "/monitoring/") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -310,8 +311,28 @@ func withContentTypes(next http.Handler) http.Handler {
 		if uploads[r.URL.Path] {
 			want += " or multipart/form-data"
 		}
-		writeProblem(w, http.StatusUnsupportedMediaType, "the request body must be sent with Content-Type: "+want)
+		refuse(w, r, http.StatusUnsupportedMediaType, "the request body must be sent with Content-Type: "+want)
 	})
+}
+
+// v1Transcriptions takes multipart/form-data on the OpenAI-compatible front.
+const v1Transcriptions = "/v1/audio/transcriptions"
+
+// refuse answers a request the guards stop: an RFC 9457 problem, or on the
+// OpenAI-compatible front OpenAI's error object, which its SDKs read.
+func refuse(w http.ResponseWriter, r *http.Request, status int, detail string) {
+	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		writeProblem(w, status, detail)
+		return
+	}
+	code := ""
+	switch status {
+	case http.StatusUnauthorized:
+		code = "invalid_api_key"
+	case http.StatusTooManyRequests:
+		code = "rate_limit_exceeded"
+	}
+	openaiapi.WriteError(w, status, detail, "", code)
 }
 
 // withSecurityHeaders sets the headers every answer should carry, and those

@@ -356,6 +356,18 @@ func (s *Service) Cancel(ctx context.Context, id string) (*task.Record, error) {
 
 // GenerateText runs generate_text now, bounded by the sync timeout.
 func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
+	return s.runText(ctx, in, nil)
+}
+
+// StreamText runs generate_text now, handing onText the text as the
+// provider produces it (all at once from a provider that cannot stream).
+// Errors before the first piece are as GenerateText's; after it, the
+// caller has begun its answer and reports the error in its own stream.
+func (s *Service) StreamText(ctx context.Context, in task.GenerateTextInput, onText func(string)) (*task.TextResult, error) {
+	return s.runText(ctx, in, onText)
+}
+
+func (s *Service) runText(ctx context.Context, in task.GenerateTextInput, onText func(string)) (*task.TextResult, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
@@ -368,7 +380,18 @@ func (s *Service) GenerateText(ctx context.Context, in task.GenerateTextInput) (
 	}
 	ctx, cancel := s.syncContext(ctx)
 	defer cancel()
-	out, err := s.generateText(ctx, in)
+	var out *task.TextResult
+	streamer, streams := s.deps.Providers.LLM.(provider.TextStreamer)
+	switch {
+	case onText == nil:
+		out, err = s.generateText(ctx, in)
+	case streams:
+		out, err = s.streamText(ctx, streamer, in, onText)
+	default:
+		if out, err = s.generateText(ctx, in); err == nil {
+			onText(out.Text)
+		}
+	}
 	if err != nil {
 		s.settleSync(ctx, held, true, nil, nil, in)
 		return nil, s.syncError(ctx, err)
@@ -421,6 +444,25 @@ func textResult(p interface{ Name() string }, out provider.TextResponse) *task.T
 			TotalTokens:      out.Usage.TotalTokens,
 		},
 	}
+}
+
+// Delete removes a task's record, first ending it (REVOKED) if it was
+// unfinished, so that a running attempt stops; ENOTFOUND for another
+// caller's task.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	rec, err := s.Cancel(ctx, id)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := s.deps.Records.Delete(ctx, id); err != nil {
+		return task.Unavailable("the task store is unavailable", err)
+	}
+	if hasUpload(rec.Type) {
+		s.dropInput(ctx, id, rec.Owner)
+	}
+	return nil
 }
 
 // SubmitTextToSpeech validates in, records a PENDING task and enqueues it.

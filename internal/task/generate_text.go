@@ -33,7 +33,11 @@ type GenerateTextInput struct {
 	Tools            []Tool          `json:"tools,omitempty" maxItems:"128" doc:"Functions the model may call; its calls come back in the result's tool_calls."`
 	ToolChoice       json.RawMessage `json:"tool_choice,omitempty" doc:"none, auto, required, or {\"type\":\"function\",\"function\":{\"name\":…}}."`
 	ResponseFormat   *ResponseFormat `json:"response_format,omitempty" doc:"json_object, or json_schema with a schema the answer follows."`
-	Stream           bool            `json:"stream,omitempty" doc:"Background tasks only: send the text as the provider produces it, as delta events on /background/tasks/{task_id}/events, and progress on the record. Providers that cannot stream answer at once at the end."`
+	// Origin names the front that submitted the task when it was not the
+	// native API (OriginResponse, OriginBackgroundResponse), so that front
+	// can show the record in its own shape; never taken from a request.
+	Origin string `json:"-"`
+	Stream bool   `json:"stream,omitempty" doc:"Background tasks only: send the text as the provider produces it, as delta events on /background/tasks/{task_id}/events, and progress on the record. Providers that cannot stream answer at once at the end."`
 }
 
 // Validate checks what a schema cannot express, and the schema's own limits
@@ -74,6 +78,7 @@ func (in GenerateTextInput) Validate() error {
 // task, never the prompt itself.
 func (in GenerateTextInput) Summary() any {
 	return GenerateTextSummary{
+		Origin:      in.Origin,
 		Stream:      in.Stream,
 		Model:       in.Model,
 		PromptChars: utf8.RuneCountInString(in.Prompt),
@@ -92,8 +97,15 @@ func formatOf(f *ResponseFormat) string {
 	return f.Type
 }
 
+// The origins of tasks made by the OpenAI-compatible front.
+const (
+	OriginResponse           = "response"
+	OriginBackgroundResponse = "background_response"
+)
+
 // GenerateTextSummary is the input summary stored on a generate_text record.
 type GenerateTextSummary struct {
+	Origin      string   `json:"origin,omitempty" doc:"response or background_response: made through /v1/responses."`
 	Stream      bool     `json:"stream,omitempty"`
 	Model       string   `json:"model,omitempty"`
 	PromptChars int      `json:"prompt_chars"`

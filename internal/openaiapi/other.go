@@ -1,0 +1,267 @@
+package openaiapi
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+type embeddingsRequest struct {
+	Model          string          `json:"model"`
+	Input          json.RawMessage `json:"input"`
+	Dimensions     *int            `json:"dimensions"`
+	EncodingFormat string          `json:"encoding_format"`
+	User           string          `json:"user"`
+}
+
+type embedding struct {
+	Object    string `json:"object"`
+	Index     int    `json:"index"`
+	Embedding any    `json:"embedding"` // []float64, or base64 of little-endian float32s
+}
+
+type embeddingsResponse struct {
+	Object string      `json:"object"`
+	Data   []embedding `json:"data"`
+	Model  string      `json:"model"`
+	Usage  struct {
+		PromptTokens int64 `json:"prompt_tokens"`
+		TotalTokens  int64 `json:"total_tokens"`
+	} `json:"usage"`
+}
+
+func (a *api) embeddings(w http.ResponseWriter, r *http.Request) {
+	var req embeddingsRequest
+	if !a.decode(w, r, &req) {
+		return
+	}
+	input, err := stringOrList(req.Input, "input")
+	if err == nil && input == nil {
+		err = invalid("input", "input is required: a string or a list of strings")
+	}
+	if err != nil {
+		// Token arrays are what some clients send; SIGANTENG's providers
+		// take text.
+		a.fail(w, r, invalid("input", "input must be a string or a list of strings (token arrays are not supported)"))
+		return
+	}
+	switch req.EncodingFormat {
+	case "", "float", "base64":
+	default:
+		a.fail(w, r, invalid("encoding_format", "encoding_format must be float or base64"))
+		return
+	}
+	out, err := a.deps.Tasks.Embed(r.Context(), task.EmbedInput{Input: input, Model: req.Model, Dimensions: req.Dimensions})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res := embeddingsResponse{Object: "list", Model: out.Model, Data: make([]embedding, len(out.Vectors))}
+	for i, v := range out.Vectors {
+		res.Data[i] = embedding{Object: "embedding", Index: i, Embedding: v}
+		if req.EncodingFormat == "base64" {
+			res.Data[i].Embedding = packFloats(v)
+		}
+	}
+	res.Usage.PromptTokens, res.Usage.TotalTokens = out.Usage.PromptTokens, out.Usage.TotalTokens
+	writeJSON(w, http.StatusOK, res)
+}
+
+// packFloats is OpenAI's base64 encoding of a vector: float32s, little-endian.
+func packFloats(v []float64) string {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(f)))
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+type speechRequest struct {
+	Model          string   `json:"model"`
+	Input          string   `json:"input"`
+	Voice          string   `json:"voice"`
+	ResponseFormat string   `json:"response_format"`
+	Speed          *float64 `json:"speed"`
+	Instructions   string   `json:"instructions"`
+	StreamFormat   string   `json:"stream_format"`
+}
+
+func (a *api) speech(w http.ResponseWriter, r *http.Request) {
+	var req speechRequest
+	if !a.decode(w, r, &req) {
+		return
+	}
+	switch {
+	case req.Instructions != "":
+		a.fail(w, r, invalid("instructions", "voice instructions are not supported"))
+		return
+	case req.StreamFormat != "" && req.StreamFormat != "audio":
+		a.fail(w, r, invalid("stream_format", "stream_format must be audio"))
+		return
+	}
+	format := req.ResponseFormat
+	if format == "" {
+		format = "mp3" // OpenAI's default
+	}
+	audio, err := a.deps.Tasks.TextToSpeech(r.Context(), task.TextToSpeechInput{Text: req.Input, Voice: req.Voice, Format: format,
+		Model: req.Model, Speed: req.Speed})
+	if err != nil {
+		a.fail(w, r, renamed(err, map[string]string{"text": "input", "format": "response_format"}))
+		return
+	}
+	defer audio.Body.Close()
+	w.Header().Set("Content-Type", audio.ContentType)
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.Copy(w, audio.Body)
+}
+
+// renamed gives a validation error the field name this front uses.
+func renamed(err error, names map[string]string) error {
+	var e *task.Error
+	if errors.As(err, &e) && e.Code == task.EINVALID {
+		if name, ok := names[e.Field]; ok {
+			c := *e
+			c.Field = name
+			return &c
+		}
+	}
+	return err
+}
+
+type transcription struct {
+	Text     string         `json:"text"`
+	Language string         `json:"language,omitempty"`
+	Duration float64        `json:"duration,omitempty"`
+	Segments []task.Segment `json:"segments,omitempty"`
+	Usage    *struct {
+		Type    string  `json:"type"`
+		Seconds float64 `json:"seconds"`
+	} `json:"usage,omitempty"`
+}
+
+// transcriptions reads the multipart form as it streams: the fields first
+// (the SDKs send them before the file, as OpenAI documents), then the
+// file, which goes to the service without being held whole.
+func (a *api) transcriptions(w http.ResponseWriter, r *http.Request) {
+	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mediaType != "multipart/form-data" || params["boundary"] == "" {
+		WriteError(w, http.StatusBadRequest, "the body must be multipart/form-data with the audio in file", "file", "invalid_value")
+		return
+	}
+	if a.deps.MaxUploadBytes > 0 {
+		r.Body = http.MaxBytesReader(w, r.Body, a.deps.MaxUploadBytes+64<<10)
+	}
+	form := multipart.NewReader(r.Body, params["boundary"])
+	in := task.SpeechToTextInput{}
+	format := "json"
+	for {
+		part, err := form.NextPart()
+		if err != nil {
+			a.fail(w, r, invalid("file", "the form has no file part"))
+			return
+		}
+		if part.FormName() == "file" {
+			if format != "json" && format != "text" && format != "verbose_json" {
+				a.fail(w, r, invalid("response_format", fmt.Sprintf("response_format %q is not supported; use json, text or verbose_json", format)))
+				return
+			}
+			in.Filename = part.FileName()
+			out, err := a.deps.Tasks.SpeechToText(r.Context(), in, part)
+			if err != nil {
+				a.fail(w, r, err)
+				return
+			}
+			a.writeTranscript(w, out, format)
+			return
+		}
+		value, _ := io.ReadAll(io.LimitReader(part, 8<<10))
+		switch part.FormName() {
+		case "model":
+			in.Model = string(value)
+		case "language":
+			in.Language = string(value)
+		case "prompt":
+			in.Prompt = string(value)
+		case "response_format":
+			format = string(value)
+		}
+	}
+}
+
+func (a *api) writeTranscript(w http.ResponseWriter, out *task.TranscriptResult, format string) {
+	switch format {
+	case "text":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, out.Text+"\n")
+	case "verbose_json":
+		res := transcription{Text: out.Text, Language: out.Language, Duration: out.Duration, Segments: out.Segments}
+		writeJSON(w, http.StatusOK, res)
+	default:
+		res := transcription{Text: out.Text}
+		if out.Duration > 0 {
+			res.Usage = &struct {
+				Type    string  `json:"type"`
+				Seconds float64 `json:"seconds"`
+			}{"duration", out.Duration}
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+type model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// modelList is every model the caller may name, chat models first; a name
+// that serves two capabilities is listed once.
+func (a *api) modelList(r *http.Request) []model {
+	seen := map[string]bool{}
+	var out []model
+	for _, m := range a.deps.Tasks.Models(r.Context()) {
+		if seen[m.Name] || m.Name == "" {
+			continue
+		}
+		seen[m.Name] = true
+		owner := m.Provider
+		if owner == "" {
+			owner = "siganteng"
+		}
+		out = append(out, model{ID: m.Name, Object: "model", OwnedBy: owner})
+	}
+	return out
+}
+
+func (a *api) models(w http.ResponseWriter, r *http.Request) {
+	list := a.modelList(r)
+	if list == nil {
+		list = []model{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{"list", list})
+}
+
+func (a *api) model(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	for _, m := range a.modelList(r) {
+		if m.ID == id {
+			writeJSON(w, http.StatusOK, m)
+			return
+		}
+	}
+	WriteError(w, http.StatusNotFound, "The model "+strconv.Quote(id)+" does not exist or you do not have access to it.", "model", "model_not_found")
+}
