@@ -318,7 +318,7 @@ func TestOpenAISDKBackgroundResponsesCancelAndRestart(t *testing.T) {
 		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("outlives the server")}})
 	require.NoError(t, err)
 	pollResponse(t, client, kept.ID, "in_progress")
-	s.stop() // SIGTERM's path: the running attempt finishes, the record keeps it
+	s.stop()           // SIGTERM's path: the running attempt finishes, the record keeps it
 	s.done <- <-s.done // stopped; the cleanup reads it again
 	again := start(t, "serve", env)
 	done := pollResponse(t, sdk(again), kept.ID, "completed")
