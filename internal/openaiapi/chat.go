@@ -82,18 +82,26 @@ type chatCompletion struct {
 
 type chatChoice struct {
 	Index        int             `json:"index"`
-	Message      *chatMessage    `json:"message,omitempty"`
+	Message      *answer         `json:"message,omitempty"`
 	Delta        *chatMessage    `json:"delta,omitempty"`
 	FinishReason *string         `json:"finish_reason"`
 	Logprobs     json.RawMessage `json:"logprobs"`
 }
 
 type chatMessage struct {
-	Role        string          `json:"role,omitempty"`
-	Content     *string         `json:"content,omitempty"`
-	Refusal     *string         `json:"refusal,omitempty"`
+	Role      string         `json:"role,omitempty"`
+	Content   *string        `json:"content,omitempty"`
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
+}
+
+// answer is a whole assistant message: content and refusal are always
+// there, null when empty.
+type answer struct {
+	Role        string          `json:"role"`
+	Content     *string         `json:"content"`
+	Refusal     *string         `json:"refusal"`
 	ToolCalls   []chatToolCall  `json:"tool_calls,omitempty"`
-	Annotations json.RawMessage `json:"annotations,omitempty"`
+	Annotations json.RawMessage `json:"annotations"`
 }
 
 type chatToolCall struct {
@@ -149,7 +157,7 @@ func (a *api) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	finish := finishReason(out)
-	msg := &chatMessage{Role: "assistant", Annotations: json.RawMessage("[]")}
+	msg := &answer{Role: "assistant", Annotations: json.RawMessage("[]")}
 	if out.Text != "" || len(out.ToolCalls) == 0 {
 		msg.Content = &out.Text
 	}

@@ -222,7 +222,7 @@ type response struct {
 	Tools              []any           `json:"tools"`
 	Text               json.RawMessage `json:"text"`
 	Truncation         string          `json:"truncation"`
-	Usage              *responseUsage  `json:"usage"`
+	Usage              *responseUsage  `json:"usage,omitempty"`
 	Metadata           map[string]any  `json:"metadata"`
 }
 
@@ -294,7 +294,7 @@ func responseOf(rec *task.Record) response {
 		out.Model = result.Model
 		out.Output = outputOf(rec.ID, &result)
 		out.Usage = &responseUsage{InputTokens: result.Usage.PromptTokens, OutputTokens: result.Usage.CompletionTokens,
-			TotalTokens: result.Usage.TotalTokens, InputTokensDetails: map[string]int{"cached_tokens": 0},
+			TotalTokens: result.Usage.TotalTokens, InputTokensDetails: map[string]int{"cached_tokens": 0, "cache_write_tokens": 0},
 			OutputDetails: map[string]int{"reasoning_tokens": 0}}
 		if result.FinishReason == "length" {
 			out.Status, out.IncompleteDetails = "incomplete", &incomplete{Reason: "max_output_tokens"}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package openaiapi_test
+
+const raceEnabled = false
