@@ -10,6 +10,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -388,4 +391,31 @@ func TestOpenAISDKEmbeddingsAudioAndModels(t *testing.T) {
 	require.True(t, errors.As(err, &apiErr), "%v", err)
 	require.Equal(t, http.StatusNotFound, apiErr.StatusCode)
 	require.Equal(t, "model_not_found", apiErr.Code)
+}
+
+// The official Node SDK (openai on npm, the 6.x line that runs on Node 20)
+// runs sdk/node/check.mjs against a server. .ci/run installs it; elsewhere
+// the test skips until `npm install --prefix sdk/node` has been run.
+func TestOfficialNodeSDK(t *testing.T) {
+	t.Parallel()
+	dir, err := filepath.Abs("../../sdk/node")
+	require.NoError(t, err)
+	node, err := exec.LookPath("node")
+	if _, statErr := os.Stat(filepath.Join(dir, "node_modules", "openai")); err != nil || statErr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node or the openai npm package is missing; .ci/run installs them")
+		}
+		t.Skip("run `npm install --prefix sdk/node` (Node 20) to test the official Node SDK")
+	}
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", frontEnv(t, fake, redistest.URL(t)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "check.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SIGANTENG_URL="+s.url)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, 8, strings.Count(string(out), "ok "), "every check ran: %s", out)
 }
