@@ -28,7 +28,7 @@ import (
 )
 
 // frontEnv is a server whose every capability is the OpenAI fake.
-func frontEnv(t *testing.T, fake *providertest.OpenAIFake, redisURL string) map[string]string {
+func frontEnv(t testing.TB, fake *providertest.OpenAIFake, redisURL string) map[string]string {
 	env := openAIEnv(t, fake, redisURL)
 	for _, k := range []string{"EMBED_PROVIDER", "TTS_PROVIDER", "STT_PROVIDER"} {
 		env[k] = "openai"
