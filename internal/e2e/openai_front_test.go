@@ -174,7 +174,8 @@ func TestOpenAISDKBackgroundResponses(t *testing.T) {
 
 	t.Run("CreateThenPoll", func(t *testing.T) {
 		created, err := client.Responses.New(ctx, responses.ResponseNewParams{Model: "gpt-test", Background: openai.Bool(true),
-			Instructions: openai.String("Be brief."), Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hello background")}})
+			Instructions: openai.String("Be brief."), Metadata: shared.Metadata{"customer": "acme"},
+			Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hello background")}})
 		require.NoError(t, err)
 		require.True(t, strings.HasPrefix(created.ID, "resp_"))
 		require.Contains(t, []string{"queued", "in_progress", "completed"}, string(created.Status))
@@ -183,6 +184,14 @@ func TestOpenAISDKBackgroundResponses(t *testing.T) {
 		require.Equal(t, "echo: hello background", done.OutputText())
 		require.EqualValues(t, 3, done.Usage.OutputTokens)
 		require.Equal(t, "system", fake.Calls()[len(fake.Calls())-1].Messages[0].Role, "instructions are the system message")
+
+		require.Equal(t, "Be brief.", done.Instructions.OfString, "the request is shown back")
+		require.Equal(t, "acme", done.Metadata["customer"])
+		items, err := client.Responses.InputItems.List(ctx, created.ID, responses.InputItemListParams{})
+		require.NoError(t, err)
+		require.Len(t, items.Data, 1)
+		require.Equal(t, "message", items.Data[0].Type)
+		require.Equal(t, "hello background", items.Data[0].AsMessage().Content[0].Text)
 
 		// The response is a task like any other.
 		rec := get(t, s.url, strings.TrimPrefix(created.ID, "resp_"))

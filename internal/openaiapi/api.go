@@ -27,7 +27,8 @@ import (
 type Tasks interface {
 	GenerateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error)
 	StreamText(ctx context.Context, in task.GenerateTextInput, onText func(string)) (*task.TextResult, error)
-	SubmitGenerateText(ctx context.Context, in task.GenerateTextInput) (*task.Record, error)
+	SubmitGenerateTextKeeping(ctx context.Context, in task.GenerateTextInput, request []byte) (*task.Record, error)
+	KeptRequest(ctx context.Context, id string) ([]byte, error)
 	Get(ctx context.Context, id string) (*task.Record, error)
 	Cancel(ctx context.Context, id string) (*task.Record, error)
 	Delete(ctx context.Context, id string) error
@@ -72,6 +73,7 @@ func New(deps Deps) http.Handler {
 	mux.HandleFunc("GET /v1/responses/{id}", a.getResponse)
 	mux.HandleFunc("POST /v1/responses/{id}/cancel", a.cancelResponse)
 	mux.HandleFunc("DELETE /v1/responses/{id}", a.deleteResponse)
+	mux.HandleFunc("GET /v1/responses/{id}/input_items", a.inputItems)
 	mux.HandleFunc("POST /v1/embeddings", a.embeddings)
 	mux.HandleFunc("POST /v1/audio/speech", a.speech)
 	mux.HandleFunc("POST /v1/audio/transcriptions", a.transcriptions)
@@ -188,16 +190,25 @@ func invalid(param, message string) error { return task.Invalid(param, message) 
 // front does not know are ignored, as SDKs add optional ones over time;
 // those that would change the answer are refused where they are read.
 func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	_, ok := a.decodeKeeping(w, r, v)
+	return ok
+}
+
+// decodeKeeping is decode that also returns the body as it came.
+func (a *api) decodeKeeping(w http.ResponseWriter, r *http.Request, v any) ([]byte, bool) {
 	limit := a.deps.MaxBodyBytes
 	if limit <= 0 {
 		limit = 8 << 20
 	}
 	if r.ContentLength > limit {
 		WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes (MAX_BODY_BYTES)", limit), "", "too_large")
-		return false
+		return nil, false
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	if err := json.NewDecoder(body).Decode(v); err != nil {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		err = json.Unmarshal(raw, v)
+	}
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		var typeErr *json.UnmarshalTypeError
 		switch {
@@ -208,9 +219,9 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		default:
 			WriteError(w, http.StatusBadRequest, "the body is not valid JSON: "+strings.TrimPrefix(err.Error(), "json: "), "", "invalid_json")
 		}
-		return false
+		return nil, false
 	}
-	return true
+	return raw, true
 }
 
 // stringOrList reads a field that is a string or a list of strings.

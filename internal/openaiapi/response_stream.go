@@ -19,6 +19,7 @@ type responseEvents struct {
 	after  int // events numbered up to after are not sent again
 	next   int
 	rec    *task.Record
+	kept   *kept
 	text   string
 	opened bool // the message item has been announced
 	sendOK error
@@ -37,17 +38,17 @@ func (e *responseEvents) emit(typ string, fields map[string]any) error {
 
 // snapshot is the response as it stands before its end, for the events
 // that open the stream.
-func snapshot(rec *task.Record, status string) response {
-	r := responseOf(rec)
+func snapshot(rec *task.Record, k *kept, status string) response {
+	r := responseOf(rec, k)
 	r.Status, r.Output, r.Usage, r.Error, r.IncompleteDetails, r.CompletedAt = status, []outputItem{}, nil, nil, nil, nil
 	return r
 }
 
 func (e *responseEvents) begin() error {
-	if err := e.emit("response.created", map[string]any{"response": snapshot(e.rec, "queued")}); err != nil {
+	if err := e.emit("response.created", map[string]any{"response": snapshot(e.rec, e.kept, "queued")}); err != nil {
 		return err
 	}
-	return e.emit("response.in_progress", map[string]any{"response": snapshot(e.rec, "in_progress")})
+	return e.emit("response.in_progress", map[string]any{"response": snapshot(e.rec, e.kept, "in_progress")})
 }
 
 // openMessage announces the message item and its text part.
@@ -78,7 +79,7 @@ func (e *responseEvents) delta(piece string) error {
 
 // finish sends the output's closing events and the response's last one.
 func (e *responseEvents) finish(final *task.Record) error {
-	r := responseOf(final)
+	r := responseOf(final, e.kept)
 	var result task.TextResult
 	_ = json.Unmarshal(final.Result, &result)
 	index := 0
@@ -172,7 +173,7 @@ func (a *api) follow(ctx context.Context, id string, delta func(string) error, i
 // streamResponse sends the response's events numbered after after. A
 // foreground response whose client goes away is cancelled, as OpenAI
 // does; a background one runs on.
-func (a *api) streamResponse(w http.ResponseWriter, r *http.Request, rec *task.Record, after int, cancelOnLeave bool) {
+func (a *api) streamResponse(w http.ResponseWriter, r *http.Request, rec *task.Record, k *kept, after int, cancelOnLeave bool) {
 	ctx := r.Context()
 	release, err := a.deps.Tasks.HoldStream(ctx)
 	if err != nil {
@@ -180,7 +181,7 @@ func (a *api) streamResponse(w http.ResponseWriter, r *http.Request, rec *task.R
 		return
 	}
 	defer release()
-	e := &responseEvents{out: newSSE(w), after: after, rec: rec}
+	e := &responseEvents{out: newSSE(w), after: after, rec: rec, kept: k}
 	err = e.begin()
 	var final *task.Record
 	if err == nil {
@@ -207,7 +208,7 @@ func (a *api) streamResponse(w http.ResponseWriter, r *http.Request, rec *task.R
 }
 
 // awaitResponse answers a foreground response once its task has ended.
-func (a *api) awaitResponse(w http.ResponseWriter, r *http.Request, rec *task.Record) {
+func (a *api) awaitResponse(w http.ResponseWriter, r *http.Request, rec *task.Record, k *kept) {
 	ctx := r.Context()
 	release, err := a.deps.Tasks.HoldStream(ctx)
 	if err != nil {
@@ -226,5 +227,5 @@ func (a *api) awaitResponse(w http.ResponseWriter, r *http.Request, rec *task.Re
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, responseOf(final))
+	writeJSON(w, http.StatusOK, responseOf(final, k))
 }

@@ -1,9 +1,11 @@
 package openaiapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/siganteng/siganteng/internal/task"
@@ -31,7 +33,8 @@ type responseRequest struct {
 	Text            *struct {
 		Format *responseFormat `json:"format"`
 	} `json:"text"`
-	User string `json:"user"`
+	User     string            `json:"user"`
+	Metadata map[string]string `json:"metadata"`
 	// Asked for and not served: refused rather than silently ignored.
 	PreviousResponseID string          `json:"previous_response_id"`
 	Conversation       json.RawMessage `json:"conversation"`
@@ -39,13 +42,64 @@ type responseRequest struct {
 	Reasoning          json.RawMessage `json:"reasoning"`
 }
 
+// kept is what a response shows back of its request, read from the copy
+// the task keeps (the record holds a summary only).
+type kept struct {
+	Input        json.RawMessage   `json:"input"`
+	Instructions *string           `json:"instructions"`
+	Tools        []responseTool    `json:"tools"`
+	ToolChoice   json.RawMessage   `json:"tool_choice"`
+	Text         json.RawMessage   `json:"text"`
+	TopP         *float64          `json:"top_p"`
+	Metadata     map[string]string `json:"metadata"`
+}
+
+// OpenAI's bounds on metadata, which this front keeps to.
+const (
+	maxMetadata      = 16
+	maxMetadataKey   = 64
+	maxMetadataValue = 512
+)
+
+func checkMetadata(m map[string]string) error {
+	if len(m) > maxMetadata {
+		return invalid("metadata", fmt.Sprintf("metadata holds at most %d pairs", maxMetadata))
+	}
+	for k, v := range m {
+		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
+			return invalid("metadata", fmt.Sprintf("metadata keys are 1 to %d characters and values up to %d", maxMetadataKey, maxMetadataValue))
+		}
+	}
+	return nil
+}
+
+// keptOf reads what task id kept of its request; nil when it kept none.
+func (a *api) keptOf(ctx context.Context, id string) *kept {
+	raw, err := a.deps.Tasks.KeptRequest(ctx, id)
+	if err != nil {
+		if task.CodeOf(err) != task.ENOTFOUND {
+			a.deps.Log.WarnContext(ctx, "a response's request could not be read", "task_id", id, "err", err)
+		}
+		return nil
+	}
+	return parseKept(raw)
+}
+
+func parseKept(raw []byte) *kept {
+	var k kept
+	if json.Unmarshal(raw, &k) != nil {
+		return nil
+	}
+	return &k
+}
+
 // responseTool is a function tool in the Responses API's flat shape.
 type responseTool struct {
 	Type        string          `json:"type"`
 	Name        string          `json:"name"`
 	Description string          `json:"description,omitempty"`
-	Parameters  json.RawMessage `json:"parameters,omitempty"`
-	Strict      *bool           `json:"strict,omitempty"`
+	Parameters  json.RawMessage `json:"parameters"`
+	Strict      *bool           `json:"strict"` // shown back as null when not given
 }
 
 // responseFormat is text.format: text, json_object, or a json_schema with
@@ -269,8 +323,9 @@ func callItemID(taskID string, i int) string {
 	return fmt.Sprintf("fc_%d_%s", i, strings.ReplaceAll(taskID, "-", ""))
 }
 
-// responseOf shows a generate_text record as a response.
-func responseOf(rec *task.Record) response {
+// responseOf shows a generate_text record as a response, with what it
+// kept of its request (k, which may be nil).
+func responseOf(rec *task.Record, k *kept) response {
 	var summary task.GenerateTextSummary
 	_ = json.Unmarshal(rec.Input, &summary)
 	format := "text"
@@ -286,6 +341,21 @@ func responseOf(rec *task.Record) response {
 	if rec.CompletedAt != nil {
 		at := rec.CompletedAt.Unix()
 		out.CompletedAt = &at
+	}
+	if k != nil {
+		out.Instructions, out.TopP = k.Instructions, k.TopP
+		for _, t := range k.Tools {
+			out.Tools = append(out.Tools, t)
+		}
+		if len(k.ToolChoice) > 0 && string(k.ToolChoice) != "null" {
+			out.ToolChoice = k.ToolChoice
+		}
+		if len(k.Text) > 0 && string(k.Text) != "null" {
+			out.Text = k.Text
+		}
+		for key, v := range k.Metadata {
+			out.Metadata[key] = v
+		}
 	}
 	switch rec.Status {
 	case task.StatusSuccess:
@@ -364,10 +434,14 @@ func responseTaskID(id string) string {
 
 func (a *api) createResponse(w http.ResponseWriter, r *http.Request) {
 	var req responseRequest
-	if !a.decode(w, r, &req) {
+	raw, ok := a.decodeKeeping(w, r, &req)
+	if !ok {
 		return
 	}
 	in, err := req.input()
+	if err == nil {
+		err = checkMetadata(req.Metadata)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -377,18 +451,19 @@ func (a *api) createResponse(w http.ResponseWriter, r *http.Request) {
 	if req.Background {
 		in.Origin = task.OriginBackgroundResponse
 	}
-	rec, err := a.deps.Tasks.SubmitGenerateText(r.Context(), in)
+	rec, err := a.deps.Tasks.SubmitGenerateTextKeeping(r.Context(), in, raw)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	k := parseKept(raw)
 	switch {
 	case req.Stream:
-		a.streamResponse(w, r, rec, -1, !req.Background)
+		a.streamResponse(w, r, rec, k, -1, !req.Background)
 	case req.Background:
-		writeJSON(w, http.StatusOK, responseOf(rec))
+		writeJSON(w, http.StatusOK, responseOf(rec, k))
 	default:
-		a.awaitResponse(w, r, rec)
+		a.awaitResponse(w, r, rec, k)
 	}
 }
 
@@ -443,11 +518,12 @@ func (a *api) getResponse(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	k := a.keptOf(r.Context(), rec.ID)
 	if !stream {
-		writeJSON(w, http.StatusOK, responseOf(rec))
+		writeJSON(w, http.StatusOK, responseOf(rec, k))
 		return
 	}
-	a.streamResponse(w, r, rec, after, false)
+	a.streamResponse(w, r, rec, k, after, false)
 }
 
 func (a *api) cancelResponse(w http.ResponseWriter, r *http.Request) {
@@ -460,7 +536,7 @@ func (a *api) cancelResponse(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, responseOf(rec))
+	writeJSON(w, http.StatusOK, responseOf(rec, a.keptOf(r.Context(), rec.ID)))
 }
 
 func (a *api) deleteResponse(w http.ResponseWriter, r *http.Request) {
@@ -477,4 +553,94 @@ func (a *api) deleteResponse(w http.ResponseWriter, r *http.Request) {
 		Object  string `json:"object"`
 		Deleted bool   `json:"deleted"`
 	}{responsePrefix + rec.ID, "response", true})
+}
+
+// inputItems lists a response's input, as its request gave it, with ids:
+// GET /v1/responses/{id}/input_items (order desc by default, as OpenAI's;
+// limit 1 to 100, default 20; after an item id).
+func (a *api) inputItems(w http.ResponseWriter, r *http.Request) {
+	rec, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	limit := 20
+	if s := q.Get("limit"); s != "" {
+		if _, err := fmt.Sscan(s, &limit); err != nil || limit < 1 || limit > 100 {
+			WriteError(w, http.StatusBadRequest, "limit must be between 1 and 100", "limit", "invalid_value")
+			return
+		}
+	}
+	order := q.Get("order")
+	if order != "" && order != "asc" && order != "desc" {
+		WriteError(w, http.StatusBadRequest, "order must be asc or desc", "order", "invalid_value")
+		return
+	}
+	k := a.keptOf(r.Context(), rec.ID)
+	if k == nil {
+		WriteError(w, http.StatusNotFound, fmt.Sprintf("response %s kept no copy of its input (it was not made through /v1/responses, or the copy expired)", r.PathValue("id")), "", "not_found")
+		return
+	}
+	items := shownItems(rec.ID, k.Input)
+	if order != "asc" {
+		slices.Reverse(items)
+	}
+	if after := q.Get("after"); after != "" {
+		i := slices.IndexFunc(items, func(it map[string]any) bool { return it["id"] == after })
+		if i < 0 {
+			WriteError(w, http.StatusBadRequest, "after names no item of this response", "after", "invalid_value")
+			return
+		}
+		items = items[i+1:]
+	}
+	more := len(items) > limit
+	items = items[:min(limit, len(items))]
+	page := struct {
+		Object  string           `json:"object"`
+		Data    []map[string]any `json:"data"`
+		FirstID *string          `json:"first_id"`
+		LastID  *string          `json:"last_id"`
+		HasMore bool             `json:"has_more"`
+	}{Object: "list", Data: items, HasMore: more}
+	if len(items) > 0 {
+		first, last := items[0]["id"].(string), items[len(items)-1]["id"].(string)
+		page.FirstID, page.LastID = &first, &last
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// shownItems is a request's input as Responses items, each with an id
+// (its own, or one made from the task's id and its place) and a status.
+func shownItems(taskID string, raw json.RawMessage) []map[string]any {
+	var items []map[string]any
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		items = []map[string]any{{"type": "message", "role": "user", "content": text}}
+	} else if json.Unmarshal(raw, &items) != nil {
+		return []map[string]any{}
+	}
+	plain := strings.ReplaceAll(taskID, "-", "")
+	for i, it := range items {
+		if it["type"] == nil || it["type"] == "" {
+			it["type"] = "message"
+		}
+		if _, ok := it["id"]; !ok {
+			prefix := map[string]string{"message": "msg", "function_call": "fc", "function_call_output": "fco"}[fmt.Sprint(it["type"])]
+			if prefix == "" {
+				prefix = "item"
+			}
+			it["id"] = fmt.Sprintf("%s_in%d_%s", prefix, i, plain)
+		}
+		if _, ok := it["status"]; !ok {
+			it["status"] = "completed"
+		}
+		if s, ok := it["content"].(string); ok && it["type"] == "message" {
+			kind := "input_text"
+			if it["role"] == task.RoleAssistant {
+				kind = "output_text"
+			}
+			it["content"] = []map[string]any{{"type": kind, "text": s}}
+		}
+	}
+	return items
 }

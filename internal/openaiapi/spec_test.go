@@ -31,6 +31,7 @@ import (
 type fakeTasks struct {
 	mu   sync.Mutex
 	recs map[string]*task.Record
+	kept map[string][]byte
 	n    int
 }
 
@@ -60,7 +61,16 @@ func (f *fakeTasks) StreamText(ctx context.Context, in task.GenerateTextInput, o
 	return out, err
 }
 
-func (f *fakeTasks) SubmitGenerateText(_ context.Context, in task.GenerateTextInput) (*task.Record, error) {
+func (f *fakeTasks) KeptRequest(_ context.Context, id string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.kept[id]; ok {
+		return b, nil
+	}
+	return nil, task.NotFound(id)
+}
+
+func (f *fakeTasks) SubmitGenerateTextKeeping(_ context.Context, in task.GenerateTextInput, request []byte) (*task.Record, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
@@ -71,8 +81,9 @@ func (f *fakeTasks) SubmitGenerateText(_ context.Context, in task.GenerateTextIn
 	result, _ := json.Marshal(f.result(in))
 	id := "00000000-0000-4000-8000-00000000000" + string(rune('0'+f.n%10))
 	if f.recs == nil {
-		f.recs = map[string]*task.Record{}
+		f.recs, f.kept = map[string]*task.Record{}, map[string][]byte{}
 	}
+	f.kept[id] = request
 	done := time.Unix(1741570300, 0)
 	f.recs[id] = &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusSuccess, Input: summary, Result: result,
 		CreatedAt: time.Unix(1741570283, 0), CompletedAt: &done}
@@ -254,6 +265,16 @@ func TestAnswersValidateAgainstOpenAIsDocument(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(created, &resp))
 	checkJSON(http.MethodGet, "/v1/responses/"+resp.ID, "", http.StatusOK, "Response")
+	checkJSON(http.MethodGet, "/v1/responses/"+resp.ID+"/input_items", "", http.StatusOK, "ResponseItemList")
+	withItems := checkJSON(http.MethodPost, "/v1/responses", `{"model":"gpt-test","instructions":"Be brief.","metadata":{"customer":"acme"},
+		"input":[{"role":"user","content":"hi"},{"type":"function_call","call_id":"c1","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c1","output":"ok"}],
+		"tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],"tool_choice":"auto"}`, http.StatusOK, "Response")
+	require.Contains(t, string(withItems), `"instructions":"Be brief."`)
+	require.Contains(t, string(withItems), `"customer":"acme"`)
+	require.NoError(t, json.Unmarshal(withItems, &resp))
+	items := checkJSON(http.MethodGet, "/v1/responses/"+resp.ID+"/input_items?order=asc", "", http.StatusOK, "ResponseItemList")
+	require.Contains(t, string(items), `"type":"function_call_output"`)
+	checkJSON(http.MethodGet, "/v1/responses/"+resp.ID+"/input_items?limit=0", "", http.StatusBadRequest, "ErrorResponse")
 	checkJSON(http.MethodPost, "/v1/responses/"+resp.ID+"/cancel", "", http.StatusOK, "Response")
 	checkJSON(http.MethodPost, "/v1/responses", `{"model":"gpt-test","input":"hi","tools":[{"type":"function","name":"get_weather","parameters":{"type":"object"}}]}`, http.StatusOK, "Response")
 	streamed := checkStream("/v1/responses", `{"model":"gpt-test","input":"hi","stream":true}`, "ResponseStreamEvent")

@@ -4,6 +4,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -154,6 +155,48 @@ func (s *Service) SubmitGenerateText(ctx context.Context, in task.GenerateTextIn
 		return nil, err
 	}
 	return s.submit(ctx, task.TypeGenerateText, in, in.Summary())
+}
+
+// SubmitGenerateTextKeeping is SubmitGenerateText for a front that shows
+// the request back as the client sent it (the Responses API's input items,
+// instructions and tools): request is kept beside the task in the artifact
+// store, under its input key, counted against the key's storage quota, and
+// never in the record, which holds a summary only.
+func (s *Service) SubmitGenerateTextKeeping(ctx context.Context, in task.GenerateTextInput, request []byte) (*task.Record, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.checkText(&in); err != nil {
+		return nil, err
+	}
+	if err := s.checkStored(ctx); err != nil {
+		return nil, err
+	}
+	return s.submitWith(ctx, task.TypeGenerateText, in, in.Summary(),
+		func(id string) error { return s.putInput(ctx, id, bytes.NewReader(request)) },
+		func(id string) { s.dropInput(ctx, id, auth.FromContext(ctx).Owner()) })
+}
+
+// KeptRequest returns what SubmitGenerateTextKeeping kept for task id:
+// ENOTFOUND for another caller's task, or one that kept nothing (or whose
+// copy has expired).
+func (s *Service) KeptRequest(ctx context.Context, id string) ([]byte, error) {
+	if _, err := s.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	obj, err := s.deps.Artifacts.Open(ctx, task.InputKey(id))
+	if errors.Is(err, artifact.ErrNotFound) {
+		return nil, &task.Error{Code: task.ENOTFOUND, Message: fmt.Sprintf("task %s kept no copy of its request", id)}
+	}
+	if err != nil {
+		return nil, task.Unavailable("the artifact store is unavailable", err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(io.LimitReader(obj, 64<<20))
+	if err != nil {
+		return nil, task.Unavailable("the artifact store is unavailable", err)
+	}
+	return b, nil
 }
 
 // storeTimeout bounds the Redis work of one API request, so that a client
@@ -459,9 +502,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if err := s.deps.Records.Delete(ctx, id); err != nil {
 		return task.Unavailable("the task store is unavailable", err)
 	}
-	if hasUpload(rec.Type) {
-		s.dropInput(ctx, id, rec.Owner)
-	}
+	s.dropInput(ctx, id, rec.Owner) // an upload, or a kept request
 	return nil
 }
 
