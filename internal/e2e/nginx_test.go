@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/provider/providertest"
@@ -211,6 +213,26 @@ func TestThroughNginx(t *testing.T) {
 	require.Equal(t, "SUCCESS", statusOf(t, events[len(events)-1]))
 	require.False(t, first.IsZero(), "deltas came through")
 	require.Greater(t, last.Sub(first), 300*time.Millisecond, "the first text arrived long before the end: not buffered")
+
+	// The OpenAI-compatible front through nginx, with the official SDK: a
+	// streamed chat is passed on piece by piece, not buffered.
+	sdkClient := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithAPIKey("sk-anything"),
+		option.WithHTTPClient(client), option.WithMaxRetries(0))
+	stream := sdkClient.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "gpt-test",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("a b c d e f g h")}})
+	var firstPiece time.Time
+	var text strings.Builder
+	for stream.Next() {
+		if piece := stream.Current().Choices; len(piece) > 0 && piece[0].Delta.Content != "" {
+			if firstPiece.IsZero() {
+				firstPiece = time.Now()
+			}
+			text.WriteString(piece[0].Delta.Content)
+		}
+	}
+	require.NoError(t, stream.Err())
+	require.Equal(t, "echo: a b c d e f g h", text.String())
+	require.Greater(t, time.Since(firstPiece), 300*time.Millisecond, "the first piece arrived long before the end: not buffered")
 
 	// An oversized body is refused by nginx with 413.
 	res, _ = do(http.MethodPost, base+"/background/speech_to_text", strings.Repeat("x", 12<<20))

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -427,4 +428,120 @@ func TestOfficialNodeSDK(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, 8, strings.Count(string(out), "ok "), "every check ran: %s", out)
+}
+
+// A stream dropped part-way is resumed with starting_after: the events
+// after the last one seen, numbered as before, and the text is whole.
+func TestOpenAISDKResumesADroppedStream(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	fake.SetStreamChunkDelay(40 * time.Millisecond)
+	s := start(t, "serve", frontEnv(t, fake, redistest.URL(t)))
+	client := sdk(s)
+
+	ctx, drop := context.WithCancel(context.Background())
+	stream := client.Responses.NewStreaming(ctx, responses.ResponseNewParams{Model: "gpt-test", Background: openai.Bool(true),
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("one two three four five six seven eight")}})
+	var id string
+	var last int64
+	var text strings.Builder
+	for stream.Next() {
+		ev := stream.Current()
+		if ev.Type == "response.created" {
+			id = ev.Response.ID
+		}
+		last = ev.SequenceNumber
+		if ev.Type == "response.output_text.delta" {
+			text.WriteString(ev.Delta)
+			if strings.Contains(ev.Delta, "three") {
+				break // the connection drops here
+			}
+		}
+	}
+	drop()
+	stream.Close()
+	require.NotEmpty(t, id)
+	require.Contains(t, text.String(), "three")
+	require.NotContains(t, text.String(), "eight", "dropped before the end")
+
+	resumed := client.Responses.GetStreaming(context.Background(), id, responses.ResponseGetParams{StartingAfter: openai.Int(last)})
+	var final string
+	for resumed.Next() {
+		ev := resumed.Current()
+		require.Equal(t, last+1, ev.SequenceNumber, "no event is lost or sent twice")
+		last = ev.SequenceNumber
+		if ev.Type == "response.output_text.delta" {
+			text.WriteString(ev.Delta)
+		}
+		final = ev.Type
+	}
+	require.NoError(t, resumed.Err())
+	require.Equal(t, "response.completed", final)
+	require.Equal(t, "echo: one two three four five six seven eight", text.String())
+}
+
+// With keys and a routing file: the SDK's bearer key is checked, another
+// key's response is a 404, a model the file does not name is a 404
+// model_not_found, /v1/models lists the file's names, and the refusals
+// before the front (a bad key) are OpenAI's error object too.
+func TestOpenAIFrontWithKeysAndRoutedModels(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	routes := filepath.Join(t.TempDir(), "routes.yaml")
+	require.NoError(t, os.WriteFile(routes, []byte(fmt.Sprintf(`
+models:
+  - name: chat-fast
+    capability: generate_text
+    deployments:
+      - {provider: openai, model: small, base_url: %q}
+`, fake.URL())), 0o600))
+	redisURL := redistest.URL(t)
+	env := frontEnv(t, fake, redisURL)
+	env["ROUTES_FILE"] = routes
+	alice, bob := createKey(t, redisURL, "--name", "alice"), createKey(t, redisURL, "--name", "bob")
+	s := start(t, "serve", env)
+	ctx := context.Background()
+	as := func(key string) *openai.Client {
+		c := openai.NewClient(option.WithBaseURL(s.url+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
+		return &c
+	}
+
+	out, err := as(alice).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat-fast",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("routed")}})
+	require.NoError(t, err)
+	require.Equal(t, "echo: routed", out.Choices[0].Message.Content)
+	require.Equal(t, "small", fake.Calls()[len(fake.Calls())-1].Model, "the file's model went to the provider")
+
+	var apiErr *openai.Error
+	_, err = as(alice).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "gpt-nope",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")}})
+	require.True(t, errors.As(err, &apiErr), "%v", err)
+	require.Equal(t, http.StatusNotFound, apiErr.StatusCode)
+	require.Equal(t, "model_not_found", apiErr.Code)
+
+	var res *http.Response
+	models, err := as(alice).Models.List(ctx, option.WithResponseInto(&res))
+	require.NoError(t, err)
+	require.Equal(t, "chat-fast", models.Data[0].ID)
+	require.NotEmpty(t, res.Header.Get("x-ratelimit-remaining-requests"), "OpenAI's rate-limit headers")
+	require.NotEmpty(t, res.Header.Get("x-ratelimit-reset-requests"))
+
+	mine, err := as(alice).Responses.New(ctx, responses.ResponseNewParams{Model: "chat-fast", Background: openai.Bool(true),
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("alice's")}})
+	require.NoError(t, err)
+	_, err = as(bob).Responses.Get(ctx, mine.ID, responses.ResponseGetParams{})
+	require.True(t, errors.As(err, &apiErr), "%v", err)
+	require.Equal(t, http.StatusNotFound, apiErr.StatusCode, "another key's response does not exist for bob")
+	_, err = as(bob).Responses.Cancel(ctx, mine.ID)
+	require.True(t, errors.As(err, &apiErr), "%v", err)
+	require.Equal(t, http.StatusNotFound, apiErr.StatusCode)
+
+	_, err = as("sgk_not_a_real_key").Models.List(ctx)
+	require.True(t, errors.As(err, &apiErr), "%v", err)
+	require.Equal(t, http.StatusUnauthorized, apiErr.StatusCode)
+	require.Equal(t, "invalid_api_key", apiErr.Code)
+	require.NotEmpty(t, apiErr.Message)
+	require.NotContains(t, s.logs.String(), alice, "keys are never logged")
 }

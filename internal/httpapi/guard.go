@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/cors"
 
@@ -101,12 +102,12 @@ func (h *handlers) withAuth(next http.Handler) http.Handler {
 				// 503; refusing it here would only hide why.
 				h.deps.Log.WarnContext(r.Context(), "rate limit not checked", "err", err)
 			case !d.Allowed:
-				setRateHeaders(w.Header(), d)
+				setRateHeaders(w.Header(), d, r.URL.Path)
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.RetryAfter.Seconds())))))
 				refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit reached: this API key may make %d requests per second (bursts of %d)", d.Limit, d.Burst))
 				return
 			default:
-				setRateHeaders(w.Header(), d)
+				setRateHeaders(w.Header(), d, r.URL.Path)
 			}
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithCaller(r.Context(), caller)))
@@ -237,8 +238,15 @@ func presentedKey(r *http.Request) (string, string) {
 }
 
 // setRateHeaders writes the RateLimit headers of the IETF draft
-// (draft-ietf-httpapi-ratelimit-headers), as most clients read them.
-func setRateHeaders(h http.Header, d auth.Decision) {
+// (draft-ietf-httpapi-ratelimit-headers), as most clients read them, and
+// on /v1 OpenAI's x-ratelimit-*-requests too, as its SDKs and tools read
+// them.
+func setRateHeaders(h http.Header, d auth.Decision, path string) {
+	if strings.HasPrefix(path, "/v1/") {
+		h.Set("X-Ratelimit-Limit-Requests", strconv.Itoa(d.Burst))
+		h.Set("X-Ratelimit-Remaining-Requests", strconv.Itoa(max(0, d.Remaining)))
+		h.Set("X-Ratelimit-Reset-Requests", max(time.Millisecond, d.ResetAfter.Round(time.Millisecond)).String())
+	}
 	h.Set("RateLimit-Limit", strconv.Itoa(d.Burst))
 	h.Set("RateLimit-Remaining", strconv.Itoa(max(0, d.Remaining)))
 	h.Set("RateLimit-Reset", strconv.Itoa(max(0, int(math.Ceil(d.ResetAfter.Seconds())))))
