@@ -75,20 +75,13 @@ func BenchmarkChatCompletionsOverhead(b *testing.B) {
 		res.Body.Close()
 	}
 	b.Run("plain", func(b *testing.B) {
-		direct, front := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
-		for range b.N {
-			for i, url := range []string{fake.URL(), s.url + "/v1"} {
-				begin := time.Now()
-				res := post(b, client, url+"/chat/completions", body)
-				_, _ = bufio.NewReader(res.Body).WriteTo(discard{})
-				res.Body.Close()
-				if i == 0 {
-					direct = append(direct, time.Since(begin))
-				} else {
-					front = append(front, time.Since(begin))
-				}
-			}
-		}
+		direct, front := alternate(b, []string{fake.URL(), s.url + "/v1"}, func(url string) time.Duration {
+			begin := time.Now()
+			res := post(b, client, url+"/chat/completions", body)
+			_, _ = bufio.NewReader(res.Body).WriteTo(discard{})
+			res.Body.Close()
+			return time.Since(begin)
+		})
 		b.ReportMetric(percentile(direct, 50), "direct-p50-ms")
 		b.ReportMetric(percentile(direct, 99), "direct-p99-ms")
 		b.ReportMetric(percentile(front, 50), "v1-p50-ms")
@@ -96,23 +89,26 @@ func BenchmarkChatCompletionsOverhead(b *testing.B) {
 		b.ReportMetric(percentile(front, 50)-percentile(direct, 50), "added-p50-ms")
 	})
 	b.Run("stream", func(b *testing.B) {
-		direct, front := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
-		for range b.N {
-			for i, url := range []string{fake.URL(), s.url + "/v1"} {
-				begin := time.Now()
-				first := untilFirstText(b, post(b, client, url+"/chat/completions", streamed))
-				if i == 0 {
-					direct = append(direct, first.Sub(begin))
-				} else {
-					front = append(front, first.Sub(begin))
-				}
-			}
-		}
+		direct, front := alternate(b, []string{fake.URL(), s.url + "/v1"}, func(url string) time.Duration {
+			begin := time.Now()
+			return untilFirstText(b, post(b, client, url+"/chat/completions", streamed)).Sub(begin)
+		})
 		b.ReportMetric(percentile(direct, 50), "direct-ttft-p50-ms")
 		b.ReportMetric(percentile(front, 50), "v1-ttft-p50-ms")
 		b.ReportMetric(percentile(front, 99), "v1-ttft-p99-ms")
 		b.ReportMetric(percentile(front, 50)-percentile(direct, 50), "added-ttft-p50-ms")
 	})
+}
+
+// alternate measures b.N rounds of calling measure on the first URL, then
+// on the second, and returns each one's durations.
+func alternate(b *testing.B, urls []string, measure func(url string) time.Duration) (first, second []time.Duration) {
+	first, second = make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
+	for range b.N {
+		first = append(first, measure(urls[0]))
+		second = append(second, measure(urls[1]))
+	}
+	return first, second
 }
 
 type discard struct{}

@@ -17,12 +17,7 @@ import (
 // sampling options, through the adapter's own wire format.
 func RunChat(t *testing.T, h LLMHarness) {
 	t.Helper()
-	setup := func(t *testing.T) (Fake, provider.LLM) {
-		t.Helper()
-		fake := h.NewFake(t)
-		t.Cleanup(fake.Close)
-		return fake, h.NewAdapter(fake.URL(), h.Key, "default-model")
-	}
+	setup := h.setup
 	ctx := context.Background()
 	weather := []task.Tool{{Type: "function", Function: task.FunctionDef{Name: "get_weather", Description: "The weather in a city.",
 		Parameters: json.RawMessage(`{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}`)}}}

@@ -27,16 +27,19 @@ type LLMHarness struct {
 	ChatPath string
 }
 
+// setup starts a fake, closed with the test, and the adapter against it.
+func (h LLMHarness) setup(t *testing.T) (Fake, provider.LLM) {
+	t.Helper()
+	fake := h.NewFake(t)
+	t.Cleanup(fake.Close)
+	return fake, h.NewAdapter(fake.URL(), h.Key, "default-model")
+}
+
 // RunLLM runs the conformance suite: what the adapter sends, how it reads
 // answers, and how it classifies each kind of failure.
 func RunLLM(t *testing.T, h LLMHarness) {
 	t.Helper()
-	setup := func(t *testing.T) (Fake, provider.LLM) {
-		t.Helper()
-		fake := h.NewFake(t)
-		t.Cleanup(fake.Close)
-		return fake, h.NewAdapter(fake.URL(), h.Key, "default-model")
-	}
+	setup := h.setup
 	ctx := context.Background()
 	temp := 0.25
 
