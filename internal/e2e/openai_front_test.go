@@ -385,6 +385,9 @@ func TestOpenAISDKEmbeddingsAudioAndModels(t *testing.T) {
 		File: openai.File(bytes.NewReader(wav), "rapat.wav", "audio/wav"), Language: openai.String("id")})
 	require.NoError(t, err)
 	require.Equal(t, providertest.TranscriptOf(wav), transcript.Text)
+	stt := fake.STTCalls()
+	require.Equal(t, "id", stt[len(stt)-1].Language, "a field is read wherever the form puts it")
+	require.Equal(t, wav, stt[len(stt)-1].Audio)
 
 	models, err := client.Models.List(ctx)
 	require.NoError(t, err)

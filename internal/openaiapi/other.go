@@ -11,6 +11,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/siganteng/siganteng/internal/task"
@@ -149,9 +150,10 @@ type transcription struct {
 	} `json:"usage,omitempty"`
 }
 
-// transcriptions reads the multipart form as it streams: the fields first
-// (the SDKs send them before the file, as OpenAI documents), then the
-// file, which goes to the service without being held whole.
+// transcriptions reads the multipart form in whatever order its parts
+// come: the audio is spooled to a temporary file (bounded by
+// MAX_UPLOAD_BYTES, never held in memory) so that fields sent after it
+// count too, then handed to the service.
 func (a *api) transcriptions(w http.ResponseWriter, r *http.Request) {
 	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mediaType != "multipart/form-data" || params["boundary"] == "" {
@@ -164,25 +166,32 @@ func (a *api) transcriptions(w http.ResponseWriter, r *http.Request) {
 	form := multipart.NewReader(r.Body, params["boundary"])
 	in := task.SpeechToTextInput{}
 	format := "json"
+	var audio *os.File
+	defer func() {
+		if audio != nil {
+			audio.Close()
+			os.Remove(audio.Name())
+		}
+	}()
 	for {
 		part, err := form.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			a.fail(w, r, invalid("file", "the form has no file part"))
+			a.fail(w, r, &task.Error{Code: task.ETOOLARGE, Field: "file", Message: "the form could not be read: it is malformed, or larger than MAX_UPLOAD_BYTES"})
 			return
 		}
-		if part.FormName() == "file" {
-			if format != "json" && format != "text" && format != "verbose_json" {
-				a.fail(w, r, invalid("response_format", fmt.Sprintf("response_format %q is not supported; use json, text or verbose_json", format)))
-				return
-			}
+		if part.FormName() == "file" && audio == nil {
 			in.Filename = part.FileName()
-			out, err := a.deps.Tasks.SpeechToText(r.Context(), in, part)
+			if audio, err = os.CreateTemp("", "siganteng-audio-*"); err == nil {
+				_, err = io.Copy(audio, part)
+			}
 			if err != nil {
-				a.fail(w, r, err)
+				a.fail(w, r, &task.Error{Code: task.ETOOLARGE, Field: "file", Message: "the audio could not be read: it is larger than MAX_UPLOAD_BYTES, or the upload broke off"})
 				return
 			}
-			a.writeTranscript(w, out, format)
-			return
+			continue
 		}
 		value, _ := io.ReadAll(io.LimitReader(part, 8<<10))
 		switch part.FormName() {
@@ -196,6 +205,24 @@ func (a *api) transcriptions(w http.ResponseWriter, r *http.Request) {
 			format = string(value)
 		}
 	}
+	switch {
+	case audio == nil:
+		a.fail(w, r, invalid("file", "the form has no file part"))
+		return
+	case format != "json" && format != "text" && format != "verbose_json":
+		a.fail(w, r, invalid("response_format", fmt.Sprintf("response_format %q is not supported; use json, text or verbose_json", format)))
+		return
+	}
+	if _, err := audio.Seek(0, io.SeekStart); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out, err := a.deps.Tasks.SpeechToText(r.Context(), in, audio)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeTranscript(w, out, format)
 }
 
 func (a *api) writeTranscript(w http.ResponseWriter, out *task.TranscriptResult, format string) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,8 +32,10 @@ import (
 type fakeTasks struct {
 	mu   sync.Mutex
 	recs map[string]*task.Record
-	kept map[string][]byte
-	n    int
+	kept  map[string][]byte
+	n     int
+	stt   task.SpeechToTextInput
+	audio []byte
 }
 
 func (f *fakeTasks) result(in task.GenerateTextInput) *task.TextResult {
@@ -123,8 +126,11 @@ func (f *fakeTasks) TextToSpeech(context.Context, task.TextToSpeechInput) (*serv
 	return &service.Audio{Body: io.NopCloser(strings.NewReader("ID3 audio")), ContentType: "audio/mpeg"}, nil
 }
 
-func (f *fakeTasks) SpeechToText(_ context.Context, _ task.SpeechToTextInput, audio io.Reader) (*task.TranscriptResult, error) {
-	_, _ = io.Copy(io.Discard, audio)
+func (f *fakeTasks) SpeechToText(_ context.Context, in task.SpeechToTextInput, audio io.Reader) (*task.TranscriptResult, error) {
+	b, _ := io.ReadAll(audio)
+	f.mu.Lock()
+	f.stt, f.audio = in, b
+	f.mu.Unlock()
 	return &task.TranscriptResult{Text: "selamat pagi", Language: "id", Duration: 1.5}, nil
 }
 
@@ -309,4 +315,30 @@ func TestAnswersValidateAgainstOpenAIsDocument(t *testing.T) {
 	}
 	checkJSON(http.MethodGet, "/v1/responses/resp_unknown", "", http.StatusNotFound, "ErrorResponse")
 	checkJSON(http.MethodGet, "/v1/models/nope", "", http.StatusNotFound, "ErrorResponse")
+}
+
+// A transcription's fields count wherever the form puts them, before the
+// file or after it.
+func TestTranscriptionFieldsAfterTheFile(t *testing.T) {
+	t.Parallel()
+	tasks := &fakeTasks{}
+	srv := httptest.NewServer(openaiapi.New(openaiapi.Deps{Tasks: tasks, MaxUploadBytes: 1 << 20}))
+	t.Cleanup(srv.Close)
+	var body bytes.Buffer
+	form := multipart.NewWriter(&body)
+	part, err := form.CreateFormFile("file", "rapat.wav")
+	require.NoError(t, err)
+	_, _ = part.Write([]byte("RIFF audio bytes"))
+	require.NoError(t, form.WriteField("language", "id"))
+	require.NoError(t, form.WriteField("response_format", "text"))
+	require.NoError(t, form.Close())
+	res, err := http.Post(srv.URL+"/v1/audio/transcriptions", form.FormDataContentType(), &body)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", raw)
+	require.Equal(t, "selamat pagi\n", string(raw), "response_format text, sent after the file")
+	require.Equal(t, "id", tasks.stt.Language)
+	require.Equal(t, "rapat.wav", tasks.stt.Filename)
+	require.Equal(t, "RIFF audio bytes", string(tasks.audio))
 }
