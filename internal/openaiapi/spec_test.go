@@ -30,8 +30,8 @@ import (
 // fakeTasks is the service as a canned one: every call succeeds with a
 // fixed answer, and records are kept in memory.
 type fakeTasks struct {
-	mu   sync.Mutex
-	recs map[string]*task.Record
+	mu    sync.Mutex
+	recs  map[string]*task.Record
 	kept  map[string][]byte
 	n     int
 	stt   task.SpeechToTextInput
