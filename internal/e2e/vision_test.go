@@ -2,12 +2,14 @@ package e2e_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +166,64 @@ func TestDescribeImageUpload(t *testing.T) {
 	status, body = form(map[string]string{"max_tokens": "lots"}, "image", providertest.PNG1x1)
 	require.Equal(t, http.StatusUnprocessableEntity, status, "%s", body)
 	require.Contains(t, string(body), "body.max_tokens")
+}
+
+// An image sent inline in messages travels by reference, as an upload
+// does: while the task waits and runs no Redis value holds its bytes; the
+// provider gets them; once the task ends the stored copy is gone.
+func TestImagesInMessagesTravelByReference(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithDelay(800 * time.Millisecond))
+	t.Cleanup(fake.Close)
+	redisURL := redistest.URL(t)
+	env := openAIEnv(t, fake, redisURL)
+	s := start(t, "serve", env)
+	img := append(append([]byte{}, providertest.PNG1x1...), bytes.Repeat([]byte("SIGANTENG"), 4096)...)
+	encoded := base64.StdEncoding.EncodeToString(img)
+	body := `{"messages":[{"role":"user","content":[{"type":"text","text":"What is it?"},` +
+		`{"type":"image_url","image_url":{"url":"data:image/png;base64,` + encoded + `"}}]}]}`
+	rec, res := submit(t, s.url, body)
+	require.Equal(t, http.StatusAccepted, res.StatusCode)
+
+	require.Eventually(t, func() bool { return get(t, s.url, rec.TaskID).Status == "STARTED" }, 5*time.Second, 10*time.Millisecond)
+	rdb := redistest.Client(t, redisURL)
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	needle := encoded[len(encoded)/2 : len(encoded)/2+64]
+	for _, k := range keys {
+		var values []string
+		switch rdb.Type(ctx, k).Val() {
+		case "hash":
+			for _, v := range rdb.HGetAll(ctx, k).Val() {
+				values = append(values, v)
+			}
+		case "string":
+			values = append(values, rdb.Get(ctx, k).Val())
+		case "list":
+			values = rdb.LRange(ctx, k, 0, -1).Val()
+		}
+		for _, v := range values {
+			require.NotContains(t, v, needle, "Redis key %s holds the image's bytes", k)
+			require.NotContains(t, v, string(img[len(img)/2:len(img)/2+64]))
+		}
+	}
+	stored, err := filepath.Glob(filepath.Join(env["ARTIFACT_DIR"], rec.TaskID+"-image-*"))
+	require.NoError(t, err)
+	require.Len(t, stored, 1, "the image waits in the artifact store")
+
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	require.Equal(t, [][]byte{img}, fake.Calls()[0].Images, "the provider got the image inline")
+	require.Eventually(t, func() bool {
+		left, _ := filepath.Glob(filepath.Join(env["ARTIFACT_DIR"], rec.TaskID+"-image-*"))
+		return len(left) == 0
+	}, 5*time.Second, 20*time.Millisecond, "the stored copy goes once the task ends")
+
+	// What is not an image is refused at submit, naming messages.
+	bad := `{"messages":[{"role":"user","content":[{"type":"text","text":"?"},` +
+		`{"type":"image_url","image_url":{"url":"data:image/png;base64,` + base64.StdEncoding.EncodeToString([]byte("%PDF-1.7")) + `"}}]}]}`
+	res, answer := rawPost(t, s.url+"/background/generate_text", bad)
+	require.Equal(t, http.StatusUnsupportedMediaType, res.StatusCode, answer)
+	require.Contains(t, answer, `"location":"body.messages"`)
 }

@@ -4,7 +4,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -154,7 +153,7 @@ func (s *Service) SubmitGenerateText(ctx context.Context, in task.GenerateTextIn
 	if err := s.checkText(&in); err != nil {
 		return nil, err
 	}
-	return s.submit(ctx, task.TypeGenerateText, in, in.Summary())
+	return s.submitText(ctx, in, nil)
 }
 
 // SubmitGenerateTextKeeping is SubmitGenerateText for a front that shows
@@ -169,12 +168,10 @@ func (s *Service) SubmitGenerateTextKeeping(ctx context.Context, in task.Generat
 	if err := s.checkText(&in); err != nil {
 		return nil, err
 	}
-	if err := s.checkStored(ctx); err != nil {
-		return nil, err
+	if request == nil {
+		request = []byte("{}")
 	}
-	return s.submitWith(ctx, task.TypeGenerateText, in, in.Summary(),
-		func(id string) error { return s.putInput(ctx, id, bytes.NewReader(request)) },
-		func(id string) { s.dropInput(ctx, id, auth.FromContext(ctx).Owner()) })
+	return s.submitText(ctx, in, request)
 }
 
 // KeptRequest returns what SubmitGenerateTextKeeping kept for task id:
@@ -598,6 +595,9 @@ type Outcome struct {
 	// Calls are the routed calls the attempt made, its failed ones too;
 	// their Attempt is the caller's to set.
 	Calls []task.Call
+	// Discard says the task keeps inputs (images sent inline) that the
+	// caller discards, with DiscardInput, once the result is recorded.
+	Discard bool
 }
 
 // Progress receives what a running task produces before it ends.
@@ -613,7 +613,13 @@ func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload
 	p := s.deps.Providers
 	switch typ {
 	case task.TypeGenerateText:
-		return execute(ctx, payload, typ, p.LLM, func(in task.GenerateTextInput) (any, error) {
+		stored := false
+		out, err := execute(ctx, payload, typ, p.LLM, func(q queuedText) (any, error) {
+			stored = q.StoredImages > 0
+			in, err := s.loadImages(ctx, id, q)
+			if err != nil {
+				return nil, err
+			}
 			if !in.Stream || progress == nil {
 				return s.generateText(ctx, in)
 			}
@@ -627,6 +633,8 @@ func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload
 			}
 			return out, err
 		})
+		out.Discard = stored
+		return out, err
 	case task.TypeDescribeImage:
 		return execute(ctx, payload, typ, p.Vision, func(in queuedImage) (any, error) { return s.describeQueuedImage(ctx, id, in) })
 	case task.TypeEmbed:

@@ -50,7 +50,11 @@ func (s *Service) checkStored(ctx context.Context) error {
 // putInput stores a submit's upload under the task's input key and counts
 // it against the caller's quota; past the quota it is deleted again.
 func (s *Service) putInput(ctx context.Context, id string, body io.Reader) error {
-	key := task.InputKey(id)
+	return s.putKey(ctx, task.InputKey(id), body)
+}
+
+// putKey is putInput under any key.
+func (s *Service) putKey(ctx context.Context, key string, body io.Reader) error {
 	size, err := s.deps.Artifacts.Put(ctx, key, body)
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
@@ -83,16 +87,21 @@ func hasUpload(typ task.Type) bool {
 // dropInput deletes the upload of task id, submitted by owner, and stops
 // counting it against owner's quota.
 func (s *Service) dropInput(ctx context.Context, id, owner string) {
+	s.dropKey(ctx, task.InputKey(id), owner)
+}
+
+// dropKey deletes the input under key and stops counting it.
+func (s *Service) dropKey(ctx context.Context, key, owner string) {
 	if s.deps.Artifacts == nil {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	_ = s.deps.Artifacts.Delete(ctx, task.InputKey(id))
+	_ = s.deps.Artifacts.Delete(ctx, key)
 	if s.deps.Stored == nil || owner == "" {
 		return
 	}
-	if err := s.deps.Stored.Uncharge(ctx, owner, task.InputKey(id), s.deps.Now()); err != nil {
-		s.deps.Log.WarnContext(ctx, "stored bytes not released", "task_id", id, "err", err)
+	if err := s.deps.Stored.Uncharge(ctx, owner, key, s.deps.Now()); err != nil {
+		s.deps.Log.WarnContext(ctx, "stored bytes not released", "key", key, "err", err)
 	}
 }
 
@@ -116,12 +125,22 @@ func (s *Service) chargeStored(ctx context.Context, id, key string, size int64) 
 // revoked, lost, or succeeded with the answer safe): nothing will read it
 // again. Kinds without uploads cost nothing.
 func (s *Service) DiscardInput(ctx context.Context, id string, typ task.Type) error {
-	if !hasUpload(typ) || s.deps.Artifacts == nil {
+	if !hasUpload(typ) && typ != task.TypeGenerateText || s.deps.Artifacts == nil {
 		return nil
 	}
-	owner := ""
-	if rec, err := s.deps.Records.Get(ctx, id); err == nil {
+	owner, images := "", 0
+	rec, err := s.deps.Records.Get(ctx, id)
+	if err == nil {
 		owner = rec.Owner
+	}
+	if typ == task.TypeGenerateText {
+		// Its images only: a response's kept request is shown back after
+		// the end, until the record goes.
+		if err == nil {
+			images = storedImagesOf(rec)
+		}
+		s.dropImages(ctx, id, owner, images)
+		return nil
 	}
 	s.dropInput(ctx, id, owner)
 	return nil

@@ -105,15 +105,18 @@ const (
 
 // GenerateTextSummary is the input summary stored on a generate_text record.
 type GenerateTextSummary struct {
-	Origin      string   `json:"origin,omitempty" doc:"response or background_response: made through /v1/responses."`
-	Stream      bool     `json:"stream,omitempty"`
-	Model       string   `json:"model,omitempty"`
-	PromptChars int      `json:"prompt_chars"`
-	Messages    int      `json:"messages,omitempty"`
-	Tools       int      `json:"tools,omitempty"`
-	Format      string   `json:"response_format,omitempty"`
-	MaxTokens   *int     `json:"max_tokens,omitempty"`
-	Temperature *float64 `json:"temperature,omitempty"`
+	Origin      string `json:"origin,omitempty" doc:"response or background_response: made through /v1/responses."`
+	Stream      bool   `json:"stream,omitempty"`
+	Model       string `json:"model,omitempty"`
+	PromptChars int    `json:"prompt_chars"`
+	Messages    int    `json:"messages,omitempty"`
+	Tools       int    `json:"tools,omitempty"`
+	Format      string `json:"response_format,omitempty"`
+	// StoredImages counts the images sent inline, kept in the artifact
+	// store while the task waits.
+	StoredImages int      `json:"stored_images,omitempty"`
+	MaxTokens    *int     `json:"max_tokens,omitempty"`
+	Temperature  *float64 `json:"temperature,omitempty"`
 }
 
 // TextResult is the result of generate_text.

@@ -3,6 +3,7 @@ package task
 import (
 	"bytes"
 	"regexp"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -68,6 +69,10 @@ type Segment struct {
 
 // InputKey is where a task's uploaded input is kept in the artifact store.
 func InputKey(id string) string { return id + "-input" }
+
+// ImageKey is where the n-th image sent inline in a task's messages is
+// kept in the artifact store while the task waits.
+func ImageKey(id string, n int) string { return id + "-image-" + strconv.Itoa(n) }
 
 // SniffAudio names an audio format from the first bytes of a file, and the
 // file extension providers expect for it; "" when it is none we accept.

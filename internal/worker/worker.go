@@ -372,6 +372,9 @@ func (w *Worker) succeeded(ctx context.Context, a attempt, out service.Outcome, 
 	}
 	a.log.Info("task succeeded", "provider", out.Provider, "duration", w.now().Sub(start))
 	w.metrics.Ended(string(a.typ), out.Provider, string(task.StatusSuccess))
+	if out.Discard {
+		w.discardInput(ctx, a.id, a.typ, a.log) // the result is safe: nothing reads them again
+	}
 	return nil
 }
 
