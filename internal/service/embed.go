@@ -20,20 +20,14 @@ func (s *Service) Embed(ctx context.Context, in task.EmbedInput) (*task.EmbedRes
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	held, err := s.checkSync(ctx, task.TypeEmbed, in)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.syncContext(ctx)
-	defer cancel()
-	out, err := s.embed(ctx, in)
-	if err != nil {
-		s.settleSync(ctx, held, true, nil, nil, in)
-		return nil, s.syncError(ctx, err)
-	}
-	s.settleSync(ctx, held, false, out.Route, out, in)
-	return out, nil
+	return syncCall(s, ctx, task.TypeEmbed, in, func(ctx context.Context) (*task.EmbedResult, error) { return s.embed(ctx, in) })
 }
+
+// embedKind runs a queued embed as the synchronous call does.
+var embedKind = runs(task.TypeEmbed, func(p Providers) named { return p.Embedder },
+	func(s *Service, ctx context.Context, _ string, in task.EmbedInput, _ Progress) (any, error) {
+		return s.embed(ctx, in)
+	})
 
 func (s *Service) embed(ctx context.Context, in task.EmbedInput) (*task.EmbedResult, error) {
 	e := s.deps.Providers.Embedder

@@ -414,30 +414,46 @@ func (s *Service) runText(ctx context.Context, in task.GenerateTextInput, onText
 	if err := s.checkText(&in); err != nil {
 		return nil, err
 	}
-	held, err := s.checkSync(ctx, task.TypeGenerateText, in)
-	if err != nil {
-		return nil, err
+	return syncCall(s, ctx, task.TypeGenerateText, in, func(ctx context.Context) (*task.TextResult, error) {
+		return s.produceText(ctx, in, onText)
+	})
+}
+
+// generateTextKind runs queued generate_text, with its stored images put
+// back inline, and streams its text to progress when the task asked.
+var generateTextKind = kind{typ: task.TypeGenerateText,
+	run: func(s *Service, ctx context.Context, id string, payload []byte, progress Progress) (Outcome, error) {
+		stored := false
+		out, err := execute(ctx, payload, task.TypeGenerateText, s.deps.Providers.LLM, func(q queuedText) (any, error) {
+			stored = q.StoredImages > 0
+			in, err := s.loadImages(ctx, id, q)
+			if err != nil {
+				return nil, err
+			}
+			if !in.Stream || progress == nil {
+				return s.generateText(ctx, in)
+			}
+			return s.produceText(ctx, in, progress.Text)
+		})
+		out.Discard = stored
+		return out, err
+	}}
+
+// produceText generates in's text, handing it to onText (when not nil) as
+// the provider produces it, or all at once from a provider that cannot
+// stream.
+func (s *Service) produceText(ctx context.Context, in task.GenerateTextInput, onText func(string)) (*task.TextResult, error) {
+	if onText == nil {
+		return s.generateText(ctx, in)
 	}
-	ctx, cancel := s.syncContext(ctx)
-	defer cancel()
-	var out *task.TextResult
-	streamer, streams := s.deps.Providers.LLM.(provider.TextStreamer)
-	switch {
-	case onText == nil:
-		out, err = s.generateText(ctx, in)
-	case streams:
-		out, err = s.streamText(ctx, streamer, in, onText)
-	default:
-		if out, err = s.generateText(ctx, in); err == nil {
-			onText(out.Text)
-		}
+	if streamer, ok := s.deps.Providers.LLM.(provider.TextStreamer); ok {
+		return s.streamText(ctx, streamer, in, onText)
 	}
-	if err != nil {
-		s.settleSync(ctx, held, true, nil, nil, in)
-		return nil, s.syncError(ctx, err)
+	out, err := s.generateText(ctx, in)
+	if err == nil {
+		onText(out.Text)
 	}
-	s.settleSync(ctx, held, false, out.Route, out, in)
-	return out, nil
+	return out, err
 }
 
 func (s *Service) generateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error) {
@@ -502,6 +518,12 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	s.dropInput(ctx, id, rec.Owner) // an upload, or a kept request
 	return nil
 }
+
+// textToSpeechKind streams a queued task's speech into the artifact store.
+var textToSpeechKind = runs(task.TypeTextToSpeech, func(p Providers) named { return p.TTS },
+	func(s *Service, ctx context.Context, id string, in task.TextToSpeechInput, _ Progress) (any, error) {
+		return s.textToSpeech(ctx, id, in)
+	})
 
 // SubmitTextToSpeech validates in, records a PENDING task and enqueues it.
 func (s *Service) SubmitTextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*task.Record, error) {
@@ -604,47 +626,6 @@ type Outcome struct {
 type Progress interface {
 	// Text is the next piece of a streamed generate_text.
 	Text(piece string)
-}
-
-// Execute runs one queued task, telling progress (which may be nil) what it
-// produces on the way. Its errors are provider errors, a task.EINVALID error
-// for a payload that can never run, or ctx's error.
-func (s *Service) Execute(ctx context.Context, id string, typ task.Type, payload []byte, progress Progress) (Outcome, error) {
-	p := s.deps.Providers
-	switch typ {
-	case task.TypeGenerateText:
-		stored := false
-		out, err := execute(ctx, payload, typ, p.LLM, func(q queuedText) (any, error) {
-			stored = q.StoredImages > 0
-			in, err := s.loadImages(ctx, id, q)
-			if err != nil {
-				return nil, err
-			}
-			if !in.Stream || progress == nil {
-				return s.generateText(ctx, in)
-			}
-			if streamer, ok := p.LLM.(provider.TextStreamer); ok {
-				return s.streamText(ctx, streamer, in, progress.Text)
-			}
-			// The provider cannot stream: the text comes as one piece.
-			out, err := s.generateText(ctx, in)
-			if err == nil {
-				progress.Text(out.Text)
-			}
-			return out, err
-		})
-		out.Discard = stored
-		return out, err
-	case task.TypeDescribeImage:
-		return execute(ctx, payload, typ, p.Vision, func(in queuedImage) (any, error) { return s.describeQueuedImage(ctx, id, in) })
-	case task.TypeEmbed:
-		return execute(ctx, payload, typ, p.Embedder, func(in task.EmbedInput) (any, error) { return s.embed(ctx, in) })
-	case task.TypeTextToSpeech:
-		return execute(ctx, payload, typ, p.TTS, func(in task.TextToSpeechInput) (any, error) { return s.textToSpeech(ctx, id, in) })
-	case task.TypeSpeechToText:
-		return execute(ctx, payload, typ, p.STT, func(in task.SpeechToTextInput) (any, error) { return s.speechToText(ctx, id, in) })
-	}
-	return Outcome{}, &task.Error{Code: task.EINVALID, Message: fmt.Sprintf("unknown task type %q", typ)}
 }
 
 // input is what every task input can do.

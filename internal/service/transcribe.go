@@ -79,25 +79,20 @@ func (s *Service) SpeechToText(ctx context.Context, in task.SpeechToTextInput, a
 	if err != nil {
 		return nil, err
 	}
-	held, err := s.checkSync(ctx, task.TypeSpeechToText, in)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.syncContext(ctx)
-	defer cancel()
-	out, err := s.transcribe(ctx, in, body)
-	if err != nil {
-		s.settleSync(ctx, held, true, nil, nil, in)
-	}
-	switch {
-	case errors.Is(err, errTooLarge):
-		return nil, s.tooLarge("file")
-	case err != nil:
-		return nil, s.syncError(ctx, err)
-	}
-	s.settleSync(ctx, held, false, out.Route, out, in)
-	return out, nil
+	return syncCall(s, ctx, task.TypeSpeechToText, in, func(ctx context.Context) (*task.TranscriptResult, error) {
+		out, err := s.transcribe(ctx, in, body)
+		if errors.Is(err, errTooLarge) {
+			return nil, s.tooLarge("file")
+		}
+		return out, err
+	})
 }
+
+// speechToTextKind transcribes a queued task's stored audio.
+var speechToTextKind = runs(task.TypeSpeechToText, func(p Providers) named { return p.STT },
+	func(s *Service, ctx context.Context, id string, in task.SpeechToTextInput, _ Progress) (any, error) {
+		return s.speechToText(ctx, id, in)
+	})
 
 // speechToText runs a queued task from its stored input, which it removes
 // once the transcript is safe.

@@ -105,24 +105,17 @@ func (s *Service) DescribeImage(ctx context.Context, in task.DescribeImageInput)
 	if err := s.capTokens(&in.MaxTokens); err != nil {
 		return nil, err
 	}
-	held, err := s.checkSync(ctx, task.TypeDescribeImage, in)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.syncContext(ctx)
-	defer cancel()
-	out, err := s.describeImage(ctx, in)
-	if err != nil {
-		s.settleSync(ctx, held, true, nil, nil, in)
-		var terr *task.Error
-		if errors.As(err, &terr) {
-			return nil, err
-		}
-		return nil, s.syncError(ctx, err)
-	}
-	s.settleSync(ctx, held, false, out.Route, out, in)
-	return out, nil
+	return syncCall(s, ctx, task.TypeDescribeImage, in, func(ctx context.Context) (*task.TextResult, error) {
+		return s.describeImage(ctx, in)
+	})
 }
+
+// describeImageKind runs a queued describe_image: an image by URL is
+// fetched, an uploaded one read from the artifact store.
+var describeImageKind = runs(task.TypeDescribeImage, func(p Providers) named { return p.Vision },
+	func(s *Service, ctx context.Context, id string, q queuedImage, _ Progress) (any, error) {
+		return s.describeQueuedImage(ctx, id, q)
+	})
 
 func (s *Service) checkDescribeImage(in task.DescribeImageInput) error {
 	if err := in.Validate(); err != nil {
