@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/siganteng/siganteng/internal/task"
 )
 
 // DefaultMaxBodyBytes bounds JSON request bodies unless MAX_BODY_BYTES says
@@ -18,17 +20,6 @@ func registerRoutes(api huma.API, h *handlers) {
 	if maxJSONBody <= 0 {
 		maxJSONBody = DefaultMaxBodyBytes
 	}
-	huma.Register(api, huma.Operation{
-		OperationID:   "submit-generate-text",
-		Method:        http.MethodPost,
-		Path:          "/background/generate_text",
-		Summary:       "Queue text generation",
-		Description:   "Validates the request, queues it, and answers at once with the task record and a Location header naming its status URL.",
-		Tags:          []string{"Background tasks"},
-		DefaultStatus: http.StatusAccepted,
-		MaxBodyBytes:  maxJSONBody,
-		Errors:        []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
-	}, h.submitGenerateText)
 
 	huma.Register(api, huma.Operation{
 		OperationID: "get-task",
@@ -40,72 +31,51 @@ func registerRoutes(api huma.API, h *handlers) {
 		Errors:      []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, h.getTask)
 
-	huma.Register(api, huma.Operation{
-		OperationID:  "generate-text",
-		Method:       http.MethodPost,
-		Path:         "/generate_text",
-		Summary:      "Generate text now",
-		Description:  "The same work as the background task, done within the request and bounded by SYNC_TIMEOUT. For short prompts; use the background endpoint for anything slow.",
-		Tags:         []string{"Synchronous"},
-		MaxBodyBytes: maxJSONBody,
-		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity,
-			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
-	}, h.generateText)
+	registerKind(api, h, kindRoutes[task.GenerateTextInput, *task.TextResult]{
+		typ: task.TypeGenerateText,
+		queued: [2]string{"Queue text generation",
+			"Validates the request, queues it, and answers at once with the task record and a Location header naming its status URL."},
+		now: [2]string{"Generate text now",
+			"The same work as the background task, done within the request and bounded by SYNC_TIMEOUT. For short prompts; use the background endpoint for anything slow."},
+		maxBody: maxJSONBody,
+		errors:  []int{http.StatusUnsupportedMediaType}, // an image in messages that is not one
+		submit:  Tasks.SubmitGenerateText,
+		call:    Tasks.GenerateText,
+	})
 
 	// A data: URL carries the image in base64, a third larger than the bytes.
 	imageBody := h.deps.MaxUploadBytes*4/3 + 64<<10
-	huma.Register(api, huma.Operation{
-		OperationID: "submit-describe-image",
-		Method:      http.MethodPost,
-		Path:        "/background/describe_image",
-		Summary:     "Queue a question about an image",
-		Description: "The image is an http(s) URL, fetched by the worker through a guarded client that refuses internal addresses, or a data: URL. " +
-			"The same request may be sent as multipart/form-data with the file as `image` and the other fields as form fields. The result has the same shape as generate_text's.",
-		Tags:          []string{"Background tasks"},
-		DefaultStatus: http.StatusAccepted,
-		MaxBodyBytes:  imageBody,
-		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
-			http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
-	}, h.submitDescribeImage)
-
-	huma.Register(api, huma.Operation{
-		OperationID:  "describe-image",
-		Method:       http.MethodPost,
-		Path:         "/describe_image",
-		Summary:      "Ask about an image now",
-		Description:  "The same work as the background task, within SYNC_TIMEOUT.",
-		Tags:         []string{"Synchronous"},
-		MaxBodyBytes: imageBody,
-		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
-			http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
-	}, h.describeImage)
+	registerKind(api, h, kindRoutes[task.DescribeImageInput, *task.TextResult]{
+		typ: task.TypeDescribeImage,
+		queued: [2]string{"Queue a question about an image",
+			"The image is an http(s) URL, fetched by the worker through a guarded client that refuses internal addresses, or a data: URL. " +
+				"The same request may be sent as multipart/form-data with the file as `image` and the other fields as form fields. The result has the same shape as generate_text's."},
+		now:     [2]string{"Ask about an image now", "The same work as the background task, within SYNC_TIMEOUT."},
+		maxBody: imageBody,
+		errors:  []int{http.StatusUnsupportedMediaType},
+		submit:  Tasks.SubmitDescribeImage,
+		call:    Tasks.DescribeImage,
+	})
 
 	// embed's inputs (up to 256 of 32,000 characters) are bounded by the
 	// same MAX_BODY_BYTES in all.
-	embedBody := maxJSONBody
-	huma.Register(api, huma.Operation{
-		OperationID:   "submit-embed",
-		Method:        http.MethodPost,
-		Path:          "/background/embed",
-		Summary:       "Queue embeddings",
-		Description:   "One vector per input string, in order, in the record's result.",
-		Tags:          []string{"Background tasks"},
-		DefaultStatus: http.StatusAccepted,
-		MaxBodyBytes:  embedBody,
-		Errors:        []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
-	}, h.submitEmbed)
+	registerKind(api, h, kindRoutes[task.EmbedInput, *task.EmbedResult]{
+		typ:     task.TypeEmbed,
+		queued:  [2]string{"Queue embeddings", "One vector per input string, in order, in the record's result."},
+		now:     [2]string{"Embed now", "The same work as the background task, within SYNC_TIMEOUT."},
+		maxBody: maxJSONBody,
+		submit:  Tasks.SubmitEmbed,
+		call:    Tasks.Embed,
+	})
 
-	huma.Register(api, huma.Operation{
-		OperationID:  "embed",
-		Method:       http.MethodPost,
-		Path:         "/embed",
-		Summary:      "Embed now",
-		Description:  "The same work as the background task, within SYNC_TIMEOUT.",
-		Tags:         []string{"Synchronous"},
-		MaxBodyBytes: embedBody,
-		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity,
-			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
-	}, h.embed)
+	// Speech's synchronous answer is the audio itself: its own route below.
+	registerKind(api, h, kindRoutes[task.TextToSpeechInput, struct{}]{
+		typ: task.TypeTextToSpeech,
+		queued: [2]string{"Queue text-to-speech",
+			"Queues speech synthesis. On SUCCESS the record's result names an audio artifact, served at /background/tasks/{task_id}/artifact."},
+		maxBody: maxJSONBody,
+		submit:  Tasks.SubmitTextToSpeech,
+	})
 
 	uploadBody := h.deps.MaxUploadBytes + 64<<10
 	huma.Register(api, huma.Operation{
@@ -132,18 +102,6 @@ func registerRoutes(api huma.API, h *handlers) {
 		Errors: []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
 			http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 	}, h.speechToText)
-
-	huma.Register(api, huma.Operation{
-		OperationID:   "submit-text-to-speech",
-		Method:        http.MethodPost,
-		Path:          "/background/text_to_speech",
-		Summary:       "Queue text-to-speech",
-		Description:   "Queues speech synthesis. On SUCCESS the record's result names an audio artifact, served at /background/tasks/{task_id}/artifact.",
-		Tags:          []string{"Background tasks"},
-		DefaultStatus: http.StatusAccepted,
-		MaxBodyBytes:  maxJSONBody,
-		Errors:        []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
-	}, h.submitTextToSpeech)
 
 	huma.Register(api, huma.Operation{
 		OperationID: "get-task-artifact",

@@ -11,27 +11,9 @@ import (
 	"github.com/siganteng/siganteng/internal/task"
 )
 
-type textToSpeechBody struct {
-	task.TextToSpeechInput
-	_ struct{} `json:"-" additionalProperties:"true"`
-}
-
-type textToSpeechInput struct {
-	SubmitHeaders
-	Body textToSpeechBody
-}
-
-func (h *handlers) submitTextToSpeech(ctx context.Context, in *textToSpeechInput) (*submitOutput, error) {
-	in.options(&in.Body.Options)
-	body := in.Body.TextToSpeechInput
-	return h.submit(ctx, in.SubmitHeaders, task.TypeTextToSpeech, body, func() (*task.Record, error) {
-		return h.deps.Tasks.SubmitTextToSpeech(ctx, body)
-	})
-}
-
 // textToSpeech streams the provider's audio to the client as it arrives.
-func (h *handlers) textToSpeech(ctx context.Context, in *textToSpeechInput) (*huma.StreamResponse, error) {
-	audio, err := h.deps.Tasks.TextToSpeech(ctx, in.Body.TextToSpeechInput)
+func (h *handlers) textToSpeech(ctx context.Context, in *kindInput[task.TextToSpeechInput]) (*huma.StreamResponse, error) {
+	audio, err := h.deps.Tasks.TextToSpeech(ctx, in.Body)
 	if err != nil {
 		return nil, h.problem(ctx, err)
 	}

@@ -13,18 +13,6 @@ import (
 	"github.com/siganteng/siganteng/internal/task"
 )
 
-type generateTextBody struct {
-	task.GenerateTextInput
-	// Clients of the original (Pydantic) API may send fields we do not use;
-	// they are ignored, as Pydantic ignored them.
-	_ struct{} `json:"-" additionalProperties:"true"`
-}
-
-type generateTextInput struct {
-	SubmitHeaders
-	Body generateTextBody
-}
-
 // SubmitHeaders are the headers every submit takes. The type is exported
 // only because huma reads the fields of embedded structs of exported types.
 type SubmitHeaders struct {
@@ -95,14 +83,6 @@ func (h *handlers) submit(ctx context.Context, hdr SubmitHeaders, typ task.Type,
 	return out, nil
 }
 
-func (h *handlers) submitGenerateText(ctx context.Context, in *generateTextInput) (*submitOutput, error) {
-	in.options(&in.Body.Options)
-	body := in.Body.GenerateTextInput
-	return h.submit(ctx, in.SubmitHeaders, task.TypeGenerateText, body, func() (*task.Record, error) {
-		return h.deps.Tasks.SubmitGenerateText(ctx, body)
-	})
-}
-
 type getTaskInput struct {
 	TaskID string `path:"task_id" maxLength:"64" doc:"The task_id from the submit answer."`
 }
@@ -125,16 +105,4 @@ func (h *handlers) cancelTask(ctx context.Context, in *getTaskInput) (*recordOut
 		return nil, h.problem(ctx, err)
 	}
 	return &recordOutput{Body: rec}, nil
-}
-
-type textOutput struct {
-	Body *task.TextResult
-}
-
-func (h *handlers) generateText(ctx context.Context, in *generateTextInput) (*textOutput, error) {
-	out, err := h.deps.Tasks.GenerateText(ctx, in.Body.GenerateTextInput)
-	if err != nil {
-		return nil, h.problem(ctx, err)
-	}
-	return &textOutput{Body: out}, nil
 }

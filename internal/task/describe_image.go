@@ -20,10 +20,13 @@ const DefaultImagePrompt = "Describe this image."
 // DescribeImageInput is a question about one image.
 type DescribeImageInput struct {
 	Options
-	Prompt    string `json:"prompt,omitempty" maxLength:"20000" doc:"What to ask about the image; 'Describe this image.' when empty." example:"What is in this picture?"`
-	ImageURL  string `json:"image_url" minLength:"1" doc:"An http(s) URL, fetched by the worker through a guarded client (no internal addresses), or a data: URL with the image in base64. PNG, JPEG, GIF or WebP, up to MAX_UPLOAD_BYTES." example:"https://upload.wikimedia.org/wikipedia/commons/3/3a/Cat03.jpg"`
-	Model     string `json:"model,omitempty" maxLength:"256" doc:"Vision model; VISION_MODEL when empty."`
-	MaxTokens *int   `json:"max_tokens,omitempty" minimum:"1" maximum:"131072"`
+	// Clients of the original (Pydantic) API may send fields SIGANTENG does
+	// not use; they are ignored, as Pydantic ignored them.
+	_         struct{} `json:"-" additionalProperties:"true"`
+	Prompt    string   `json:"prompt,omitempty" maxLength:"20000" doc:"What to ask about the image; 'Describe this image.' when empty." example:"What is in this picture?"`
+	ImageURL  string   `json:"image_url" minLength:"1" doc:"An http(s) URL, fetched by the worker through a guarded client (no internal addresses), or a data: URL with the image in base64. PNG, JPEG, GIF or WebP, up to MAX_UPLOAD_BYTES." example:"https://upload.wikimedia.org/wikipedia/commons/3/3a/Cat03.jpg"`
+	Model     string   `json:"model,omitempty" maxLength:"256" doc:"Vision model; VISION_MODEL when empty."`
+	MaxTokens *int     `json:"max_tokens,omitempty" minimum:"1" maximum:"131072"`
 }
 
 // Validate checks the request without fetching or decoding the image.

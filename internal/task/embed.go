@@ -18,6 +18,9 @@ const (
 // EmbedInput asks for one vector per string.
 type EmbedInput struct {
 	Options
+	// Clients of the original (Pydantic) API may send fields SIGANTENG does
+	// not use; they are ignored, as Pydantic ignored them.
+	_          struct{} `json:"-" additionalProperties:"true"`
 	Input      []string `json:"input" minItems:"1" maxItems:"256" doc:"The texts, up to 256, each up to 32,000 characters." example:"[\"kucing\",\"cat\"]"`
 	Model      string   `json:"model,omitempty" maxLength:"256" doc:"Embedding model; EMBED_MODEL when empty."`
 	Dimensions *int     `json:"dimensions,omitempty" minimum:"1" maximum:"8192" doc:"Shorter vectors, where the model can make them (OpenAI's text-embedding-3, some Ollama models)."`

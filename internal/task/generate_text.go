@@ -18,6 +18,9 @@ const (
 // GenerateTextInput is a request for text from an LLM.
 type GenerateTextInput struct {
 	Options
+	// Clients of the original (Pydantic) API may send fields SIGANTENG does
+	// not use; they are ignored, as Pydantic ignored them.
+	_                struct{}        `json:"-" additionalProperties:"true"`
 	Prompt           string          `json:"prompt,omitempty" maxLength:"200000" doc:"The user's message; or give messages instead." example:"Write a haiku about queues."`
 	System           string          `json:"system,omitempty" maxLength:"50000" doc:"Optional system instruction, with prompt."`
 	Messages         []Message       `json:"messages,omitempty" maxItems:"2048" doc:"The conversation so far, in OpenAI's chat shape, instead of prompt and system."`

@@ -43,6 +43,10 @@ type Options struct {
 // how the service reads them without knowing the input's type.
 func (o Options) SubmitOptions() Options { return o }
 
+// OptionsRef is the options to change in place (the HTTP layer applies
+// headers to them), whatever the input's type.
+func (o *Options) OptionsRef() *Options { return o }
+
 // Validate checks the options, naming the field at fault.
 func (o Options) Validate() error {
 	if o.CancelAfter != nil && (*o.CancelAfter < 1 || *o.CancelAfter > 604800) {

@@ -19,6 +19,9 @@ var AudioFormats = []string{"mp3", "wav", "opus", "aac", "flac", "pcm"}
 // TextToSpeechInput is a request for speech.
 type TextToSpeechInput struct {
 	Options
+	// Clients of the original (Pydantic) API may send fields SIGANTENG does
+	// not use; they are ignored, as Pydantic ignored them.
+	_      struct{} `json:"-" additionalProperties:"true"`
 	Text   string   `json:"text" minLength:"1" maxLength:"4096" doc:"What to say." example:"Selamat pagi, tugas Anda sudah selesai."`
 	Voice  string   `json:"voice,omitempty" maxLength:"64" doc:"Provider voice: alloy, nova, … for OpenAI; en, id, … for espeak-ng. The provider's default when empty."`
 	Format string   `json:"format,omitempty" enum:"mp3,wav,opus,aac,flac,pcm" doc:"Audio format; the provider's default (mp3 for OpenAI, wav for espeak-ng) when empty."`
