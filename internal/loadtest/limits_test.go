@@ -31,6 +31,7 @@ func TestTheBenchProviderEnforcesARequestsLimitAsOpenAIDoes(t *testing.T) {
 		refusal  *http.Response
 		wg       sync.WaitGroup
 	)
+	began := time.Now()
 	for range 300 {
 		wg.Add(1)
 		go func() {
@@ -45,10 +46,13 @@ func TestTheBenchProviderEnforcesARequestsLimitAsOpenAIDoes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// A burst takes one second's worth (100) and one more; the requests
-	// come within a few milliseconds, so a few more may have refilled.
-	if ok := statuses[200]; ok < 101 || ok > 130 {
-		t.Fatalf("%d of 300 at once answered, want about 101 (%v)", ok, statuses)
+	// A burst takes one second's worth (100) and one more, and the budget
+	// refills at 100 a second while the burst is sent: on a busy machine
+	// (under -race, beside other tests) that takes a few hundred
+	// milliseconds, not a few.
+	refilled := int(time.Since(began).Seconds() * 100)
+	if ok := statuses[200]; ok < 101 || ok > 101+refilled+10 {
+		t.Fatalf("%d of 300 at once answered, want 101 and up to %d refilled (%v)", ok, refilled, statuses)
 	}
 	if statuses[200]+statuses[429] != 300 {
 		t.Fatalf("statuses %v", statuses)
