@@ -548,3 +548,45 @@ models:
 	require.NotEmpty(t, apiErr.Message)
 	require.NotContains(t, s.logs.String(), alice, "keys are never logged")
 }
+
+// The OpenAI SDK in front of Ollama: SIGANTENG translates a tool-call round
+// trip and a background response to Ollama's native API, and refuses,
+// naming the field and the provider, what Ollama cannot do.
+func TestOpenAISDKOverOllama(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOllamaFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", map[string]string{"REDIS_URL": redistest.URL(t), "LLM_PROVIDER": "ollama", "OLLAMA_BASE_URL": fake.URL()})
+	client := sdk(s)
+	ctx := context.Background()
+	tools := []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+		Name: "get_weather", Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}},
+	})}
+	messages := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Makassar?")}
+	first, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "llama3.2", Messages: messages, Tools: tools})
+	require.NoError(t, err)
+	require.Equal(t, "tool_calls", first.Choices[0].FinishReason)
+	call := first.Choices[0].Message.ToolCalls[0]
+	require.Equal(t, "get_weather", call.Function.Name)
+	require.NotEmpty(t, call.ID, "Ollama gives no id; SIGANTENG makes one")
+
+	messages = append(messages, first.Choices[0].Message.ToParam(), openai.ToolMessage("29°C", call.ID))
+	second, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "llama3.2", Messages: messages, Tools: tools})
+	require.NoError(t, err)
+	require.Equal(t, "the tool said: 29°C", second.Choices[0].Message.Content)
+	sent := fake.Calls()[1].Messages
+	require.Equal(t, []string{"get_weather"}, sent[1].ToolCalls, "the assistant's call went to Ollama in its own shape")
+
+	resp, err := client.Responses.New(ctx, responses.ResponseNewParams{Model: "llama3.2", Background: openai.Bool(true),
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hello ollama")}})
+	require.NoError(t, err)
+	require.Equal(t, "echo: hello ollama", pollResponse(t, client, resp.ID, "completed").OutputText())
+
+	_, err = client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "llama3.2", Messages: messages[:1], Tools: tools,
+		ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}})
+	var apiErr *openai.Error
+	require.True(t, errors.As(err, &apiErr), "%v", err)
+	require.Equal(t, http.StatusBadRequest, apiErr.StatusCode)
+	require.Equal(t, "tool_choice", apiErr.Param)
+	require.Contains(t, apiErr.Message, "ollama")
+}
