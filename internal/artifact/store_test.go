@@ -97,9 +97,13 @@ func TestStores(t *testing.T) {
 				_, err := s.Put(ctx, "old", bytes.NewReader([]byte("old")))
 				require.NoError(t, err)
 				time.Sleep(2100 * time.Millisecond) // S3 keeps whole seconds
+				// The sweep's "now" is taken before "new" is written, so a
+				// stall of the machine after the write (the suite runs
+				// beside this) cannot make "new" look old.
+				written := time.Now()
 				_, err = s.Put(ctx, "new", bytes.NewReader([]byte("new")))
 				require.NoError(t, err)
-				_, err = s.Sweep(ctx, 1500*time.Millisecond, time.Now())
+				_, err = s.Sweep(ctx, 1500*time.Millisecond, written.Add(100*time.Millisecond))
 				require.NoError(t, err)
 				_, err = s.Open(ctx, "old")
 				require.ErrorIs(t, err, artifact.ErrNotFound)
