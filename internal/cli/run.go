@@ -316,7 +316,9 @@ func (p *process) startAPI(ctx context.Context, cfg config.Config, c *core, ops 
 		CORSOrigins:    cfg.CORSOrigins,
 		Metrics:        c.metrics,
 		Operations:     ops,
-		V1: openaiapi.New(openaiapi.Deps{Tasks: c.svc, Log: log.With("component", "v1"), MaxBodyBytes: cfg.MaxBodyBytes,
+		// A chat's messages may carry an image of up to MAX_UPLOAD_BYTES
+		// as a data: URL (base64, a third larger) besides the JSON.
+		V1: openaiapi.New(openaiapi.Deps{Tasks: c.svc, Log: log.With("component", "v1"), MaxBodyBytes: cfg.MaxBodyBytes + cfg.MaxUploadBytes*4/3 + 64<<10,
 			MaxUploadBytes: cfg.MaxUploadBytes}),
 		TrustedProxies: cfg.TrustedProxies,
 		GuestRateLimit: cfg.GuestRateLimit,

@@ -214,7 +214,7 @@ var Vars = []Var{
 	{"MAX_UNFINISHED_PER_KEY", "1000", "tasks one API key may have unfinished at once; keys may override it"},
 	{"MAX_SYNC_PER_KEY", "16", "synchronous calls (POST /generate_text and the like) one API key may have running at once on one API process, past which it gets a 429; keys may override it (keys create --max-sync); 0: no bound"},
 	{"MAX_WAITING_PER_KEY", "16", "event streams and Prefer: wait requests one API key may have open at once on one API process: a stream past it gets a 429, a Prefer: wait is answered at once; keys may override it (keys create --max-waiting); 0: no bound"},
-	{"MAX_BODY_BYTES", "1048576", "largest JSON request body (1 MiB); uploads are bounded by MAX_UPLOAD_BYTES"},
+	{"MAX_BODY_BYTES", "1048576", "largest JSON request body (1 MiB); uploads are bounded by MAX_UPLOAD_BYTES, and a body that may carry an image as a data: URL may be larger by one"},
 	{"MAX_OUTPUT_TOKENS", "16384", "largest max_tokens a request may ask for, and what is sent when it asks for none, so no request runs up an unbounded bill"},
 	{"CORS_ORIGINS", "", "origins browsers may call the API from, comma-separated (https://app.example.com), or * for any; empty: none"},
 	{"TRUSTED_PROXIES", "", "addresses or CIDR ranges of reverse proxies (127.0.0.1,10.0.0.0/8) whose X-Forwarded-For names the client in logs; empty: none, the connection's address is the client"},

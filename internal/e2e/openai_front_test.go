@@ -47,7 +47,9 @@ func TestOpenAISDKChatCompletions(t *testing.T) {
 	t.Parallel()
 	fake := providertest.NewOpenAIFake()
 	t.Cleanup(fake.Close)
-	s := start(t, "serve", frontEnv(t, fake, redistest.URL(t)))
+	env := frontEnv(t, fake, redistest.URL(t))
+	env["MAX_UPLOAD_BYTES"] = "1048576" // bodies up to about 2.4 MB: the JSON's 1 MiB and an image's
+	s := start(t, "serve", env)
 	client := sdk(s)
 	ctx := context.Background()
 
@@ -149,7 +151,7 @@ func TestOpenAISDKChatCompletions(t *testing.T) {
 		res, body = rawPost(t, s.url+"/v1/chat/completions", `{"model":`)
 		require.Equal(t, http.StatusBadRequest, res.StatusCode, "%s", body)
 		require.Contains(t, body, `"type":"invalid_request_error"`)
-		res, body = rawPost(t, s.url+"/v1/chat/completions", `{"messages":[{"role":"user","content":"`+strings.Repeat("x", 9<<20)+`"}]}`)
+		res, body = rawPost(t, s.url+"/v1/chat/completions", `{"messages":[{"role":"user","content":"`+strings.Repeat("x", 3<<20)+`"}]}`)
 		require.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode, "%s", body)
 		require.Contains(t, body, `"error"`)
 	})

@@ -344,7 +344,11 @@ func TestMalformedJSONIs400(t *testing.T) {
 func TestOversizedBodyIs413(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	res, raw := b.do(t, http.MethodPost, "/background/generate_text", `{"prompt":"`+strings.Repeat("a", 2<<20)+`"}`)
+	// generate_text's bound is MAX_BODY_BYTES and room for an inline image
+	// of MAX_UPLOAD_BYTES (1 MiB here); embed's is MAX_BODY_BYTES alone.
+	res, raw := b.do(t, http.MethodPost, "/background/generate_text", `{"prompt":"`+strings.Repeat("a", 3<<20)+`"}`)
+	requireProblem(t, res, raw, http.StatusRequestEntityTooLarge)
+	res, raw = b.do(t, http.MethodPost, "/background/embed", `{"input":["`+strings.Repeat("a", 2<<20)+`"]}`)
 	requireProblem(t, res, raw, http.StatusRequestEntityTooLarge)
 }
 

@@ -31,20 +31,21 @@ func registerRoutes(api huma.API, h *handlers) {
 		Errors:      []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, h.getTask)
 
+	// A data: URL carries an image in base64, a third larger than the bytes;
+	// messages may hold one of up to MAX_UPLOAD_BYTES besides the text.
+	imageBody := h.deps.MaxUploadBytes*4/3 + 64<<10
 	registerKind(api, h, kindRoutes[task.GenerateTextInput, *task.TextResult]{
 		typ: task.TypeGenerateText,
 		queued: [2]string{"Queue text generation",
 			"Validates the request, queues it, and answers at once with the task record and a Location header naming its status URL."},
 		now: [2]string{"Generate text now",
 			"The same work as the background task, done within the request and bounded by SYNC_TIMEOUT. For short prompts; use the background endpoint for anything slow."},
-		maxBody: maxJSONBody,
+		maxBody: maxJSONBody + imageBody,
 		errors:  []int{http.StatusUnsupportedMediaType}, // an image in messages that is not one
 		submit:  Tasks.SubmitGenerateText,
 		call:    Tasks.GenerateText,
 	})
 
-	// A data: URL carries the image in base64, a third larger than the bytes.
-	imageBody := h.deps.MaxUploadBytes*4/3 + 64<<10
 	registerKind(api, h, kindRoutes[task.DescribeImageInput, *task.TextResult]{
 		typ: task.TypeDescribeImage,
 		queued: [2]string{"Queue a question about an image",

@@ -3,6 +3,7 @@ package openaiapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -453,7 +454,7 @@ func (a *api) createResponse(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := a.deps.Tasks.SubmitGenerateTextKeeping(r.Context(), in, raw)
 	if err != nil {
-		a.fail(w, r, err)
+		a.fail(w, r, responseField(err))
 		return
 	}
 	k := parseKept(raw)
@@ -465,6 +466,25 @@ func (a *api) createResponse(w http.ResponseWriter, r *http.Request) {
 	default:
 		a.awaitResponse(w, r, rec, k)
 	}
+}
+
+// responseField names a validation error's field as the Responses API
+// calls it: the conversation is its input (whose items do not map one to
+// one onto messages, so the index is left out), max_tokens its
+// max_output_tokens.
+func responseField(err error) error {
+	var e *task.Error
+	if !errors.As(err, &e) || e.Code != task.EINVALID {
+		return err
+	}
+	c := *e
+	switch {
+	case c.Field == "max_tokens":
+		c.Field = "max_output_tokens"
+	case strings.HasPrefix(c.Field, "messages"):
+		c.Field = "input"
+	}
+	return &c
 }
 
 // lookup reads the record behind a response id; another key's response,

@@ -314,6 +314,8 @@ func TestAnswersValidateAgainstOpenAIsDocument(t *testing.T) {
 		require.Equal(t, "invalid_request_error", e.Error.Type)
 	}
 	checkJSON(http.MethodGet, "/v1/responses/resp_unknown", "", http.StatusNotFound, "ErrorResponse")
+	bad := checkJSON(http.MethodPost, "/v1/responses", `{"model":"gpt-test","input":[{"role":"tool","content":"x"}]}`, http.StatusBadRequest, "ErrorResponse")
+	require.Contains(t, string(bad), `"param":"input"`, "the Responses API's own field name")
 	checkJSON(http.MethodGet, "/v1/models/nope", "", http.StatusNotFound, "ErrorResponse")
 }
 
