@@ -125,7 +125,9 @@ func TestAttacksOnKeysAndTenants(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode, "an admin sees every task: %s", raw)
 
 	// Oversized and malformed bodies are 4xx, never 5xx.
-	huge := `{"prompt":"` + strings.Repeat("x", 2<<20) + `"}`
+	// generate_text's bound is MAX_BODY_BYTES and room for one inline image
+	// of MAX_UPLOAD_BYTES (10 MiB, a third more in base64): about 14.4 MB.
+	huge := `{"prompt":"` + strings.Repeat("x", 15<<20) + `"}`
 	res, _ = call(t, http.MethodPost, submitURL, alice, huge)
 	require.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode)
 	for _, body := range []string{`{`, `[]`, `{"prompt":12}`, `{"prompt":"p","max_tokens":"many"}`, "\x00\xff", `{"prompt":"p","max_tokens":99999999}`} {

@@ -36,6 +36,22 @@ func (e *responseEvents) emit(typ string, fields map[string]any) error {
 	return e.sendOK
 }
 
+// event is one event of the stream before it is numbered.
+type event struct {
+	typ    string
+	fields map[string]any
+}
+
+// emitAll emits events in order, stopping at the first that fails.
+func (e *responseEvents) emitAll(events ...event) error {
+	for _, ev := range events {
+		if err := e.emit(ev.typ, ev.fields); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // snapshot is the response as it stands before its end, for the events
 // that open the stream.
 func snapshot(rec *task.Record, k *kept, status string) response {
@@ -98,17 +114,12 @@ func (e *responseEvents) finish(final *task.Record) error {
 		}
 		id := messageID(final.ID)
 		part := textPart{Type: "output_text", Text: text, Annotations: []any{}, Logprobs: []any{}}
-		for _, ev := range []struct {
-			typ    string
-			fields map[string]any
-		}{
-			{"response.output_text.done", map[string]any{"item_id": id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []any{}}},
-			{"response.content_part.done", map[string]any{"item_id": id, "output_index": 0, "content_index": 0, "part": part}},
-			{"response.output_item.done", map[string]any{"output_index": 0, "item": messageItem(final.ID, text, "completed")}},
-		} {
-			if err := e.emit(ev.typ, ev.fields); err != nil {
-				return err
-			}
+		if err := e.emitAll(
+			event{"response.output_text.done", map[string]any{"item_id": id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []any{}}},
+			event{"response.content_part.done", map[string]any{"item_id": id, "output_index": 0, "content_index": 0, "part": part}},
+			event{"response.output_item.done", map[string]any{"output_index": 0, "item": messageItem(final.ID, text, "completed")}},
+		); err != nil {
+			return err
 		}
 		index = 1
 	}
@@ -118,18 +129,13 @@ func (e *responseEvents) finish(final *task.Record) error {
 		pending := callItem(final.ID, i, c, "in_progress")
 		empty := ""
 		pending.Arguments = &empty
-		for _, ev := range []struct {
-			typ    string
-			fields map[string]any
-		}{
-			{"response.output_item.added", map[string]any{"output_index": at, "item": pending}},
-			{"response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": at, "delta": c.Function.Arguments}},
-			{"response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": at, "name": c.Function.Name, "arguments": c.Function.Arguments}},
-			{"response.output_item.done", map[string]any{"output_index": at, "item": callItem(final.ID, i, c, "completed")}},
-		} {
-			if err := e.emit(ev.typ, ev.fields); err != nil {
-				return err
-			}
+		if err := e.emitAll(
+			event{"response.output_item.added", map[string]any{"output_index": at, "item": pending}},
+			event{"response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": at, "delta": c.Function.Arguments}},
+			event{"response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": at, "name": c.Function.Name, "arguments": c.Function.Arguments}},
+			event{"response.output_item.done", map[string]any{"output_index": at, "item": callItem(final.ID, i, c, "completed")}},
+		); err != nil {
+			return err
 		}
 	}
 	last := "response.completed"

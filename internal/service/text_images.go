@@ -129,9 +129,9 @@ func (s *Service) submitText(ctx context.Context, in task.GenerateTextInput, req
 	})
 	summary := in.Summary()
 	if len(images) > 0 {
-		s := summary.(task.GenerateTextSummary)
-		s.StoredImages = len(images)
-		summary = s
+		kept := summary.(task.GenerateTextSummary)
+		kept.StoredImages = len(images)
+		summary = kept
 	}
 	owner := auth.FromContext(ctx).Owner()
 	return s.submitWith(ctx, task.TypeGenerateText, queued, summary,
