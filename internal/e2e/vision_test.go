@@ -223,7 +223,9 @@ func TestImagesInMessagesTravelByReference(t *testing.T) {
 	// What is not an image is refused at submit, naming messages.
 	bad := `{"messages":[{"role":"user","content":[{"type":"text","text":"?"},` +
 		`{"type":"image_url","image_url":{"url":"data:image/png;base64,` + base64.StdEncoding.EncodeToString([]byte("%PDF-1.7")) + `"}}]}]}`
-	res, answer := rawPost(t, s.url+"/background/generate_text", bad)
-	require.Equal(t, http.StatusUnsupportedMediaType, res.StatusCode, answer)
-	require.Contains(t, answer, `"location":"body.messages"`)
+	for _, path := range []string{"/background/generate_text", "/generate_text"} {
+		res, answer := rawPost(t, s.url+path, bad)
+		require.Equal(t, http.StatusUnsupportedMediaType, res.StatusCode, "%s: %s", path, answer)
+		require.Contains(t, answer, `"location":"body.messages"`)
+	}
 }

@@ -414,6 +414,11 @@ func (s *Service) runText(ctx context.Context, in task.GenerateTextInput, onText
 	if err := s.checkText(&in); err != nil {
 		return nil, err
 	}
+	// Inline images are checked as a queued task's are (size, sniffed
+	// type), though they go to the provider as they came.
+	if _, err := s.inlineImages(in.Messages); err != nil {
+		return nil, err
+	}
 	return syncCall(s, ctx, task.TypeGenerateText, in, func(ctx context.Context) (*task.TextResult, error) {
 		return s.produceText(ctx, in, onText)
 	})
