@@ -28,7 +28,7 @@ type Tasks interface {
 	GenerateText(ctx context.Context, in task.GenerateTextInput) (*task.TextResult, error)
 	StreamText(ctx context.Context, in task.GenerateTextInput, onText func(string)) (*task.TextResult, error)
 	SubmitGenerateTextKeeping(ctx context.Context, in task.GenerateTextInput, request []byte) (*task.Record, error)
-	KeptRequest(ctx context.Context, id string) ([]byte, error)
+	KeptRequest(ctx context.Context, rec *task.Record) ([]byte, error)
 	Get(ctx context.Context, id string) (*task.Record, error)
 	Cancel(ctx context.Context, id string) (*task.Record, error)
 	Delete(ctx context.Context, id string) error
@@ -183,9 +183,6 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	WriteError(w, status, message, param, code)
 }
 
-// invalid is a 400 naming param.
-func invalid(param, message string) error { return task.Invalid(param, message) }
-
 // decode reads a JSON body of at most MaxBodyBytes into v. Fields this
 // front does not know are ignored, as SDKs add optional ones over time;
 // those that would change the answer are refused where they are read.
@@ -235,7 +232,7 @@ func stringOrList(raw json.RawMessage, param string) ([]string, error) {
 	}
 	var list []string
 	if json.Unmarshal(raw, &list) != nil {
-		return nil, invalid(param, param+" must be a string or a list of strings")
+		return nil, task.Invalid(param, param+" must be a string or a list of strings")
 	}
 	return list, nil
 }

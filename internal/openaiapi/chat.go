@@ -45,17 +45,17 @@ type chatRequest struct {
 func (req chatRequest) input() (task.GenerateTextInput, error) {
 	switch {
 	case req.N != nil && *req.N != 1:
-		return task.GenerateTextInput{}, invalid("n", "SIGANTENG returns one choice: n must be 1")
+		return task.GenerateTextInput{}, task.Invalid("n", "SIGANTENG returns one choice: n must be 1")
 	case req.Logprobs != nil && *req.Logprobs || req.TopLogprobs != nil:
-		return task.GenerateTextInput{}, invalid("logprobs", "SIGANTENG does not return log probabilities")
+		return task.GenerateTextInput{}, task.Invalid("logprobs", "SIGANTENG does not return log probabilities")
 	case len(req.Modalities) > 1 || len(req.Modalities) == 1 && req.Modalities[0] != "text" || len(req.Audio) > 0 && string(req.Audio) != "null":
-		return task.GenerateTextInput{}, invalid("modalities", "SIGANTENG answers chat completions in text; use /v1/audio/speech for audio")
+		return task.GenerateTextInput{}, task.Invalid("modalities", "SIGANTENG answers chat completions in text; use /v1/audio/speech for audio")
 	case len(req.Prediction) > 0 && string(req.Prediction) != "null":
-		return task.GenerateTextInput{}, invalid("prediction", "predicted outputs are not supported")
+		return task.GenerateTextInput{}, task.Invalid("prediction", "predicted outputs are not supported")
 	case len(req.WebSearch) > 0 && string(req.WebSearch) != "null":
-		return task.GenerateTextInput{}, invalid("web_search_options", "web search is not supported")
+		return task.GenerateTextInput{}, task.Invalid("web_search_options", "web search is not supported")
 	case req.Messages == nil:
-		return task.GenerateTextInput{}, invalid("messages", "messages is required")
+		return task.GenerateTextInput{}, task.Invalid("messages", "messages is required")
 	}
 	stop, err := stringOrList(req.Stop, "stop")
 	if err != nil {

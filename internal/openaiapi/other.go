@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -48,18 +49,18 @@ func (a *api) embeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	input, err := stringOrList(req.Input, "input")
 	if err == nil && input == nil {
-		err = invalid("input", "input is required: a string or a list of strings")
+		err = task.Invalid("input", "input is required: a string or a list of strings")
 	}
 	if err != nil {
 		// Token arrays are what some clients send; SIGANTENG's providers
 		// take text.
-		a.fail(w, r, invalid("input", "input must be a string or a list of strings (token arrays are not supported)"))
+		a.fail(w, r, task.Invalid("input", "input must be a string or a list of strings (token arrays are not supported)"))
 		return
 	}
 	switch req.EncodingFormat {
 	case "", "float", "base64":
 	default:
-		a.fail(w, r, invalid("encoding_format", "encoding_format must be float or base64"))
+		a.fail(w, r, task.Invalid("encoding_format", "encoding_format must be float or base64"))
 		return
 	}
 	out, err := a.deps.Tasks.Embed(r.Context(), task.EmbedInput{Input: input, Model: req.Model, Dimensions: req.Dimensions})
@@ -104,10 +105,10 @@ func (a *api) speech(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case req.Instructions != "":
-		a.fail(w, r, invalid("instructions", "voice instructions are not supported"))
+		a.fail(w, r, task.Invalid("instructions", "voice instructions are not supported"))
 		return
 	case req.StreamFormat != "" && req.StreamFormat != "audio":
-		a.fail(w, r, invalid("stream_format", "stream_format must be audio"))
+		a.fail(w, r, task.Invalid("stream_format", "stream_format must be audio"))
 		return
 	}
 	format := req.ResponseFormat
@@ -126,17 +127,22 @@ func (a *api) speech(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, audio.Body)
 }
 
-// renamed gives a validation error the field name this front uses.
+// renamed gives a validation error the field name this front uses: a
+// field named in names, or one under it (messages[2].content), becomes
+// the name given.
 func renamed(err error, names map[string]string) error {
 	var e *task.Error
-	if errors.As(err, &e) && e.Code == task.EINVALID {
-		if name, ok := names[e.Field]; ok {
-			c := *e
-			c.Field = name
-			return &c
-		}
+	if !errors.As(err, &e) || e.Code != task.EINVALID {
+		return err
 	}
-	return err
+	top, _, _ := strings.Cut(strings.SplitN(e.Field, "[", 2)[0], ".")
+	name, ok := names[top]
+	if !ok {
+		return err
+	}
+	c := *e
+	c.Field = name
+	return &c
 }
 
 type transcription struct {
@@ -207,10 +213,10 @@ func (a *api) transcriptions(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case audio == nil:
-		a.fail(w, r, invalid("file", "the form has no file part"))
+		a.fail(w, r, task.Invalid("file", "the form has no file part"))
 		return
 	case format != "json" && format != "text" && format != "verbose_json":
-		a.fail(w, r, invalid("response_format", fmt.Sprintf("response_format %q is not supported; use json, text or verbose_json", format)))
+		a.fail(w, r, task.Invalid("response_format", fmt.Sprintf("response_format %q is not supported; use json, text or verbose_json", format)))
 		return
 	}
 	if _, err := audio.Seek(0, io.SeekStart); err != nil {

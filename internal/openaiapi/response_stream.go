@@ -15,25 +15,25 @@ import (
 // the final record alone, so every read of the stream, live or replayed,
 // numbers each event the same, and a client resumes with starting_after.
 type responseEvents struct {
-	out    *sse
-	after  int // events numbered up to after are not sent again
-	next   int
-	rec    *task.Record
-	kept   *kept
-	text   string
-	opened bool // the message item has been announced
-	sendOK error
+	out     *sse
+	after   int // events numbered up to after are not sent again
+	next    int
+	rec     *task.Record
+	kept    *kept
+	text    string
+	opened  bool // the message item has been announced
+	sendErr error
 }
 
 func (e *responseEvents) emit(typ string, fields map[string]any) error {
 	n := e.next
 	e.next++
-	if n <= e.after || e.sendOK != nil {
-		return e.sendOK
+	if n <= e.after || e.sendErr != nil {
+		return e.sendErr
 	}
 	fields["type"], fields["sequence_number"] = typ, n
-	e.sendOK = e.out.data(typ, fields)
-	return e.sendOK
+	e.sendErr = e.out.data(typ, fields)
+	return e.sendErr
 }
 
 // event is one event of the stream before it is numbered.
@@ -178,17 +178,12 @@ func (a *api) follow(ctx context.Context, id string, delta func(string) error, i
 
 // streamResponse sends the response's events numbered after after. A
 // foreground response whose client goes away is cancelled, as OpenAI
-// does; a background one runs on.
+// does; a background one runs on. The caller holds the key's waiting
+// connection (HoldStream) around it, as around awaitResponse.
 func (a *api) streamResponse(w http.ResponseWriter, r *http.Request, rec *task.Record, k *kept, after int, cancelOnLeave bool) {
 	ctx := r.Context()
-	release, err := a.deps.Tasks.HoldStream(ctx)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	defer release()
 	e := &responseEvents{out: newSSE(w), after: after, rec: rec, kept: k}
-	err = e.begin()
+	err := e.begin()
 	var final *task.Record
 	if err == nil {
 		final, err = a.follow(ctx, rec.ID, e.delta, func() error { return e.out.raw(": keepalive") })
@@ -199,7 +194,7 @@ func (a *api) streamResponse(w http.ResponseWriter, r *http.Request, rec *task.R
 	if err == nil {
 		return
 	}
-	if ctx.Err() != nil || e.sendOK != nil {
+	if ctx.Err() != nil || e.sendErr != nil {
 		if cancelOnLeave {
 			_, _ = a.deps.Tasks.Cancel(context.WithoutCancel(ctx), rec.ID)
 		}
@@ -216,12 +211,6 @@ func (a *api) streamResponse(w http.ResponseWriter, r *http.Request, rec *task.R
 // awaitResponse answers a foreground response once its task has ended.
 func (a *api) awaitResponse(w http.ResponseWriter, r *http.Request, rec *task.Record, k *kept) {
 	ctx := r.Context()
-	release, err := a.deps.Tasks.HoldStream(ctx)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	defer release()
 	// The answer waits for the task, however long it takes.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	final, err := a.follow(ctx, rec.ID, func(string) error { return nil }, func() error { return nil })

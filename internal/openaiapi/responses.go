@@ -3,7 +3,6 @@ package openaiapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -64,22 +63,23 @@ const (
 
 func checkMetadata(m map[string]string) error {
 	if len(m) > maxMetadata {
-		return invalid("metadata", fmt.Sprintf("metadata holds at most %d pairs", maxMetadata))
+		return task.Invalid("metadata", fmt.Sprintf("metadata holds at most %d pairs", maxMetadata))
 	}
 	for k, v := range m {
 		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
-			return invalid("metadata", fmt.Sprintf("metadata keys are 1 to %d characters and values up to %d", maxMetadataKey, maxMetadataValue))
+			return task.Invalid("metadata", fmt.Sprintf("metadata keys are 1 to %d characters and values up to %d", maxMetadataKey, maxMetadataValue))
 		}
 	}
 	return nil
 }
 
-// keptOf reads what task id kept of its request; nil when it kept none.
-func (a *api) keptOf(ctx context.Context, id string) *kept {
-	raw, err := a.deps.Tasks.KeptRequest(ctx, id)
+// keptOf reads what the task of rec kept of its request; nil when it kept
+// none.
+func (a *api) keptOf(ctx context.Context, rec *task.Record) *kept {
+	raw, err := a.deps.Tasks.KeptRequest(ctx, rec)
 	if err != nil {
 		if task.CodeOf(err) != task.ENOTFOUND {
-			a.deps.Log.WarnContext(ctx, "a response's request could not be read", "task_id", id, "err", err)
+			a.deps.Log.WarnContext(ctx, "a response's request could not be read", "task_id", rec.ID, "err", err)
 		}
 		return nil
 	}
@@ -129,11 +129,11 @@ type inputItem struct {
 func (req responseRequest) input() (task.GenerateTextInput, error) {
 	for param, raw := range map[string]json.RawMessage{"conversation": req.Conversation, "prompt": req.Prompt, "reasoning": req.Reasoning} {
 		if len(raw) > 0 && string(raw) != "null" {
-			return task.GenerateTextInput{}, invalid(param, param+" is not supported")
+			return task.GenerateTextInput{}, task.Invalid(param, param+" is not supported")
 		}
 	}
 	if req.PreviousResponseID != "" {
-		return task.GenerateTextInput{}, invalid("previous_response_id", "previous_response_id is not supported yet: send the earlier turns in input")
+		return task.GenerateTextInput{}, task.Invalid("previous_response_id", "previous_response_id is not supported yet: send the earlier turns in input")
 	}
 	var messages []task.Message
 	if req.Instructions != "" {
@@ -147,7 +147,7 @@ func (req responseRequest) input() (task.GenerateTextInput, error) {
 		Temperature: req.Temperature, TopP: req.TopP, User: req.User}
 	for i, t := range req.Tools {
 		if t.Type != "function" {
-			return in, invalid(fmt.Sprintf("tools[%d].type", i), fmt.Sprintf("tool type %q is not supported; SIGANTENG serves function tools", t.Type))
+			return in, task.Invalid(fmt.Sprintf("tools[%d].type", i), fmt.Sprintf("tool type %q is not supported; SIGANTENG serves function tools", t.Type))
 		}
 		in.Tools = append(in.Tools, task.Tool{Type: "function", Function: task.FunctionDef{Name: t.Name, Description: t.Description,
 			Parameters: t.Parameters, Strict: t.Strict}})
@@ -176,7 +176,7 @@ func chatToolChoice(raw json.RawMessage) (json.RawMessage, error) {
 		Name string `json:"name"`
 	}
 	if json.Unmarshal(raw, &named) != nil || named.Type != "function" || named.Name == "" {
-		return nil, invalid("tool_choice", `tool_choice must be none, auto, required or {"type":"function","name":…}`)
+		return nil, task.Invalid("tool_choice", `tool_choice must be none, auto, required or {"type":"function","name":…}`)
 	}
 	return json.Marshal(map[string]any{"type": "function", "function": map[string]string{"name": named.Name}})
 }
@@ -185,7 +185,7 @@ func chatToolChoice(raw json.RawMessage) (json.RawMessage, error) {
 // Consecutive function calls become one assistant turn with tool calls.
 func inputMessages(raw json.RawMessage) ([]task.Message, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, invalid("input", "input is required: a string or a list of items")
+		return nil, task.Invalid("input", "input is required: a string or a list of items")
 	}
 	var text string
 	if json.Unmarshal(raw, &text) == nil {
@@ -193,7 +193,7 @@ func inputMessages(raw json.RawMessage) ([]task.Message, error) {
 	}
 	var items []inputItem
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, invalid("input", "input must be a string or a list of items")
+		return nil, task.Invalid("input", "input must be a string or a list of items")
 	}
 	var out []task.Message
 	for i, it := range items {
@@ -220,7 +220,7 @@ func inputMessages(raw json.RawMessage) ([]task.Message, error) {
 			content, _ := json.Marshal(s)
 			out = append(out, task.Message{Role: task.RoleTool, ToolCallID: it.CallID, Content: content})
 		default:
-			return nil, invalid(param+".type", fmt.Sprintf("input item type %q is not supported; the types are message, function_call and function_call_output", it.Type))
+			return nil, task.Invalid(param+".type", fmt.Sprintf("input item type %q is not supported; the types are message, function_call and function_call_output", it.Type))
 		}
 	}
 	return out, nil
@@ -239,7 +239,7 @@ func chatContent(raw json.RawMessage, param string) (json.RawMessage, error) {
 		Detail   string `json:"detail"`
 	}
 	if err := json.Unmarshal(raw, &parts); err != nil {
-		return nil, invalid(param+".content", "content must be a string or a list of parts")
+		return nil, task.Invalid(param+".content", "content must be a string or a list of parts")
 	}
 	out := make([]task.Part, 0, len(parts))
 	for j, p := range parts {
@@ -249,7 +249,7 @@ func chatContent(raw json.RawMessage, param string) (json.RawMessage, error) {
 		case "input_image":
 			out = append(out, task.Part{Type: "image_url", ImageURL: &task.ImageURL{URL: p.ImageURL, Detail: p.Detail}})
 		default:
-			return nil, invalid(fmt.Sprintf("%s.content[%d].type", param, j), fmt.Sprintf("content part type %q is not supported; the types are input_text, output_text and input_image", p.Type))
+			return nil, task.Invalid(fmt.Sprintf("%s.content[%d].type", param, j), fmt.Sprintf("content part type %q is not supported; the types are input_text, output_text and input_image", p.Type))
 		}
 	}
 	return json.Marshal(out)
@@ -274,7 +274,7 @@ type response struct {
 	Temperature        *float64        `json:"temperature"`
 	TopP               *float64        `json:"top_p"`
 	ToolChoice         json.RawMessage `json:"tool_choice"`
-	Tools              []any           `json:"tools"`
+	Tools              []responseTool  `json:"tools"`
 	Text               json.RawMessage `json:"text"`
 	Truncation         string          `json:"truncation"`
 	Usage              *responseUsage  `json:"usage,omitempty"`
@@ -334,10 +334,10 @@ func responseOf(rec *task.Record, k *kept) response {
 		format = summary.Format
 	}
 	out := response{
-		ID: responsePrefix + rec.ID, Object: "response", CreatedAt: rec.CreatedAt.Unix(), Status: statusOf(rec.Status),
+		ID: responsePrefix + rec.ID, Object: "response", CreatedAt: rec.CreatedAt.Unix(), Status: responseStatus(rec.Status),
 		Background: summary.Origin == task.OriginBackgroundResponse, MaxOutputTokens: summary.MaxTokens, Model: summary.Model,
 		Output: []outputItem{}, ParallelToolCalls: true, Temperature: summary.Temperature, ToolChoice: json.RawMessage(`"auto"`),
-		Tools: []any{}, Text: json.RawMessage(`{"format":{"type":"` + format + `"}}`), Truncation: "disabled", Metadata: map[string]any{},
+		Tools: []responseTool{}, Text: json.RawMessage(`{"format":{"type":"` + format + `"}}`), Truncation: "disabled", Metadata: map[string]any{},
 	}
 	if rec.CompletedAt != nil {
 		at := rec.CompletedAt.Unix()
@@ -345,8 +345,8 @@ func responseOf(rec *task.Record, k *kept) response {
 	}
 	if k != nil {
 		out.Instructions, out.TopP = k.Instructions, k.TopP
-		for _, t := range k.Tools {
-			out.Tools = append(out.Tools, t)
+		if k.Tools != nil {
+			out.Tools = k.Tools
 		}
 		if len(k.ToolChoice) > 0 && string(k.ToolChoice) != "null" {
 			out.ToolChoice = k.ToolChoice
@@ -382,8 +382,8 @@ func responseOf(rec *task.Record, k *kept) response {
 	return out
 }
 
-// statusOf maps the task's status word to the response's.
-func statusOf(s task.Status) string {
+// responseStatus maps the task's status word to the response's.
+func responseStatus(s task.Status) string {
 	switch s {
 	case task.StatusPending:
 		return "queued"
@@ -452,9 +452,20 @@ func (a *api) createResponse(w http.ResponseWriter, r *http.Request) {
 	if req.Background {
 		in.Origin = task.OriginBackgroundResponse
 	}
+	if req.Stream || !req.Background {
+		// The connection it will hold is taken before the task is queued:
+		// a 429 at the key's bound must not leave a task behind, which a
+		// client's retry would queue again.
+		release, err := a.deps.Tasks.HoldStream(r.Context())
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		defer release()
+	}
 	rec, err := a.deps.Tasks.SubmitGenerateTextKeeping(r.Context(), in, raw)
 	if err != nil {
-		a.fail(w, r, responseField(err))
+		a.fail(w, r, renamed(err, responseFields))
 		return
 	}
 	k := parseKept(raw)
@@ -468,24 +479,10 @@ func (a *api) createResponse(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// responseField names a validation error's field as the Responses API
-// calls it: the conversation is its input (whose items do not map one to
-// one onto messages, so the index is left out), max_tokens its
-// max_output_tokens.
-func responseField(err error) error {
-	var e *task.Error
-	if !errors.As(err, &e) || e.Code != task.EINVALID {
-		return err
-	}
-	c := *e
-	switch {
-	case c.Field == "max_tokens":
-		c.Field = "max_output_tokens"
-	case strings.HasPrefix(c.Field, "messages"):
-		c.Field = "input"
-	}
-	return &c
-}
+// responseFields are the Responses API's names of generate_text's fields:
+// the conversation is its input (whose items do not map one to one onto
+// messages, so a message's index is left out).
+var responseFields = map[string]string{"max_tokens": "max_output_tokens", "messages": "input"}
 
 // lookup reads the record behind a response id; another key's response,
 // or a task that is not a response, is a 404.
@@ -538,11 +535,17 @@ func (a *api) getResponse(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	k := a.keptOf(r.Context(), rec.ID)
+	k := a.keptOf(r.Context(), rec)
 	if !stream {
 		writeJSON(w, http.StatusOK, responseOf(rec, k))
 		return
 	}
+	release, err := a.deps.Tasks.HoldStream(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	defer release()
 	a.streamResponse(w, r, rec, k, after, false)
 }
 
@@ -556,7 +559,7 @@ func (a *api) cancelResponse(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, responseOf(rec, a.keptOf(r.Context(), rec.ID)))
+	writeJSON(w, http.StatusOK, responseOf(rec, a.keptOf(r.Context(), rec)))
 }
 
 func (a *api) deleteResponse(w http.ResponseWriter, r *http.Request) {
@@ -596,7 +599,7 @@ func (a *api) inputItems(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "order must be asc or desc", "order", "invalid_value")
 		return
 	}
-	k := a.keptOf(r.Context(), rec.ID)
+	k := a.keptOf(r.Context(), rec)
 	if k == nil {
 		WriteError(w, http.StatusNotFound, fmt.Sprintf("response %s kept no copy of its input (it was not made through /v1/responses, or the copy expired)", r.PathValue("id")), "", "not_found")
 		return

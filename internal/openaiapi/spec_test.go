@@ -36,6 +36,8 @@ type fakeTasks struct {
 	n     int
 	stt   task.SpeechToTextInput
 	audio []byte
+	// holdErr refuses every waiting connection, as a key at its bound is.
+	holdErr error
 }
 
 func (f *fakeTasks) result(in task.GenerateTextInput) *task.TextResult {
@@ -64,13 +66,13 @@ func (f *fakeTasks) StreamText(ctx context.Context, in task.GenerateTextInput, o
 	return out, err
 }
 
-func (f *fakeTasks) KeptRequest(_ context.Context, id string) ([]byte, error) {
+func (f *fakeTasks) KeptRequest(_ context.Context, rec *task.Record) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if b, ok := f.kept[id]; ok {
+	if b, ok := f.kept[rec.ID]; ok {
 		return b, nil
 	}
-	return nil, task.NotFound(id)
+	return nil, task.NotFound(rec.ID)
 }
 
 func (f *fakeTasks) SubmitGenerateTextKeeping(_ context.Context, in task.GenerateTextInput, request []byte) (*task.Record, error) {
@@ -138,7 +140,12 @@ func (f *fakeTasks) Models(context.Context) []task.ModelInfo {
 	return []task.ModelInfo{{Name: "gpt-test", Capability: task.TypeGenerateText, Default: true, Provider: "openai"}}
 }
 
-func (f *fakeTasks) HoldStream(context.Context) (func(), error) { return func() {}, nil }
+func (f *fakeTasks) HoldStream(context.Context) (func(), error) {
+	if f.holdErr != nil {
+		return nil, f.holdErr
+	}
+	return func() {}, nil
+}
 
 func (f *fakeTasks) FollowEvents(ctx context.Context, id, _ string, _ time.Duration, send func(service.Event) error, _ func() error) error {
 	rec, err := f.Get(ctx, id)
@@ -343,4 +350,26 @@ func TestTranscriptionFieldsAfterTheFile(t *testing.T) {
 	require.Equal(t, "id", tasks.stt.Language)
 	require.Equal(t, "rapat.wav", tasks.stt.Filename)
 	require.Equal(t, "RIFF audio bytes", string(tasks.audio))
+}
+
+// A streamed or foreground response whose key is at its bound of waiting
+// connections is a 429, and nothing was queued: a retry makes one task.
+func TestAResponseRefusedAtTheWaitingBoundQueuesNothing(t *testing.T) {
+	t.Parallel()
+	tasks := &fakeTasks{holdErr: &task.Error{Code: task.ELIMITED, RetryAfter: time.Second, Message: "too many waiting connections"}}
+	srv := httptest.NewServer(openaiapi.New(openaiapi.Deps{Tasks: tasks}))
+	t.Cleanup(srv.Close)
+	for _, body := range []string{`{"model":"m","input":"hi","stream":true}`, `{"model":"m","input":"hi"}`} {
+		res, err := http.Post(srv.URL+"/v1/responses", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusTooManyRequests, res.StatusCode, body)
+		require.NotEmpty(t, res.Header.Get("Retry-After"))
+	}
+	require.Zero(t, tasks.n, "no task was queued")
+	res, err := http.Post(srv.URL+"/v1/responses", "application/json", strings.NewReader(`{"model":"m","input":"hi","background":true}`))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "a background response holds no connection")
+	require.Equal(t, 1, tasks.n)
 }

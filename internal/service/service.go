@@ -174,12 +174,14 @@ func (s *Service) SubmitGenerateTextKeeping(ctx context.Context, in task.Generat
 	return s.submitText(ctx, in, request)
 }
 
-// KeptRequest returns what SubmitGenerateTextKeeping kept for task id:
-// ENOTFOUND for another caller's task, or one that kept nothing (or whose
-// copy has expired).
-func (s *Service) KeptRequest(ctx context.Context, id string) ([]byte, error) {
-	if _, err := s.Get(ctx, id); err != nil {
-		return nil, err
+// KeptRequest returns what SubmitGenerateTextKeeping kept for the task of
+// rec, a record Get returned (the caller has it already, so Redis is not
+// read again): ENOTFOUND for another caller's task, or one that kept
+// nothing (or whose copy has expired).
+func (s *Service) KeptRequest(ctx context.Context, rec *task.Record) ([]byte, error) {
+	id := rec.ID
+	if !auth.FromContext(ctx).CanSee(rec.Owner) {
+		return nil, task.NotFound(id)
 	}
 	obj, err := s.deps.Artifacts.Open(ctx, task.InputKey(id))
 	if errors.Is(err, artifact.ErrNotFound) {
@@ -521,6 +523,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		return task.Unavailable("the task store is unavailable", err)
 	}
 	s.dropInput(ctx, id, rec.Owner) // an upload, or a kept request
+	s.dropImages(ctx, id, rec.Owner, storedImagesOf(rec))
 	return nil
 }
 

@@ -82,24 +82,24 @@ func hasImage(parts []task.Part) bool {
 // as an uploaded image is (size, sniffed type).
 func (s *Service) inlineImages(messages []task.Message) ([][]byte, error) {
 	var images [][]byte
-	var err error
-	mapImages(messages, func(url string) string {
-		if err == nil && strings.HasPrefix(url, "data:") {
-			var img []byte
-			if img, _, err = s.dataImage(url); err == nil {
-				images = append(images, img)
+	for _, m := range messages {
+		parts, _ := m.Parts() // Validate has read them
+		for _, p := range parts {
+			if p.Type != "image_url" || p.ImageURL == nil || !strings.HasPrefix(p.ImageURL.URL, "data:") {
+				continue
 			}
+			img, _, err := s.dataImage(p.ImageURL.URL)
+			if err != nil {
+				var e *task.Error
+				if errors.As(err, &e) {
+					c := *e
+					c.Field = "messages"
+					return nil, &c
+				}
+				return nil, err
+			}
+			images = append(images, img)
 		}
-		return url
-	})
-	if err != nil {
-		var e *task.Error
-		if errors.As(err, &e) {
-			c := *e
-			c.Field = "messages"
-			return nil, &c
-		}
-		return nil, err
 	}
 	return images, nil
 }
