@@ -46,7 +46,7 @@ var rules = []rule{
 		under("provider"), []string{"httpapi", "service", "worker", "queue", "store", "routing", "cli", "config", "webhook"}},
 	{"the provider interfaces know no adapter", is("provider"), adapters},
 	{"the queue knows no webhook delivery, worker or service", is("queue"), []string{"webhook", "worker", "service", "store"}},
-	{"config reads settings only", is("config"), []string{"routing", "store", "service", "httpapi", "worker", "queue", "provider"}},
+	{"config reads settings only: which provider serves is the registry's rule", is("config"), []string{"routing", "store", "service", "httpapi", "worker", "queue", "provider", "providers"}},
 	{"the domain depends on nothing of ours", is("task"), []string{""}},
 	{"the router knows no adapter and no service: internal/cli builds its adapters",
 		is("routing"), append([]string{"service", "httpapi", "worker", "queue", "store", "config"}, adapters...)},

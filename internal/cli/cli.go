@@ -87,6 +87,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "keys" {
 		return keys(ctx, args[2:], cfg, routes, stdout)
 	}
+	chosen, err := chooseProviders(cfg)
+	if err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
 	tr, err := tracing.Setup(ctx, getenv, version())
 	if err != nil {
@@ -102,7 +106,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if tr.Enabled() {
 		log.Info("tracing to OTLP", "endpoint", provider.Redact(firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))))
 	}
-	return run(ctx, cmd, cfg, routes, getenv, log, tr)
+	return run(ctx, cmd, cfg, setup{routes: routes, chosen: chosen}, getenv, log, tr)
 }
 
 // withDotEnv lets a .env file in the working directory supply variables the

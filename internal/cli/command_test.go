@@ -48,6 +48,15 @@ func TestInvalidConfigStopsStartup(t *testing.T) {
 	require.ErrorContains(t, err, "TASK_TIMEOUT")
 }
 
+func TestAProviderThatCannotServeStopsStartup(t *testing.T) {
+	t.Parallel()
+	err := cli.Run(context.Background(), []string{"siganteng"}, func(k string) string {
+		return map[string]string{"STT_PROVIDER": "ollama", "LLM_PROVIDER": "huggingface"}[k]
+	}, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "STT_PROVIDER: want openai, huggingface for speech_to_text")
+	require.ErrorContains(t, err, "LLM_PROVIDER=huggingface needs HF_TOKEN")
+}
+
 func TestUnknownQueueInWeightsStopsStartup(t *testing.T) {
 	t.Parallel()
 	err := cli.Run(context.Background(), []string{"siganteng"}, func(k string) string {

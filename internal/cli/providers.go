@@ -34,13 +34,20 @@ const unconfiguredHint = "no LLM provider is configured and no Ollama server ans
 // knownProviders is the registry as the routing file is checked against it.
 var knownProviders = routing.Providers{Names: providers.Names(), Serves: providers.Serves}
 
-// envProviders are the provider each kind of work uses, from the
-// environment ("none": no provider can do it).
-func envProviders(cfg config.Config) map[task.Type]string {
-	return map[task.Type]string{
-		task.TypeGenerateText: cfg.LLMProvider, task.TypeDescribeImage: cfg.VisionProvider, task.TypeEmbed: cfg.EmbedProvider,
-		task.TypeTextToSpeech: cfg.TTSProvider, task.TypeSpeechToText: cfg.STTProvider,
+// chooseProviders applies the registry's rule (providers.Choose) to the
+// providers the environment names and the keys it sets.
+func chooseProviders(cfg config.Config) (map[task.Type]providers.Choice, error) {
+	chosen, err := providers.Choose(map[task.Type]providers.Named{
+		task.TypeGenerateText:  {Variable: "LLM_PROVIDER", Provider: cfg.LLMProvider},
+		task.TypeDescribeImage: {Variable: "VISION_PROVIDER", Provider: cfg.VisionProvider},
+		task.TypeEmbed:         {Variable: "EMBED_PROVIDER", Provider: cfg.EmbedProvider},
+		task.TypeTextToSpeech:  {Variable: "TTS_PROVIDER", Provider: cfg.TTSProvider},
+		task.TypeSpeechToText:  {Variable: "STT_PROVIDER", Provider: cfg.STTProvider},
+	}, func(name string) providers.Settings { return envSettings(cfg, name, nil) })
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
+	return chosen, nil
 }
 
 // envModels are the models the environment names for each kind ("" for
@@ -71,9 +78,9 @@ func envSettings(cfg config.Config, providerName string, client *http.Client) pr
 //
 // Each provider but the local espeak-ng is one deployment of flow control
 // (flows), its kinds sharing one budget: they share a credential.
-func buildProviders(cfg config.Config, client *http.Client, flows *flow.Controller, log *slog.Logger) service.Providers {
+func buildProviders(cfg config.Config, chosen map[task.Type]providers.Choice, client *http.Client, flows *flow.Controller, log *slog.Logger) service.Providers {
 	build := func(kind task.Type) any {
-		name := envProviders(cfg)[kind]
+		name := chosen[kind].Provider
 		spec, ok := providers.Lookup(name)
 		if !ok || !spec.Serves(kind) {
 			return nil
@@ -90,34 +97,34 @@ func buildProviders(cfg config.Config, client *http.Client, flows *flow.Controll
 	llm := build(task.TypeGenerateText).(provider.LLM)
 	vision := build(task.TypeDescribeImage).(provider.Vision)
 	embedder := build(task.TypeEmbed).(provider.Embedder)
-	if !cfg.LLMProviderChosen {
-		// Ollama only because nothing else is configured: an unreachable
-		// server means "configure something".
+	// A local provider taken only because nothing else is configured: an
+	// unreachable one means "configure something".
+	if chosen[task.TypeGenerateText].Fallback {
 		llm = provider.WithUnreachableHint(llm, unconfiguredHint)
-		if cfg.VisionProvider == config.ProviderOllama {
-			vision = provider.VisionWithUnreachableHint(vision, unconfiguredHint)
-		}
-		if cfg.EmbedProvider == config.ProviderOllama {
-			embedder = provider.EmbedderWithUnreachableHint(embedder, unconfiguredHint)
-		}
+	}
+	if chosen[task.TypeDescribeImage].Fallback {
+		vision = provider.VisionWithUnreachableHint(vision, unconfiguredHint)
+	}
+	if chosen[task.TypeEmbed].Fallback {
+		embedder = provider.EmbedderWithUnreachableHint(embedder, unconfiguredHint)
 	}
 	var stt provider.STT = provider.Missing{Capability: "speech_to_text", Hint: "set OPENAI_API_KEY or HF_TOKEN (STT_PROVIDER chooses between them)"}
 	if a, ok := build(task.TypeSpeechToText).(provider.STT); ok {
 		stt = a
 	}
 	tts := build(task.TypeTextToSpeech).(provider.TTS)
-	if cfg.TTSProvider == config.ProviderEspeak && !espeak.Available("") {
+	if chosen[task.TypeTextToSpeech].Provider == config.ProviderEspeak && !espeak.Available("") {
 		log.Warn("text_to_speech uses espeak-ng, which is not installed: install it (apt-get install espeak-ng) or set OPENAI_API_KEY")
 	}
-	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg), "vision", vision.Name(), "embed", embedder.Name(), "stt", stt.Name(), "tts", tts.Name())
+	log.Info("providers", "llm", llm.Name(), "llm_model", modelOrDefault(cfg, chosen), "vision", vision.Name(), "embed", embedder.Name(), "stt", stt.Name(), "tts", tts.Name())
 	return service.Providers{LLM: llm, TTS: tts, Vision: vision, Embedder: embedder, STT: stt}
 }
 
-func modelOrDefault(cfg config.Config) string {
+func modelOrDefault(cfg config.Config, chosen map[task.Type]providers.Choice) string {
 	if cfg.LLMModel != "" {
 		return cfg.LLMModel
 	}
-	spec, _ := providers.Lookup(cfg.LLMProvider)
+	spec, _ := providers.Lookup(chosen[task.TypeGenerateText].Provider)
 	return spec.Models[task.TypeGenerateText]
 }
 
@@ -133,17 +140,17 @@ func providerHTTPClient(cfg config.Config, tr *tracing.Tracing) *http.Client {
 
 // envCatalog lists, for GET /models, the provider and default model of
 // each capability as the environment configures them.
-func envCatalog(cfg config.Config, p service.Providers) []task.ModelInfo {
+func envCatalog(cfg config.Config, chosen map[task.Type]providers.Choice, p service.Providers) []task.ModelInfo {
 	served := map[task.Type]string{
 		task.TypeGenerateText: p.LLM.Name(), task.TypeDescribeImage: p.Vision.Name(), task.TypeEmbed: p.Embedder.Name(),
 		task.TypeTextToSpeech: p.TTS.Name(), task.TypeSpeechToText: p.STT.Name(),
 	}
-	models, names := envModels(cfg), envProviders(cfg)
+	models := envModels(cfg)
 	out := make([]task.ModelInfo, 0, len(task.Types))
 	for _, kind := range task.Types {
 		name := models[kind]
 		if name == "" {
-			spec, _ := providers.Lookup(names[kind])
+			spec, _ := providers.Lookup(chosen[kind].Provider)
 			name = spec.Models[kind]
 		}
 		out = append(out, task.ModelInfo{Capability: kind, Default: true, Provider: served[kind], Name: name})

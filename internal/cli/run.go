@@ -29,6 +29,7 @@ import (
 	"github.com/siganteng/siganteng/internal/metrics"
 	"github.com/siganteng/siganteng/internal/notify"
 	"github.com/siganteng/siganteng/internal/openaiapi"
+	"github.com/siganteng/siganteng/internal/providers"
 	"github.com/siganteng/siganteng/internal/queue"
 	"github.com/siganteng/siganteng/internal/routing"
 	"github.com/siganteng/siganteng/internal/sealed"
@@ -43,7 +44,14 @@ import (
 // taskTypes are the kinds of work this build runs.
 var taskTypes = task.Types
 
-func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.File, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) error {
+// setup is what start-up read besides the settings: the routing file (nil
+// without one) and the provider of each kind of work.
+type setup struct {
+	routes *routing.File
+	chosen map[task.Type]providers.Choice
+}
+
+func run(ctx context.Context, cmd string, cfg config.Config, su setup, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) error {
 	if cfg.RedisURL == "" && cmd != "serve" {
 		return fmt.Errorf("siganteng %s needs REDIS_URL: the embedded Redis lives inside one process, "+
 			"so API and worker can share it only under 'siganteng serve'", cmd)
@@ -56,7 +64,7 @@ func run(ctx context.Context, cmd string, cfg config.Config, routes *routing.Fil
 	if err != nil {
 		return err
 	}
-	c, err := newCore(ctx, cfg, routes, getenv, log, tr)
+	c, err := newCore(ctx, cfg, su, getenv, log, tr)
 	if err != nil {
 		return err
 	}
@@ -114,7 +122,7 @@ func (c *core) close() {
 // newCore opens Redis and the artifact store and builds the providers, the
 // router, the store, the queue and the service. On an error, what it had
 // opened is closed.
-func newCore(ctx context.Context, cfg config.Config, routes *routing.File, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) (_ *core, err error) {
+func newCore(ctx context.Context, cfg config.Config, su setup, getenv func(string) string, log *slog.Logger, tr *tracing.Tracing) (_ *core, err error) {
 	artifacts, err := openArtifacts(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -139,12 +147,12 @@ func newCore(ctx context.Context, cfg config.Config, routes *routing.File, geten
 	client := providerHTTPClient(cfg, tr)
 	flows := flow.New(rdb, flow.Config{MaxWait: cfg.FlowMaxWait, Share: cfg.FlowShare, Lease: cfg.TaskTimeout + 10*time.Second, Observer: m, Log: log.With("component", "flow")})
 	m.WatchFlow(flowStates(flows))
-	providers := buildProviders(cfg, client, flows, log)
+	providers := buildProviders(cfg, su.chosen, client, flows, log)
 	go checkProviders(ctx, providers, log)
-	env := envCatalog(cfg, providers)
+	env := envCatalog(cfg, su.chosen, providers)
 	var router *routing.Router
 	var models service.Models
-	if routes != nil {
+	if routes := su.routes; routes != nil {
 		breakers := func(f *routing.File) *routing.Breakers {
 			return routing.NewBreakers(rdb, f.Breaker, routing.DeploymentIDs(f), nil)
 		}

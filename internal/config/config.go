@@ -39,24 +39,26 @@ type Config struct {
 	LogLevel   slog.Level // LOG_LEVEL
 	LogFormat  string     // LOG_FORMAT: text or json
 
-	LLMProvider string // LLM_PROVIDER, resolved
-	// LLMProviderChosen is true when LLM_PROVIDER was set, or a key chose the
-	// provider; false when Ollama is used only because nothing was configured.
-	LLMProviderChosen bool
-	LLMModel          string // LLM_MODEL; empty: the adapter's default
+	// LLMProvider and the other *Provider fields are the providers named
+	// for each kind of work, lower-cased, "" where unset. Which provider
+	// serves a kind when none is named (the keys set decide), and whether
+	// a named one can, is the provider registry's rule
+	// (internal/providers.Choose), applied at start-up.
+	LLMProvider string // LLM_PROVIDER
+	LLMModel    string // LLM_MODEL; empty: the adapter's default
 
-	VisionProvider string // VISION_PROVIDER, resolved
+	VisionProvider string // VISION_PROVIDER
 	VisionModel    string // VISION_MODEL; empty: the adapter's default
 	MaxUploadBytes int64  // MAX_UPLOAD_BYTES
-	EmbedProvider  string // EMBED_PROVIDER, resolved
-	STTProvider    string // STT_PROVIDER, resolved: openai, huggingface, or "" for none
+	EmbedProvider  string // EMBED_PROVIDER
+	STTProvider    string // STT_PROVIDER
 	STTModel       string // STT_MODEL; empty: the adapter's default
 	EmbedModel     string // EMBED_MODEL; empty: the adapter's default
 	// FetchAllowPrivate lets image URLs reach private and loopback
 	// addresses (FETCH_ALLOW_PRIVATE), for development only.
 	FetchAllowPrivate bool
 
-	TTSProvider string // TTS_PROVIDER, resolved: openai, huggingface or espeak
+	TTSProvider string // TTS_PROVIDER
 	TTSModel    string // TTS_MODEL; empty: the adapter's default
 
 	ArtifactDir string // ARTIFACT_DIR; empty: a temporary folder, under serve only
@@ -290,11 +292,11 @@ func Load(getenv func(string) string) (Config, error) {
 		ProviderHuggingFace: p.limits("HF_LIMIT_", 0),
 		ProviderOllama:      p.limits("OLLAMA_LIMIT_", p.optionalInt("OLLAMA_NUM_PARALLEL", 1)),
 	}
-	cfg.LLMProvider, cfg.LLMProviderChosen = p.llmProvider(cfg)
-	cfg.TTSProvider = p.ttsProvider(cfg)
-	cfg.VisionProvider = p.capabilityProvider("VISION_PROVIDER", cfg.LLMProvider)
-	cfg.EmbedProvider = p.capabilityProvider("EMBED_PROVIDER", cfg.LLMProvider)
-	cfg.STTProvider = p.sttProvider(cfg)
+	cfg.LLMProvider = p.name("LLM_PROVIDER")
+	cfg.TTSProvider = p.name("TTS_PROVIDER")
+	cfg.VisionProvider = p.name("VISION_PROVIDER")
+	cfg.EmbedProvider = p.name("EMBED_PROVIDER")
+	cfg.STTProvider = p.name("STT_PROVIDER")
 	cfg.MaxUploadBytes = int64(p.intAtLeast("MAX_UPLOAD_BYTES", 1024))
 	cfg.FetchAllowPrivate = p.boolean("FETCH_ALLOW_PRIVATE")
 	cfg.S3.PathStyle = p.boolean("S3_PATH_STYLE")
@@ -315,16 +317,6 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		if err := parse(cfg.RedisURL); err != nil {
 			p.fail("REDIS_URL", "%v", stripURL(err, cfg.RedisURL))
-		}
-	}
-	switch cfg.LLMProvider {
-	case ProviderOpenAI:
-		if cfg.OpenAIAPIKey == "" && cfg.OpenAIBaseURL == defaultOf("OPENAI_BASE_URL") {
-			p.fail("OPENAI_API_KEY", "LLM_PROVIDER=openai with OpenAI's own API needs a key")
-		}
-	case ProviderHuggingFace:
-		if cfg.HFToken == "" {
-			p.fail("HF_TOKEN", "LLM_PROVIDER=huggingface needs a token")
 		}
 	}
 	if cfg.TaskTimeout < time.Second || cfg.TaskTimeout%time.Second != 0 {
@@ -527,74 +519,9 @@ func (p *parser) boolean(name string) bool {
 	return v
 }
 
-// capabilityProvider reads a capability's provider, which follows the LLM's
-// when unset.
-func (p *parser) capabilityProvider(name, llm string) string {
-	switch v := strings.ToLower(strings.TrimSpace(p.getenv(name))); v {
-	case ProviderOpenAI, ProviderHuggingFace, ProviderOllama:
-		return v
-	case "":
-	default:
-		p.fail(name, "want openai, huggingface or ollama, got %q", v)
-	}
-	return llm
-}
-
-func (p *parser) sttProvider(cfg Config) string {
-	switch v := strings.ToLower(strings.TrimSpace(p.getenv("STT_PROVIDER"))); v {
-	case ProviderOpenAI, ProviderHuggingFace:
-		return v
-	case "":
-	default:
-		p.fail("STT_PROVIDER", "want openai or huggingface, got %q", v)
-	}
-	switch {
-	case cfg.OpenAIAPIKey != "":
-		return ProviderOpenAI
-	case cfg.HFToken != "":
-		return ProviderHuggingFace
-	}
-	return ""
-}
-
-func (p *parser) ttsProvider(cfg Config) string {
-	switch v := strings.ToLower(strings.TrimSpace(p.getenv("TTS_PROVIDER"))); v {
-	case ProviderOpenAI, ProviderHuggingFace, ProviderEspeak:
-		if v == ProviderOpenAI && cfg.OpenAIAPIKey == "" && cfg.OpenAIBaseURL == defaultOf("OPENAI_BASE_URL") {
-			p.fail("OPENAI_API_KEY", "TTS_PROVIDER=openai with OpenAI's own API needs a key")
-		}
-		if v == ProviderHuggingFace && cfg.HFToken == "" {
-			p.fail("HF_TOKEN", "TTS_PROVIDER=huggingface needs a token")
-		}
-		return v
-	case "":
-	default:
-		p.fail("TTS_PROVIDER", "want openai, huggingface or espeak, got %q", v)
-	}
-	switch {
-	case cfg.OpenAIAPIKey != "":
-		return ProviderOpenAI
-	case cfg.HFToken != "":
-		return ProviderHuggingFace
-	}
-	return ProviderEspeak
-}
-
-func (p *parser) llmProvider(cfg Config) (string, bool) {
-	switch v := strings.ToLower(strings.TrimSpace(p.getenv("LLM_PROVIDER"))); v {
-	case ProviderOpenAI, ProviderHuggingFace, ProviderOllama:
-		return v, true
-	case "":
-	default:
-		p.fail("LLM_PROVIDER", "want openai, huggingface or ollama, got %q", v)
-	}
-	switch {
-	case cfg.OpenAIAPIKey != "":
-		return ProviderOpenAI, true
-	case cfg.HFToken != "":
-		return ProviderHuggingFace, true
-	}
-	return ProviderOllama, false
+// name reads a provider's name as set, lower-cased.
+func (p *parser) name(name string) string {
+	return strings.ToLower(strings.TrimSpace(p.getenv(name)))
 }
 
 // ClusterURL tells whether a REDIS_URL names a Redis Cluster (it has

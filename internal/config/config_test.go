@@ -28,8 +28,7 @@ func TestDefaults(t *testing.T) {
 	require.Empty(t, cfg.RedisURL)
 	require.Equal(t, slog.LevelInfo, cfg.LogLevel)
 	require.Equal(t, "text", cfg.LogFormat)
-	require.Equal(t, config.ProviderOllama, cfg.LLMProvider)
-	require.False(t, cfg.LLMProviderChosen)
+	require.Empty(t, cfg.LLMProvider, "which provider serves is the registry's choice at start-up")
 	require.Equal(t, "https://api.openai.com/v1", cfg.OpenAIBaseURL)
 	require.Equal(t, "http://127.0.0.1:11434", cfg.OllamaBaseURL)
 	require.Equal(t, 2048, cfg.WorkerConcurrency)
@@ -37,46 +36,18 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 5*time.Minute, cfg.TaskTimeout)
 	require.Equal(t, 24*time.Hour, cfg.ResultTTL)
 	require.Equal(t, 5*time.Millisecond, cfg.WorkerPollInterval)
-	require.Equal(t, config.ProviderEspeak, cfg.TTSProvider)
 	require.Empty(t, cfg.ArtifactDir)
-	require.Equal(t, config.ProviderOllama, cfg.VisionProvider)
 	require.EqualValues(t, 10<<20, cfg.MaxUploadBytes)
 	require.False(t, cfg.FetchAllowPrivate)
 }
 
-func TestTTSProvider(t *testing.T) {
+func TestProviderNamesAreReadAsSet(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load(env("OPENAI_API_KEY", "sk-a"))
+	cfg, err := config.Load(env("LLM_PROVIDER", " Ollama ", "STT_PROVIDER", "huggingface"))
 	require.NoError(t, err)
-	require.Equal(t, config.ProviderOpenAI, cfg.TTSProvider)
-	cfg, err = config.Load(env("OPENAI_API_KEY", "sk-a", "TTS_PROVIDER", "espeak"))
-	require.NoError(t, err)
-	require.Equal(t, config.ProviderEspeak, cfg.TTSProvider)
-	_, err = config.Load(env("TTS_PROVIDER", "openai"))
-	require.ErrorContains(t, err, "OPENAI_API_KEY")
-	cfg, err = config.Load(env("HF_TOKEN", "hf_x"))
-	require.NoError(t, err)
-	require.Equal(t, config.ProviderHuggingFace, cfg.TTSProvider)
-	_, err = config.Load(env("TTS_PROVIDER", "huggingface"))
-	require.ErrorContains(t, err, "HF_TOKEN")
-}
-
-func TestProviderFollowsKeys(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		env  func(string) string
-		want string
-	}{
-		{env("OPENAI_API_KEY", "sk-a", "HF_TOKEN", "hf_b"), config.ProviderOpenAI},
-		{env("HF_TOKEN", "hf_b"), config.ProviderHuggingFace},
-		{env("HF_TOKEN", "hf_b", "LLM_PROVIDER", "Ollama"), config.ProviderOllama},
-		{env("LLM_PROVIDER", "openai", "OPENAI_BASE_URL", "http://127.0.0.1:8080/v1"), config.ProviderOpenAI},
-	} {
-		cfg, err := config.Load(tc.env)
-		require.NoError(t, err)
-		require.Equal(t, tc.want, cfg.LLMProvider)
-		require.True(t, cfg.LLMProviderChosen)
-	}
+	require.Equal(t, config.ProviderOllama, cfg.LLMProvider)
+	require.Equal(t, config.ProviderHuggingFace, cfg.STTProvider)
+	require.Empty(t, cfg.TTSProvider)
 }
 
 func TestInvalidValuesNameTheVariable(t *testing.T) {
@@ -86,11 +57,6 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"REDIS_URL":            "mysql://x",
 		"LOG_LEVEL":            "loud",
 		"LOG_FORMAT":           "xml",
-		"LLM_PROVIDER":         "skynet",
-		"TTS_PROVIDER":         "coqui",
-		"VISION_PROVIDER":      "eyes",
-		"EMBED_PROVIDER":       "word2vec",
-		"STT_PROVIDER":         "ollama",
 		"HF_INFERENCE_URL":     "router",
 		"MAX_UPLOAD_BYTES":     "ten megs",
 		"FETCH_ALLOW_PRIVATE":  "sometimes",
@@ -118,14 +84,6 @@ func TestTaskTimeoutIsWholeSeconds(t *testing.T) {
 	cfg, err := config.Load(env("TASK_TIMEOUT", "2s"))
 	require.NoError(t, err)
 	require.Equal(t, 2*time.Second, cfg.TaskTimeout)
-}
-
-func TestProviderNeedsItsKey(t *testing.T) {
-	t.Parallel()
-	_, err := config.Load(env("LLM_PROVIDER", "huggingface"))
-	require.ErrorContains(t, err, "HF_TOKEN")
-	_, err = config.Load(env("LLM_PROVIDER", "openai"))
-	require.ErrorContains(t, err, "OPENAI_API_KEY")
 }
 
 func TestRedisPasswordStaysOutOfErrors(t *testing.T) {

@@ -1,13 +1,17 @@
 // Package providers is the one table of the providers SIGANTENG can call:
-// for each, the kinds of work it serves, its default model for each, and how
-// to build its adapter for a kind. The environment's configuration and the
-// routing file both build their adapters, and check what a provider can
-// serve, from it.
+// for each, the kinds of work it serves, its default model for each, the
+// credential it needs, and how to build its adapter for a kind. The
+// environment's configuration (which provider each kind of work uses, see
+// Choose) and the routing file both build their adapters, and check what a
+// provider can serve, from it.
 package providers
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/siganteng/siganteng/internal/provider/espeak"
@@ -35,6 +39,13 @@ type Spec struct {
 	// New builds its adapter for kind, which it must serve: the value
 	// implements that kind's provider interface.
 	New func(s Settings, kind task.Type) any
+	// Credential is the environment variable that holds its key; "" for a
+	// local provider, which needs none.
+	Credential string
+	// KeyRequired reports whether the provider cannot be called with s
+	// without a key (OpenAI's own API cannot; an OpenAI-compatible server
+	// at another address may); nil for never.
+	KeyRequired func(s Settings) bool
 }
 
 // Serves reports whether the provider can do kind.
@@ -49,17 +60,99 @@ var All = []Spec{
 		task.TypeGenerateText: openai.DefaultModel, task.TypeDescribeImage: openai.DefaultVisionModel,
 		task.TypeEmbed: openai.DefaultEmbedModel, task.TypeTextToSpeech: openai.DefaultSpeechModel,
 		task.TypeSpeechToText: openai.DefaultTranscribeModel,
-	}, New: newOpenAI},
+	}, New: newOpenAI, Credential: "OPENAI_API_KEY",
+		KeyRequired: func(s Settings) bool { return s.BaseURL == "" || s.BaseURL == openai.DefaultBaseURL }},
 	{Name: "huggingface", Models: map[task.Type]string{
 		task.TypeGenerateText: huggingface.DefaultModel, task.TypeDescribeImage: huggingface.DefaultVisionModel,
 		task.TypeEmbed: huggingface.DefaultEmbedModel, task.TypeTextToSpeech: huggingface.DefaultTTSModel,
 		task.TypeSpeechToText: huggingface.DefaultASRModel,
-	}, New: newHuggingFace},
+	}, New: newHuggingFace, Credential: "HF_TOKEN",
+		KeyRequired: func(Settings) bool { return true }},
 	{Name: "ollama", Models: map[task.Type]string{
 		task.TypeGenerateText: ollama.DefaultModel, task.TypeDescribeImage: ollama.DefaultVisionModel,
 		task.TypeEmbed: ollama.DefaultEmbedModel,
 	}, New: newOllama},
 	{Name: "espeak", Models: map[task.Type]string{task.TypeTextToSpeech: "espeak-ng"}, New: newEspeak},
+}
+
+// Named is the provider the environment names for one kind of work.
+type Named struct {
+	Variable string // the environment variable, for errors: LLM_PROVIDER
+	Provider string // "" where it is unset
+}
+
+// Choice is the provider the environment gives one kind of work.
+type Choice struct {
+	Provider string // "" for none: no provider can do the kind
+	// Fallback is true when a local provider was taken only because no
+	// provider was named and none has a key: an unreachable one then
+	// means "configure something".
+	Fallback bool
+}
+
+// Choose picks the provider of each kind of work from the environment.
+// named gives each kind's setting; settings gives what a provider would be
+// built with, its key included. For each kind, in this order:
+//
+//  1. the provider named for the kind, which must serve it and have the
+//     key it needs;
+//  2. for describe_image and embed, the one named for generate_text, where
+//     it serves them (one setting moves all text work);
+//  3. the first provider of All whose key is set and that serves the kind;
+//  4. the first local provider (no credential) that serves it, a Fallback;
+//  5. none.
+//
+// Every problem is reported at once, naming the variable.
+func Choose(named map[task.Type]Named, settings func(provider string) Settings) (map[task.Type]Choice, error) {
+	out := make(map[task.Type]Choice, len(task.Types))
+	var errs []error
+	for _, kind := range task.Types {
+		n := named[kind]
+		if n.Provider != "" {
+			if err := check(n, kind, settings); err != nil {
+				errs = append(errs, err)
+			}
+			out[kind] = Choice{Provider: n.Provider}
+			continue
+		}
+		if llm := named[task.TypeGenerateText].Provider; (kind == task.TypeDescribeImage || kind == task.TypeEmbed) && Serves(llm, kind) {
+			out[kind] = Choice{Provider: llm}
+			continue
+		}
+		out[kind] = fallback(kind, settings)
+	}
+	return out, errors.Join(errs...)
+}
+
+func check(n Named, kind task.Type, settings func(string) Settings) error {
+	spec, ok := Lookup(n.Provider)
+	if !ok || !spec.Serves(kind) {
+		var serving []string
+		for _, s := range All {
+			if s.Serves(kind) {
+				serving = append(serving, s.Name)
+			}
+		}
+		return fmt.Errorf("%s: want %s for %s, got %q", n.Variable, strings.Join(serving, ", "), kind, n.Provider)
+	}
+	if spec.KeyRequired != nil && settings(spec.Name).APIKey == "" && spec.KeyRequired(settings(spec.Name)) {
+		return fmt.Errorf("%s: %s=%s needs %s", spec.Credential, n.Variable, n.Provider, spec.Credential)
+	}
+	return nil
+}
+
+func fallback(kind task.Type, settings func(string) Settings) Choice {
+	for _, s := range All {
+		if s.Credential != "" && s.Serves(kind) && settings(s.Name).APIKey != "" {
+			return Choice{Provider: s.Name}
+		}
+	}
+	for _, s := range All {
+		if s.Credential == "" && s.Serves(kind) {
+			return Choice{Provider: s.Name, Fallback: true}
+		}
+	}
+	return Choice{}
 }
 
 // Lookup finds a provider by name.
