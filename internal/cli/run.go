@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -201,7 +202,7 @@ func newCore(ctx context.Context, cfg config.Config, su setup, getenv func(strin
 		}
 		sealer = box
 	}
-	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Endings: hub, Keys: records,
+	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Fetches: fetch.NewPool(cfg.FetchConcurrency, cfg.FetchPerKey), Endings: hub, Keys: records,
 		Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != "",
 			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey,
@@ -280,6 +281,7 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 		ShutdownTimeout:     cfg.ShutdownTimeout,
 		Backoff:             worker.Backoff{Base: cfg.RetryBaseDelay, Max: cfg.RetryMaxDelay},
 		Webhooks:            deliverer,
+		WebhookConcurrency:  cfg.WebhookConcurrency,
 		Metrics:             c.metrics,
 		Tracer:              tr.Tracer("siganteng/worker"),
 		Inputs:              c.svc,
@@ -452,7 +454,11 @@ func queueWeights(overrides map[string]int) (map[string]int, error) {
 	weights := queue.DefaultWeights(taskTypes)
 	for name, w := range overrides {
 		if _, ok := weights[name]; !ok {
-			return nil, fmt.Errorf("QUEUE_WEIGHTS: no queue %q; the queues are %s", name, strings.Join(queue.Names(taskTypes), ", "))
+			if name == queue.QueueWebhooks {
+				return nil, fmt.Errorf("QUEUE_WEIGHTS: the webhooks queue has a pool of its own; WEBHOOK_CONCURRENCY sizes it")
+			}
+			names := slices.DeleteFunc(queue.Names(taskTypes), func(n string) bool { return n == queue.QueueWebhooks })
+			return nil, fmt.Errorf("QUEUE_WEIGHTS: no queue %q; the queues are %s", name, strings.Join(names, ", "))
 		}
 		weights[name] = w
 	}

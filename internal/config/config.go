@@ -57,6 +57,10 @@ type Config struct {
 	// FetchAllowPrivate lets image URLs reach private and loopback
 	// addresses (FETCH_ALLOW_PRIVATE), for development only.
 	FetchAllowPrivate bool
+	// FetchConcurrency bounds the image downloads one process makes at
+	// once (FETCH_CONCURRENCY), of which one API key may make
+	// FetchPerKey (FETCH_PER_KEY).
+	FetchConcurrency, FetchPerKey int
 
 	TTSProvider string // TTS_PROVIDER
 	TTSModel    string // TTS_MODEL; empty: the adapter's default
@@ -87,6 +91,9 @@ type Config struct {
 	QueueWeights map[string]int
 
 	WebhookSecret string // WEBHOOK_SECRET: whsec_ and base64; empty turns webhooks off
+	// WebhookConcurrency is how many webhook deliveries one worker process
+	// makes at once (WEBHOOK_CONCURRENCY), in a pool of their own.
+	WebhookConcurrency int
 
 	AuthDisabled        bool     // AUTH_DISABLED: open API on any address, on purpose
 	RateLimitRPS        int      // RATE_LIMIT_RPS: per key, shared across instances
@@ -164,6 +171,8 @@ var Vars = []Var{
 	{"STT_MODEL", "", "speech-to-text model; empty: whisper-1 (openai), openai/whisper-large-v3 (huggingface)"},
 	{"MAX_UPLOAD_BYTES", "10485760", "largest image accepted, fetched or sent in a data: URL (10 MiB)"},
 	{"FETCH_ALLOW_PRIVATE", "false", "true lets image URLs and webhooks reach loopback and private addresses, for development; cloud metadata stays refused"},
+	{"FETCH_CONCURRENCY", "64", "image URLs one process downloads at once, in a pool of their own: a queued describe_image task that finds the pool full waits (PENDING, waiting reason downloads) holding no worker slot, a synchronous call waits within SYNC_TIMEOUT"},
+	{"FETCH_PER_KEY", "16", "image URLs one API key may download at once in one process (at most FETCH_CONCURRENCY), so one key's slow or silent image hosts cannot take the pool"},
 	{"TTS_PROVIDER", "", "openai, huggingface or espeak; empty: openai if OPENAI_API_KEY is set, else huggingface if HF_TOKEN is set, else espeak (the local espeak-ng program)"},
 	{"TTS_MODEL", "", "text-to-speech model; empty: gpt-4o-mini-tts (openai), facebook/mms-tts-eng (huggingface); espeak has one"},
 	{"ROUTES_FILE", "", "YAML routing file naming the models clients may ask for, each with its deployments (provider, model, base URL, key variable, weight, prices), fallbacks and circuit breaker; empty: one provider per capability from the variables above"},
@@ -205,7 +214,8 @@ var Vars = []Var{
 	{"RETRY_BASE_DELAY", "2s", "delay before the first retry; doubles each retry, with jitter"},
 	{"RETRY_MAX_DELAY", "10m", "longest delay between retries, Retry-After included"},
 	{"RECONCILE_INTERVAL", "30s", "how often workers look for tasks the queue gave up on (a worker that died with no retries left) and end them FAILURE"},
-	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, webhooks=2, low=1: a queue with twice the weight is looked at first twice as often"},
+	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, low=1 (webhook deliveries have a pool of their own, WEBHOOK_CONCURRENCY): a queue with twice the weight is looked at first twice as often"},
+	{"WEBHOOK_CONCURRENCY", "64", "webhook deliveries one worker process makes at once, in a pool of their own beside WORKER_CONCURRENCY's, so slow receivers never hold a task's slot"},
 	{"WEBHOOK_SECRET", "", "signs webhook deliveries (Standard Webhooks): whsec_ and base64 of 24 to 64 random bytes, for example whsec_$(openssl rand -base64 32); empty: submits naming a webhook get a 422"},
 	{"AUTH_DISABLED", "false", "true runs the API without keys, on purpose; without it the API is open only on the one-command start (embedded Redis, loopback address) and, with a real Redis, every request needs a key, even before the first one exists"},
 	{"MAX_STORED_BYTES_PER_KEY", "1073741824", "bytes one API key may keep in the artifact store at once, uploads waiting for their task and results not yet expired (1 GiB); past it, submits that store bytes get a 429; 0: no bound"},
@@ -299,6 +309,12 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.STTProvider = p.name("STT_PROVIDER")
 	cfg.MaxUploadBytes = int64(p.intAtLeast("MAX_UPLOAD_BYTES", 1024))
 	cfg.FetchAllowPrivate = p.boolean("FETCH_ALLOW_PRIVATE")
+	cfg.FetchConcurrency = p.intAtLeast("FETCH_CONCURRENCY", 1)
+	cfg.FetchPerKey = p.intAtLeast("FETCH_PER_KEY", 1)
+	if cfg.FetchPerKey > cfg.FetchConcurrency {
+		p.fail("FETCH_PER_KEY", "must not be above FETCH_CONCURRENCY (%d)", cfg.FetchConcurrency)
+	}
+	cfg.WebhookConcurrency = p.intAtLeast("WEBHOOK_CONCURRENCY", 1)
 	cfg.S3.PathStyle = p.boolean("S3_PATH_STYLE")
 	if (cfg.S3.AccessKey == "") != (cfg.S3.SecretKey == "") {
 		p.fail("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")

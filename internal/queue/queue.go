@@ -51,9 +51,10 @@ func Names(types []task.Type) []string {
 
 // DefaultWeights gives high work about four picks in five when every queue
 // has work, splits normal work evenly between types, and leaves low work
-// what the rest do not take.
+// what the rest do not take. The webhooks queue is not among them: a pool
+// of its own serves it.
 func DefaultWeights(types []task.Type) map[string]int {
-	w := map[string]int{QueueHigh: 50, QueueWebhooks: 2, QueueLow: 1}
+	w := map[string]int{QueueHigh: 50, QueueLow: 1}
 	for _, t := range types {
 		w[string(t)] = 2
 	}

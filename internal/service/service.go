@@ -18,6 +18,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/auth"
+	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/provider"
 	"github.com/siganteng/siganteng/internal/store"
 	"github.com/siganteng/siganteng/internal/task"
@@ -111,8 +112,11 @@ type Deps struct {
 	Providers Providers
 	Artifacts Artifacts
 	Fetcher   Fetcher
-	Endings   Endings
-	Keys      IdempotencyKeys
+	// Fetches bounds the image downloads under way, in all and per API
+	// key; nil for no bound.
+	Fetches *fetch.Pool
+	Endings Endings
+	Keys    IdempotencyKeys
 	// Models checks the model a request names; nil (no routing file)
 	// lets the provider judge it.
 	Models Models

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/auth"
@@ -162,7 +163,12 @@ func (s *Service) image(ctx context.Context, in task.DescribeImageInput) ([]byte
 	if strings.HasPrefix(in.ImageURL, "data:") {
 		return s.dataImage(in.ImageURL)
 	}
+	release, err := s.fetchPlace(ctx)
+	if err != nil {
+		return nil, "", err
+	}
 	res, err := s.deps.Fetcher.Get(ctx, in.ImageURL)
+	release()
 	if err != nil {
 		// What the fetch met (resolved addresses, resolvers, routes) is for
 		// the log; the client learns a fixed reason.
@@ -185,6 +191,32 @@ func (s *Service) image(ctx context.Context, in task.DescribeImageInput) ([]byte
 		return nil, "", provider.ErrorFromTransport(ctx, "image host", ctx.Err())
 	}
 	return nil, "", &provider.Error{Provider: "image host", Kind: provider.KindUnavailable, Message: "could not fetch the image URL"}
+}
+
+// fetchWait is how long a queued task waits, holding no worker slot,
+// when the download pool has no room for it.
+const fetchWait = time.Second
+
+// fetchPlace takes a place in the download pool: a queued task that finds
+// none goes back to wait (a provider.WaitError, which uses up no retry and
+// holds no worker slot), a synchronous call waits for one within its
+// deadline.
+func (s *Service) fetchPlace(ctx context.Context) (release func(), err error) {
+	if s.deps.Fetches == nil {
+		return func() {}, nil
+	}
+	if _, queued := provider.DeferredWaits(ctx); queued {
+		owner, _, _ := strings.Cut(provider.FlowKeyOf(ctx), "#") // its high lane is the same key
+		if release, ok := s.deps.Fetches.TryTake(owner); ok {
+			return release, nil
+		}
+		return nil, &provider.WaitError{Deployment: "image downloads", Reason: "downloads", Until: s.deps.Now().Add(fetchWait)}
+	}
+	release, err = s.deps.Fetches.Take(ctx, auth.FromContext(ctx).Owner())
+	if err != nil {
+		return nil, provider.ErrorFromTransport(ctx, "image host", err)
+	}
+	return release, nil
 }
 
 func (s *Service) describeImage(ctx context.Context, in task.DescribeImageInput) (*task.TextResult, error) {

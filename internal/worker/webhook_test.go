@@ -39,6 +39,14 @@ type hookCall struct {
 // once they run out).
 func webhookSetup(t *testing.T, answers ...int) (*store.Store, *queue.Client, func() []hookCall, string) {
 	t.Helper()
+	return webhookPools(t, nil, 2, answers...)
+}
+
+// webhookPools is webhookSetup with concurrency task slots and one delivery
+// at a time, whose receiver records each call as it comes and answers only
+// once hold is closed (at once when nil).
+func webhookPools(t *testing.T, hold <-chan struct{}, concurrency int, answers ...int) (*store.Store, *queue.Client, func() []hookCall, string) {
+	t.Helper()
 	rdb := redistest.Client(t, redistest.URL(t))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := store.New(rdb, time.Hour)
@@ -69,6 +77,11 @@ func webhookSetup(t *testing.T, answers ...int) (*store.Store, *queue.Client, fu
 		if len(answers) > 0 {
 			status, answers = answers[0], answers[1:]
 		}
+		if hold != nil {
+			mu.Unlock()
+			<-hold
+			mu.Lock()
+		}
 		w.WriteHeader(status)
 	}))
 	t.Cleanup(rcv.Close)
@@ -77,9 +90,9 @@ func webhookSetup(t *testing.T, answers ...int) (*store.Store, *queue.Client, fu
 	require.NoError(t, err)
 	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: 10 * time.Second})
 	w := worker.New(rdb, worker.Config{
-		Concurrency: 2, Queues: queue.DefaultWeights([]task.Type{task.TypeGenerateText}),
+		Concurrency: concurrency, Queues: queue.DefaultWeights([]task.Type{task.TypeGenerateText}),
 		PollInterval: 5 * time.Millisecond, DelayedPollInterval: 50 * time.Millisecond, ShutdownTimeout: time.Second,
-		Webhooks: deliverer, WebhookSchedule: []time.Duration{time.Second, time.Second},
+		Webhooks: deliverer, WebhookSchedule: []time.Duration{time.Second, time.Second}, WebhookConcurrency: 1,
 	}, &executor{fn: succeed}, s, hub, log, nil)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
@@ -99,10 +112,31 @@ func submitWithHook(t *testing.T, s *store.Store, q *queue.Client, url string) s
 	t.Helper()
 	id := uuid.NewString()
 	ctx := context.Background()
-	require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now(),
-		WebhookURL: url, Webhook: &task.WebhookInfo{Events: []string{task.WebhookCompleted}}}, store.Limits{}))
+	rec := &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}
+	if url != "" { // else a task with no webhook
+		rec.WebhookURL, rec.Webhook = url, &task.WebhookInfo{Events: []string{task.WebhookCompleted}}
+	}
+	require.NoError(t, s.Create(ctx, rec, store.Limits{}))
 	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, "", []byte(`{"prompt":"p"}`)))
 	return id
+}
+
+// A receiver that does not answer holds a delivery's slot, not a task's:
+// with one task slot, a task runs while a delivery hangs.
+func TestASlowReceiverHoldsNoTaskSlot(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	s, q, got, url := webhookPools(t, hold, 1)
+	defer close(hold)
+	submitWithHook(t, s, q, url)
+	require.Eventually(t, func() bool { return len(got()) == 1 }, 10*time.Second, 10*time.Millisecond, "the delivery reached the receiver")
+
+	id := submitWithHook(t, s, q, "")
+	require.Eventually(t, func() bool {
+		rec, err := s.Get(context.Background(), id)
+		return err == nil && rec.Status == task.StatusSuccess
+	}, 5*time.Second, 10*time.Millisecond, "a task ran while the delivery hung")
+	require.Len(t, got(), 1, "the hanging delivery is the only one")
 }
 
 func TestWebhookIsRetriedUnderTheSameID(t *testing.T) {

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -81,6 +83,10 @@ type Config struct {
 	// WebhookSchedule is the delay before each retry of a delivery;
 	// webhook.Schedule when empty.
 	WebhookSchedule []time.Duration
+	// WebhookConcurrency is how many deliveries run at once, in a pool of
+	// their own (the webhooks queue has a server of its own), so that slow
+	// receivers hold no task's slot; 64 when zero.
+	WebhookConcurrency int
 	// Metrics records attempts and ends; nil for none.
 	Metrics *metrics.Metrics
 	// Tracer makes each attempt's span; nil for none.
@@ -103,6 +109,7 @@ type WebhookDeliverer interface {
 // Worker processes tasks until stopped.
 type Worker struct {
 	srv     *asynq.Server
+	hookSrv *asynq.Server
 	exec    Executor
 	records Records
 	endings Endings
@@ -137,9 +144,11 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 	if w.maxWait <= 0 {
 		w.maxWait = time.Hour
 	}
+	queues := maps.Clone(cfg.Queues)
+	delete(queues, queue.QueueWebhooks) // served by hookSrv
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
-		Queues:                   cfg.Queues,
+		Queues:                   queues,
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: cfg.DelayedPollInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
@@ -150,26 +159,56 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		Logger:    asynqLogger{log.With("from", "asynq")},
 		LogLevel:  asynq.InfoLevel,
 	})
+	if cfg.WebhookConcurrency <= 0 {
+		cfg.WebhookConcurrency = 64
+	}
+	w.hookSrv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency: cfg.WebhookConcurrency,
+		Queues:      map[string]int{queue.QueueWebhooks: 1},
+		// A delivery may wait this much longer to start than a task: an
+		// idle server looks once per interval, and one more server looking
+		// every few milliseconds would double an idle worker's Redis calls.
+		TaskCheckInterval:        max(cfg.PollInterval, webhookPoll),
+		DelayedTaskCheckInterval: cfg.DelayedPollInterval,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		RetryDelayFunc:           w.retryDelay,
+		Logger:                   asynqLogger{log.With("from", "asynq", "pool", "webhooks")},
+		LogLevel:                 asynq.InfoLevel,
+	})
 	return w
 }
 
+// webhookPoll is how often an idle delivery pool looks for deliveries.
+const webhookPoll = 50 * time.Millisecond
+
 // Start begins processing in the background: each task type goes to the
-// handler that runs tasks, webhook deliveries to the one that posts them.
+// handler that runs tasks, webhook deliveries, in their own pool, to the
+// one that posts them.
 func (w *Worker) Start() error {
 	mux := asynq.NewServeMux()
 	for _, typ := range w.types {
 		mux.HandleFunc(string(typ), w.handle)
 	}
-	mux.HandleFunc(queue.TypeWebhook, w.deliver)
+	hooks := asynq.NewServeMux()
+	hooks.HandleFunc(queue.TypeWebhook, w.deliver)
+	if err := w.hookSrv.Start(hooks); err != nil {
+		return fmt.Errorf("worker: start the webhook pool: %w", err)
+	}
 	if err := w.srv.Start(mux); err != nil {
+		w.hookSrv.Shutdown()
 		return fmt.Errorf("worker: start: %w", err)
 	}
 	return nil
 }
 
 // Stop stops taking tasks, waits up to the shutdown timeout for running ones,
-// and puts back on the queue any that are still running.
-func (w *Worker) Stop() { w.srv.Shutdown() }
+// and puts back on the queue any that are still running; deliveries alike.
+func (w *Worker) Stop() {
+	var wg sync.WaitGroup
+	wg.Go(w.hookSrv.Shutdown)
+	w.srv.Shutdown()
+	wg.Wait()
+}
 
 // retryError carries the time the handler chose for the next attempt, so
 // asynq waits exactly what the record announces.
