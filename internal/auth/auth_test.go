@@ -70,14 +70,15 @@ func TestStoreCreatesAuthenticatesAndRevokes(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, any)
 
-	raw, rec, err := s.Create(ctx, "app", auth.Settings{RequestsPerSecond: 7, MaxUnfinished: 9})
+	raw, rec, err := s.Create(ctx, "app", auth.Settings{RequestsPerSecond: 7, MaxUnfinished: 9, MaxSync: 4, MaxWaiting: 5, ShareWeight: 3})
 	require.NoError(t, err)
 	_, admRec, err := s.Create(ctx, "ops", auth.Settings{Admin: true})
 	require.NoError(t, err)
 
 	caller, err := s.Authenticate(ctx, raw)
 	require.NoError(t, err)
-	require.Equal(t, auth.Caller{KeyID: rec.ID, Name: "app", RequestsPerSecond: 7, MaxUnfinished: 9}, caller)
+	require.Equal(t, auth.Caller{KeyID: rec.ID, Name: "app", RequestsPerSecond: 7, MaxUnfinished: 9, MaxSync: 4, MaxWaiting: 5, ShareWeight: 3}, caller)
+	require.Equal(t, 3, caller.Weight())
 
 	// Nothing but a hash is stored.
 	vals, err := rdb.HGetAll(ctx, "{siganteng}:apikey:"+rec.ID).Result()

@@ -22,7 +22,13 @@ type Caller struct {
 	// connections open at once on one API process; zero means the
 	// server's defaults.
 	MaxSync, MaxWaiting int
+	// ShareWeight weighs the key's share of a saturated deployment's
+	// budget against other keys' (2 gets twice what 1 gets); 0 means 1.
+	ShareWeight int
 }
+
+// Weight is the caller's share weight, at least 1.
+func (c Caller) Weight() int { return max(c.ShareWeight, 1) }
 
 // MayUseHighPriority reports whether the caller may submit priority high
 // work: a key given the right, an admin, or anyone on an open API.

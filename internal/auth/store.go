@@ -49,6 +49,7 @@ type Record struct {
 	HighPriority      bool     // may submit priority high work
 	MaxSync           int      // synchronous calls at once; 0: the server's default
 	MaxWaiting        int      // event streams and Prefer: wait at once; 0: the server's default
+	ShareWeight       int      // weight of its share of a saturated deployment; 0: 1
 	hash              string
 }
 
@@ -63,6 +64,7 @@ type Settings struct {
 	HighPriority      bool
 	MaxSync           int
 	MaxWaiting        int
+	ShareWeight       int
 }
 
 // Store keeps keys in Redis, shared by every API instance.
@@ -98,12 +100,12 @@ func (s *Store) Create(ctx context.Context, name string, set Settings) (string, 
 	}
 	rec := Record{ID: key.ID, Name: name, Admin: set.Admin, CreatedAt: s.now().UTC(), RequestsPerSecond: set.RequestsPerSecond,
 		MaxUnfinished: set.MaxUnfinished, DailyTokens: set.DailyTokens, DailyCostUSD: set.DailyCostUSD, Models: set.Models, HighPriority: set.HighPriority,
-		MaxSync: set.MaxSync, MaxWaiting: set.MaxWaiting, hash: key.hash}
+		MaxSync: set.MaxSync, MaxWaiting: set.MaxWaiting, ShareWeight: set.ShareWeight, hash: key.hash}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, recordPrefix+rec.ID, "id", rec.ID, "name", name, "admin", set.Admin, "hash", key.hash,
 			"created_at", rec.CreatedAt.Format(time.RFC3339Nano), "rps", set.RequestsPerSecond, "max_unfinished", set.MaxUnfinished,
 			"daily_tokens", set.DailyTokens, "daily_cost_usd", set.DailyCostUSD, "models", strings.Join(set.Models, ","), "high_priority", set.HighPriority,
-			"max_sync", set.MaxSync, "max_waiting", set.MaxWaiting)
+			"max_sync", set.MaxSync, "max_waiting", set.MaxWaiting, "share_weight", set.ShareWeight)
 		p.SAdd(ctx, allKeys, rec.ID)
 		p.SAdd(ctx, activeKeys, rec.ID)
 		return nil
@@ -194,7 +196,7 @@ func (s *Store) Authenticate(ctx context.Context, raw string) (Caller, error) {
 	}
 	return Caller{KeyID: rec.ID, Name: rec.Name, Admin: rec.Admin, RequestsPerSecond: rec.RequestsPerSecond, MaxUnfinished: rec.MaxUnfinished,
 		DailyTokens: rec.DailyTokens, DailyCostUSD: rec.DailyCostUSD, Models: rec.Models, HighPriority: rec.HighPriority,
-		MaxSync: rec.MaxSync, MaxWaiting: rec.MaxWaiting}, nil
+		MaxSync: rec.MaxSync, MaxWaiting: rec.MaxWaiting, ShareWeight: rec.ShareWeight}, nil
 }
 
 // lookup reads a key's record through the cache.
@@ -237,6 +239,7 @@ func (s *Store) read(ctx context.Context, id string) (*Record, error) {
 	rec.MaxUnfinished, _ = strconv.Atoi(h["max_unfinished"])
 	rec.MaxSync, _ = strconv.Atoi(h["max_sync"])
 	rec.MaxWaiting, _ = strconv.Atoi(h["max_waiting"])
+	rec.ShareWeight, _ = strconv.Atoi(h["share_weight"])
 	rec.DailyTokens, _ = strconv.ParseInt(h["daily_tokens"], 10, 64)
 	rec.DailyCostUSD, _ = strconv.ParseFloat(h["daily_cost_usd"], 64)
 	if v := h["models"]; v != "" {

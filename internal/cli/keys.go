@@ -19,6 +19,7 @@ const keysUsage = `Usage:
   siganteng keys create --name NAME [--admin] [--rps N] [--max-unfinished N]
                         [--daily-tokens N] [--daily-usd X] [--models a,b]
                         [--high-priority] [--max-sync N] [--max-waiting N]
+                        [--share-weight N]
   siganteng keys list
   siganteng keys revoke KEY_ID
 
@@ -27,8 +28,10 @@ create prints the new key once; only its hash is stored. --rps and
 key. --daily-tokens and --daily-usd are budgets for each UTC day: once the
 key's finished tasks have used one, its submissions get a 429 until the day
 ends. --models limits the key to those models of ROUTES_FILE (capabilities
-the file does not route are not limited). Keys live in the Redis at
-REDIS_URL, shared by every API instance.
+the file does not route are not limited). --share-weight weighs the key's
+share of a deployment that is saturated against other keys' (a key of
+weight 3 gets three times what a key of weight 1 gets while both wait).
+Keys live in the Redis at REDIS_URL, shared by every API instance.
 `
 
 // keys runs the keys subcommands against REDIS_URL.
@@ -63,11 +66,15 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 		high := fs.Bool("high-priority", false, "may submit priority high work, which goes before other keys' normal work")
 		maxSync := fs.Int("max-sync", 0, "synchronous calls at once on one API process; 0: MAX_SYNC_PER_KEY")
 		maxWaiting := fs.Int("max-waiting", 0, "event streams and Prefer: wait at once on one API process; 0: MAX_WAITING_PER_KEY")
+		weight := fs.Int("share-weight", 1, "weight of the key's share of a saturated deployment's budget against other keys' (1 to 100)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("keys create: %w\n\n%s", err, keysUsage)
 		}
 		if *name == "" || *rps < 0 || *maxUnfinished < 0 || *dailyTokens < 0 || *dailyUSD < 0 || *maxSync < 0 || *maxWaiting < 0 {
 			return fmt.Errorf("keys create: --name is required, and limits are not negative\n\n%s", keysUsage)
+		}
+		if *weight < 1 || *weight > 100 {
+			return fmt.Errorf("keys create: --share-weight must be 1 to 100, got %d", *weight)
 		}
 		allowed, err := modelList(*models, routes)
 		if err != nil {
@@ -75,7 +82,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 		}
 		raw, rec, err := store.Create(ctx, *name, auth.Settings{Admin: *admin, RequestsPerSecond: *rps, MaxUnfinished: *maxUnfinished,
 			DailyTokens: *dailyTokens, DailyCostUSD: *dailyUSD, Models: allowed, HighPriority: *high,
-			MaxSync: *maxSync, MaxWaiting: *maxWaiting})
+			MaxSync: *maxSync, MaxWaiting: *maxWaiting, ShareWeight: *weight})
 		if err != nil {
 			return err
 		}
@@ -87,7 +94,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tHIGH PRIORITY\tRPS\tMAX UNFINISHED\tDAILY TOKENS\tDAILY USD\tMODELS\tCREATED\tREVOKED")
+		fmt.Fprintln(tw, "ID\tNAME\tADMIN\tHIGH PRIORITY\tSHARE WEIGHT\tRPS\tMAX UNFINISHED\tDAILY TOKENS\tDAILY USD\tMODELS\tCREATED\tREVOKED")
 		for _, k := range list {
 			revoked := "-"
 			if k.RevokedAt != nil {
@@ -97,7 +104,7 @@ func keys(ctx context.Context, args []string, cfg config.Config, routes *routing
 			if len(k.Models) > 0 {
 				models = strings.Join(k.Models, ",")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, k.HighPriority, orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Admin, k.HighPriority, max(k.ShareWeight, 1), orDefault(k.RequestsPerSecond), orDefault(k.MaxUnfinished),
 				budget(k.DailyTokens), budget(k.DailyCostUSD), models, k.CreatedAt.Format(time.RFC3339), revoked)
 		}
 		return tw.Flush()

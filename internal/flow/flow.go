@@ -303,7 +303,7 @@ func (d *Deployment) acquire(ctx context.Context, tokens int64) (lease, error) {
 		res, err := acquireScript.Run(ctx, d.c.rdb, []string{d.key, d.leases, resv, d.key + ":keys", d.key + ":active", ticket},
 			now.UnixMilli(), limits.RPM, limits.TPM, limits.Concurrent, tokens, reserveUpTo.Milliseconds(),
 			keepAboveMs(keepAbove), l.id, cfg.Lease.Milliseconds(), cfg.Burst.Milliseconds(), heldArg,
-			owner, cfg.Share.Milliseconds()).Slice()
+			owner, cfg.Share.Milliseconds(), provider.FlowWeightOf(ctx)).Slice()
 		if err != nil {
 			if ctx.Err() != nil {
 				return lease{}, ctx.Err()

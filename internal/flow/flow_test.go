@@ -425,6 +425,55 @@ func TestAKeysBurstTakesItsShareAndAnotherKeysTaskGoesSoon(t *testing.T) {
 	}
 }
 
+// While two keys wait for a saturated deployment, a key of weight 3 has
+// its turns three times as often as a key of weight 1.
+func TestAWeightedKeyGetsItsWeightOfASaturatedDeployment(t *testing.T) {
+	rdb := redistest.Client(t, redistest.URL(t))
+	c := &stillClock{clock: clock{now: time.Now()}}
+	ctl := New(rdb, Config{Now: c.Now, Sleep: c.Sleep, MaxWait: time.Hour, SleepMax: 2 * time.Second, Burst: 500 * time.Millisecond, Share: time.Second})
+	d := ctl.Deployment("chat/1", Limits{RPM: 60}) // one call a second
+	// burst sends n tasks of key at one instant and returns when those
+	// without a slot were told to come back.
+	burst := func(key string, weight, n int, round string) (backs []time.Duration) {
+		for i := range n {
+			ctx := provider.WithFlowKey(provider.WithDeferredWaits(context.Background(), key+round+strconv.Itoa(i)), key)
+			_, err := d.acquire(provider.WithFlowWeight(ctx, weight), 0)
+			var w *provider.WaitError
+			switch {
+			case err == nil || (errors.As(err, &w) && w.Reserved):
+			case errors.As(err, &w):
+				backs = append(backs, w.Until.Sub(c.Now()))
+			default:
+				t.Fatalf("%s's task %d: %v", key, i, err)
+			}
+		}
+		return backs
+	}
+	// gap is the time between two turns, over the last ten tickets.
+	gap := func(backs []time.Duration) time.Duration {
+		if len(backs) < 11 {
+			t.Fatalf("too few tickets: %v", backs)
+		}
+		last := backs[len(backs)-11:]
+		return (last[10] - last[0]) / 10
+	}
+	burst("heavy", 3, 20, "a")
+	light := gap(burst("light", 1, 20, "a")) // both have tickets out
+	heavy := gap(burst("heavy", 3, 20, "b")) // still both
+	if ratio := float64(light) / float64(heavy); ratio < 2.7 || ratio > 3.3 {
+		t.Fatalf("light's turns come every %v and heavy's every %v (ratio %.2f), want 3", light, heavy, ratio)
+	}
+	// Unweighted, the same two keys take turns evenly.
+	d2 := ctl.Deployment("chat/2", Limits{RPM: 60})
+	d = d2
+	burst("one", 1, 20, "a")
+	first := gap(burst("two", 1, 20, "a"))
+	second := gap(burst("one", 1, 20, "b"))
+	if first != second {
+		t.Fatalf("unweighted keys' turns come every %v and %v, want the same", first, second)
+	}
+}
+
 func TestALearnedLimitBelowTheConfiguredOneWins(t *testing.T) {
 	rdb := redistest.Client(t, redistest.URL(t))
 	c := newClock()

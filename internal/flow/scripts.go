@@ -32,6 +32,10 @@ end
 // it evenly, and another key's single task waits about ARGV[13] behind a
 // burst, not behind the burst's whole backlog.
 //
+// Weights: a key of weight w (ARGV[14]) may hold w times ARGV[13] ahead,
+// and its turns come w times as often: the keys with tickets out share
+// the budget in proportion to their weights (w:<key> in KEYS[4]).
+//
 // KEYS[1] the deployment's state (hash), KEYS[2] its call leases (sorted
 // set, scored by expiry), KEYS[3] the caller's reservation, KEYS[4] the
 // keys' tickets and last reservations (hash), KEYS[5] the keys with
@@ -41,7 +45,8 @@ end
 // slot is reserved for (ms), [7] waits above this many ms keep KEYS[3] so
 // the caller can come back for its slot (-1: never), [8] call id, [9] lease
 // ms, [10] burst tolerance ms, [11] '1' when the caller already holds a
-// slot, [12] the caller's key, [13] how far ahead one key may reserve (ms)
+// slot, [12] the caller's key, [13] how far ahead one key may reserve (ms),
+// [14] the caller's key's weight
 //
 // Returns {granted, wait ms, reason, reserved}: granted with a wait means
 // "your slot is in wait ms; sleep, then call"; reserved is 1 for a slot
@@ -86,7 +91,8 @@ if tpm > 0 and cost > 0 then
   if w > wait then wait, reason = w, 'tokens' end
 end
 local step = math.max(reqT, tokT * cost) -- this call's share of the budget, in ms
-local owner, H = ARGV[12], tonumber(ARGV[13])
+local weight = math.max(tonumber(ARGV[14]) or 1, 1)
+local owner, H = ARGV[12], tonumber(ARGV[13]) * weight
 local slots = KEYS[1] .. ':slots:' .. owner -- the key's reserved slots, by time
 if step > 0 then
   redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
@@ -119,10 +125,16 @@ if step > 0 then
     redis.call('ZADD', KEYS[5], now, owner)
     redis.call('PEXPIRE', KEYS[5], 60000)
     redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 5000)
+    redis.call('HSET', KEYS[4], 'w:' .. owner, weight)
     local ahead = math.max(tonumber(ticket) - served, 1)
-    -- the budget is shared by the keys with tickets out, each at its turn
-    local busy = math.max(redis.call('ZCARD', KEYS[5]), 1)
-    return {0, math.max(ahead * step * busy - H, 500), reason, 2}
+    -- the budget is shared by the keys with tickets out, each at its
+    -- turn, in proportion to their weights
+    local total = 0
+    for _, k in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+      total = total + (tonumber(redis.call('HGET', KEYS[4], 'w:' .. k)) or 1)
+    end
+    total = math.max(total, weight)
+    return {0, math.max(ahead * step * total / weight - H, 500), reason, 2}
   end
 end
 local function take()

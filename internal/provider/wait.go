@@ -55,6 +55,20 @@ func WithFlowKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, keyKey{}, key)
 }
 
+type weightKey struct{}
+
+// WithFlowWeight weighs ctx's key's share of a saturated deployment
+// against other keys' (see auth's ShareWeight); 1 when not said.
+func WithFlowWeight(ctx context.Context, weight int) context.Context {
+	return context.WithValue(ctx, weightKey{}, weight)
+}
+
+// FlowWeightOf is the weight WithFlowWeight gave, at least 1.
+func FlowWeightOf(ctx context.Context) int {
+	w, _ := ctx.Value(weightKey{}).(int)
+	return max(w, 1)
+}
+
 // FlowKeyOf is the key WithFlowKey named; "" when none.
 func FlowKeyOf(ctx context.Context) string {
 	k, _ := ctx.Value(keyKey{}).(string)

@@ -81,13 +81,16 @@ func New(rdb redis.UniversalClient, opts Options) *Client {
 // Enqueue puts one task on its type's queue in one round trip (asynq adds one
 // more the first time a process uses a queue, to register its name). owner
 // is the id of the API key it belongs to ("" for none), which flow control
-// shares a saturated provider's budget by.
-func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, payload []byte) error {
+// shares a saturated provider's budget by, in proportion to its weight.
+func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, payload []byte) error {
 	// The id also travels in a header so that retry delays, computed by asynq
 	// without the task id, can be jittered per task yet agree between the
 	// worker and asynq.
 	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(time.Now().UnixMilli(), 10),
 		HeaderMaxRetry: strconv.Itoa(c.opts.MaxRetry), HeaderOwner: owner}
+	if weight > 1 {
+		headers[HeaderWeight] = strconv.Itoa(weight)
+	}
 	tracing.Inject(ctx, headers) // the worker's span continues the request's trace
 	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers),
 		asynq.TaskID(id),
@@ -131,4 +134,5 @@ const (
 	HeaderEnqueuedAt = "enqueued_at"
 	HeaderMaxRetry   = "max_retry" // the task's retries after its first attempt
 	HeaderOwner      = "owner"     // the API key's id; "" for none
+	HeaderWeight     = "weight"    // the key's share weight; absent for 1
 )

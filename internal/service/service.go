@@ -45,7 +45,7 @@ type Records interface {
 
 // Enqueuer puts work on the queue.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, payload []byte) error
+	Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, payload []byte) error
 }
 
 // Providers are the adapters for each capability.
@@ -262,7 +262,7 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
-	if err := s.deps.Queue.Enqueue(ctx, typ, rec.Priority, rec.ID, rec.Owner, payload); err != nil {
+	if err := s.deps.Queue.Enqueue(ctx, typ, rec.Priority, rec.ID, rec.Owner, auth.FromContext(ctx).Weight(), payload); err != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if derr := s.deps.Records.Delete(cleanup, rec.ID); derr != nil {
@@ -738,7 +738,8 @@ func (s *Service) checkModel(ctx context.Context, typ task.Type, input any) erro
 // syncContext bounds a synchronous call by SYNC_TIMEOUT, and names its
 // caller's key, whose share of a saturated provider it waits in.
 func (s *Service) syncContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(provider.WithFlowKey(ctx, auth.FromContext(ctx).Owner()), s.cfg.SyncTimeout)
+	caller := auth.FromContext(ctx)
+	return context.WithTimeout(provider.WithFlowWeight(provider.WithFlowKey(ctx, caller.Owner()), caller.Weight()), s.cfg.SyncTimeout)
 }
 
 // textToSpeech streams the provider's audio into the artifact store.

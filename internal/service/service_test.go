@@ -103,15 +103,16 @@ type fakeQueue struct {
 	err     error
 	typ     task.Type
 	id      string
+	weight  int
 	payload []byte
 	records *fakeRecords
 }
 
-func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, _ task.Priority, id, _ string, payload []byte) error {
+func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, _ task.Priority, id, _ string, weight int, payload []byte) error {
 	q.records.mu.Lock()
 	q.records.ops = append(q.records.ops, "enqueue")
 	q.records.mu.Unlock()
-	q.typ, q.id, q.payload = typ, id, payload
+	q.typ, q.id, q.weight, q.payload = typ, id, weight, payload
 	return q.err
 }
 
@@ -494,6 +495,17 @@ func TestPriorityHighIsARightAKeyIsGiven(t *testing.T) {
 		require.NoError(t, err, "%+v", c)
 		require.Equal(t, task.PriorityHigh, rec.Priority)
 	}
+}
+
+func TestAKeysShareWeightIsQueuedWithItsTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, c := range []auth.Caller{{KeyID: "k1", ShareWeight: 3}, {KeyID: "k2"}} {
+		_, err := b.svc.SubmitGenerateText(auth.WithCaller(context.Background(), c), task.GenerateTextInput{Prompt: "p"})
+		require.NoError(t, err)
+		require.Equal(t, c.Weight(), b.queue.weight)
+	}
+	require.Equal(t, 1, auth.Caller{}.Weight(), "unset is 1")
 }
 
 // blockingLLM answers once release is closed, telling started of each call.

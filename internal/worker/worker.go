@@ -358,7 +358,9 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	if q, _ := asynq.GetQueueName(ctx); q == queue.QueueHigh {
 		key += "#high"
 	}
-	out, err := w.exec.Execute(provider.WithFlowKey(provider.WithDeferredWaits(actx, id), key), id, typ, t.Payload(), progress)
+	weight, _ := strconv.Atoi(t.Headers()[queue.HeaderWeight])
+	flowCtx := provider.WithFlowWeight(provider.WithFlowKey(provider.WithDeferredWaits(actx, id), key), weight)
+	out, err := w.exec.Execute(flowCtx, id, typ, t.Payload(), progress)
 	calls := make([]task.Call, len(out.Calls))
 	for i, c := range out.Calls {
 		c.Attempt = retried + 1
