@@ -30,6 +30,14 @@ type Object interface {
 // share (one machine, or a shared volume).
 type Dir struct{ root string }
 
+// KeptByRecord reports whether the artifact under key lives as long as a
+// record says, not RESULT_TTL: files of the Files API ("file-…", deleted
+// when they expire or are deleted) and a batch's chunks ("batch-…",
+// deleted when the batch ends), which the sweep leaves alone.
+func KeptByRecord(key string) bool {
+	return strings.HasPrefix(key, "file-") || strings.HasPrefix(key, "batch-")
+}
+
 // validKey admits task ids and nothing that could leave the folder.
 var validKey = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
@@ -126,6 +134,9 @@ func (d *Dir) Sweep(_ context.Context, maxAge time.Duration, now time.Time) (rem
 		name := e.Name()
 		if e.IsDir() || !(validKey.MatchString(name) || strings.HasPrefix(name, tempPrefix)) {
 			continue // not ours
+		}
+		if KeptByRecord(name) {
+			continue
 		}
 		info, err := e.Info()
 		if err != nil || now.Sub(info.ModTime()) <= maxAge {

@@ -143,7 +143,7 @@ func (s *S3) Sweep(ctx context.Context, maxAge time.Duration, now time.Time) (re
 			return removed, fmt.Errorf("artifact: sweep: %w", obj.Err)
 		}
 		name := strings.TrimPrefix(obj.Key, s.prefix)
-		if !validKey.MatchString(name) || now.Sub(obj.LastModified) <= maxAge {
+		if !validKey.MatchString(name) || KeptByRecord(name) || now.Sub(obj.LastModified) <= maxAge {
 			continue
 		}
 		if s.client.RemoveObject(ctx, s.bucket, obj.Key, minio.RemoveObjectOptions{}) == nil {

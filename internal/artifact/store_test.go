@@ -96,6 +96,8 @@ func TestStores(t *testing.T) {
 			t.Run("SweepRemovesOnlyOld", func(t *testing.T) {
 				_, err := s.Put(ctx, "old", bytes.NewReader([]byte("old")))
 				require.NoError(t, err)
+				_, err = s.Put(ctx, "file-0123abcd", bytes.NewReader([]byte("a file of the Files API")))
+				require.NoError(t, err)
 				time.Sleep(2100 * time.Millisecond) // S3 keeps whole seconds
 				// The sweep's "now" is taken before "new" is written, so a
 				// stall of the machine after the write (the suite runs
@@ -109,6 +111,9 @@ func TestStores(t *testing.T) {
 				require.ErrorIs(t, err, artifact.ErrNotFound)
 				obj, err := s.Open(ctx, "new")
 				require.NoError(t, err)
+				obj.Close()
+				obj, err = s.Open(ctx, "file-0123abcd")
+				require.NoError(t, err, "a file lives as long as its record says, not RESULT_TTL")
 				obj.Close()
 			})
 		})

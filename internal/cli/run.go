@@ -23,6 +23,7 @@ import (
 
 	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/auth"
+	"github.com/siganteng/siganteng/internal/batch"
 	"github.com/siganteng/siganteng/internal/config"
 	"github.com/siganteng/siganteng/internal/fetch"
 	"github.com/siganteng/siganteng/internal/flow"
@@ -203,8 +204,8 @@ func newCore(ctx context.Context, cfg config.Config, su setup, getenv func(strin
 		sealer = box
 	}
 	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Fetches: fetch.NewPool(cfg.FetchConcurrency, cfg.FetchPerKey), Endings: hub, Keys: records,
-		Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
-		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, WebhooksEnabled: cfg.WebhookSecret != "",
+		Batches: records, Steps: q, Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
+		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, MaxFileBytes: cfg.MaxFileBytes, WebhooksEnabled: cfg.WebhookSecret != "",
 			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey,
 			MaxSyncPerKey: cfg.MaxSyncPerKey, MaxWaitingPerKey: cfg.MaxWaitingPerKey, RetryMaxDelay: cfg.RetryMaxDelay,
 			MaxStoredBytesPerKey: cfg.MaxStoredBytesPerKey, ArtifactTTL: cfg.ResultTTL})
@@ -287,12 +288,15 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 		Inputs:              c.svc,
 		Types:               taskTypes,
 		MaxWait:             cfg.FlowMaxWait,
+		Batches: batch.New(batch.Config{Window: cfg.BatchWindow, MaxLines: service.MaxBatchLines, MaxLineBytes: int(cfg.MaxBodyBytes + cfg.MaxUploadBytes*4/3 + 64<<10)},
+			c.records, c.svc, c.artifacts, c.queue, openaiapi.Lines{}, log.With("component", "batch"), nil),
 	}, c.svc, c.records, c.hub, log.With("component", "worker"), nil)
 	if err := w.Start(); err != nil {
 		return err
 	}
 	log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "poll_interval", cfg.WorkerPollInterval)
 	p.goRun(func() { sweepArtifacts(p.ctx, c.artifacts, cfg.ResultTTL, log) })
+	p.goRun(func() { sweepFiles(p.ctx, c.svc, log) })
 	reconciler := worker.NewReconciler(c.rdb, c.records, log.With("component", "reconciler"))
 	reconciler.Interval = cfg.ReconcileInterval
 	reconciler.Inputs = c.svc
@@ -329,7 +333,7 @@ func (p *process) startAPI(ctx context.Context, cfg config.Config, c *core, ops 
 		// A chat's messages may carry an image of up to MAX_UPLOAD_BYTES
 		// as a data: URL (base64, a third larger) besides the JSON.
 		V1: openaiapi.New(openaiapi.Deps{Tasks: c.svc, Log: log.With("component", "v1"), MaxBodyBytes: cfg.MaxBodyBytes + cfg.MaxUploadBytes*4/3 + 64<<10,
-			MaxUploadBytes: cfg.MaxUploadBytes}),
+			MaxUploadBytes: cfg.MaxUploadBytes, MaxFileBytes: cfg.MaxFileBytes}),
 		TrustedProxies: cfg.TrustedProxies,
 		GuestRateLimit: cfg.GuestRateLimit,
 	})
@@ -517,6 +521,24 @@ func sweepArtifacts(ctx context.Context, d artifactStore, ttl time.Duration, log
 				log.Warn("artifact sweep failed", "err", err)
 			} else if n > 0 {
 				log.Info("expired artifacts removed", "count", n)
+			}
+		}
+	}
+}
+
+// sweepFiles deletes expired files of the Files API once a minute.
+func sweepFiles(ctx context.Context, svc *service.Service, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n, err := svc.SweepFiles(ctx, now); err != nil {
+				log.Warn("file sweep failed", "err", err)
+			} else if n > 0 {
+				log.Info("expired files removed", "count", n)
 			}
 		}
 	}

@@ -91,6 +91,11 @@ type Config struct {
 	QueueWeights map[string]int
 
 	WebhookSecret string // WEBHOOK_SECRET: whsec_ and base64; empty turns webhooks off
+	// MaxFileBytes bounds a file of the Files API (MAX_FILE_BYTES), and
+	// BatchWindow is how many of a batch's lines are in flight at once
+	// (BATCH_WINDOW).
+	MaxFileBytes int64
+	BatchWindow  int
 	// WebhookConcurrency is how many webhook deliveries one worker process
 	// makes at once (WEBHOOK_CONCURRENCY), in a pool of their own.
 	WebhookConcurrency int
@@ -215,6 +220,8 @@ var Vars = []Var{
 	{"RETRY_MAX_DELAY", "10m", "longest delay between retries, Retry-After included"},
 	{"RECONCILE_INTERVAL", "30s", "how often workers look for tasks the queue gave up on (a worker that died with no retries left) and end them FAILURE"},
 	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, low=1 (webhook deliveries have a pool of their own, WEBHOOK_CONCURRENCY): a queue with twice the weight is looked at first twice as often"},
+	{"MAX_FILE_BYTES", "209715200", "largest file of the Files API (/v1/files; 200 MiB, as OpenAI's batch input): streamed into the artifact store, 413 past it"},
+	{"BATCH_WINDOW", "256", "lines of one batch in flight at once (queued or running as tasks); the rest wait in the input file, so a batch of any size holds about this many in Redis. Lines count against the key's MAX_UNFINISHED_PER_KEY"},
 	{"WEBHOOK_CONCURRENCY", "64", "webhook deliveries one worker process makes at once, in a pool of their own beside WORKER_CONCURRENCY's, so slow receivers never hold a task's slot"},
 	{"WEBHOOK_SECRET", "", "signs webhook deliveries (Standard Webhooks): whsec_ and base64 of 24 to 64 random bytes, for example whsec_$(openssl rand -base64 32); empty: submits naming a webhook get a 422"},
 	{"AUTH_DISABLED", "false", "true runs the API without keys, on purpose; without it the API is open only on the one-command start (embedded Redis, loopback address) and, with a real Redis, every request needs a key, even before the first one exists"},
@@ -315,6 +322,8 @@ func Load(getenv func(string) string) (Config, error) {
 		p.fail("FETCH_PER_KEY", "must not be above FETCH_CONCURRENCY (%d)", cfg.FetchConcurrency)
 	}
 	cfg.WebhookConcurrency = p.intAtLeast("WEBHOOK_CONCURRENCY", 1)
+	cfg.MaxFileBytes = int64(p.intAtLeast("MAX_FILE_BYTES", 1024))
+	cfg.BatchWindow = p.intAtLeast("BATCH_WINDOW", 1)
 	cfg.S3.PathStyle = p.boolean("S3_PATH_STYLE")
 	if (cfg.S3.AccessKey == "") != (cfg.S3.SecretKey == "") {
 		p.fail("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")

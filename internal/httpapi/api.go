@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -172,15 +173,22 @@ func withRoute(next http.Handler) http.Handler {
 // bound.
 func v1Route(path string) string {
 	switch path {
-	case "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/audio/speech", v1Transcriptions, "/v1/models":
+	case "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/audio/speech", v1Transcriptions, "/v1/models", v1Files, "/v1/batches":
 		return path
 	}
-	if rest, ok := strings.CutPrefix(path, "/v1/responses/"); ok {
-		switch _, action, _ := strings.Cut(rest, "/"); action {
-		case "":
-			return "/v1/responses/{id}"
-		case "cancel", "input_items":
-			return "/v1/responses/{id}/" + action
+	for _, c := range []struct {
+		prefix  string
+		actions []string
+	}{{"/v1/responses/", []string{"cancel", "input_items"}}, {"/v1/files/", []string{"content"}}, {"/v1/batches/", []string{"cancel"}}} {
+		rest, ok := strings.CutPrefix(path, c.prefix)
+		if !ok {
+			continue
+		}
+		switch _, action, _ := strings.Cut(rest, "/"); {
+		case action == "":
+			return c.prefix + "{id}"
+		case slices.Contains(c.actions, action):
+			return c.prefix + "{id}/" + action
 		}
 	}
 	if strings.HasPrefix(path, "/v1/models/") {

@@ -311,7 +311,7 @@ func withContentTypes(next http.Handler) http.Handler {
 		}
 		mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		isJSON := mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
-		if isJSON || (uploads[r.URL.Path] || r.URL.Path == v1Transcriptions) && mediaType == "multipart/form-data" || strings.HasPrefix(r.URL.Path, "/monitoring/") {
+		if isJSON || (uploads[r.URL.Path] || r.URL.Path == v1Transcriptions || r.URL.Path == v1Files) && mediaType == "multipart/form-data" || strings.HasPrefix(r.URL.Path, "/monitoring/") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -323,8 +323,12 @@ func withContentTypes(next http.Handler) http.Handler {
 	})
 }
 
-// v1Transcriptions takes multipart/form-data on the OpenAI-compatible front.
-const v1Transcriptions = "/v1/audio/transcriptions"
+// v1Transcriptions and v1Files take multipart/form-data on the
+// OpenAI-compatible front.
+const (
+	v1Transcriptions = "/v1/audio/transcriptions"
+	v1Files          = "/v1/files"
+)
 
 // refuse answers a request the guards stop: an RFC 9457 problem, or on the
 // OpenAI-compatible front OpenAI's error object, which its SDKs read.

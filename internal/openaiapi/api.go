@@ -1,6 +1,6 @@
 // Package openaiapi is SIGANTENG's OpenAI-compatible front, under /v1: chat
-// completions, responses (background ones included), embeddings, audio and
-// models, in OpenAI's shapes, so that code written for an OpenAI SDK runs on
+// completions, responses (background ones included), embeddings, audio,
+// models, files and batches, in OpenAI's shapes, so that code written for an OpenAI SDK runs on
 // SIGANTENG by changing its base URL. It translates to the same task kinds
 // and service as the native API (internal/httpapi) and back; it holds no
 // logic of its own beyond the translation.
@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/task"
 )
@@ -38,6 +39,16 @@ type Tasks interface {
 	Models(ctx context.Context) []task.ModelInfo
 	HoldStream(ctx context.Context) (release func(), err error)
 	FollowEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error
+
+	CreateFile(ctx context.Context, in service.FileInput, body io.Reader) (*task.File, error)
+	GetFile(ctx context.Context, id string) (*task.File, error)
+	OpenFile(ctx context.Context, id string) (*task.File, artifact.Object, error)
+	ListFiles(ctx context.Context, purpose, after string, limit int, order string) ([]task.File, bool, error)
+	DeleteFile(ctx context.Context, id string) error
+	CreateBatch(ctx context.Context, in service.BatchInput) (*task.Batch, error)
+	GetBatch(ctx context.Context, id string) (*task.Batch, error)
+	ListBatches(ctx context.Context, after string, limit int) ([]task.Batch, bool, error)
+	CancelBatch(ctx context.Context, id string) (*task.Batch, error)
 }
 
 // Deps are what the front needs.
@@ -46,6 +57,8 @@ type Deps struct {
 	Log   *slog.Logger
 	// MaxBodyBytes bounds JSON request bodies; MaxUploadBytes audio files.
 	MaxBodyBytes, MaxUploadBytes int64
+	// MaxFileBytes bounds a file of the Files API.
+	MaxFileBytes int64
 	// Keepalive is how often an idle stream gets a comment line; 15 s
 	// when zero.
 	Keepalive time.Duration
@@ -79,6 +92,15 @@ func New(deps Deps) http.Handler {
 	mux.HandleFunc("POST /v1/audio/transcriptions", a.transcriptions)
 	mux.HandleFunc("GET /v1/models", a.models)
 	mux.HandleFunc("GET /v1/models/{id}", a.model)
+	mux.HandleFunc("POST /v1/files", a.createFile)
+	mux.HandleFunc("GET /v1/files", a.listFiles)
+	mux.HandleFunc("GET /v1/files/{id}", a.getFile)
+	mux.HandleFunc("GET /v1/files/{id}/content", a.fileContent)
+	mux.HandleFunc("DELETE /v1/files/{id}", a.deleteFile)
+	mux.HandleFunc("POST /v1/batches", a.createBatch)
+	mux.HandleFunc("GET /v1/batches", a.listBatches)
+	mux.HandleFunc("GET /v1/batches/{id}", a.getBatch)
+	mux.HandleFunc("POST /v1/batches/{id}/cancel", a.cancelBatch)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, fmt.Sprintf("SIGANTENG does not serve %s %s", r.Method, r.URL.Path), "", "unknown_url")
 	})

@@ -156,6 +156,11 @@ func (a *api) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, completionOf(id, created, out))
+}
+
+// completionOf is a result as OpenAI's chat.completion object.
+func completionOf(id string, created int64, out *task.TextResult) chatCompletion {
 	finish := finishReason(out)
 	msg := &answer{Role: "assistant", Annotations: json.RawMessage("[]")}
 	if out.Text != "" || len(out.ToolCalls) == 0 {
@@ -164,8 +169,8 @@ func (a *api) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	for _, c := range out.ToolCalls {
 		msg.ToolCalls = append(msg.ToolCalls, chatToolCall{ID: c.ID, Type: "function", Function: c.Function})
 	}
-	writeJSON(w, http.StatusOK, chatCompletion{ID: id, Object: "chat.completion", Created: created, Model: out.Model,
-		Choices: []chatChoice{{Message: msg, FinishReason: &finish, Logprobs: nullJSON}}, Usage: usageOf(out.Usage)})
+	return chatCompletion{ID: id, Object: "chat.completion", Created: created, Model: out.Model,
+		Choices: []chatChoice{{Message: msg, FinishReason: &finish, Logprobs: nullJSON}}, Usage: usageOf(out.Usage)}
 }
 
 // streamChat answers with chat.completion.chunk events: the role, the text

@@ -42,11 +42,8 @@ type embeddingsResponse struct {
 	} `json:"usage"`
 }
 
-func (a *api) embeddings(w http.ResponseWriter, r *http.Request) {
-	var req embeddingsRequest
-	if !a.decode(w, r, &req) {
-		return
-	}
+// input is the request as the domain's embed.
+func (req embeddingsRequest) input() (task.EmbedInput, error) {
 	input, err := stringOrList(req.Input, "input")
 	if err == nil && input == nil {
 		err = task.Invalid("input", "input is required: a string or a list of strings")
@@ -54,29 +51,46 @@ func (a *api) embeddings(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Token arrays are what some clients send; SIGANTENG's providers
 		// take text.
-		a.fail(w, r, task.Invalid("input", "input must be a string or a list of strings (token arrays are not supported)"))
-		return
+		return task.EmbedInput{}, task.Invalid("input", "input must be a string or a list of strings (token arrays are not supported)")
 	}
 	switch req.EncodingFormat {
 	case "", "float", "base64":
 	default:
-		a.fail(w, r, task.Invalid("encoding_format", "encoding_format must be float or base64"))
+		return task.EmbedInput{}, task.Invalid("encoding_format", "encoding_format must be float or base64")
+	}
+	return task.EmbedInput{Input: input, Model: req.Model, Dimensions: req.Dimensions}, nil
+}
+
+func (a *api) embeddings(w http.ResponseWriter, r *http.Request) {
+	var req embeddingsRequest
+	if !a.decode(w, r, &req) {
 		return
 	}
-	out, err := a.deps.Tasks.Embed(r.Context(), task.EmbedInput{Input: input, Model: req.Model, Dimensions: req.Dimensions})
+	in, err := req.input()
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	out, err := a.deps.Tasks.Embed(r.Context(), in)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, embeddingsOf(out, req.EncodingFormat))
+}
+
+// embeddingsOf is a result as OpenAI's embeddings list, the vectors as
+// floats or base64.
+func embeddingsOf(out *task.EmbedResult, format string) embeddingsResponse {
 	res := embeddingsResponse{Object: "list", Model: out.Model, Data: make([]embedding, len(out.Vectors))}
 	for i, v := range out.Vectors {
 		res.Data[i] = embedding{Object: "embedding", Index: i, Embedding: v}
-		if req.EncodingFormat == "base64" {
+		if format == "base64" {
 			res.Data[i].Embedding = packFloats(v)
 		}
 	}
 	res.Usage.PromptTokens, res.Usage.TotalTokens = out.Usage.PromptTokens, out.Usage.TotalTokens
-	writeJSON(w, http.StatusOK, res)
+	return res
 }
 
 // packFloats is OpenAI's base64 encoding of a vector: float32s, little-endian.

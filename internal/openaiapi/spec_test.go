@@ -21,6 +21,7 @@ import (
 	"github.com/pb33f/libopenapi/datamodel/high/base"
 	"github.com/stretchr/testify/require"
 
+	"github.com/siganteng/siganteng/internal/artifact"
 	"github.com/siganteng/siganteng/internal/openaiapi"
 	"github.com/siganteng/siganteng/internal/service"
 	"github.com/siganteng/siganteng/internal/store"
@@ -138,6 +139,60 @@ func (f *fakeTasks) SpeechToText(_ context.Context, in task.SpeechToTextInput, a
 
 func (f *fakeTasks) Models(context.Context) []task.ModelInfo {
 	return []task.ModelInfo{{Name: "gpt-test", Capability: task.TypeGenerateText, Default: true, Provider: "openai"}}
+}
+
+var (
+	cannedFile  = task.File{ID: "file-abc", Bytes: 120, CreatedAt: time.Unix(1700000000, 0), Filename: "in.jsonl", Purpose: task.PurposeBatch}
+	cannedBatch = task.Batch{ID: "batch_abc", InputFileID: "file-abc", Endpoint: "/v1/chat/completions", CompletionWindow: "24h",
+		Status: task.BatchInProgress, CreatedAt: time.Unix(1700000000, 0), ExpiresAt: time.Unix(1700086400, 0), Total: 3, Completed: 1,
+		Metadata: map[string]string{"job": "nightly"}}
+)
+
+func (f *fakeTasks) CreateFile(_ context.Context, in service.FileInput, body io.Reader) (*task.File, error) {
+	n, _ := io.Copy(io.Discard, body)
+	out := cannedFile
+	out.Bytes, out.Filename, out.Purpose = n, in.Filename, in.Purpose
+	return &out, nil
+}
+
+func (f *fakeTasks) GetFile(_ context.Context, id string) (*task.File, error) {
+	if id != cannedFile.ID {
+		return nil, &task.Error{Code: task.ENOTFOUND, Message: "no such file"}
+	}
+	return &cannedFile, nil
+}
+
+func (f *fakeTasks) OpenFile(context.Context, string) (*task.File, artifact.Object, error) {
+	return nil, nil, &task.Error{Code: task.ENOTFOUND, Message: "no such file"}
+}
+
+func (f *fakeTasks) ListFiles(context.Context, string, string, int, string) ([]task.File, bool, error) {
+	return []task.File{cannedFile}, false, nil
+}
+
+func (f *fakeTasks) DeleteFile(context.Context, string) error { return nil }
+
+func (f *fakeTasks) CreateBatch(context.Context, service.BatchInput) (*task.Batch, error) {
+	b := cannedBatch
+	b.Status = task.BatchValidating
+	return &b, nil
+}
+
+func (f *fakeTasks) GetBatch(context.Context, string) (*task.Batch, error) { return &cannedBatch, nil }
+
+func (f *fakeTasks) ListBatches(context.Context, string, int) ([]task.Batch, bool, error) {
+	ended := cannedBatch
+	at := time.Unix(1700000500, 0)
+	ended.Status, ended.CompletedAt, ended.OutputFileID = task.BatchCompleted, &at, "file-out"
+	ended.InProgressAt, ended.FinalizingAt = &at, &at
+	return []task.Batch{cannedBatch, ended}, true, nil
+}
+
+func (f *fakeTasks) CancelBatch(context.Context, string) (*task.Batch, error) {
+	b := cannedBatch
+	at := time.Unix(1700000100, 0)
+	b.Status, b.CancellingAt = task.BatchCancelling, &at
+	return &b, nil
 }
 
 func (f *fakeTasks) HoldStream(context.Context) (func(), error) {
@@ -299,6 +354,16 @@ func TestAnswersValidateAgainstOpenAIsDocument(t *testing.T) {
 	checkJSON(http.MethodPost, "/v1/embeddings", `{"model":"text-embedding-3-small","input":"a","encoding_format":"base64"}`, http.StatusOK, "") // a string, as OpenAI sends; the document types only floats
 	checkJSON(http.MethodGet, "/v1/models", "", http.StatusOK, "ListModelsResponse")
 	checkJSON(http.MethodGet, "/v1/models/gpt-test", "", http.StatusOK, "Model")
+
+	checkJSON(http.MethodGet, "/v1/files/file-abc", "", http.StatusOK, "OpenAIFile")
+	checkJSON(http.MethodGet, "/v1/files?purpose=batch", "", http.StatusOK, "ListFilesResponse")
+	checkJSON(http.MethodDelete, "/v1/files/file-abc", "", http.StatusOK, "DeleteFileResponse")
+	checkJSON(http.MethodGet, "/v1/files/file-nope", "", http.StatusNotFound, "ErrorResponse")
+	checkJSON(http.MethodPost, "/v1/batches", `{"input_file_id":"file-abc","endpoint":"/v1/chat/completions","completion_window":"24h"}`, http.StatusOK, "Batch")
+	checkJSON(http.MethodGet, "/v1/batches/batch_abc", "", http.StatusOK, "Batch")
+	checkJSON(http.MethodGet, "/v1/batches?limit=2", "", http.StatusOK, "ListBatchesResponse")
+	checkJSON(http.MethodPost, "/v1/batches/batch_abc/cancel", "", http.StatusOK, "Batch")
+	checkJSON(http.MethodGet, "/v1/batches?limit=0", "", http.StatusBadRequest, "ErrorResponse")
 
 	// Errors are OpenAI's error object, with OpenAI's statuses.
 	for body, param := range map[string]string{

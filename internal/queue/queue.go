@@ -112,6 +112,29 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Prior
 // worker routes to the deliverer.
 const TypeWebhook = "webhook"
 
+// TypeBatchStep is the asynq task type of a batch's runner step.
+const TypeBatchStep = "batch"
+
+// batchStepTimeout bounds one step (the runner stops by itself well
+// before), and batchStepRetries are how often a step that fails runs again.
+const (
+	batchStepTimeout = 10 * time.Minute
+	batchStepRetries = 1000
+)
+
+// EnqueueBatchStep queues step number step of batch batchID, after delay,
+// on the low queue, under an id of its own: a step queued twice runs once.
+func (c *Client) EnqueueBatchStep(ctx context.Context, batchID string, step int, delay time.Duration) error {
+	payload := fmt.Appendf(nil, `{"batch_id":%q,"step":%d}`, batchID, step)
+	_, err := c.ac.EnqueueContext(ctx, asynq.NewTask(TypeBatchStep, payload),
+		asynq.TaskID(fmt.Sprintf("%s-step-%d", batchID, step)), asynq.Queue(QueueLow), asynq.ProcessIn(delay),
+		asynq.MaxRetry(batchStepRetries), asynq.Timeout(batchStepTimeout))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("queue: enqueue step %d of %s: %w", step, batchID, err)
+	}
+	return nil
+}
+
 // EnqueueWebhook puts a webhook delivery on the webhooks queue under its
 // own id; one already queued under that id is left as it is.
 func (c *Client) EnqueueWebhook(ctx context.Context, id string, payload []byte, maxRetry int, timeout time.Duration) error {

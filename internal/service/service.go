@@ -80,6 +80,7 @@ type Artifacts interface {
 type Config struct {
 	SyncTimeout    time.Duration // bound on synchronous calls
 	MaxUploadBytes int64         // bound on an image in a data: URL
+	MaxFileBytes   int64         // bound on a file of the Files API
 	// MaxOutputTokens caps max_tokens and is sent when a request gives
 	// none; 0 for no cap.
 	MaxOutputTokens int
@@ -112,6 +113,10 @@ type Deps struct {
 	Providers Providers
 	Artifacts Artifacts
 	Fetcher   Fetcher
+	// Batches keeps the records of files and batches, and Steps queues a
+	// batch's runner; nil serves no Files or Batch API.
+	Batches BatchStore
+	Steps   BatchSteps
 	// Fetches bounds the image downloads under way, in all and per API
 	// key; nil for no bound.
 	Fetches *fetch.Pool

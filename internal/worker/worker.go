@@ -94,11 +94,18 @@ type Config struct {
 	// Inputs deletes the uploads of tasks that end without success; nil
 	// leaves them to the artifact sweep.
 	Inputs Inputs
+	// Batches runs batch steps; nil for a worker that runs none.
+	Batches BatchRunner
 	// Types are the task types it runs; task.Types when empty.
 	Types []task.Type
 	// MaxWait is how long a task may wait for its deployment's budget in
 	// all before it fails (FLOW_MAX_WAIT); an hour when zero.
 	MaxWait time.Duration
+}
+
+// BatchRunner runs one step of a batch (see batch.Runner).
+type BatchRunner interface {
+	Step(ctx context.Context, payload []byte) error
 }
 
 // WebhookDeliverer posts one queued webhook delivery.
@@ -115,6 +122,7 @@ type Worker struct {
 	endings Endings
 	backoff Backoff
 	hooks   WebhookDeliverer
+	batches BatchRunner
 	hookDue []time.Duration
 	metrics *metrics.Metrics
 	tracer  trace.Tracer
@@ -137,7 +145,7 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, tracer: cfg.Tracer,
-		hooks: cfg.Webhooks, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, types: cfg.Types, maxWait: cfg.MaxWait, log: log, now: now}
+		hooks: cfg.Webhooks, batches: cfg.Batches, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, types: cfg.Types, maxWait: cfg.MaxWait, log: log, now: now}
 	if len(w.types) == 0 {
 		w.types = task.Types
 	}
@@ -189,6 +197,9 @@ func (w *Worker) Start() error {
 	for _, typ := range w.types {
 		mux.HandleFunc(string(typ), w.handle)
 	}
+	if w.batches != nil {
+		mux.HandleFunc(queue.TypeBatchStep, func(ctx context.Context, t *asynq.Task) error { return w.batches.Step(ctx, t.Payload()) })
+	}
 	hooks := asynq.NewServeMux()
 	hooks.HandleFunc(queue.TypeWebhook, w.deliver)
 	if err := w.hookSrv.Start(hooks); err != nil {
@@ -222,8 +233,11 @@ func (e *retryError) Unwrap() error { return e.err }
 
 func (w *Worker) retryDelay(retried int, err error, t *asynq.Task) time.Duration {
 	now := w.now()
-	if t.Type() == queue.TypeWebhook {
+	switch t.Type() {
+	case queue.TypeWebhook:
 		return webhook.RetryDelay(w.hookDue, retried)
+	case queue.TypeBatchStep:
+		return min(time.Duration(retried+1)*time.Second, 30*time.Second)
 	}
 	var re *retryError
 	if errors.As(err, &re) {

@@ -1,0 +1,341 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/provider/providertest"
+	"github.com/siganteng/siganteng/internal/redistest"
+)
+
+// chatLines is a batch input of n chat lines, custom_id req-i asking
+// "prompt i"; bad lines (by number) carry a temperature the service
+// refuses.
+func chatLines(n int, bad ...int) []byte {
+	var b bytes.Buffer
+	for i := range n {
+		temp := ""
+		for _, x := range bad {
+			if x == i {
+				temp = `,"temperature":9`
+			}
+		}
+		fmt.Fprintf(&b, `{"custom_id":"req-%d","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-test","messages":[{"role":"user","content":"prompt %d"}]%s}}`+"\n", i, i, temp)
+	}
+	return b.Bytes()
+}
+
+// upload sends a batch input file through the SDK.
+func uploadBatchInput(t *testing.T, client openai.Client, content []byte) string {
+	t.Helper()
+	f, err := client.Files.New(context.Background(), openai.FileNewParams{File: openai.File(bytes.NewReader(content), "input.jsonl", "application/jsonl"),
+		Purpose: openai.FilePurposeBatch})
+	require.NoError(t, err)
+	require.Equal(t, "batch", string(f.Purpose))
+	require.EqualValues(t, len(content), f.Bytes)
+	require.True(t, strings.HasPrefix(f.ID, "file-"), f.ID)
+	return f.ID
+}
+
+// awaitBatch polls a batch until it ends.
+func awaitBatch(t *testing.T, client openai.Client, id string, within time.Duration) *openai.Batch {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		b, err := client.Batches.Get(context.Background(), id)
+		require.NoError(t, err)
+		switch b.Status {
+		case openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled, openai.BatchStatusExpired:
+			return b
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("batch %s did not end within %s", id, within)
+	return nil
+}
+
+// outputLine is a line of an output or error file, as clients read it.
+type outputLine struct {
+	ID       string `json:"id"`
+	CustomID string `json:"custom_id"`
+	Response *struct {
+		StatusCode int             `json:"status_code"`
+		RequestID  string          `json:"request_id"`
+		Body       json.RawMessage `json:"body"`
+	} `json:"response"`
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// readLines reads a file's content through the SDK, by custom_id, failing
+// on a custom_id seen twice.
+func readLines(t *testing.T, client openai.Client, fileID string) map[string]outputLine {
+	t.Helper()
+	res, err := client.Files.Content(context.Background(), fileID)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	out := map[string]outputLine{}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l outputLine
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &l), sc.Text())
+		_, dup := out[l.CustomID]
+		require.False(t, dup, "custom_id %s answered twice", l.CustomID)
+		out[l.CustomID] = l
+	}
+	require.NoError(t, sc.Err())
+	return out
+}
+
+func TestOpenAISDKBatches(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := frontEnv(t, fake, redistest.URL(t))
+	env["BATCH_WINDOW"] = "8" // 40 lines go through in five windows at least
+	s := start(t, "serve", env)
+	client := sdk(s)
+	ctx := context.Background()
+
+	t.Run("ChatLinesAnsweredOnceEachJoinedOnCustomID", func(t *testing.T) {
+		input := uploadBatchInput(t, client, chatLines(40, 7))
+		b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: input, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
+			CompletionWindow: openai.BatchNewParamsCompletionWindow24h, Metadata: shared.Metadata{"job": "nightly"}})
+		require.NoError(t, err)
+		require.Equal(t, openai.BatchStatusValidating, b.Status)
+		require.True(t, strings.HasPrefix(b.ID, "batch_"))
+		require.Equal(t, "nightly", b.Metadata["job"])
+
+		done := awaitBatch(t, client, b.ID, 60*time.Second)
+		require.Equal(t, openai.BatchStatusCompleted, done.Status, "%+v", done.Errors)
+		require.EqualValues(t, 40, done.RequestCounts.Total)
+		require.EqualValues(t, 39, done.RequestCounts.Completed)
+		require.EqualValues(t, 1, done.RequestCounts.Failed)
+		require.NotZero(t, done.InProgressAt)
+		require.NotZero(t, done.FinalizingAt)
+		require.NotZero(t, done.CompletedAt)
+		require.Positive(t, done.Usage.InputTokens)
+		require.Positive(t, done.Usage.OutputTokens)
+
+		outputs := readLines(t, client, done.OutputFileID)
+		require.Len(t, outputs, 39)
+		for i := range 40 {
+			l, ok := outputs[fmt.Sprintf("req-%d", i)]
+			if i == 7 {
+				require.False(t, ok, "the refused line is not in the output")
+				continue
+			}
+			require.True(t, ok, "req-%d answered", i)
+			require.Equal(t, 200, l.Response.StatusCode)
+			require.Nil(t, l.Error)
+			var c openai.ChatCompletion
+			require.NoError(t, json.Unmarshal(l.Response.Body, &c))
+			require.Equal(t, fmt.Sprintf("echo: prompt %d", i), c.Choices[0].Message.Content)
+			require.Equal(t, "chat.completion", string(c.Object))
+		}
+		errs := readLines(t, client, done.ErrorFileID)
+		require.Len(t, errs, 1)
+		require.Equal(t, 400, errs["req-7"].Response.StatusCode)
+		require.Contains(t, string(errs["req-7"].Response.Body), "temperature")
+
+		out, err := client.Files.Get(ctx, done.OutputFileID)
+		require.NoError(t, err)
+		require.Equal(t, "batch_output", string(out.Purpose))
+		require.NotZero(t, out.ExpiresAt, "output files expire (30 days by default)")
+
+		page, err := client.Batches.List(ctx, openai.BatchListParams{Limit: openai.Int(10)})
+		require.NoError(t, err)
+		require.NotEmpty(t, page.Data)
+		files, err := client.Files.List(ctx, openai.FileListParams{Purpose: openai.String("batch_output")})
+		require.NoError(t, err)
+		found := false
+		for _, f := range files.Data {
+			found = found || f.ID == done.OutputFileID
+		}
+		require.True(t, found, "the output file is listed")
+
+		deleted, err := client.Files.Delete(ctx, input)
+		require.NoError(t, err)
+		require.True(t, deleted.Deleted)
+		_, err = client.Files.Get(ctx, input)
+		var apiErr *openai.Error
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusNotFound, apiErr.StatusCode)
+	})
+
+	t.Run("Embeddings", func(t *testing.T) {
+		var in bytes.Buffer
+		for i := range 5 {
+			fmt.Fprintf(&in, `{"custom_id":"e%d","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":"text %d"}}`+"\n", i, i)
+		}
+		b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: uploadBatchInput(t, client, in.Bytes()),
+			Endpoint: openai.BatchNewParamsEndpointV1Embeddings, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+		require.NoError(t, err)
+		done := awaitBatch(t, client, b.ID, 30*time.Second)
+		require.Equal(t, openai.BatchStatusCompleted, done.Status)
+		require.EqualValues(t, 5, done.RequestCounts.Completed)
+		for id, l := range readLines(t, client, done.OutputFileID) {
+			var e openai.CreateEmbeddingResponse
+			require.NoError(t, json.Unmarshal(l.Response.Body, &e), id)
+			require.Len(t, e.Data, 1)
+			require.NotEmpty(t, e.Data[0].Embedding)
+		}
+	})
+
+	t.Run("AMalformedFileFailsNamingTheLines", func(t *testing.T) {
+		bad := string(chatLines(2)) + "{not json\n" +
+			`{"custom_id":"req-0","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"x"}]}}` + "\n" +
+			`{"custom_id":"other","method":"POST","url":"/v1/embeddings","body":{"input":"x"}}` + "\n" +
+			`{"method":"POST","url":"/v1/chat/completions","body":{}}` + "\n" +
+			`{"custom_id":"n3","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"x"}],"n":3}}` + "\n"
+		b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: uploadBatchInput(t, client, []byte(bad)),
+			Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+		require.NoError(t, err)
+		done := awaitBatch(t, client, b.ID, 30*time.Second)
+		require.Equal(t, openai.BatchStatusFailed, done.Status)
+		require.NotZero(t, done.FailedAt)
+		got := map[int64]string{}
+		for _, e := range done.Errors.Data {
+			got[e.Line] = e.Code
+		}
+		require.Equal(t, map[int64]string{3: "invalid_json_line", 4: "duplicate_custom_id", 5: "mismatched_endpoint",
+			6: "missing_required_parameter", 7: "invalid_request"}, got)
+		require.Empty(t, done.OutputFileID)
+	})
+
+	t.Run("BadRequestsAreOpenAIErrors", func(t *testing.T) {
+		input := uploadBatchInput(t, client, chatLines(1))
+		for _, tc := range []struct {
+			params openai.BatchNewParams
+			param  string
+		}{
+			{openai.BatchNewParams{InputFileID: input, Endpoint: "/v1/completions", CompletionWindow: "24h"}, "endpoint"},
+			{openai.BatchNewParams{InputFileID: input, Endpoint: "/v1/chat/completions", CompletionWindow: "1h"}, "completion_window"},
+			{openai.BatchNewParams{InputFileID: "file-nope", Endpoint: "/v1/chat/completions", CompletionWindow: "24h"}, "input_file_id"},
+		} {
+			_, err := client.Batches.New(ctx, tc.params)
+			var apiErr *openai.Error
+			require.ErrorAs(t, err, &apiErr)
+			require.Equal(t, http.StatusBadRequest, apiErr.StatusCode)
+			require.Equal(t, tc.param, apiErr.Param)
+		}
+		_, err := client.Files.New(ctx, openai.FileNewParams{File: openai.File(strings.NewReader("x"), "x.txt", "text/plain"), Purpose: "sorcery"})
+		var apiErr *openai.Error
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusBadRequest, apiErr.StatusCode)
+		require.Equal(t, "purpose", apiErr.Param)
+		_, err = client.Batches.Get(ctx, "batch_nope")
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusNotFound, apiErr.StatusCode)
+	})
+}
+
+// A cancelled batch stops admitting, revokes its lines not yet started,
+// lets running ones finish, writes what finished, and ends cancelled.
+func TestOpenAISDKCancelsARunningBatch(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithDelay(300 * time.Millisecond))
+	t.Cleanup(fake.Close)
+	env := frontEnv(t, fake, redistest.URL(t))
+	env["BATCH_WINDOW"] = "4"
+	s := start(t, "serve", env)
+	client := sdk(s)
+	ctx := context.Background()
+	b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: uploadBatchInput(t, client, chatLines(60)),
+		Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		got, err := client.Batches.Get(ctx, b.ID)
+		return err == nil && got.RequestCounts.Completed >= 4
+	}, 30*time.Second, 50*time.Millisecond, "the batch runs")
+	cancelling, err := client.Batches.Cancel(ctx, b.ID)
+	require.NoError(t, err)
+	require.Contains(t, []openai.BatchStatus{openai.BatchStatusCancelling, openai.BatchStatusCancelled}, cancelling.Status)
+	done := awaitBatch(t, client, b.ID, 30*time.Second)
+	require.Equal(t, openai.BatchStatusCancelled, done.Status)
+	require.NotZero(t, done.CancelledAt)
+	require.NotZero(t, done.CancellingAt)
+	require.EqualValues(t, 60, done.RequestCounts.Total)
+	require.Less(t, done.RequestCounts.Completed, int64(60), "lines past the cancel did not run")
+	written := readLines(t, client, done.OutputFileID)
+	require.Len(t, written, int(done.RequestCounts.Completed))
+	if done.ErrorFileID != "" {
+		for id, l := range readLines(t, client, done.ErrorFileID) {
+			require.Equal(t, "batch_cancelled", l.Error.Code, id)
+		}
+	}
+	calls := len(fake.Calls())
+	require.Less(t, calls, 60, "the provider was not called for every line")
+}
+
+// Files and batches belong to their key: to another key they do not exist.
+func TestBatchesAndFilesBelongToTheirKey(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	redisURL := redistest.URL(t)
+	alice, bob := createKey(t, redisURL, "--name", "alice"), createKey(t, redisURL, "--name", "bob")
+	s := start(t, "serve", frontEnv(t, fake, redisURL))
+	clients := map[string]openai.Client{}
+	for _, key := range []string{alice, bob} {
+		clients[key] = openai.NewClient(option.WithBaseURL(s.url+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
+	}
+	as := func(key string) *openai.Client { c := clients[key]; return &c }
+	ctx := context.Background()
+	input := uploadBatchInput(t, *as(alice), chatLines(3))
+	b, err := as(alice).Batches.New(ctx, openai.BatchNewParams{InputFileID: input, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
+		CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	require.NoError(t, err)
+	done := awaitBatch(t, *as(alice), b.ID, 30*time.Second)
+	require.Equal(t, openai.BatchStatusCompleted, done.Status)
+
+	notFound := func(err error) {
+		t.Helper()
+		var apiErr *openai.Error
+		require.True(t, errors.As(err, &apiErr), "%v", err)
+		require.Equal(t, http.StatusNotFound, apiErr.StatusCode)
+	}
+	_, err = as(bob).Batches.Get(ctx, b.ID)
+	notFound(err)
+	_, err = as(bob).Batches.Cancel(ctx, b.ID)
+	notFound(err)
+	_, err = as(bob).Files.Get(ctx, input)
+	notFound(err)
+	_, err = as(bob).Files.Content(ctx, done.OutputFileID)
+	notFound(err)
+	_, err = as(bob).Files.Delete(ctx, input)
+	notFound(err)
+	_, err = as(bob).Batches.New(ctx, openai.BatchNewParams{InputFileID: input, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
+		CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	var apiErr *openai.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, "input_file_id", apiErr.Param, "another key's file is not there to batch")
+	list, err := as(bob).Batches.List(ctx, openai.BatchListParams{})
+	require.NoError(t, err)
+	require.Empty(t, list.Data)
+	files, err := as(bob).Files.List(ctx, openai.FileListParams{})
+	require.NoError(t, err)
+	require.Empty(t, files.Data)
+	res, err := as(alice).Files.Content(ctx, done.OutputFileID)
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, 3, bytes.Count(raw, []byte("\n")))
+}
