@@ -55,6 +55,8 @@ var rules = []rule{
 	}, adapters},
 	{"flow control paces calls through the provider interfaces; it knows no adapter, router or layer above",
 		is("flow"), append([]string{"service", "httpapi", "worker", "queue", "store", "routing", "config", "cli", "providers"}, adapters...)},
+	{"the batch runner submits lines through the service and translates them through a codec it is given: it knows no front, router, provider or worker",
+		is("batch"), append([]string{"httpapi", "openaiapi", "routing", "provider", "providers", "worker", "queue", "config", "cli", "flow"}, adapters...)},
 	{"the registry knows providers, not the layers that use them", is("providers"),
 		[]string{"service", "httpapi", "worker", "queue", "store", "routing", "cli", "config"}},
 }

@@ -201,8 +201,12 @@ func fileID(batchID, part string) string {
 // never admitted as batch_expired errors, then joins the chunks into the
 // output and error files (through finish, which a runner that dies here
 // runs again).
-func (r *Runner) finalize(ctx context.Context, b *task.Batch, p task.BatchProgress, now time.Time) error {
+func (r *Runner) finalize(ctx context.Context, b *task.Batch, now time.Time) error {
 	if b.Status == task.BatchExpired {
+		_, p, err := r.store.GetBatch(ctx, b.ID) // the chunks collect just wrote count
+		if err != nil {
+			return err
+		}
 		if err := r.expireRest(ctx, b, p); err != nil {
 			return err
 		}

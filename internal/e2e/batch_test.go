@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -338,4 +339,45 @@ func TestBatchesAndFilesBelongToTheirKey(t *testing.T) {
 	raw, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	require.Equal(t, 3, bytes.Count(raw, []byte("\n")))
+}
+
+// A worker SIGKILLed mid-batch leaves a batch that another worker finishes,
+// with every line answered exactly once (its provider call may have been
+// made twice; its output line is written once).
+func TestABatchSurvivesItsWorkerBeingKilled(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithDelay(20 * time.Millisecond))
+	t.Cleanup(fake.Close)
+	env := frontEnv(t, fake, redistest.URL(t))
+	env["BATCH_WINDOW"] = "32"
+	env["LOG_LEVEL"] = "warn"
+	s := start(t, "api", env)
+	victim, _ := child(t, "worker", env)
+	client := sdk(s)
+	ctx := context.Background()
+	const lines = 300
+	b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: uploadBatchInput(t, client, chatLines(lines)),
+		Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		got, err := client.Batches.Get(ctx, b.ID)
+		return err == nil && got.RequestCounts.Completed >= 50
+	}, 60*time.Second, 20*time.Millisecond, "the batch runs on the first worker")
+	require.NoError(t, victim.Process.Signal(syscall.SIGKILL))
+	_, _ = victim.Process.Wait()
+	killedAt, _ := client.Batches.Get(ctx, b.ID)
+	require.Less(t, killedAt.RequestCounts.Completed, int64(lines), "killed mid-batch")
+	start(t, "worker", env)
+
+	done := awaitBatch(t, client, b.ID, 240*time.Second)
+	require.Equal(t, openai.BatchStatusCompleted, done.Status)
+	require.EqualValues(t, lines, done.RequestCounts.Completed)
+	require.Zero(t, done.RequestCounts.Failed)
+	out := readLines(t, client, done.OutputFileID) // fails on a custom_id seen twice
+	require.Len(t, out, lines)
+	for i := range lines {
+		l := out[fmt.Sprintf("req-%d", i)]
+		require.Contains(t, string(l.Response.Body), fmt.Sprintf("echo: prompt %d", i))
+	}
+	t.Logf("killed at %d of %d lines written; provider called %d times for %d lines", killedAt.RequestCounts.Completed, lines, len(fake.Calls()), lines)
 }
