@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/siganteng/siganteng/internal/artifact"
@@ -53,11 +53,28 @@ func (r *Runner) collect(ctx context.Context, b *task.Batch, p task.BatchProgres
 	if len(inflight) == 0 {
 		return 0, 0, nil
 	}
-	ids := make([]string, 0, len(inflight))
+	all := make([]string, 0, len(inflight))
 	for id := range inflight {
 		if !strings.HasPrefix(id, "refused:") {
-			ids = append(ids, id)
+			all = append(all, id)
 		}
+	}
+	// The statuses first (small), then the whole records of those that
+	// ended, and only once enough have: a chunk a line at a time would
+	// cost a file and a commit each.
+	statuses, err := r.store.Statuses(ctx, all)
+	if err != nil {
+		return 0, 0, err
+	}
+	var ids []string
+	for i, st := range statuses {
+		if st.Terminal() || st == "" || stopping && st == task.StatusPending {
+			ids = append(ids, all[i])
+		}
+	}
+	ready := len(ids) + len(inflight) - len(all) // refused lines are ready too
+	if ready == 0 || !stopping && !p.Admitted && ready < min(r.cfg.Window/4+1, len(inflight)) && time.Since(r.lastChunk(b.ID)) < chunkEvery {
+		return 0, len(inflight), nil
 	}
 	recs, err := r.store.GetMany(ctx, ids)
 	if err != nil {
@@ -76,6 +93,9 @@ func (r *Runner) collect(ctx context.Context, b *task.Batch, p task.BatchProgres
 	var done []string
 	var revoke []string
 	for id, raw := range inflight {
+		if _, ok := byID[id]; !ok && !strings.HasPrefix(id, "refused:") {
+			continue // still running
+		}
 		var e entry
 		if err := json.Unmarshal([]byte(raw), &e); err != nil {
 			return 0, 0, fmt.Errorf("in-flight entry %s: %w", id, err)
@@ -131,6 +151,7 @@ func (r *Runner) collect(ctx context.Context, b *task.Batch, p task.BatchProgres
 	if len(done) == 0 {
 		return 0, len(inflight), nil
 	}
+	r.chunked(b.ID)
 	for part, buf := range map[string]*bytes.Buffer{"out": &out, "err": &errs} {
 		if buf.Len() == 0 {
 			continue
@@ -147,24 +168,15 @@ func (r *Runner) collect(ctx context.Context, b *task.Batch, p task.BatchProgres
 	if !committed {
 		return 0, len(inflight), nil // another step got here first
 	}
-	// Written: the lines' records are no longer needed, so a batch of any
+	// Written: the lines' records are no longer needed (their tasks have
+	// ended, and the worker dropped what they stored), so a batch of any
 	// size keeps only its window in Redis.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for _, id := range done {
-		if strings.HasPrefix(id, "refused:") {
-			continue
-		}
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := r.tasks.Delete(ctx, id); err != nil && task.CodeOf(err) != task.ENOTFOUND {
-				r.log.Warn("a written batch line's record was not deleted; it expires by RESULT_TTL", "task_id", id, "err", err)
-			}
-		})
+	n := len(done)
+	ended := slices.DeleteFunc(done, func(id string) bool { return strings.HasPrefix(id, "refused:") })
+	if err := r.store.DeleteMany(ctx, ended); err != nil {
+		r.log.Warn("written batch lines' records were not deleted; they expire by RESULT_TTL", "batch_id", b.ID, "err", err)
 	}
-	wg.Wait()
-	return len(done), len(inflight) - len(done), nil
+	return n, len(inflight) - n, nil
 }
 
 // failureOf is a failed line's status and OpenAI-shaped error body.

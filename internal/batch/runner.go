@@ -47,6 +47,9 @@ type Store interface {
 	Admit(ctx context.Context, batchID string, entries map[string]string, p task.BatchProgress) error
 	CommitChunk(ctx context.Context, batchID string, c store.Chunk) (bool, error)
 	GetMany(ctx context.Context, ids []string) ([]*task.Record, error)
+	Statuses(ctx context.Context, ids []string) ([]task.Status, error)
+	// DeleteMany removes records of tasks that have ended.
+	DeleteMany(ctx context.Context, ids []string) error
 	GetFile(ctx context.Context, id string) (*task.File, error)
 	CreateFile(ctx context.Context, f task.File) error
 }
@@ -55,6 +58,7 @@ type Store interface {
 type Tasks interface {
 	SubmitGenerateText(ctx context.Context, in task.GenerateTextInput) (*task.Record, error)
 	SubmitEmbed(ctx context.Context, in task.EmbedInput) (*task.Record, error)
+	// Cancel revokes a task; Delete revokes and removes one.
 	Cancel(ctx context.Context, id string) (*task.Record, error)
 	Delete(ctx context.Context, id string) error
 }
@@ -83,8 +87,30 @@ type Config struct {
 	MaxLineBytes int
 }
 
+// chunkEvery is how long a runner waits for lines to end before it writes
+// the few that have as a chunk.
+const chunkEvery = 250 * time.Millisecond
+
+// lastChunk is when the runner last wrote a chunk of batch id.
+func (r *Runner) lastChunk(id string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.chunkAt[id]
+}
+
+func (r *Runner) chunked(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.chunkAt) > 10000 {
+		clear(r.chunkAt)
+	}
+	r.chunkAt[id] = time.Now()
+}
+
 // Runner runs batches, one step at a time.
 type Runner struct {
+	mu      sync.Mutex
+	chunkAt map[string]time.Time
 	cfg       Config
 	store     Store
 	tasks     Tasks
@@ -112,7 +138,7 @@ func New(cfg Config, st Store, tasks Tasks, artifacts Artifacts, steps Steps, co
 	if now == nil {
 		now = time.Now
 	}
-	return &Runner{cfg: cfg, store: st, tasks: tasks, artifacts: artifacts, steps: steps, codec: codec, log: log, now: now}
+	return &Runner{chunkAt: map[string]time.Time{}, cfg: cfg, store: st, tasks: tasks, artifacts: artifacts, steps: steps, codec: codec, log: log, now: now}
 }
 
 // StepPayload is a queued step.
@@ -133,7 +159,7 @@ func (r *Runner) Step(ctx context.Context, payload []byte) error {
 	// The step's length is a bound on this run, measured on the wall
 	// clock; what the batch is due by is measured on r.now.
 	began := time.Now()
-	idle := 20 * time.Millisecond
+	idle := 10 * time.Millisecond
 	for {
 		b, prog, err := r.store.GetBatch(ctx, p.BatchID)
 		if task.CodeOf(err) == task.ENOTFOUND {
@@ -150,9 +176,9 @@ func (r *Runner) Step(ctx context.Context, payload []byte) error {
 			return fmt.Errorf("batch %s: %w", b.ID, err)
 		}
 		if moved {
-			idle = 20 * time.Millisecond
+			idle = 10 * time.Millisecond
 		} else {
-			idle = min(idle*2, 500*time.Millisecond)
+			idle = min(idle*2, 100*time.Millisecond)
 		}
 		if time.Since(began) >= r.cfg.StepTime {
 			return r.steps.EnqueueBatchStep(ctx, p.BatchID, p.Step+1, 0)
@@ -201,8 +227,15 @@ func (r *Runner) advance(ctx context.Context, b *task.Batch, p task.BatchProgres
 		}
 		return true, r.finalize(ctx, b, now)
 	}
-	admitted, err := r.admit(ctx, b, p, r.cfg.Window-left)
-	return written > 0 || admitted > 0, err
+	admitted := 0
+	for room := r.cfg.Window - left; room > 0 && !p.Admitted; {
+		n, next, err := r.admit(ctx, b, p, room)
+		if err != nil || n == 0 {
+			return written > 0 || admitted > 0, err
+		}
+		admitted, room, p = admitted+n, room-n, next
+	}
+	return written > 0 || admitted > 0, nil
 }
 
 func orNow(t *time.Time, now time.Time) *time.Time {
@@ -243,9 +276,9 @@ func (r *Runner) open(ctx context.Context, b *task.Batch, offset int64) (*reader
 		return nil, err
 	}
 	if offset > 0 {
-		if _, err := io.CopyN(io.Discard, obj, offset); err != nil {
+		if _, err := obj.Seek(offset, io.SeekStart); err != nil {
 			obj.Close()
-			return nil, fmt.Errorf("skip to line offset %d: %w", offset, err)
+			return nil, fmt.Errorf("seek to line offset %d: %w", offset, err)
 		}
 	}
 	return &reader{obj: obj, br: bufio.NewReaderSize(obj, 64<<10), offset: offset, max: r.cfg.MaxLineBytes}, nil
@@ -389,7 +422,7 @@ func callerOf(ctx context.Context, b *task.Batch) context.Context {
 }
 
 // admitGroup is how many lines are submitted together.
-const admitGroup = 64
+const admitGroup = 128
 
 // admit submits up to room more lines, a group at a time, and records
 // them in flight with the batch's new progress in one atomic step. A line
@@ -397,13 +430,10 @@ const admitGroup = 64
 // answered; a refusal that may pass later (the key's limits, a store that
 // is down) stops admission there, and what was submitted past it is
 // revoked, to be submitted again.
-func (r *Runner) admit(ctx context.Context, b *task.Batch, p task.BatchProgress, room int) (int, error) {
-	if room <= 0 {
-		return 0, nil
-	}
+func (r *Runner) admit(ctx context.Context, b *task.Batch, p task.BatchProgress, room int) (int, task.BatchProgress, error) {
 	rd, err := r.open(ctx, b, p.Offset)
 	if err != nil {
-		return 0, err
+		return 0, p, err
 	}
 	defer rd.close()
 	type read struct {
@@ -420,11 +450,11 @@ func (r *Runner) admit(ctx context.Context, b *task.Batch, p task.BatchProgress,
 			break
 		}
 		if err != nil {
-			return 0, err
+			return 0, p, err
 		}
 		var l line
 		if err := json.Unmarshal(text, &l); err != nil {
-			return 0, fmt.Errorf("line %d: %w", p.Line+len(group)+1, err) // validated: cannot happen
+			return 0, p, fmt.Errorf("line %d: %w", p.Line+len(group)+1, err) // validated: cannot happen
 		}
 		in, err := r.codec.Input(b.Endpoint, l.Body)
 		rd := read{entry: entry{Line: p.Line + len(group), CustomID: l.CustomID}, end: rd.offset, in: in}
@@ -438,7 +468,7 @@ func (r *Runner) admit(ctx context.Context, b *task.Batch, p task.BatchProgress,
 	recs := make([]*task.Record, len(group))
 	errs := make([]error, len(group))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, 32)
 	for i, g := range group {
 		if g.in == nil {
 			continue
@@ -481,9 +511,9 @@ func (r *Runner) admit(ctx context.Context, b *task.Batch, p task.BatchProgress,
 		r.log.Info("batch admission paused", "batch_id", b.ID, "line", group[stop].Line+1, "err", errs[stop])
 	}
 	if err := r.store.Admit(context.WithoutCancel(ctx), b.ID, entries, next); err != nil {
-		return 0, err
+		return 0, p, err
 	}
-	return len(entries), nil
+	return len(entries), next, nil
 }
 
 // retryable reports whether a refused submit may pass later.

@@ -33,12 +33,17 @@ const benchUsage = `Usage:
       one task at a time on an idle system: submit-to-end latency
   siganteng bench status [--url …] [--key KEY] [--clients 32] [--duration 10s]
       status reads of one finished task as fast as the API answers
+  siganteng bench batch [--url …] [--key KEY] [--lines 20000] [--timeout 30m]
+                        [--redis redis://…] [--provider http://127.0.0.1:9999] [--model M]
+      one batch of chat lines through /v1/files and /v1/batches, polled to
+      its end: lines per second, the server's peak memory, and with --redis
+      the most Redis memory it used
 `
 
 // bench runs the load tool's subcommands.
 func bench(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("bench: want provider, run, latency or status\n\n%s", benchUsage)
+		return fmt.Errorf("bench: want provider, run, latency, status or batch\n\n%s", benchUsage)
 	}
 	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -71,6 +76,30 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 		}()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
+		}
+		return nil
+	case "batch":
+		cfg := loadtest.BatchConfig{}
+		fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8000", "the API")
+		fs.StringVar(&cfg.Key, "key", "", "an API key (an admin key also lets the report read the server's memory)")
+		fs.IntVar(&cfg.Lines, "lines", 20000, "lines in the batch")
+		fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Minute, "how long to wait for the batch to end")
+		fs.StringVar(&cfg.RedisURL, "redis", "", "the server's Redis, to sample its memory")
+		fs.StringVar(&cfg.ProviderURL, "provider", "", "a bench provider's address, to report its 429s")
+		fs.StringVar(&cfg.Model, "model", "", "the model the lines name; empty: the default")
+		if err := fs.Parse(args[1:]); err != nil {
+			return fmt.Errorf("bench batch: %w\n\n%s", err, benchUsage)
+		}
+		if cfg.Lines < 1 {
+			return fmt.Errorf("bench batch: --lines must be at least 1")
+		}
+		rep, err := loadtest.Batch(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("bench batch: %w", err)
+		}
+		rep.Print(stdout)
+		if rep.Status != "completed" || rep.Failed > 0 {
+			return fmt.Errorf("bench batch: the batch ended %s with %d failed lines", rep.Status, rep.Failed)
 		}
 		return nil
 	case "run", "latency", "status":

@@ -367,6 +367,47 @@ func (s *Store) CommitChunk(ctx context.Context, batchID string, c Chunk) (bool,
 	return n == 1, nil
 }
 
+// DeleteMany removes records of tasks that have ended, and their entries,
+// in one round trip.
+func (s *Store) DeleteMany(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := deleteScript.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("store: delete %d records: %w", len(ids), err)
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			deleteScript.EvalSha(ctx, p, []string{key(id), UnfinishedKey, IndexKey, eventsKey(id)}, id, OwnerIndexPrefix, OwnerUnfinishedPrefix)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete %d records: %w", len(ids), err)
+	}
+	return nil
+}
+
+// Statuses reads the status of each task in one round trip; "" for a
+// missing one.
+func (s *Store) Statuses(ctx context.Context, ids []string) ([]task.Status, error) {
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, key(id), "status")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: statuses of %d tasks: %w", len(ids), err)
+	}
+	out := make([]task.Status, len(ids))
+	for i, c := range cmds {
+		out[i] = task.Status(c.Val())
+	}
+	return out, nil
+}
+
 // GetMany reads records in one round trip; a missing one is nil.
 func (s *Store) GetMany(ctx context.Context, ids []string) ([]*task.Record, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(ids))

@@ -1,10 +1,11 @@
 // The official OpenAI Node SDK against SIGANTENG, unchanged but for its base
 // URL: chat (plain, streamed, a tool call), a background response polled to
-// its end and one streamed, embeddings (the SDK asks for base64 by default)
-// and models. Prints one line per check; exits non-zero at the first
+// its end and one streamed, embeddings (the SDK asks for base64 by default),
+// models, and a batch (upload, create, poll, read the output and error
+// files joined on custom_id, list, cancel, delete). Prints one line per check; exits non-zero at the first
 // failure. SIGANTENG_URL names the server.
 import assert from "node:assert/strict";
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 
 const client = new OpenAI({ baseURL: `${process.env.SIGANTENG_URL}/v1`, apiKey: "sk-anything", maxRetries: 0 });
 const model = "gpt-test";
@@ -91,4 +92,51 @@ await check("errors", async () => {
     return true;
   });
   await assert.rejects(client.responses.retrieve("resp_00000000-0000-4000-8000-000000000000"), (err) => err.status === 404);
+});
+
+async function awaitBatch(id) {
+  for (let i = 0; i < 600; i++) {
+    const b = await client.batches.retrieve(id);
+    if (["completed", "failed", "cancelled", "expired"].includes(b.status)) return b;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`batch ${id} did not end`);
+}
+
+async function lines(fileID) {
+  const res = await client.files.content(fileID);
+  const out = new Map();
+  for (const line of (await res.text()).split("\n").filter(Boolean)) {
+    const l = JSON.parse(line);
+    assert.ok(!out.has(l.custom_id), `${l.custom_id} answered twice`);
+    out.set(l.custom_id, l);
+  }
+  return out;
+}
+
+await check("batch", async () => {
+  const input = [0, 1, 2, 3, 4].map((i) => JSON.stringify({
+    custom_id: `n${i}`, method: "POST", url: "/v1/chat/completions",
+    body: { model, messages: [{ role: "user", content: `node ${i}` }], ...(i === 3 ? { temperature: 9 } : {}) },
+  })).join("\n") + "\n";
+  const file = await client.files.create({ file: await toFile(Buffer.from(input), "input.jsonl"), purpose: "batch" });
+  assert.equal(file.purpose, "batch");
+  const batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  assert.equal(batch.object, "batch");
+  const done = await awaitBatch(batch.id);
+  assert.equal(done.status, "completed");
+  assert.deepEqual(done.request_counts, { total: 5, completed: 4, failed: 1 });
+  const out = await lines(done.output_file_id);
+  for (const i of [0, 1, 2, 4]) {
+    assert.equal(out.get(`n${i}`).response.body.choices[0].message.content, `echo: node ${i}`);
+  }
+  const errs = await lines(done.error_file_id);
+  assert.equal(errs.get("n3").response.status_code, 400);
+  const listed = [];
+  for await (const b of client.batches.list({ limit: 5 })) listed.push(b.id);
+  assert.ok(listed.includes(batch.id));
+  const cancelled = await client.batches.cancel(batch.id);
+  assert.equal(cancelled.status, "completed", "an ended batch is answered as it is");
+  assert.equal((await client.files.delete(file.id)).deleted, true);
+  await assert.rejects(client.files.retrieve(file.id), (err) => err.status === 404);
 });
