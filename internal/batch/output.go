@@ -316,6 +316,11 @@ func (r *Runner) finish(ctx context.Context, b *task.Batch, p task.BatchProgress
 	case task.BatchCancelled:
 		b.CancelledAt = &now
 	}
+	// Announced before the end is saved: a runner that dies in between
+	// announces it again under the same delivery id.
+	if err := r.announce(ctx, b, now); err != nil {
+		return err
+	}
 	if err := r.store.SaveBatch(ctx, *b); err != nil {
 		return err
 	}
@@ -328,6 +333,33 @@ func (r *Runner) finish(ctx context.Context, b *task.Batch, p task.BatchProgress
 	}
 	r.log.Info("batch ended", "batch_id", b.ID, "status", final, "completed", b.Completed, "failed", b.Failed)
 	return nil
+}
+
+// event is OpenAI's webhook event for a batch's end.
+type event struct {
+	ID        string `json:"id"`
+	Object    string `json:"object"`
+	Type      string `json:"type"`
+	CreatedAt int64  `json:"created_at"`
+	Data      struct {
+		ID string `json:"id"`
+	} `json:"data"`
+}
+
+// announce queues the batch.<status> event to the batch's webhook.
+func (r *Runner) announce(ctx context.Context, b *task.Batch, at time.Time) error {
+	if b.WebhookURL == "" || r.announcer == nil {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(b.ID + "/" + string(b.Status)))
+	e := event{ID: "evt_" + hex.EncodeToString(sum[:16]), Object: "event",
+		Type: "batch." + string(b.Status), CreatedAt: at.Unix()}
+	e.Data.ID = b.ID
+	body, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return r.announcer.Announce(ctx, "msg_"+b.ID+"_"+string(b.Status), b.ID, e.Type, b.WebhookURL, body)
 }
 
 // chunks reads a batch's chunks of one part in order, one open at a time.

@@ -70,6 +70,11 @@ type Artifacts interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Announcer queues a webhook event to a sealed URL (webhook.Announcer).
+type Announcer interface {
+	Announce(ctx context.Context, id, about, event, sealedURL string, body []byte) error
+}
+
 // Steps queues the runner's next step.
 type Steps interface {
 	EnqueueBatchStep(ctx context.Context, batchID string, step int, delay time.Duration) error
@@ -117,6 +122,7 @@ type Runner struct {
 	artifacts Artifacts
 	steps     Steps
 	codec     Codec
+	announcer Announcer
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -139,6 +145,13 @@ func New(cfg Config, st Store, tasks Tasks, artifacts Artifacts, steps Steps, co
 		now = time.Now
 	}
 	return &Runner{chunkAt: map[string]time.Time{}, cfg: cfg, store: st, tasks: tasks, artifacts: artifacts, steps: steps, codec: codec, log: log, now: now}
+}
+
+// WithWebhooks makes the runner post each batch's end to the batch's
+// webhook, if it has one.
+func (r *Runner) WithWebhooks(a Announcer) *Runner {
+	r.announcer = a
+	return r
 }
 
 // StepPayload is a queued step.
@@ -410,6 +423,9 @@ func (r *Runner) fail(ctx context.Context, b *task.Batch, errs []task.BatchError
 	now := r.now().UTC().Truncate(time.Second)
 	b.Status, b.Errors, b.FailedAt = task.BatchFailed, errs, &now
 	r.log.Info("batch failed validation", "batch_id", b.ID, "errors", len(errs))
+	if err := r.announce(ctx, b, now); err != nil {
+		return err
+	}
 	return r.store.SaveBatch(ctx, *b)
 }
 

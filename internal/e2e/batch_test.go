@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -380,4 +381,62 @@ func TestABatchSurvivesItsWorkerBeingKilled(t *testing.T) {
 		require.Contains(t, string(l.Response.Body), fmt.Sprintf("echo: prompt %d", i))
 	}
 	t.Logf("killed at %d of %d lines written; provider called %d times for %d lines", killedAt.RequestCounts.Completed, lines, len(fake.Calls()), lines)
+}
+
+// A batch's end is posted to its webhook as OpenAI's event, signed so that
+// the SDK's own verification accepts it.
+func TestABatchsEndIsAWebhookTheSDKVerifies(t *testing.T) {
+	t.Parallel()
+	got := make(chan *http.Request, 4)
+	bodies := make(chan []byte, 4)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- raw
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rcv.Close)
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := frontEnv(t, fake, redistest.URL(t))
+	env["WEBHOOK_SECRET"] = testWebhookSecret
+	env["FETCH_ALLOW_PRIVATE"] = "true"
+	s := start(t, "serve", env)
+	client := sdk(s)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		input []byte
+		event string
+	}{{chatLines(3), "batch.completed"}, {[]byte("not json\n"), "batch.failed"}} {
+		b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: uploadBatchInput(t, client, tc.input),
+			Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h},
+			option.WithJSONSet("webhook", rcv.URL+"/hooks?token=secret-of-the-receiver"))
+		require.NoError(t, err)
+		awaitBatch(t, client, b.ID, 30*time.Second)
+		var req *http.Request
+		select {
+		case req = <-got:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no %s webhook", tc.event)
+		}
+		raw := <-bodies
+		ev, err := client.Webhooks.Unwrap(raw, req.Header, option.WithWebhookSecret(testWebhookSecret))
+		require.NoError(t, err, "the SDK verifies the signature: %s", raw)
+		require.Equal(t, tc.event, ev.Type)
+		require.Equal(t, b.ID, ev.Data.ID)
+		require.True(t, strings.HasPrefix(ev.ID, "evt_"))
+		_, err = client.Webhooks.Unwrap(raw, req.Header, option.WithWebhookSecret("whsec_"+strings.Repeat("A", 32)))
+		require.Error(t, err, "another secret is refused")
+		shown, err := client.Batches.Get(ctx, b.ID)
+		require.NoError(t, err)
+		require.NotContains(t, shown.RawJSON(), "secret-of-the-receiver", "the webhook URL is not shown")
+	}
+	require.NotContains(t, s.logs.String(), "secret-of-the-receiver")
+
+	_, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: uploadBatchInput(t, client, chatLines(1)),
+		Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h},
+		option.WithJSONSet("webhook", "ftp://example.com/x"))
+	var apiErr *openai.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, "webhook", apiErr.Param)
 }

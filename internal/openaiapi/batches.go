@@ -304,6 +304,9 @@ type batchRequest struct {
 		Anchor  string `json:"anchor"`
 		Seconds int64  `json:"seconds"`
 	} `json:"output_expires_after"`
+	// Webhook is SIGANTENG's own: where the batch's end is posted as an
+	// OpenAI webhook event (OpenAI sets its endpoints per project).
+	Webhook string `json:"webhook"`
 }
 
 func (a *api) createBatch(w http.ResponseWriter, r *http.Request) {
@@ -315,7 +318,8 @@ func (a *api) createBatch(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	in := service.BatchInput{InputFileID: req.InputFileID, Endpoint: req.Endpoint, CompletionWindow: req.CompletionWindow, Metadata: req.Metadata}
+	in := service.BatchInput{InputFileID: req.InputFileID, Endpoint: req.Endpoint, CompletionWindow: req.CompletionWindow, Metadata: req.Metadata,
+		Webhook: req.Webhook}
 	if e := req.OutputExpiresAfter; e != nil {
 		if e.Anchor != "created_at" {
 			a.fail(w, r, task.Invalid("output_expires_after.anchor", "output_expires_after.anchor must be created_at"))

@@ -187,6 +187,9 @@ type BatchInput struct {
 	// OutputExpiresAfter keeps the output and error files this long;
 	// DefaultOutputExpiry when zero.
 	OutputExpiresAfter time.Duration
+	// Webhook receives the batch's end as an OpenAI webhook event, signed
+	// as task webhooks are; "" for none.
+	Webhook string
 }
 
 // CreateBatch checks a batch and queues its runner, which validates the
@@ -211,6 +214,10 @@ func (s *Service) CreateBatch(ctx context.Context, in BatchInput) (*task.Batch, 
 	if f.Purpose != task.PurposeBatch {
 		return nil, task.Invalid("input_file_id", fmt.Sprintf("file %s has purpose %q; a batch reads a file of purpose batch", f.ID, f.Purpose))
 	}
+	hook, err := s.batchWebhook(in.Webhook)
+	if err != nil {
+		return nil, err
+	}
 	caller := auth.FromContext(ctx)
 	rights, err := json.Marshal(caller)
 	if err != nil {
@@ -219,7 +226,7 @@ func (s *Service) CreateBatch(ctx context.Context, in BatchInput) (*task.Batch, 
 	now := s.deps.Now().UTC().Truncate(time.Second)
 	b := task.Batch{ID: "batch_" + hex.EncodeToString(uuidBytes()), Owner: caller.Owner(), InputFileID: f.ID, Endpoint: in.Endpoint,
 		CompletionWindow: in.CompletionWindow, Metadata: in.Metadata, Status: task.BatchValidating, Caller: rights,
-		OutputExpiresAfter: in.OutputExpiresAfter, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+		OutputExpiresAfter: in.OutputExpiresAfter, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour), WebhookURL: hook}
 	if b.OutputExpiresAfter == 0 {
 		b.OutputExpiresAfter = DefaultOutputExpiry
 	}
@@ -230,6 +237,23 @@ func (s *Service) CreateBatch(ctx context.Context, in BatchInput) (*task.Batch, 
 		return nil, task.Unavailable("the queue is unavailable; the batch waits for its runner", err)
 	}
 	return &b, nil
+}
+
+// batchWebhook checks a batch's webhook URL and seals it for keeping.
+func (s *Service) batchWebhook(url string) (string, error) {
+	if url == "" {
+		return "", nil
+	}
+	if !s.cfg.WebhooksEnabled {
+		return "", task.Invalid("webhook", "webhooks are off on this server: the operator has not set WEBHOOK_SECRET, which signs them")
+	}
+	if err := task.CheckWebhookURL(url); err != nil {
+		return "", err
+	}
+	if s.deps.Sealer != nil {
+		return s.deps.Sealer.Seal(url), nil
+	}
+	return url, nil
 }
 
 func uuidBytes() []byte {

@@ -208,10 +208,11 @@ type batchRecord struct {
 	Caller             json.RawMessage  `json:"caller"`
 	OutputExpiresAfter time.Duration    `json:"output_expires_after"`
 	Ending             task.BatchStatus `json:"ending,omitempty"`
+	WebhookURL         string           `json:"webhook_url,omitempty"`
 }
 
 func encodeBatch(b task.Batch) ([]byte, error) {
-	raw, err := json.Marshal(batchRecord{Batch: b, Owner: b.Owner, Caller: b.Caller, OutputExpiresAfter: b.OutputExpiresAfter, Ending: b.Ending})
+	raw, err := json.Marshal(batchRecord{Batch: b, Owner: b.Owner, Caller: b.Caller, OutputExpiresAfter: b.OutputExpiresAfter, Ending: b.Ending, WebhookURL: b.WebhookURL})
 	if err != nil {
 		return nil, fmt.Errorf("store: encode batch %s: %w", b.ID, err)
 	}
@@ -234,7 +235,7 @@ func (s *Store) GetBatch(ctx context.Context, id string) (*task.Batch, task.Batc
 		return nil, task.BatchProgress{}, fmt.Errorf("store: decode batch %s: %w", id, err)
 	}
 	b := rec.Batch
-	b.Owner, b.Caller, b.OutputExpiresAfter, b.Ending = rec.Owner, rec.Caller, rec.OutputExpiresAfter, rec.Ending
+	b.Owner, b.Caller, b.OutputExpiresAfter, b.Ending, b.WebhookURL = rec.Owner, rec.Caller, rec.OutputExpiresAfter, rec.Ending, rec.WebhookURL
 	num := func(f string) int64 { n, _ := strconv.ParseInt(h[f], 10, 64); return n }
 	b.Completed, b.Failed = int(num("completed")), int(num("failed"))
 	b.InputTokens, b.OutputTokens = num("input_tokens"), num("output_tokens")

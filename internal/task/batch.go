@@ -70,6 +70,9 @@ type Batch struct {
 	Status           BatchStatus       `json:"status"`
 	// Ending is the status a finalizing batch ends with.
 	Ending BatchStatus `json:"-"`
+	// WebhookURL, sealed, receives the batch's end as an OpenAI webhook
+	// event (batch.completed and the like); "" for none.
+	WebhookURL string `json:"-"`
 	// OutputExpiresAfter is how long its output and error files are kept.
 	OutputExpiresAfter time.Duration `json:"-"`
 	// Caller is the key's rights and limits as they were at creation, with

@@ -154,17 +154,37 @@ func (d *Dispatcher) forward(ctx context.Context, due store.WebhookDue) error {
 		return fmt.Errorf("webhook: encode record %s: %w", rec.ID, err)
 	}
 	delivery := Delivery{ID: "msg_" + due.TaskID + "_" + due.EventID, TaskID: due.TaskID, Event: due.Event}
-	if err := d.outbox.PutDelivery(ctx, delivery.ID, rec.WebhookURL, body, ParcelTTL); err != nil {
+	if err := send(ctx, d.outbox, d.queue, delivery, rec.WebhookURL, body); err != nil {
+		return err
+	}
+	return d.outbox.WebhookQueued(ctx, due)
+}
+
+// send keeps a delivery's contents and queues it; sending the same
+// delivery again queues nothing more.
+func send(ctx context.Context, parcels Parcels, queue Enqueuer, delivery Delivery, sealedURL string, body []byte) error {
+	if err := parcels.PutDelivery(ctx, delivery.ID, sealedURL, body, ParcelTTL); err != nil {
 		return err
 	}
 	payload, err := json.Marshal(delivery)
 	if err != nil {
 		return fmt.Errorf("webhook: encode delivery: %w", err)
 	}
-	if err := d.queue.EnqueueWebhook(ctx, delivery.ID, payload, len(Schedule), Timeout); err != nil {
-		return err
-	}
-	return d.outbox.WebhookQueued(ctx, due)
+	return queue.EnqueueWebhook(ctx, delivery.ID, payload, len(Schedule), Timeout)
+}
+
+// Announcer sends events that are not a task's (a batch's end) to a
+// sealed webhook URL, queued and delivered like a task's.
+type Announcer struct {
+	Parcels Parcels
+	Queue   Enqueuer
+}
+
+// Announce queues one event, posted with body to sealedURL under the
+// delivery id id (the same id twice is one delivery). about names what
+// the event is of, for logs.
+func (a Announcer) Announce(ctx context.Context, id, about, event, sealedURL string, body []byte) error {
+	return send(ctx, a.Parcels, a.Queue, Delivery{ID: id, TaskID: about, Event: event}, sealedURL, body)
 }
 
 // Poster sends one POST; fetch.Client, with its guard against internal
