@@ -114,8 +114,8 @@ func (r *Runner) chunked(id string) {
 
 // Runner runs batches, one step at a time.
 type Runner struct {
-	mu      sync.Mutex
-	chunkAt map[string]time.Time
+	mu        sync.Mutex
+	chunkAt   map[string]time.Time
 	cfg       Config
 	store     Store
 	tasks     Tasks
