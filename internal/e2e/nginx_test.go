@@ -238,6 +238,12 @@ func TestThroughNginx(t *testing.T) {
 	res, _ = do(http.MethodPost, base+"/background/speech_to_text", strings.Repeat("x", 12<<20))
 	require.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode)
 
+	// A batch input file larger than an upload goes through to /v1/files.
+	big := bytes.Repeat([]byte(`{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"input":"padding padding"}}`+"\n"), (12<<20)/90)
+	f, err := sdkClient.Files.New(ctx, openai.FileNewParams{File: openai.File(bytes.NewReader(big), "big.jsonl", "application/jsonl"), Purpose: openai.FilePurposeBatch})
+	require.NoError(t, err, "a 12 MiB batch file passes nginx")
+	require.EqualValues(t, len(big), f.Bytes)
+
 	// A flood gets 429 from limit_req (20/s, bursts of 40), not 503.
 	limited := 0
 	for range 120 {
