@@ -242,6 +242,9 @@ func (r *Runner) expireRest(ctx context.Context, b *task.Batch, p task.BatchProg
 		return nil
 	}
 	rd, err := r.open(ctx, b, p.Offset)
+	if errors.Is(err, artifact.ErrNotFound) {
+		return nil // the input file was deleted: nothing more to tell of
+	}
 	if err != nil {
 		return err
 	}

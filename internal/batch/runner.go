@@ -243,6 +243,9 @@ func (r *Runner) advance(ctx context.Context, b *task.Batch, p task.BatchProgres
 	admitted := 0
 	for room := r.cfg.Window - left; room > 0 && !p.Admitted; {
 		n, next, err := r.admit(ctx, b, p, room)
+		if errors.Is(err, artifact.ErrNotFound) {
+			return true, r.fail(ctx, b, []task.BatchError{{Code: "invalid_file", Message: "the input file was deleted while the batch ran"}})
+		}
 		if err != nil || n == 0 {
 			return written > 0 || admitted > 0, err
 		}

@@ -230,3 +230,21 @@ func TestABatchPastItsWindowExpires(t *testing.T) {
 	_, err := b.artifacts.Open(context.Background(), fmt.Sprintf("batch-%s-out-0", bt.ID[len("batch_"):]))
 	require.ErrorIs(t, err, artifact.ErrNotFound, "chunks are deleted once joined")
 }
+
+// An input file deleted while its batch runs fails the batch, naming why,
+// instead of a step that fails forever.
+func TestABatchWhoseInputIsDeletedFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	bt := b.create(t, 6)
+	b.step(t, bt.ID) // validates
+	got := b.step(t, bt.ID)
+	require.Equal(t, task.BatchInProgress, got.Status)
+	require.NoError(t, b.artifacts.Delete(context.Background(), bt.InputFileID))
+	b.tasks.succeedAll(t)
+	for round := 0; !got.Status.Ended() && round < 10; round++ {
+		got = b.step(t, bt.ID)
+	}
+	require.Equal(t, task.BatchFailed, got.Status)
+	require.Equal(t, "invalid_file", got.Errors[0].Code)
+}

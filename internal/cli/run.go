@@ -510,36 +510,30 @@ func openArtifacts(ctx context.Context, cfg config.Config, log *slog.Logger) (ar
 // ends. A record expires RESULT_TTL after its task ended, which is when its
 // artifact was written.
 func sweepArtifacts(ctx context.Context, d artifactStore, ttl time.Duration, log *slog.Logger) {
-	every := min(max(ttl/4, time.Second), 10*time.Minute)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if n, err := d.Sweep(ctx, ttl+time.Minute, now); err != nil {
-				log.Warn("artifact sweep failed", "err", err)
-			} else if n > 0 {
-				log.Info("expired artifacts removed", "count", n)
-			}
-		}
-	}
+	sweepEvery(ctx, min(max(ttl/4, time.Second), 10*time.Minute), "artifacts", log, func(now time.Time) (int, error) {
+		return d.Sweep(ctx, ttl+time.Minute, now)
+	})
 }
 
 // sweepFiles deletes expired files of the Files API once a minute.
 func sweepFiles(ctx context.Context, svc *service.Service, log *slog.Logger) {
-	t := time.NewTicker(time.Minute)
+	sweepEvery(ctx, time.Minute, "files", log, func(now time.Time) (int, error) { return svc.SweepFiles(ctx, now) })
+}
+
+// sweepEvery runs sweep every period until ctx ends, logging what it
+// removed (what names it) and its failures.
+func sweepEvery(ctx context.Context, period time.Duration, what string, log *slog.Logger, sweep func(now time.Time) (int, error)) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if n, err := svc.SweepFiles(ctx, now); err != nil {
-				log.Warn("file sweep failed", "err", err)
+			if n, err := sweep(now); err != nil {
+				log.Warn("sweep failed", "what", what, "err", err)
 			} else if n > 0 {
-				log.Info("expired files removed", "count", n)
+				log.Info("expired "+what+" removed", "count", n)
 			}
 		}
 	}

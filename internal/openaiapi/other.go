@@ -8,10 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 
@@ -175,69 +172,21 @@ type transcription struct {
 // MAX_UPLOAD_BYTES, never held in memory) so that fields sent after it
 // count too, then handed to the service.
 func (a *api) transcriptions(w http.ResponseWriter, r *http.Request) {
-	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mediaType != "multipart/form-data" || params["boundary"] == "" {
-		WriteError(w, http.StatusBadRequest, "the body must be multipart/form-data with the audio in file", "file", "invalid_value")
+	form, ok := a.readForm(w, r, a.deps.MaxUploadBytes, "MAX_UPLOAD_BYTES")
+	if !ok {
 		return
 	}
-	if a.deps.MaxUploadBytes > 0 {
-		r.Body = http.MaxBytesReader(w, r.Body, a.deps.MaxUploadBytes+64<<10)
+	defer form.close()
+	in := task.SpeechToTextInput{Filename: form.filename, Model: form.fields["model"], Language: form.fields["language"], Prompt: form.fields["prompt"]}
+	format := form.fields["response_format"]
+	if format == "" {
+		format = "json"
 	}
-	form := multipart.NewReader(r.Body, params["boundary"])
-	in := task.SpeechToTextInput{}
-	format := "json"
-	var audio *os.File
-	defer func() {
-		if audio != nil {
-			audio.Close()
-			os.Remove(audio.Name())
-		}
-	}()
-	for {
-		part, err := form.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			a.fail(w, r, &task.Error{Code: task.ETOOLARGE, Field: "file", Message: "the form could not be read: it is malformed, or larger than MAX_UPLOAD_BYTES"})
-			return
-		}
-		if part.FormName() == "file" && audio == nil {
-			in.Filename = part.FileName()
-			if audio, err = os.CreateTemp("", "siganteng-audio-*"); err == nil {
-				_, err = io.Copy(audio, part)
-			}
-			if err != nil {
-				a.fail(w, r, &task.Error{Code: task.ETOOLARGE, Field: "file", Message: "the audio could not be read: it is larger than MAX_UPLOAD_BYTES, or the upload broke off"})
-				return
-			}
-			continue
-		}
-		value, _ := io.ReadAll(io.LimitReader(part, 8<<10))
-		switch part.FormName() {
-		case "model":
-			in.Model = string(value)
-		case "language":
-			in.Language = string(value)
-		case "prompt":
-			in.Prompt = string(value)
-		case "response_format":
-			format = string(value)
-		}
-	}
-	switch {
-	case audio == nil:
-		a.fail(w, r, task.Invalid("file", "the form has no file part"))
-		return
-	case format != "json" && format != "text" && format != "verbose_json":
+	if format != "json" && format != "text" && format != "verbose_json" {
 		a.fail(w, r, task.Invalid("response_format", fmt.Sprintf("response_format %q is not supported; use json, text or verbose_json", format)))
 		return
 	}
-	if _, err := audio.Seek(0, io.SeekStart); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out, err := a.deps.Tasks.SpeechToText(r.Context(), in, audio)
+	out, err := a.deps.Tasks.SpeechToText(r.Context(), in, form.file)
 	if err != nil {
 		a.fail(w, r, err)
 		return

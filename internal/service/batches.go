@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -77,7 +78,11 @@ func (s *Service) CreateFile(ctx context.Context, in FileInput, body io.Reader) 
 		at := f.CreatedAt.Add(in.ExpiresAfter)
 		f.ExpiresAt = &at
 	}
-	size, err := s.deps.Artifacts.Put(ctx, f.ID, &limitedReader{r: body, max: s.cfg.MaxFileBytes})
+	limit := s.cfg.MaxFileBytes
+	if limit <= 0 {
+		limit = math.MaxInt64
+	}
+	size, err := s.deps.Artifacts.Put(ctx, f.ID, &limitedReader{r: body, max: limit})
 	if errors.Is(err, errTooLarge) {
 		_ = s.deps.Artifacts.Delete(context.WithoutCancel(ctx), f.ID)
 		return nil, &task.Error{Code: task.ETOOLARGE, Field: "file", Message: fmt.Sprintf("the file is larger than MAX_FILE_BYTES (%d bytes)", s.cfg.MaxFileBytes)}
