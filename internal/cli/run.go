@@ -288,7 +288,7 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 		Inputs:              c.svc,
 		Types:               taskTypes,
 		MaxWait:             cfg.FlowMaxWait,
-		Batches: batch.New(batch.Config{Window: cfg.BatchWindow, MaxLines: service.MaxBatchLines, MaxLineBytes: int(cfg.MaxBodyBytes + cfg.MaxUploadBytes*4/3 + 64<<10)},
+		Batches: batch.New(batch.Config{Window: cfg.BatchWindow, MaxLines: cfg.BatchMaxLines, MaxLineBytes: int(cfg.MaxBodyBytes + cfg.MaxUploadBytes*4/3 + 64<<10)},
 			c.records, c.svc, c.artifacts, c.queue, openaiapi.Lines{}, log.With("component", "batch"), nil).
 			WithWebhooks(webhook.Announcer{Parcels: c.records, Queue: c.queue}),
 	}, c.svc, c.records, c.hub, log.With("component", "worker"), nil)

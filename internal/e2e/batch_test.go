@@ -112,6 +112,7 @@ func TestOpenAISDKBatches(t *testing.T) {
 	t.Cleanup(fake.Close)
 	env := frontEnv(t, fake, redistest.URL(t))
 	env["BATCH_WINDOW"] = "8" // 40 lines go through in five windows at least
+	env["BATCH_MAX_LINES"] = "45"
 	s := start(t, "serve", env)
 	client := sdk(s)
 	ctx := context.Background()
@@ -220,6 +221,16 @@ func TestOpenAISDKBatches(t *testing.T) {
 		require.Equal(t, map[int64]string{3: "invalid_json_line", 4: "duplicate_custom_id", 5: "mismatched_endpoint",
 			6: "missing_required_parameter", 7: "invalid_request"}, got)
 		require.Empty(t, done.OutputFileID)
+	})
+
+	t.Run("AFileOverTheLineLimitFails", func(t *testing.T) {
+		b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: uploadBatchInput(t, client, chatLines(46)),
+			Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+		require.NoError(t, err)
+		done := awaitBatch(t, client, b.ID, 30*time.Second)
+		require.Equal(t, openai.BatchStatusFailed, done.Status)
+		require.Equal(t, "too_many_requests", done.Errors.Data[0].Code)
+		require.EqualValues(t, 46, done.Errors.Data[0].Line)
 	})
 
 	t.Run("BadRequestsAreOpenAIErrors", func(t *testing.T) {

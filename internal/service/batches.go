@@ -41,10 +41,8 @@ type BatchSteps interface {
 	EnqueueBatchStep(ctx context.Context, batchID string, step int, delay time.Duration) error
 }
 
-// Batch limits, as OpenAI's: a batch's input file holds at most
-// MaxBatchLines lines; output files are kept 30 days unless asked.
+// Output files are kept 30 days unless asked, as OpenAI's.
 const (
-	MaxBatchLines         = 50000
 	DefaultOutputExpiry   = 30 * 24 * time.Hour
 	batchCompletionWindow = "24h"
 )
