@@ -98,6 +98,9 @@ type Config struct {
 	BatchWindow  int
 	// BatchMaxLines bounds a batch's input file (BATCH_MAX_LINES).
 	BatchMaxLines int
+	// MaxScheduleAhead bounds a submit's run_at and delay
+	// (MAX_SCHEDULE_AHEAD).
+	MaxScheduleAhead time.Duration
 	// WebhookConcurrency is how many webhook deliveries one worker process
 	// makes at once (WEBHOOK_CONCURRENCY), in a pool of their own.
 	WebhookConcurrency int
@@ -224,6 +227,7 @@ var Vars = []Var{
 	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, low=1 (webhook deliveries have a pool of their own, WEBHOOK_CONCURRENCY): a queue with twice the weight is looked at first twice as often"},
 	{"MAX_FILE_BYTES", "209715200", "largest file of the Files API (/v1/files; 200 MiB, as OpenAI's batch input): streamed into the artifact store, 413 past it"},
 	{"BATCH_WINDOW", "256", "lines of one batch in flight at once (queued or running as tasks); the rest wait in the input file, so a batch of any size holds about this many in Redis. Lines count against the key's MAX_UNFINISHED_PER_KEY"},
+	{"MAX_SCHEDULE_AHEAD", "720h", "how far ahead a submit's run_at or delay may start a task (30 days); a scheduled task waits PENDING, holding no worker, in the queue's scheduled set"},
 	{"BATCH_MAX_LINES", "50000", "most lines a batch's input file may hold (OpenAI's limit); a longer file fails validation with too_many_requests"},
 	{"WEBHOOK_CONCURRENCY", "64", "webhook deliveries one worker process makes at once, in a pool of their own beside WORKER_CONCURRENCY's, so slow receivers never hold a task's slot"},
 	{"WEBHOOK_SECRET", "", "signs webhook deliveries (Standard Webhooks): whsec_ and base64 of 24 to 64 random bytes, for example whsec_$(openssl rand -base64 32); empty: submits naming a webhook get a 422"},
@@ -328,6 +332,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.MaxFileBytes = int64(p.intAtLeast("MAX_FILE_BYTES", 1024))
 	cfg.BatchWindow = p.intAtLeast("BATCH_WINDOW", 1)
 	cfg.BatchMaxLines = p.intAtLeast("BATCH_MAX_LINES", 1)
+	cfg.MaxScheduleAhead = p.duration("MAX_SCHEDULE_AHEAD")
 	cfg.S3.PathStyle = p.boolean("S3_PATH_STYLE")
 	if (cfg.S3.AccessKey == "") != (cfg.S3.SecretKey == "") {
 		p.fail("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")

@@ -170,6 +170,8 @@ type record struct {
 		Provider string `json:"provider"`
 	} `json:"error"`
 	NextAttemptAt *time.Time    `json:"next_attempt_at"`
+	StartedAt     *time.Time    `json:"started_at"`
+	ScheduledAt   *time.Time    `json:"scheduled_at"`
 	Deployment    string        `json:"deployment"`
 	Usage         *task.Metered `json:"usage"`
 	Calls         []task.Call   `json:"calls"`

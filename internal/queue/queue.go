@@ -82,26 +82,39 @@ func New(rdb redis.UniversalClient, opts Options) *Client {
 // more the first time a process uses a queue, to register its name). owner
 // is the id of the API key it belongs to ("" for none), which flow control
 // shares a saturated provider's budget by, in proportion to its weight.
-func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, payload []byte) error {
+//
+// A task given a time at runs then: asynq holds it in its scheduled set
+// (in Redis, so it survives restarts) and moves it onto its queue once due.
+func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, at time.Time, payload []byte) error {
+	due := time.Now()
+	var when []asynq.Option
+	if at.After(due) {
+		// to the next millisecond, as the header counts: never before at
+		due, when = at.Truncate(time.Millisecond).Add(time.Millisecond), []asynq.Option{asynq.ProcessAt(at)}
+	}
 	// The id also travels in a header so that retry delays, computed by asynq
 	// without the task id, can be jittered per task yet agree between the
 	// worker and asynq.
-	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(time.Now().UnixMilli(), 10),
+	headers := map[string]string{HeaderTaskID: id, HeaderEnqueuedAt: strconv.FormatInt(due.UnixMilli(), 10),
 		HeaderMaxRetry: strconv.Itoa(c.opts.MaxRetry), HeaderOwner: owner}
 	if weight > 1 {
 		headers[HeaderWeight] = strconv.Itoa(weight)
 	}
+	if when != nil {
+		headers[HeaderScheduledAt] = headers[HeaderEnqueuedAt]
+	}
 	tracing.Inject(ctx, headers) // the worker's span continues the request's trace
-	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers),
+	opts := append([]asynq.Option{
 		asynq.TaskID(id),
 		asynq.Queue(Name(typ, priority)),
 		// One more than the task's own retries, which the header carries:
 		// asynq archives a task that returns an error with its retries
 		// spent, and a wait for budget on the last attempt is such an
 		// error that must not end the task (waits use up no retry).
-		asynq.MaxRetry(c.opts.MaxRetry+1),
+		asynq.MaxRetry(c.opts.MaxRetry + 1),
 		asynq.Timeout(c.opts.Timeout),
-	)
+	}, when...)
+	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers), opts...)
 	if err != nil {
 		return fmt.Errorf("queue: enqueue %s %s: %w", typ, id, err)
 	}
@@ -158,4 +171,7 @@ const (
 	HeaderMaxRetry   = "max_retry" // the task's retries after its first attempt
 	HeaderOwner      = "owner"     // the API key's id; "" for none
 	HeaderWeight     = "weight"    // the key's share weight; absent for 1
+	// HeaderScheduledAt is a scheduled task's start, in Unix ms (rounded
+	// up); absent for a task that runs at once.
+	HeaderScheduledAt = "scheduled_at"
 )

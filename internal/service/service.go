@@ -45,7 +45,8 @@ type Records interface {
 
 // Enqueuer puts work on the queue.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, payload []byte) error
+	// Enqueue queues a task to run at at (at once when zero).
+	Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, at time.Time, payload []byte) error
 }
 
 // Providers are the adapters for each capability.
@@ -81,6 +82,8 @@ type Config struct {
 	SyncTimeout    time.Duration // bound on synchronous calls
 	MaxUploadBytes int64         // bound on an image in a data: URL
 	MaxFileBytes   int64         // bound on a file of the Files API
+	// MaxScheduleAhead bounds run_at and delay; 0 for no bound.
+	MaxScheduleAhead time.Duration
 	// MaxOutputTokens caps max_tokens and is sent when a request gives
 	// none; 0 for no cap.
 	MaxOutputTokens int
@@ -267,7 +270,11 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
 	}
-	if err := s.deps.Queue.Enqueue(ctx, typ, rec.Priority, rec.ID, rec.Owner, auth.FromContext(ctx).Weight(), payload); err != nil {
+	var at time.Time
+	if rec.ScheduledAt != nil {
+		at = *rec.ScheduledAt
+	}
+	if err := s.deps.Queue.Enqueue(ctx, typ, rec.Priority, rec.ID, rec.Owner, auth.FromContext(ctx).Weight(), at, payload); err != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if derr := s.deps.Records.Delete(cleanup, rec.ID); derr != nil {
@@ -282,6 +289,29 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	return rec, nil
 }
 
+// schedule sets when a task given run_at or delay starts, within
+// MaxScheduleAhead; one whose cancel_after comes first would never run.
+func (s *Service) schedule(rec *task.Record, o task.Options) error {
+	var at time.Time
+	field := "run_at"
+	switch {
+	case o.Delay != nil:
+		at, field = rec.CreatedAt.Add(time.Duration(*o.Delay)*time.Second), "delay"
+	case o.RunAt != nil && o.RunAt.After(rec.CreatedAt):
+		at = o.RunAt.UTC()
+	default:
+		return nil // now
+	}
+	if ahead := s.cfg.MaxScheduleAhead; ahead > 0 && at.Sub(rec.CreatedAt) > ahead {
+		return task.Invalid(field, fmt.Sprintf("a task may be scheduled at most %s ahead (MAX_SCHEDULE_AHEAD)", ahead))
+	}
+	if rec.CancelAt != nil && !rec.CancelAt.After(at) {
+		return task.Invalid("cancel_after", "cancel_after ends the task before its scheduled start; it counts from the submit")
+	}
+	rec.ScheduledAt = &at
+	return nil
+}
+
 // applyOptions checks what every submit may carry and writes it on rec.
 func (s *Service) applyOptions(rec *task.Record, o task.Options, caller auth.Caller) error {
 	if err := o.Validate(); err != nil {
@@ -290,6 +320,9 @@ func (s *Service) applyOptions(rec *task.Record, o task.Options, caller auth.Cal
 	if o.CancelAfter != nil {
 		at := rec.CreatedAt.Add(time.Duration(*o.CancelAfter) * time.Second)
 		rec.CancelAt = &at
+	}
+	if err := s.schedule(rec, o); err != nil {
+		return err
 	}
 	if o.Priority == task.PriorityHigh && !caller.MayUseHighPriority() {
 		return task.Invalid("priority", "this API key may not submit priority high work; an operator gives the right with keys create --high-priority")

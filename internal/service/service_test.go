@@ -104,15 +104,16 @@ type fakeQueue struct {
 	typ     task.Type
 	id      string
 	weight  int
+	at      time.Time
 	payload []byte
 	records *fakeRecords
 }
 
-func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, _ task.Priority, id, _ string, weight int, payload []byte) error {
+func (q *fakeQueue) Enqueue(_ context.Context, typ task.Type, _ task.Priority, id, _ string, weight int, at time.Time, payload []byte) error {
 	q.records.mu.Lock()
 	q.records.ops = append(q.records.ops, "enqueue")
 	q.records.mu.Unlock()
-	q.typ, q.id, q.weight, q.payload = typ, id, weight, payload
+	q.typ, q.id, q.weight, q.at, q.payload = typ, id, weight, at, payload
 	return q.err
 }
 
@@ -495,6 +496,43 @@ func TestPriorityHighIsARightAKeyIsGiven(t *testing.T) {
 		require.NoError(t, err, "%+v", c)
 		require.Equal(t, task.PriorityHigh, rec.Priority)
 	}
+}
+
+func TestAScheduledTaskIsQueuedForItsTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	in := func(o task.Options) task.GenerateTextInput { return task.GenerateTextInput{Prompt: "p", Options: o} }
+	delay, early := 60, 30
+	rec, err := b.svc.SubmitGenerateText(asSystem(), in(task.Options{Delay: &delay}))
+	require.NoError(t, err)
+	require.Equal(t, now.Add(time.Minute), *rec.ScheduledAt)
+	require.Equal(t, now.Add(time.Minute), b.queue.at, "queued for its time")
+	runAt := now.Add(2 * time.Hour)
+	rec, err = b.svc.SubmitGenerateText(asSystem(), in(task.Options{RunAt: &runAt}))
+	require.NoError(t, err)
+	require.Equal(t, runAt, *rec.ScheduledAt)
+	past := now.Add(-time.Hour)
+	rec, err = b.svc.SubmitGenerateText(asSystem(), in(task.Options{RunAt: &past}))
+	require.NoError(t, err)
+	require.Nil(t, rec.ScheduledAt, "a time already past runs now")
+	require.True(t, b.queue.at.IsZero())
+
+	for field, o := range map[string]task.Options{
+		"delay":        {Delay: &delay, RunAt: &runAt},
+		"cancel_after": {Delay: &delay, CancelAfter: &early},
+	} {
+		_, err := b.svc.SubmitGenerateText(asSystem(), in(o))
+		var terr *task.Error
+		require.ErrorAs(t, err, &terr, field)
+		require.Equal(t, field, terr.Field)
+	}
+	bounded := service.New(service.Deps{Records: b.records, Queue: b.queue, Providers: service.Providers{LLM: b.llm},
+		Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}, service.Config{MaxScheduleAhead: time.Hour})
+	far := 7200
+	_, err = bounded.SubmitGenerateText(asSystem(), in(task.Options{Delay: &far}))
+	require.Equal(t, task.EINVALID, task.CodeOf(err))
+	require.Contains(t, err.Error(), "MAX_SCHEDULE_AHEAD")
 }
 
 func TestAKeysShareWeightIsQueuedWithItsTask(t *testing.T) {

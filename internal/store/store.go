@@ -132,6 +132,9 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 	if rec.CancelAt != nil {
 		fields = append(fields, "cancel_at", formatTime(*rec.CancelAt), "cancel_at_ms", rec.CancelAt.UnixMilli())
 	}
+	if rec.ScheduledAt != nil {
+		fields = append(fields, "scheduled_at", formatTime(*rec.ScheduledAt))
+	}
 	if rec.Priority != "" {
 		fields = append(fields, "priority", string(rec.Priority))
 	}
@@ -539,6 +542,7 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	rec.NextAttemptAt = parseTimePtr(h["next_attempt_at"])
 	rec.ExpiresAt = parseTimePtr(h["expires_at"])
 	rec.CancelAt = parseTimePtr(h["cancel_at"])
+	rec.ScheduledAt = parseTimePtr(h["scheduled_at"])
 	rec.Priority = task.Priority(h["priority"])
 	rec.Owner = h["owner"]
 	if v := h["progress"]; v != "" {

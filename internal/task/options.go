@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Priority orders queued work: high goes ahead of the per-type queues, low
@@ -37,6 +38,8 @@ type Options struct {
 	Priority      Priority `json:"priority,omitempty" enum:"high,normal,low" doc:"high runs ahead of normal work of every type; low runs when the queues leave room. Default normal."`
 	Webhook       string   `json:"webhook,omitempty" maxLength:"2048" format:"uri" doc:"An https (or http) URL that receives the task record as a signed POST (Standard Webhooks) on the events in webhook_events. Retried with growing delays for about a day; a 410 answer stops it."`
 	WebhookEvents []string `json:"webhook_events,omitempty" maxItems:"3" uniqueItems:"true" enum:"start,progress,completed" doc:"Which events are sent to webhook; default [\"completed\"]."`
+	RunAt         *time.Time `json:"run_at,omitempty" doc:"When to start the task (RFC 3339): it stays PENDING, with scheduled_at on its record, until then, and can be cancelled meanwhile. At most MAX_SCHEDULE_AHEAD (30 days) ahead; a time already past starts it now."`
+	Delay         *int       `json:"delay,omitempty" minimum:"1" doc:"Seconds from now to start the task; instead of run_at."`
 }
 
 // SubmitOptions returns the options; every input embeds Options, so this is
@@ -51,6 +54,12 @@ func (o *Options) OptionsRef() *Options { return o }
 func (o Options) Validate() error {
 	if o.CancelAfter != nil && (*o.CancelAfter < 1 || *o.CancelAfter > 604800) {
 		return Invalid("cancel_after", "cancel_after must be between 1 and 604800 seconds")
+	}
+	switch {
+	case o.RunAt != nil && o.Delay != nil:
+		return Invalid("delay", "give run_at or delay, not both")
+	case o.Delay != nil && *o.Delay < 1:
+		return Invalid("delay", "delay must be at least 1 second")
 	}
 	switch o.Priority {
 	case "", PriorityHigh, PriorityNormal, PriorityLow:

@@ -60,6 +60,7 @@ type Record struct {
 	CompletedAt   *time.Time      `json:"completed_at,omitempty"`
 	NextAttemptAt *time.Time      `json:"next_attempt_at,omitempty" doc:"When a RETRY task runs again."`
 	CancelAt      *time.Time      `json:"cancel_at,omitempty" doc:"From cancel_after: a task not started by then ends REVOKED."`
+	ScheduledAt   *time.Time      `json:"scheduled_at,omitempty" doc:"From run_at or delay: when the task starts; it is PENDING until then."`
 	ExpiresAt     *time.Time      `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
 	Result        json.RawMessage `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
 	Error         *Failure        `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`

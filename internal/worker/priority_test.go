@@ -50,7 +50,7 @@ func TestHighPriorityOvertakesABacklog(t *testing.T) {
 	enqueue := func(typ task.Type, p task.Priority) string {
 		id := uuid.NewString()
 		require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: typ, Status: task.StatusPending, CreatedAt: time.Now(), Priority: p}, store.Limits{}))
-		require.NoError(t, q.Enqueue(ctx, typ, p, id, "", 1, []byte(`{"prompt":"p"}`)))
+		require.NoError(t, q.Enqueue(ctx, typ, p, id, "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 		return id
 	}
 	// A backlog: 30 normal generate_text, 30 low embed; then one high task

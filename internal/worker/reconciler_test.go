@@ -28,7 +28,7 @@ func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	newTask := func(id string, enqueue bool) {
 		require.NoError(t, s.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created}, store.Limits{}))
 		if enqueue {
-			require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, []byte(`{"prompt":"p"}`)))
+			require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 		}
 	}
 
@@ -40,7 +40,7 @@ func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "fresh", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	deadline := created.Add(time.Minute) // long past, and no worker reached it
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "overdue", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created, CancelAt: &deadline}, store.Limits{}))
-	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", "overdue", "", 1, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", "overdue", "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 
 	r := worker.NewReconciler(rdb, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.Grace = time.Minute

@@ -117,7 +117,7 @@ func submitWithHook(t *testing.T, s *store.Store, q *queue.Client, url string) s
 		rec.WebhookURL, rec.Webhook = url, &task.WebhookInfo{Events: []string{task.WebhookCompleted}}
 	}
 	require.NoError(t, s.Create(ctx, rec, store.Limits{}))
-	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, q.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 	return id
 }
 

@@ -337,6 +337,19 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 		// worker died on the last attempt allowed.
 		return w.lost(ctx, attempt{id: id, typ: typ, log: log}, retried)
 	}
+	if retried == 0 {
+		// asynq keeps a scheduled task's time in whole seconds and may hand
+		// it over up to a second early: wait the rest here, so it starts
+		// at its scheduled_at, not before.
+		if ms, err := strconv.ParseInt(t.Headers()[queue.HeaderScheduledAt], 10, 64); err == nil {
+			if early := time.UnixMilli(ms).Sub(w.now()); early > 0 && early <= 2*time.Second {
+				select {
+				case <-actx.Done():
+				case <-time.After(early):
+				}
+			}
+		}
+	}
 	started := func(c context.Context) error { return w.records.Started(c, id, retried+1, w.now()) }
 	switch err := record(ctx, started); {
 	case errors.Is(err, store.ErrFinished):

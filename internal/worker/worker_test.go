@@ -112,7 +112,7 @@ func (b *testBundle) submit(t *testing.T) string {
 	id := uuid.NewString()
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 	return id
 }
 
@@ -166,7 +166,7 @@ func TestTheOwnersKeyAndWeightReachFlowControl(t *testing.T) {
 	for _, weight := range []int{3, 1} {
 		id := uuid.NewString()
 		require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
-		require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "sgk_heavy0000000", weight, []byte(`{"prompt":"p"}`)))
+		require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "sgk_heavy0000000", weight, time.Time{}, []byte(`{"prompt":"p"}`)))
 		b.await(t, id, 5*time.Second)
 		require.Equal(t, seen{"sgk_heavy0000000", weight}, <-got)
 	}
@@ -290,7 +290,7 @@ func TestFinishedTaskIsNotRunAgain(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Failed(ctx, id, task.Failure{Code: task.FailureInternal, Message: "ended elsewhere"}, time.Now()))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	rec, err := b.store.Get(ctx, id)
@@ -302,7 +302,7 @@ func TestTaskWithoutRecordIsNotRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, succeed, options{})
 	id := uuid.NewString()
-	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, "", id, "", 1, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(context.Background(), task.TypeGenerateText, "", id, "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 	_, err := b.store.Get(context.Background(), id)
@@ -343,7 +343,7 @@ func TestRevokedBeforeStartNeverRuns(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, b.store.Create(ctx, &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	require.NoError(t, b.store.Revoked(ctx, id, "cancelled by the client", time.Now()))
-	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, []byte(`{"prompt":"p"}`)))
+	require.NoError(t, b.queue.Enqueue(ctx, task.TypeGenerateText, "", id, "", 1, time.Time{}, []byte(`{"prompt":"p"}`)))
 	b.handled(t, id)
 	require.EqualValues(t, 0, b.exec.calls.Load())
 }
