@@ -34,10 +34,10 @@ const MaxWebhookURL = 2048
 
 // Options are what every submit may carry besides the work itself.
 type Options struct {
-	CancelAfter   *int     `json:"cancel_after,omitempty" minimum:"1" maximum:"604800" doc:"Seconds from now: a task not started by then ends REVOKED and never runs. The Cancel-After header says the same."`
-	Priority      Priority `json:"priority,omitempty" enum:"high,normal,low" doc:"high runs ahead of normal work of every type; low runs when the queues leave room. Default normal."`
-	Webhook       string   `json:"webhook,omitempty" maxLength:"2048" format:"uri" doc:"An https (or http) URL that receives the task record as a signed POST (Standard Webhooks) on the events in webhook_events. Retried with growing delays for about a day; a 410 answer stops it."`
-	WebhookEvents []string `json:"webhook_events,omitempty" maxItems:"3" uniqueItems:"true" enum:"start,progress,completed" doc:"Which events are sent to webhook; default [\"completed\"]."`
+	CancelAfter   *int       `json:"cancel_after,omitempty" minimum:"1" maximum:"604800" doc:"Seconds from now: a task not started by then ends REVOKED and never runs. The Cancel-After header says the same."`
+	Priority      Priority   `json:"priority,omitempty" enum:"high,normal,low" doc:"high runs ahead of normal work of every type; low runs when the queues leave room. Default normal."`
+	Webhook       string     `json:"webhook,omitempty" maxLength:"2048" format:"uri" doc:"An https (or http) URL that receives the task record as a signed POST (Standard Webhooks) on the events in webhook_events. Retried with growing delays for about a day; a 410 answer stops it."`
+	WebhookEvents []string   `json:"webhook_events,omitempty" maxItems:"3" uniqueItems:"true" enum:"start,progress,completed" doc:"Which events are sent to webhook; default [\"completed\"]."`
 	RunAt         *time.Time `json:"run_at,omitempty" doc:"When to start the task (RFC 3339): it stays PENDING, with scheduled_at on its record, until then, and can be cancelled meanwhile. At most MAX_SCHEDULE_AHEAD (30 days) ahead; a time already past starts it now."`
 	Delay         *int       `json:"delay,omitempty" minimum:"1" doc:"Seconds from now to start the task; instead of run_at."`
 }
