@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -191,4 +192,49 @@ func TestEventsOfUnknownTaskAre404(t *testing.T) {
 	defer res.Body.Close()
 	_, _ = io.Copy(io.Discard, res.Body)
 	require.Equal(t, http.StatusNotFound, res.StatusCode)
+}
+
+// Tasks carry metadata labels, and a listing filters by one, within the
+// caller's own tasks; bad labels are a 422 naming metadata.
+func TestMetadataLabelsAndListsTasks(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	acme, _ := submit(t, s.url, `{"prompt":"one","metadata":{"customer":"acme","run":"7"}}`)
+	submit(t, s.url, `{"prompt":"two","metadata":{"customer":"globex"}}`)
+	embed, _ := submitTo(t, s.url, "embed", `{"input":["three"],"metadata":{"customer":"acme"}}`)
+	final, _ := await(t, s.url, acme.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+
+	var page struct {
+		Tasks []struct {
+			TaskID   string            `json:"task_id"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"tasks"`
+	}
+	getJSON(t, s.url+"/background/tasks?metadata%5Bcustomer%5D=acme", &page)
+	require.Len(t, page.Tasks, 2)
+	require.Equal(t, embed.TaskID, page.Tasks[0].TaskID)
+	require.Equal(t, map[string]string{"customer": "acme", "run": "7"}, page.Tasks[1].Metadata)
+	getJSON(t, s.url+"/background/tasks?metadata[customer]=acme&type=embed", &page)
+	require.Len(t, page.Tasks, 1)
+
+	many := map[string]string{}
+	for i := range 17 {
+		many[fmt.Sprint("k", i)] = "v"
+	}
+	body, _ := json.Marshal(map[string]any{"prompt": "x", "metadata": many})
+	for _, bad := range []string{string(body), `{"prompt":"x","metadata":{"` + strings.Repeat("k", 65) + `":"v"}}`} {
+		res, err := http.Post(s.url+"/background/generate_text", "application/json", strings.NewReader(bad))
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode, "%s", raw)
+		require.Contains(t, string(raw), "metadata")
+	}
+	res, err := http.Get(s.url + "/background/tasks?metadata[a]=1&metadata[b]=2")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode, "one metadata filter at a time")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -19,6 +20,29 @@ type listTasksInput struct {
 	Type   string `query:"type" enum:"generate_text,describe_image,embed,text_to_speech,speech_to_text" doc:"Only tasks of this type."`
 	Limit  int    `query:"limit" minimum:"1" maximum:"100" default:"20" doc:"Tasks per page."`
 	Cursor string `query:"cursor" maxLength:"200" doc:"next_cursor from the previous page."`
+	// metaKey and metaValue are a metadata[KEY]=VALUE parameter, which
+	// huma cannot declare: Resolve reads it from the query.
+	metaKey, metaValue string
+}
+
+// Resolve reads the one metadata[KEY]=VALUE filter a listing may have.
+func (in *listTasksInput) Resolve(ctx huma.Context) []error {
+	u := ctx.URL()
+	for name, values := range u.Query() {
+		key, ok := strings.CutPrefix(name, "metadata[")
+		if !ok {
+			continue
+		}
+		key, ok = strings.CutSuffix(key, "]")
+		switch {
+		case !ok || key == "" || len(key) > task.MaxMetadataKey || len(values) != 1 || len(values[0]) > task.MaxMetadataValue:
+			return []error{&huma.ErrorDetail{Location: "query." + name, Message: "want one metadata[KEY]=VALUE, KEY up to 64 characters, VALUE up to 512", Value: values}}
+		case in.metaKey != "":
+			return []error{&huma.ErrorDetail{Location: "query." + name, Message: "a listing takes one metadata filter"}}
+		}
+		in.metaKey, in.metaValue = key, values[0]
+	}
+	return nil
 }
 
 // TaskList is one page of tasks.
@@ -35,6 +59,7 @@ type listTasksOutput struct {
 func (h *handlers) listTasks(ctx context.Context, in *listTasksInput) (*listTasksOutput, error) {
 	page, err := h.deps.Tasks.List(ctx, service.ListQuery{
 		Status: task.Status(in.Status), Type: task.Type(in.Type), Limit: in.Limit, Cursor: in.Cursor,
+		MetaKey: in.metaKey, MetaValue: in.metaValue,
 	})
 	if err != nil {
 		return nil, h.problem(ctx, err)

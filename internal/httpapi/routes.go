@@ -144,7 +144,7 @@ func registerRoutes(api huma.API, h *handlers) {
 		Method:      http.MethodGet,
 		Path:        "/background/tasks",
 		Summary:     "List tasks",
-		Description: "Newest first, optionally filtered by status and type, a page at a time: pass next_cursor as cursor until it is absent. Finished tasks drop out after RESULT_TTL.",
+		Description: "Newest first, optionally filtered by status and type, and by one metadata label (metadata[KEY]=VALUE in the query, e.g. ?metadata[customer]=acme), a page at a time: pass next_cursor as cursor until it is absent. Finished tasks drop out after RESULT_TTL.",
 		Tags:        []string{"Background tasks"},
 		Errors:      []int{http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, h.listTasks)

@@ -54,24 +54,7 @@ type kept struct {
 	Metadata     map[string]string `json:"metadata"`
 }
 
-// OpenAI's bounds on metadata, which this front keeps to.
-const (
-	maxMetadata      = 16
-	maxMetadataKey   = 64
-	maxMetadataValue = 512
-)
-
-func checkMetadata(m map[string]string) error {
-	if len(m) > maxMetadata {
-		return task.Invalid("metadata", fmt.Sprintf("metadata holds at most %d pairs", maxMetadata))
-	}
-	for k, v := range m {
-		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
-			return task.Invalid("metadata", fmt.Sprintf("metadata keys are 1 to %d characters and values up to %d", maxMetadataKey, maxMetadataValue))
-		}
-	}
-	return nil
-}
+func checkMetadata(m map[string]string) error { return task.CheckMetadata("metadata", m) }
 
 // keptOf reads what the task of rec kept of its request; nil when it kept
 // none.
@@ -145,6 +128,7 @@ func (req responseRequest) input() (task.GenerateTextInput, error) {
 	}
 	in := task.GenerateTextInput{Model: req.Model, Messages: append(messages, turns...), MaxTokens: req.MaxOutputTokens,
 		Temperature: req.Temperature, TopP: req.TopP, User: req.User}
+	in.Metadata = req.Metadata // on the task's record too, where listings filter by it
 	for i, t := range req.Tools {
 		if t.Type != "function" {
 			return in, task.Invalid(fmt.Sprintf("tools[%d].type", i), fmt.Sprintf("tool type %q is not supported; SIGANTENG serves function tools", t.Type))

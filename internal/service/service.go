@@ -324,6 +324,7 @@ func (s *Service) applyOptions(rec *task.Record, o task.Options, caller auth.Cal
 	if err := s.schedule(rec, o); err != nil {
 		return err
 	}
+	rec.Metadata = o.Metadata
 	if o.Priority == task.PriorityHigh && !caller.MayUseHighPriority() {
 		return task.Invalid("priority", "this API key may not submit priority high work; an operator gives the right with keys create --high-priority")
 	}

@@ -26,6 +26,7 @@ const IndexKey = "{siganteng}:tasks"
 const (
 	statusIndexInfix = ":status:"
 	typeIndexInfix   = ":type:"
+	metaIndexInfix   = ":meta:"
 )
 
 // indexLua defines scopes(owner): the list index keys a task of owner is
@@ -38,9 +39,13 @@ local function scopes(owner)
 end
 `
 
-// filteredIndex is the index holding exactly the tasks q selects of index.
+// filteredIndex is the index holding exactly the tasks q selects of index;
+// with a metadata label, the label's, whose tasks are then checked for the
+// status and type.
 func filteredIndex(index string, q ListQuery) string {
 	switch {
+	case q.MetaKey != "":
+		return index + metaIndexInfix + q.MetaKey + "=" + q.MetaValue
 	case q.Status != "" && q.Type != "":
 		return index + statusIndexInfix + string(q.Status) + typeIndexInfix + string(q.Type)
 	case q.Status != "":
@@ -58,8 +63,11 @@ type ListQuery struct {
 	All    bool
 	Status task.Status // "" for any
 	Type   task.Type   // "" for any
-	Limit  int         // page size, at least 1
-	Cursor string      // "" for the newest; else a task.Page's NextCursor
+	// MetaKey and MetaValue select the tasks that carry that label; ""
+	// for any.
+	MetaKey, MetaValue string
+	Limit              int    // page size, at least 1
+	Cursor             string // "" for the newest; else a task.Page's NextCursor
 }
 
 // maxScan bounds the index entries one listing reads, so that a filter
@@ -129,7 +137,8 @@ func (s *Store) List(ctx context.Context, q ListQuery) (task.Page, error) {
 			switch {
 			case rec == nil:
 				gone = append(gone, ids[i])
-			case (q.Status == "" || rec.Status == q.Status) && (q.Type == "" || rec.Type == q.Type):
+			case (q.Status == "" || rec.Status == q.Status) && (q.Type == "" || rec.Type == q.Type) &&
+				(q.MetaKey == "" || rec.Metadata[q.MetaKey] == q.MetaValue):
 				if len(page.Tasks) == q.Limit {
 					// One more than the page holds: there is a next page,
 					// which starts after the last task shown.

@@ -89,9 +89,20 @@ for _, scope in ipairs(scoped) do
   redis.call('ZADD', scope .. ':status:PENDING', ARGV[2], ARGV[1])
   redis.call('ZADD', scope .. ':status:PENDING:type:' .. typ, ARGV[2], ARGV[1])
 end
+for i = 8, #ARGV, 2 do
+  if string.sub(ARGV[i], 1, 2) == 'm:' then
+    for _, scope in ipairs(scoped) do
+      redis.call('ZADD', scope .. ':meta:' .. string.sub(ARGV[i], 3) .. '=' .. ARGV[i + 1], ARGV[2], ARGV[1])
+    end
+  end
+end
 redis.call('XADD', KEYS[4], '*', 'event', 'status', 'data', ARGV[4])
 return 1
 `)
+
+// metaField starts the record field of each metadata label; the create
+// script indexes each as <scope>:meta:<key>=<value>.
+const metaField = "m:"
 
 // Limits bound what an owner may submit; zero values mean no limit.
 type Limits struct {
@@ -134,6 +145,9 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 	}
 	if rec.ScheduledAt != nil {
 		fields = append(fields, "scheduled_at", formatTime(*rec.ScheduledAt))
+	}
+	for k, v := range rec.Metadata {
+		fields = append(fields, metaField+k, v)
 	}
 	if rec.Priority != "" {
 		fields = append(fields, "priority", string(rec.Priority))
@@ -183,10 +197,16 @@ release()
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local typ = redis.call('HGET', KEYS[1], 'type') or ''
 local status = redis.call('HGET', KEYS[1], 'status') or ''
+local h = redis.call('HGETALL', KEYS[1])
 for _, scope in ipairs(scopes(owner)) do
   redis.call('ZREM', scope .. ':type:' .. typ, ARGV[1])
   redis.call('ZREM', scope .. ':status:' .. status, ARGV[1])
   redis.call('ZREM', scope .. ':status:' .. status .. ':type:' .. typ, ARGV[1])
+  for i = 1, #h, 2 do
+    if string.sub(h[i], 1, 2) == 'm:' then
+      redis.call('ZREM', scope .. ':meta:' .. string.sub(h[i], 3) .. '=' .. h[i + 1], ARGV[1])
+    end
+  end
 end
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -543,6 +563,14 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	rec.ExpiresAt = parseTimePtr(h["expires_at"])
 	rec.CancelAt = parseTimePtr(h["cancel_at"])
 	rec.ScheduledAt = parseTimePtr(h["scheduled_at"])
+	for f, v := range h {
+		if k, ok := strings.CutPrefix(f, metaField); ok {
+			if rec.Metadata == nil {
+				rec.Metadata = map[string]string{}
+			}
+			rec.Metadata[k] = v
+		}
+	}
 	rec.Priority = task.Priority(h["priority"])
 	rec.Owner = h["owner"]
 	if v := h["progress"]; v != "" {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -222,3 +223,39 @@ func redisTTL(b *testBundle, key string) (time.Duration, error) {
 }
 
 func rawDel(b *testBundle, key string) error { return b.rdb.Del(b.ctx, key).Err() }
+
+// A task's metadata labels are on its record and in an index of each
+// label, kept by the create and delete scripts; a filtered page reads the
+// label's index, so it costs what the page costs.
+func TestMetadataIsKeptAndIndexed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i, customer := range []string{"acme", "globex", "acme"} {
+		require.NoError(t, b.store.Create(b.ctx, &task.Record{ID: fmt.Sprintf("t%d", i), Type: task.TypeGenerateText, Status: task.StatusPending,
+			CreatedAt: b.now.Add(time.Duration(i) * time.Second), Owner: "sgk_k", Metadata: map[string]string{"customer": customer, "run": "7"}}, store.Limits{}))
+	}
+	rec, err := b.store.Get(b.ctx, "t0")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"customer": "acme", "run": "7"}, rec.Metadata)
+
+	q := store.ListQuery{Owner: "sgk_k", MetaKey: "customer", MetaValue: "acme", Limit: 10}
+	_, err = b.store.List(b.ctx, q) // warm up: new pooled connections send their handshake through the hook
+	require.NoError(t, err)
+	b.trips.Reset()
+	page, err := b.store.List(b.ctx, q)
+	require.NoError(t, err)
+	require.Len(t, page.Tasks, 2)
+	require.Equal(t, "t2", page.Tasks[0].ID, "newest first")
+	require.LessOrEqual(t, b.trips.Count(), int64(2), "the label's index and its records")
+	page, err = b.store.List(b.ctx, store.ListQuery{Owner: "sgk_k", MetaKey: "customer", MetaValue: "initech", Limit: 10})
+	require.NoError(t, err)
+	require.Empty(t, page.Tasks)
+	page, err = b.store.List(b.ctx, store.ListQuery{Owner: "sgk_other", MetaKey: "customer", MetaValue: "acme", Limit: 10})
+	require.NoError(t, err)
+	require.Empty(t, page.Tasks, "another key's labels are its own")
+
+	require.NoError(t, b.store.Delete(b.ctx, "t0"))
+	n, err := b.rdb.ZCard(b.ctx, store.OwnerIndexPrefix+"sgk_k:meta:customer=acme").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "delete takes the task out of its labels' indexes")
+}

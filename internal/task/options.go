@@ -34,12 +34,38 @@ const MaxWebhookURL = 2048
 
 // Options are what every submit may carry besides the work itself.
 type Options struct {
-	CancelAfter   *int       `json:"cancel_after,omitempty" minimum:"1" maximum:"604800" doc:"Seconds from now: a task not started by then ends REVOKED and never runs. The Cancel-After header says the same."`
-	Priority      Priority   `json:"priority,omitempty" enum:"high,normal,low" doc:"high runs ahead of normal work of every type; low runs when the queues leave room. Default normal."`
-	Webhook       string     `json:"webhook,omitempty" maxLength:"2048" format:"uri" doc:"An https (or http) URL that receives the task record as a signed POST (Standard Webhooks) on the events in webhook_events. Retried with growing delays for about a day; a 410 answer stops it."`
-	WebhookEvents []string   `json:"webhook_events,omitempty" maxItems:"3" uniqueItems:"true" enum:"start,progress,completed" doc:"Which events are sent to webhook; default [\"completed\"]."`
-	RunAt         *time.Time `json:"run_at,omitempty" doc:"When to start the task (RFC 3339): it stays PENDING, with scheduled_at on its record, until then, and can be cancelled meanwhile. At most MAX_SCHEDULE_AHEAD (30 days) ahead; a time already past starts it now."`
-	Delay         *int       `json:"delay,omitempty" minimum:"1" doc:"Seconds from now to start the task; instead of run_at."`
+	CancelAfter   *int              `json:"cancel_after,omitempty" minimum:"1" maximum:"604800" doc:"Seconds from now: a task not started by then ends REVOKED and never runs. The Cancel-After header says the same."`
+	Priority      Priority          `json:"priority,omitempty" enum:"high,normal,low" doc:"high runs ahead of normal work of every type; low runs when the queues leave room. Default normal."`
+	Webhook       string            `json:"webhook,omitempty" maxLength:"2048" format:"uri" doc:"An https (or http) URL that receives the task record as a signed POST (Standard Webhooks) on the events in webhook_events. Retried with growing delays for about a day; a 410 answer stops it."`
+	WebhookEvents []string          `json:"webhook_events,omitempty" maxItems:"3" uniqueItems:"true" enum:"start,progress,completed" doc:"Which events are sent to webhook; default [\"completed\"]."`
+	RunAt         *time.Time        `json:"run_at,omitempty" doc:"When to start the task (RFC 3339): it stays PENDING, with scheduled_at on its record, until then, and can be cancelled meanwhile. At most MAX_SCHEDULE_AHEAD (30 days) ahead; a time already past starts it now."`
+	Delay         *int              `json:"delay,omitempty" minimum:"1" doc:"Seconds from now to start the task; instead of run_at."`
+	Metadata      map[string]string `json:"metadata,omitempty" maxProperties:"16" doc:"Up to 16 labels (keys up to 64 characters, values up to 512), returned on the record; GET /background/tasks?metadata[KEY]=VALUE lists the tasks that carry one."`
+}
+
+// Metadata bounds, as OpenAI's.
+const (
+	MaxMetadataPairs = 16
+	MaxMetadataKey   = 64
+	MaxMetadataValue = 512
+)
+
+// CheckMetadata checks labels against the bounds, naming field.
+func CheckMetadata(field string, m map[string]string) error {
+	if len(m) > MaxMetadataPairs {
+		return Invalid(field, fmt.Sprintf("%s holds at most %d pairs", field, MaxMetadataPairs))
+	}
+	for k, v := range m {
+		switch {
+		case k == "" || len(k) > MaxMetadataKey:
+			return Invalid(field, fmt.Sprintf("%s keys are 1 to %d characters", field, MaxMetadataKey))
+		case strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0):
+			return Invalid(field, fmt.Sprintf("%s keys hold no '=' and no NUL", field))
+		case len(v) > MaxMetadataValue:
+			return Invalid(field, fmt.Sprintf("%s values are at most %d characters", field, MaxMetadataValue))
+		}
+	}
+	return nil
 }
 
 // SubmitOptions returns the options; every input embeds Options, so this is
@@ -54,6 +80,9 @@ func (o *Options) OptionsRef() *Options { return o }
 func (o Options) Validate() error {
 	if o.CancelAfter != nil && (*o.CancelAfter < 1 || *o.CancelAfter > 604800) {
 		return Invalid("cancel_after", "cancel_after must be between 1 and 604800 seconds")
+	}
+	if err := CheckMetadata("metadata", o.Metadata); err != nil {
+		return err
 	}
 	switch {
 	case o.RunAt != nil && o.Delay != nil:

@@ -53,21 +53,22 @@ type Record struct {
 	Webhook  *WebhookInfo `json:"webhook,omitempty" doc:"Where the task's events are posted (the URL's query is not shown)."`
 	// WebhookURL is the whole webhook URL, for deliveries only: its query
 	// may hold the receiver's token, so it is never shown.
-	WebhookURL    string          `json:"-"`
-	Input         json.RawMessage `json:"input,omitempty" doc:"Summary of the input (never the full prompt)."`
-	CreatedAt     time.Time       `json:"created_at"`
-	StartedAt     *time.Time      `json:"started_at,omitempty"`
-	CompletedAt   *time.Time      `json:"completed_at,omitempty"`
-	NextAttemptAt *time.Time      `json:"next_attempt_at,omitempty" doc:"When a RETRY task runs again."`
-	CancelAt      *time.Time      `json:"cancel_at,omitempty" doc:"From cancel_after: a task not started by then ends REVOKED."`
-	ScheduledAt   *time.Time      `json:"scheduled_at,omitempty" doc:"From run_at or delay: when the task starts; it is PENDING until then."`
-	ExpiresAt     *time.Time      `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
-	Result        json.RawMessage `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
-	Error         *Failure        `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
-	Deployment    string          `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
-	Usage         *Metered        `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
-	Calls         []Call          `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
-	Waiting       *Waiting        `json:"waiting,omitempty" doc:"Set while a PENDING task waits for its deployment's budget (flow control): why, and since when."`
+	WebhookURL    string            `json:"-"`
+	Input         json.RawMessage   `json:"input,omitempty" doc:"Summary of the input (never the full prompt)."`
+	CreatedAt     time.Time         `json:"created_at"`
+	StartedAt     *time.Time        `json:"started_at,omitempty"`
+	CompletedAt   *time.Time        `json:"completed_at,omitempty"`
+	NextAttemptAt *time.Time        `json:"next_attempt_at,omitempty" doc:"When a RETRY task runs again."`
+	CancelAt      *time.Time        `json:"cancel_at,omitempty" doc:"From cancel_after: a task not started by then ends REVOKED."`
+	ScheduledAt   *time.Time        `json:"scheduled_at,omitempty" doc:"From run_at or delay: when the task starts; it is PENDING until then."`
+	Metadata      map[string]string `json:"metadata,omitempty" doc:"The labels given on submit."`
+	ExpiresAt     *time.Time        `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
+	Result        json.RawMessage   `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
+	Error         *Failure          `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
+	Deployment    string            `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
+	Usage         *Metered          `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
+	Calls         []Call            `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
+	Waiting       *Waiting          `json:"waiting,omitempty" doc:"Set while a PENDING task waits for its deployment's budget (flow control): why, and since when."`
 }
 
 // Waiting says why a task waits for budget before its provider call: its
