@@ -298,6 +298,8 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 	log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "poll_interval", cfg.WorkerPollInterval)
 	p.goRun(func() { sweepArtifacts(p.ctx, c.artifacts, cfg.ResultTTL, log) })
 	p.goRun(func() { sweepFiles(p.ctx, c.svc, log) })
+	deadlines := worker.NewDeadlines(c.records, cfg.RetryPollInterval, log.With("component", "deadlines"), nil)
+	p.goRun(func() { deadlines.Run(p.ctx) })
 	reconciler := worker.NewReconciler(c.rdb, c.records, log.With("component", "reconciler"))
 	reconciler.Interval = cfg.ReconcileInterval
 	reconciler.Inputs = c.svc

@@ -172,6 +172,7 @@ type record struct {
 	NextAttemptAt *time.Time    `json:"next_attempt_at"`
 	StartedAt     *time.Time    `json:"started_at"`
 	ScheduledAt   *time.Time    `json:"scheduled_at"`
+	DeadlineAt    *time.Time    `json:"deadline_at"`
 	Deployment    string        `json:"deployment"`
 	Usage         *task.Metered `json:"usage"`
 	Calls         []task.Call   `json:"calls"`

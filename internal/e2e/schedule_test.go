@@ -70,3 +70,37 @@ func TestAScheduledTaskCancelledWhileItWaitsNeverRuns(t *testing.T) {
 		15*time.Second, 20*time.Millisecond)
 	require.Empty(t, fake.Calls(), "the provider was never called")
 }
+
+// A deadline ends the whole task: a running call is cut, and a task that
+// sits between retries ends at the deadline, not at its next attempt.
+func TestADeadlineEndsATaskWhateverItIsDoing(t *testing.T) {
+	t.Parallel()
+	slow := providertest.NewOpenAIFake(providertest.WithDelay(30 * time.Second))
+	t.Cleanup(slow.Close)
+	s := start(t, "serve", openAIEnv(t, slow, redistest.URL(t)))
+	rec, _ := submit(t, s.url, `{"prompt":"too slow","deadline_after":1}`)
+	require.NotNil(t, rec.DeadlineAt)
+	final, seen := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "REVOKED", final.Status, "seen %v", seen)
+	require.Equal(t, "deadline_exceeded", final.Error.Code)
+	require.Contains(t, seen, "STARTED", "it was cut while running")
+	require.Len(t, slow.Calls(), 1)
+
+	failing := providertest.NewOpenAIFake(providertest.WithFailures(func(int) *providertest.Reply {
+		r := providertest.NewOpenAIFake().ErrorReply(503, "overloaded", 30*time.Second)
+		return &r
+	}))
+	t.Cleanup(failing.Close)
+	s2 := start(t, "serve", openAIEnv(t, failing, redistest.URL(t)))
+	began := time.Now()
+	rec, _ = submit(t, s2.url, `{"prompt":"retried","deadline_after":2}`)
+	final, seen = await(t, s2.url, rec.TaskID, 15*time.Second)
+	require.Equal(t, "REVOKED", final.Status, "seen %v", seen)
+	require.Equal(t, "deadline_exceeded", final.Error.Code)
+	require.Contains(t, seen, "RETRY")
+	require.Less(t, time.Since(began), 10*time.Second, "ended at its deadline, not at the retry 30 s later")
+
+	res, raw := call(t, "POST", s.url+"/background/generate_text", "", `{"prompt":"x","delay":10,"deadline_after":5}`)
+	require.Equal(t, 422, res.StatusCode, "%s", raw)
+	require.Contains(t, string(raw), "deadline_after")
+}

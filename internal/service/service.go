@@ -312,6 +312,29 @@ func (s *Service) schedule(rec *task.Record, o task.Options) error {
 	return nil
 }
 
+// deadline sets when the whole task must have ended: after its submit,
+// and after its scheduled start.
+func deadline(rec *task.Record, o task.Options) error {
+	var at time.Time
+	field := "deadline"
+	switch {
+	case o.DeadlineAfter != nil:
+		at, field = rec.CreatedAt.Add(time.Duration(*o.DeadlineAfter)*time.Second), "deadline_after"
+	case o.Deadline != nil:
+		at = o.Deadline.UTC()
+	default:
+		return nil
+	}
+	switch {
+	case !at.After(rec.CreatedAt):
+		return task.Invalid(field, "the deadline has passed already")
+	case rec.ScheduledAt != nil && !at.After(*rec.ScheduledAt):
+		return task.Invalid(field, "the deadline comes before the task's scheduled start")
+	}
+	rec.DeadlineAt = &at
+	return nil
+}
+
 // applyOptions checks what every submit may carry and writes it on rec.
 func (s *Service) applyOptions(rec *task.Record, o task.Options, caller auth.Caller) error {
 	if err := o.Validate(); err != nil {
@@ -325,6 +348,9 @@ func (s *Service) applyOptions(rec *task.Record, o task.Options, caller auth.Cal
 		return err
 	}
 	rec.Metadata = o.Metadata
+	if err := deadline(rec, o); err != nil {
+		return err
+	}
 	if o.Priority == task.PriorityHigh && !caller.MayUseHighPriority() {
 		return task.Invalid("priority", "this API key may not submit priority high work; an operator gives the right with keys create --high-priority")
 	}

@@ -96,9 +96,15 @@ for i = 8, #ARGV, 2 do
     end
   end
 end
+local deadline = redis.call('HGET', KEYS[1], 'deadline_ms')
+if deadline then redis.call('ZADD', '` + DeadlinesKey + `', deadline, ARGV[1]) end
 redis.call('XADD', KEYS[4], '*', 'event', 'status', 'data', ARGV[4])
 return 1
 `)
+
+// DeadlinesKey is a sorted set of the tasks given a deadline, scored by it
+// in milliseconds: a sweeper ends those whose deadline has passed.
+const DeadlinesKey = "{siganteng}:deadlines"
 
 // metaField starts the record field of each metadata label; the create
 // script indexes each as <scope>:meta:<key>=<value>.
@@ -148,6 +154,9 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 	}
 	for k, v := range rec.Metadata {
 		fields = append(fields, metaField+k, v)
+	}
+	if rec.DeadlineAt != nil {
+		fields = append(fields, "deadline_at", formatTime(*rec.DeadlineAt), "deadline_ms", rec.DeadlineAt.UnixMilli())
 	}
 	if rec.Priority != "" {
 		fields = append(fields, "priority", string(rec.Priority))
@@ -436,7 +445,37 @@ func (s *Store) Succeeded(ctx context.Context, id string, out Success, at time.T
 // Revoked ends a task that has not ended: it will not run, or, running, is
 // stopped. It returns ErrFinished for a task that had already ended.
 func (s *Store) Revoked(ctx context.Context, id, reason string, at time.Time) error {
-	failure := task.Failure{Code: task.FailureRevoked, Message: reason}
+	return s.revoked(ctx, id, task.Failure{Code: task.FailureRevoked, Message: reason}, at)
+}
+
+// Overdue returns up to limit tasks whose deadline has passed by now.
+func (s *Store) Overdue(ctx context.Context, now time.Time, limit int64) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, DeadlinesKey, &redis.ZRangeBy{Min: "-inf", Max: fmt.Sprint(now.UnixMilli()), Count: limit}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: overdue: %w", err)
+	}
+	return ids, nil
+}
+
+// DeadlinePassed ends a task whose deadline has passed (REVOKED,
+// deadline_exceeded; a running attempt is stopped, as a cancel stops it)
+// and forgets its deadline. It returns ErrFinished for a task that had
+// ended by then.
+func (s *Store) DeadlinePassed(ctx context.Context, id string, at time.Time) error {
+	err := s.revoked(ctx, id, task.Failure{Code: task.FailureDeadline, Message: "the task's deadline passed before it ended"}, at)
+	if err != nil && !errors.Is(err, ErrFinished) && task.CodeOf(err) != task.ENOTFOUND {
+		return err
+	}
+	if zerr := s.rdb.ZRem(ctx, DeadlinesKey, id).Err(); zerr != nil {
+		return fmt.Errorf("store: forget the deadline of %s: %w", id, zerr)
+	}
+	if task.CodeOf(err) == task.ENOTFOUND {
+		return ErrFinished
+	}
+	return err
+}
+
+func (s *Store) revoked(ctx context.Context, id string, failure task.Failure, at time.Time) error {
 	return s.transition(ctx, id, task.StatusRevoked, &failure, s.resultTTL, change{},
 		"status", string(task.StatusRevoked), "error", mustJSON(failure),
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", "")
@@ -563,6 +602,7 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	rec.ExpiresAt = parseTimePtr(h["expires_at"])
 	rec.CancelAt = parseTimePtr(h["cancel_at"])
 	rec.ScheduledAt = parseTimePtr(h["scheduled_at"])
+	rec.DeadlineAt = parseTimePtr(h["deadline_at"])
 	for f, v := range h {
 		if k, ok := strings.CutPrefix(f, metaField); ok {
 			if rec.Metadata == nil {

@@ -40,6 +40,8 @@ type Options struct {
 	WebhookEvents []string          `json:"webhook_events,omitempty" maxItems:"3" uniqueItems:"true" enum:"start,progress,completed" doc:"Which events are sent to webhook; default [\"completed\"]."`
 	RunAt         *time.Time        `json:"run_at,omitempty" doc:"When to start the task (RFC 3339): it stays PENDING, with scheduled_at on its record, until then, and can be cancelled meanwhile. At most MAX_SCHEDULE_AHEAD (30 days) ahead; a time already past starts it now."`
 	Delay         *int              `json:"delay,omitempty" minimum:"1" doc:"Seconds from now to start the task; instead of run_at."`
+	Deadline      *time.Time        `json:"deadline,omitempty" doc:"When the whole task must have ended (RFC 3339): past it, it ends REVOKED with the code deadline_exceeded, whether it waits, runs (its provider call is cut) or sits between retries."`
+	DeadlineAfter *int              `json:"deadline_after,omitempty" minimum:"1" doc:"Seconds from now: the deadline, instead of deadline."`
 	Metadata      map[string]string `json:"metadata,omitempty" maxProperties:"16" doc:"Up to 16 labels (keys up to 64 characters, values up to 512), returned on the record; GET /background/tasks?metadata[KEY]=VALUE lists the tasks that carry one."`
 }
 
@@ -85,6 +87,10 @@ func (o Options) Validate() error {
 		return err
 	}
 	switch {
+	case o.Deadline != nil && o.DeadlineAfter != nil:
+		return Invalid("deadline_after", "give deadline or deadline_after, not both")
+	case o.DeadlineAfter != nil && *o.DeadlineAfter < 1:
+		return Invalid("deadline_after", "deadline_after must be at least 1 second")
 	case o.RunAt != nil && o.Delay != nil:
 		return Invalid("delay", "give run_at or delay, not both")
 	case o.Delay != nil && *o.Delay < 1:

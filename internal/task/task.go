@@ -62,6 +62,7 @@ type Record struct {
 	CancelAt      *time.Time        `json:"cancel_at,omitempty" doc:"From cancel_after: a task not started by then ends REVOKED."`
 	ScheduledAt   *time.Time        `json:"scheduled_at,omitempty" doc:"From run_at or delay: when the task starts; it is PENDING until then."`
 	Metadata      map[string]string `json:"metadata,omitempty" doc:"The labels given on submit."`
+	DeadlineAt    *time.Time        `json:"deadline_at,omitempty" doc:"From deadline or deadline_after: past it the task ends REVOKED (deadline_exceeded), running or not."`
 	ExpiresAt     *time.Time        `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
 	Result        json.RawMessage   `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
 	Error         *Failure          `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
@@ -140,6 +141,8 @@ const (
 	FailureInternal            FailureCode = "internal"
 	FailureLost                FailureCode = "lost"    // the worker died with no retries left, or the queue lost the task
 	FailureRevoked             FailureCode = "revoked" // cancelled by the client
+	// FailureDeadline: the task's deadline passed before it ended.
+	FailureDeadline FailureCode = "deadline_exceeded"
 	// FailureFlowLimited: the task waited FLOW_MAX_WAIT for its
 	// deployment's budget and got none.
 	FailureFlowLimited FailureCode = "deployment_rate_limited"
