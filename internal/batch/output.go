@@ -108,6 +108,9 @@ func (r *Runner) collect(ctx context.Context, b *task.Batch, p task.BatchProgres
 		case rec == nil:
 			l.Error = &lineFailure{Code: "lost", Message: "the line's task record is gone (it outlived RESULT_TTL)"}
 		case rec.Status == task.StatusSuccess:
+			if err := r.inline(ctx, rec); err != nil {
+				return 0, 0, err
+			}
 			body, err := r.codec.Answer(b.Endpoint, rec)
 			if err != nil {
 				return 0, 0, err
@@ -177,6 +180,21 @@ func (r *Runner) collect(ctx context.Context, b *task.Batch, p task.BatchProgres
 		r.log.Warn("written batch lines' records were not deleted; they expire by RESULT_TTL", "batch_id", b.ID, "err", err)
 	}
 	return n, len(inflight) - n, nil
+}
+
+// inline reads a result kept in the artifact store (one larger than
+// LARGE_RESULT_BYTES) into its record.
+func (r *Runner) inline(ctx context.Context, rec *task.Record) error {
+	if rec.ResultKey == "" {
+		return nil
+	}
+	obj, err := r.artifacts.Open(ctx, rec.ResultKey)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	rec.Result, err = io.ReadAll(obj)
+	return err
 }
 
 // failureOf is a failed line's status and OpenAI-shaped error body.

@@ -101,6 +101,9 @@ type Config struct {
 	// MaxScheduleAhead bounds a submit's run_at and delay
 	// (MAX_SCHEDULE_AHEAD).
 	MaxScheduleAhead time.Duration
+	// LargeResultBytes is the size past which a result is kept in the
+	// artifact store, not the record (LARGE_RESULT_BYTES).
+	LargeResultBytes int
 	// WebhookConcurrency is how many webhook deliveries one worker process
 	// makes at once (WEBHOOK_CONCURRENCY), in a pool of their own.
 	WebhookConcurrency int
@@ -227,6 +230,7 @@ var Vars = []Var{
 	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, low=1 (webhook deliveries have a pool of their own, WEBHOOK_CONCURRENCY): a queue with twice the weight is looked at first twice as often"},
 	{"MAX_FILE_BYTES", "209715200", "largest file of the Files API (/v1/files; 200 MiB, as OpenAI's batch input): streamed into the artifact store, 413 past it"},
 	{"BATCH_WINDOW", "256", "lines of one batch in flight at once (queued or running as tasks); the rest wait in the input file, so a batch of any size holds about this many in Redis. Lines count against the key's MAX_UNFINISHED_PER_KEY"},
+	{"LARGE_RESULT_BYTES", "262144", "a result larger than this (256 KiB of JSON: a long text, a large set of embeddings) is kept in the artifact store, not in its Redis record; GET /background/tasks/{id} still inlines it (?result=link names it in result_url instead), listings never do; 0 keeps every result in Redis"},
 	{"MAX_SCHEDULE_AHEAD", "720h", "how far ahead a submit's run_at or delay may start a task (30 days); a scheduled task waits PENDING, holding no worker, in the queue's scheduled set"},
 	{"BATCH_MAX_LINES", "50000", "most lines a batch's input file may hold (OpenAI's limit); a longer file fails validation with too_many_requests"},
 	{"WEBHOOK_CONCURRENCY", "64", "webhook deliveries one worker process makes at once, in a pool of their own beside WORKER_CONCURRENCY's, so slow receivers never hold a task's slot"},
@@ -333,6 +337,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.BatchWindow = p.intAtLeast("BATCH_WINDOW", 1)
 	cfg.BatchMaxLines = p.intAtLeast("BATCH_MAX_LINES", 1)
 	cfg.MaxScheduleAhead = p.duration("MAX_SCHEDULE_AHEAD")
+	cfg.LargeResultBytes = p.intAtLeast("LARGE_RESULT_BYTES", 0)
 	cfg.S3.PathStyle = p.boolean("S3_PATH_STYLE")
 	if (cfg.S3.AccessKey == "") != (cfg.S3.SecretKey == "") {
 		p.fail("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")

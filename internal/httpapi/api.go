@@ -54,8 +54,11 @@ type Tasks interface {
 	// TextToSpeech starts speech now; errors as GenerateText's. The caller
 	// closes the body.
 	TextToSpeech(ctx context.Context, in task.TextToSpeechInput) (*service.Audio, error)
-	// Get returns a record; ENOTFOUND, EUNAVAILABLE.
+	// Get returns a record, its result inlined; ENOTFOUND, EUNAVAILABLE.
 	Get(ctx context.Context, id string) (*task.Record, error)
+	// GetLinked returns a record whose large result is named, not
+	// inlined; ENOTFOUND, EUNAVAILABLE.
+	GetLinked(ctx context.Context, id string) (*task.Record, error)
 	// Cancel revokes a task and returns its record; ENOTFOUND, EUNAVAILABLE.
 	Cancel(ctx context.Context, id string) (*task.Record, error)
 	// Idempotent runs submit once per Idempotency-Key; see service.Idempotent.

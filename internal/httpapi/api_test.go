@@ -210,6 +210,10 @@ func (f *fakeTasks) Wait(ctx context.Context, id string, _ time.Duration) (*task
 	return &task.Record{ID: id, Status: task.StatusPending}, nil
 }
 
+func (f *fakeTasks) GetLinked(ctx context.Context, id string) (*task.Record, error) {
+	return f.Get(ctx, id)
+}
+
 func (f *fakeTasks) Get(_ context.Context, id string) (*task.Record, error) {
 	if r, ok := f.records[id]; ok {
 		return r, nil

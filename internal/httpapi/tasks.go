@@ -87,12 +87,21 @@ type getTaskInput struct {
 	TaskID string `path:"task_id" maxLength:"64" doc:"The task_id from the submit answer."`
 }
 
+type statusInput struct {
+	TaskID string `path:"task_id" maxLength:"64" doc:"The task_id from the submit answer."`
+	Result string `query:"result" enum:"inline,link" default:"inline" doc:"link leaves a result larger than LARGE_RESULT_BYTES out of the answer and names it in result_url (read this record without link to have it inlined)."`
+}
+
 type recordOutput struct {
 	Body *task.Record
 }
 
-func (h *handlers) getTask(ctx context.Context, in *getTaskInput) (*recordOutput, error) {
-	rec, err := h.deps.Tasks.Get(ctx, in.TaskID)
+func (h *handlers) getTask(ctx context.Context, in *statusInput) (*recordOutput, error) {
+	get := h.deps.Tasks.Get
+	if in.Result == "link" {
+		get = h.deps.Tasks.GetLinked
+	}
+	rec, err := get(ctx, in.TaskID)
 	if err != nil {
 		return nil, h.problem(ctx, err)
 	}

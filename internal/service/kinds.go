@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,8 +43,26 @@ func registry(list ...kind) map[task.Type]kind {
 func runs[I input](typ task.Type, provider func(Providers) named,
 	do func(s *Service, ctx context.Context, id string, in I, progress Progress) (any, error)) kind {
 	return kind{typ: typ, run: func(s *Service, ctx context.Context, id string, payload []byte, progress Progress) (Outcome, error) {
-		return execute(ctx, payload, typ, provider(s.deps.Providers), func(in I) (any, error) { return do(s, ctx, id, in, progress) })
+		out, err := execute(ctx, payload, typ, provider(s.deps.Providers), func(in I) (any, error) { return do(s, ctx, id, in, progress) })
+		if err != nil {
+			return out, err
+		}
+		return s.keepLarge(ctx, id, out)
 	}}
+}
+
+// keepLarge moves a result larger than LARGE_RESULT_BYTES into the artifact
+// store, so that Redis holds no multi-megabyte record; Get inlines it.
+func (s *Service) keepLarge(ctx context.Context, id string, out Outcome) (Outcome, error) {
+	if s.cfg.LargeResultBytes <= 0 || len(out.Result) <= s.cfg.LargeResultBytes {
+		return out, nil
+	}
+	key := task.ResultKey(id)
+	if _, err := s.deps.Artifacts.Put(ctx, key, bytes.NewReader(out.Result)); err != nil {
+		return out, task.Unavailable("the artifact store is unavailable; the result was not kept", err)
+	}
+	out.Result, out.ResultKey = nil, key
+	return out, nil
 }
 
 // Execute runs one queued task, telling progress (which may be nil) what it

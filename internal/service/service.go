@@ -82,6 +82,9 @@ type Config struct {
 	SyncTimeout    time.Duration // bound on synchronous calls
 	MaxUploadBytes int64         // bound on an image in a data: URL
 	MaxFileBytes   int64         // bound on a file of the Files API
+	// LargeResultBytes is the size past which a result is kept in the
+	// artifact store rather than the record; 0 keeps every one inline.
+	LargeResultBytes int
 	// MaxScheduleAhead bounds run_at and delay; 0 for no bound.
 	MaxScheduleAhead time.Duration
 	// MaxOutputTokens caps max_tokens and is sent when a request gives
@@ -429,6 +432,26 @@ func (s *Service) capTokens(n **int) error {
 // Get returns a task's record. Another caller's task is, to this caller,
 // unknown: the same 404, so ids cannot be probed.
 func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
+	rec, err := s.GetLinked(ctx, id)
+	if err != nil || rec.ResultKey == "" {
+		return rec, err
+	}
+	obj, err := s.deps.Artifacts.Open(ctx, rec.ResultKey)
+	if err != nil {
+		return nil, task.Unavailable("the artifact store is unavailable; the result cannot be read", err)
+	}
+	defer obj.Close()
+	if rec.Result, err = io.ReadAll(obj); err != nil {
+		return nil, task.Unavailable("the artifact store is unavailable; the result cannot be read", err)
+	}
+	rec.ResultURL = ""
+	return rec, nil
+}
+
+// GetLinked is Get that leaves a result kept in the artifact store (one
+// larger than LARGE_RESULT_BYTES) out, naming where it is read instead:
+// one Redis read, whatever the result's size.
+func (s *Service) GetLinked(ctx context.Context, id string) (*task.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	rec, err := s.deps.Records.Get(ctx, id)
@@ -593,6 +616,11 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	}
 	s.dropInput(ctx, id, rec.Owner) // an upload, or a kept request
 	s.dropImages(ctx, id, rec.Owner, storedImagesOf(rec))
+	if rec.ResultKey != "" {
+		if err := s.deps.Artifacts.Delete(ctx, rec.ResultKey); err != nil {
+			s.deps.Log.Warn("a deleted task's large result was not removed; the artifact sweep will", "task_id", id, "err", err)
+		}
+	}
 	return nil
 }
 
@@ -690,7 +718,10 @@ type Outcome struct {
 	Provider   string
 	Deployment string // with a routing file: the deployment that served it
 	Result     json.RawMessage
-	Usage      *task.Metered // on success
+	// ResultKey names the artifact that holds a result larger than
+	// LARGE_RESULT_BYTES, instead of Result.
+	ResultKey string
+	Usage     *task.Metered // on success
 	// Calls are the routed calls the attempt made, its failed ones too;
 	// their Attempt is the caller's to set.
 	Calls []task.Call

@@ -423,15 +423,18 @@ type Success struct {
 	Provider   string
 	Deployment string // with a routing file
 	Result     json.RawMessage
-	Usage      *task.Metered // added to the owner's usage of the day
-	Calls      []task.Call   // the routed calls of the last attempt
+	// ResultKey names a result kept in the artifact store instead of
+	// Result, when it is too large for a record.
+	ResultKey string
+	Usage     *task.Metered // added to the owner's usage of the day
+	Calls     []task.Call   // the routed calls of the last attempt
 }
 
 // Succeeded records the result, and adds its usage to the owner's day in
 // the same step, so usage is counted once however often a worker retries
 // the write; the record expires RESULT_TTL later.
 func (s *Store) Succeeded(ctx context.Context, id string, out Success, at time.Time) error {
-	update := []any{"status", string(task.StatusSuccess), "provider", out.Provider, "result", string(out.Result), "error", "",
+	update := []any{"status", string(task.StatusSuccess), "provider", out.Provider, "result", string(out.Result), "result_key", out.ResultKey, "error", "",
 		"completed_at", formatTime(at), "expires_at", formatTime(at.Add(s.resultTTL)), "next_attempt_at", ""}
 	if out.Deployment != "" {
 		update = append(update, "deployment", out.Deployment)
@@ -603,6 +606,9 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	rec.CancelAt = parseTimePtr(h["cancel_at"])
 	rec.ScheduledAt = parseTimePtr(h["scheduled_at"])
 	rec.DeadlineAt = parseTimePtr(h["deadline_at"])
+	if rec.ResultKey = h["result_key"]; rec.ResultKey != "" {
+		rec.ResultURL = "/background/tasks/" + id
+	}
 	for f, v := range h {
 		if k, ok := strings.CutPrefix(f, metaField); ok {
 			if rec.Metadata == nil {

@@ -70,6 +70,10 @@ type Segment struct {
 // InputKey is where a task's uploaded input is kept in the artifact store.
 func InputKey(id string) string { return id + "-input" }
 
+// ResultKey is where a result too large for a record is kept in the
+// artifact store; it expires with the record (the artifact sweep).
+func ResultKey(id string) string { return id + "-result" }
+
 // ImageKey is where the n-th image sent inline in a task's messages is
 // kept in the artifact store while the task waits.
 func ImageKey(id string, n int) string { return id + "-image-" + strconv.Itoa(n) }

@@ -65,11 +65,15 @@ type Record struct {
 	DeadlineAt    *time.Time        `json:"deadline_at,omitempty" doc:"From deadline or deadline_after: past it the task ends REVOKED (deadline_exceeded), running or not."`
 	ExpiresAt     *time.Time        `json:"expires_at,omitempty" doc:"When a finished record is deleted (RESULT_TTL after it ended)."`
 	Result        json.RawMessage   `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
-	Error         *Failure          `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
-	Deployment    string            `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
-	Usage         *Metered          `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
-	Calls         []Call            `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
-	Waiting       *Waiting          `json:"waiting,omitempty" doc:"Set while a PENDING task waits for its deployment's budget (flow control): why, and since when."`
+	// ResultKey names a result kept in the artifact store because it was
+	// larger than LARGE_RESULT_BYTES; "" for one in the record.
+	ResultKey  string   `json:"-"`
+	ResultURL  string   `json:"result_url,omitempty" doc:"Where a result larger than LARGE_RESULT_BYTES is read (this record, inlined), when it is not inlined: in listings, webhooks, and with ?result=link."`
+	Error      *Failure `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
+	Deployment string   `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
+	Usage      *Metered `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
+	Calls      []Call   `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
+	Waiting    *Waiting `json:"waiting,omitempty" doc:"Set while a PENDING task waits for its deployment's budget (flow control): why, and since when."`
 }
 
 // Waiting says why a task waits for budget before its provider call: its

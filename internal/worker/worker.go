@@ -432,7 +432,7 @@ type attempt struct {
 // succeeded records a result; a record that cannot be written makes asynq
 // run the task again.
 func (w *Worker) succeeded(ctx context.Context, a attempt, out service.Outcome, start time.Time) error {
-	success := store.Success{Provider: out.Provider, Deployment: out.Deployment, Result: out.Result, Usage: out.Usage, Calls: a.calls}
+	success := store.Success{Provider: out.Provider, Deployment: out.Deployment, Result: out.Result, ResultKey: out.ResultKey, Usage: out.Usage, Calls: a.calls}
 	write := func(c context.Context) error { return w.records.Succeeded(c, a.id, success, w.now()) }
 	if err := record(ctx, write); err != nil && !errors.Is(err, store.ErrFinished) {
 		a.log.Error("could not record the result; the task will run again", "err", err)

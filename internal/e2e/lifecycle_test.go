@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -103,4 +104,56 @@ func TestADeadlineEndsATaskWhateverItIsDoing(t *testing.T) {
 	res, raw := call(t, "POST", s.url+"/background/generate_text", "", `{"prompt":"x","delay":10,"deadline_after":5}`)
 	require.Equal(t, 422, res.StatusCode, "%s", raw)
 	require.Contains(t, string(raw), "deadline_after")
+}
+
+// A result larger than LARGE_RESULT_BYTES is kept in the artifact store,
+// not in Redis; a status read inlines it, a listing names it.
+func TestALargeResultIsKeptOutOfRedis(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	redisURL := redistest.URL(t)
+	env := frontEnv(t, fake, redisURL)
+	env["LARGE_RESULT_BYTES"] = "2048"
+	s := start(t, "serve", env)
+	inputs := make([]string, 64)
+	for i := range inputs {
+		inputs[i] = fmt.Sprintf("%q", fmt.Sprint("text ", i))
+	}
+	rec, _ := submitTo(t, s.url, "embed", `{"input":[`+strings.Join(inputs, ",")+`],"dimensions":16}`)
+	small, _ := submit(t, s.url, `{"prompt":"small"}`)
+	final, _ := await(t, s.url, rec.TaskID, 10*time.Second)
+	require.Equal(t, "SUCCESS", final.Status)
+	await(t, s.url, small.TaskID, 10*time.Second)
+
+	rdb := redistest.Client(t, redisURL)
+	kept, err := rdb.HGetAll(context.Background(), "{siganteng}:task:"+rec.TaskID).Result()
+	require.NoError(t, err)
+	require.Empty(t, kept["result"], "Redis holds no large result")
+	require.NotEmpty(t, kept["result_key"])
+	require.Less(t, len(fmt.Sprint(kept)), 4096)
+	smallKept, err := rdb.HGet(context.Background(), "{siganteng}:task:"+small.TaskID, "result").Result()
+	require.NoError(t, err)
+	require.Contains(t, smallKept, "echo: small", "a small result stays in its record")
+
+	var inlined struct {
+		Result struct {
+			Vectors [][]float64 `json:"vectors"`
+		} `json:"result"`
+		ResultURL string `json:"result_url"`
+	}
+	getJSON(t, s.url+"/background/tasks/"+rec.TaskID, &inlined)
+	require.Len(t, inlined.Result.Vectors, 64, "a status read inlines it")
+	require.Empty(t, inlined.ResultURL)
+	var linked map[string]any
+	getJSON(t, s.url+"/background/tasks/"+rec.TaskID+"?result=link", &linked)
+	require.Nil(t, linked["result"])
+	require.Equal(t, "/background/tasks/"+rec.TaskID, linked["result_url"])
+	var page struct {
+		Tasks []map[string]any `json:"tasks"`
+	}
+	getJSON(t, s.url+"/background/tasks?type=embed", &page)
+	require.Len(t, page.Tasks, 1)
+	require.Nil(t, page.Tasks[0]["result"], "listings never inline it")
+	require.NotEmpty(t, page.Tasks[0]["result_url"])
 }
