@@ -34,6 +34,7 @@ type BatchStore interface {
 	GetBatch(ctx context.Context, id string) (*task.Batch, task.BatchProgress, error)
 	ListBatches(ctx context.Context, owner, after string, limit int) ([]task.Batch, bool, error)
 	CancelBatch(ctx context.Context, id string, at time.Time) error
+	SaveBatch(ctx context.Context, b task.Batch) error
 }
 
 // BatchSteps queues a batch's runner.
@@ -237,7 +238,14 @@ func (s *Service) CreateBatch(ctx context.Context, in BatchInput) (*task.Batch, 
 		return nil, task.Unavailable("the batch store is unavailable; nothing was queued", err)
 	}
 	if err := s.deps.Steps.EnqueueBatchStep(ctx, b.ID, 0, 0); err != nil {
-		return nil, task.Unavailable("the queue is unavailable; the batch waits for its runner", err)
+		// No runner will take it: it ends failed rather than validating forever.
+		failed := s.deps.Now().UTC().Truncate(time.Second)
+		b.Status, b.FailedAt = task.BatchFailed, &failed
+		b.Errors = []task.BatchError{{Code: "unavailable", Message: "the queue was unavailable when the batch was created; create it again"}}
+		if serr := s.deps.Batches.SaveBatch(context.WithoutCancel(ctx), b); serr != nil {
+			s.deps.Log.Warn("a batch that was not queued stays validating", "batch_id", b.ID, "err", serr)
+		}
+		return nil, task.Unavailable("the queue is unavailable; nothing was queued", err)
 	}
 	return &b, nil
 }

@@ -411,27 +411,5 @@ func (s *Store) Statuses(ctx context.Context, ids []string) ([]task.Status, erro
 
 // GetMany reads records in one round trip; a missing one is nil.
 func (s *Store) GetMany(ctx context.Context, ids []string) ([]*task.Record, error) {
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, key(id))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: get %d records: %w", len(ids), err)
-	}
-	out := make([]*task.Record, len(ids))
-	for i, c := range cmds {
-		h := c.Val()
-		if len(h) == 0 {
-			continue
-		}
-		rec, err := decode(ids[i], h)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = rec
-	}
-	return out, nil
+	return s.getMany(ctx, ids)
 }
