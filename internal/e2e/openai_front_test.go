@@ -432,7 +432,7 @@ func TestOfficialNodeSDK(t *testing.T) {
 	cmd.Env = append(os.Environ(), "SIGANTENG_URL="+s.url)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Equal(t, 9, strings.Count(string(out), "ok "), "every check ran: %s", out)
+	require.Equal(t, 10, strings.Count(string(out), "ok "), "every check ran: %s", out)
 }
 
 // A stream dropped part-way is resumed with starting_after: the events

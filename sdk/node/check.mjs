@@ -140,3 +140,26 @@ await check("batch", async () => {
   assert.equal((await client.files.delete(file.id)).deleted, true);
   await assert.rejects(client.files.retrieve(file.id), (err) => err.status === 404);
 });
+
+await check("batch: embeddings, and a malformed file", async () => {
+  const emb = ["a", "b", "c"].map((t, i) => JSON.stringify({
+    custom_id: `e${i}`, method: "POST", url: "/v1/embeddings", body: { model: "text-embedding-3-small", input: t },
+  })).join("\n") + "\n";
+  const embFile = await client.files.create({ file: await toFile(Buffer.from(emb), "emb.jsonl"), purpose: "batch" });
+  const embBatch = await awaitBatch((await client.batches.create({
+    input_file_id: embFile.id, endpoint: "/v1/embeddings", completion_window: "24h",
+  })).id);
+  assert.equal(embBatch.status, "completed");
+  for (const [id, l] of await lines(embBatch.output_file_id)) {
+    assert.ok(l.response.body.data[0].embedding.length > 0, id);
+  }
+  const bad = "{not json\n" + JSON.stringify({ custom_id: "x", method: "POST", url: "/v1/embeddings", body: { input: "x" } }) + "\n";
+  const badFile = await client.files.create({ file: await toFile(Buffer.from(bad), "bad.jsonl"), purpose: "batch" });
+  const failed = await awaitBatch((await client.batches.create({
+    input_file_id: badFile.id, endpoint: "/v1/chat/completions", completion_window: "24h",
+  })).id);
+  assert.equal(failed.status, "failed");
+  assert.deepEqual(failed.errors.data.map((e) => [e.line, e.code]), [[1, "invalid_json_line"], [2, "mismatched_endpoint"]]);
+  await assert.rejects(client.batches.create({ input_file_id: "file-nope", endpoint: "/v1/chat/completions", completion_window: "24h" }),
+    (err) => err.status === 400 && err.param === "input_file_id");
+});
