@@ -476,12 +476,12 @@ func (r *Runner) admit(ctx context.Context, b *task.Batch, p task.BatchProgress,
 			return 0, p, fmt.Errorf("line %d: %w", p.Line+len(group)+1, err) // validated: cannot happen
 		}
 		in, err := r.codec.Input(b.Endpoint, l.Body)
-		rd := read{entry: entry{Line: p.Line + len(group), CustomID: l.CustomID}, end: rd.offset, in: in}
+		g := read{entry: entry{Line: p.Line + len(group), CustomID: l.CustomID}, end: rd.offset, in: in}
 		if err != nil {
-			rd.Status, rd.Error = r.codec.Failure(err)
-			rd.in = nil
+			g.Status, g.Error = r.codec.Failure(err)
+			g.in = nil
 		}
-		group = append(group, rd)
+		group = append(group, g)
 	}
 	ctx = callerOf(ctx, b)
 	recs := make([]*task.Record, len(group))

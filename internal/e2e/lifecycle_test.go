@@ -87,10 +87,10 @@ func TestADeadlineEndsATaskWhateverItIsDoing(t *testing.T) {
 	require.Contains(t, seen, "STARTED", "it was cut while running")
 	require.Len(t, slow.Calls(), 1)
 
-	failing := providertest.NewOpenAIFake(providertest.WithFailures(func(int) *providertest.Reply {
-		r := providertest.NewOpenAIFake().ErrorReply(503, "overloaded", 30*time.Second)
-		return &r
-	}))
+	replies := providertest.NewOpenAIFake() // only to shape the answer below
+	t.Cleanup(replies.Close)
+	busy := replies.ErrorReply(503, "overloaded", 30*time.Second)
+	failing := providertest.NewOpenAIFake(providertest.WithFailures(func(int) *providertest.Reply { return &busy }))
 	t.Cleanup(failing.Close)
 	s2 := start(t, "serve", openAIEnv(t, failing, redistest.URL(t)))
 	began := time.Now()
