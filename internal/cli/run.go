@@ -204,11 +204,11 @@ func newCore(ctx context.Context, cfg config.Config, su setup, getenv func(strin
 		sealer = box
 	}
 	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Fetches: fetch.NewPool(cfg.FetchConcurrency, cfg.FetchPerKey), Endings: hub, Keys: records,
-		Batches: records, Steps: q, Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
+		Batches: records, Steps: q, Pipelines: records, Retries: records, Announcer: webhook.Announcer{Parcels: records, Queue: q}, Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, MaxFileBytes: cfg.MaxFileBytes, MaxScheduleAhead: cfg.MaxScheduleAhead, LargeResultBytes: cfg.LargeResultBytes, WebhooksEnabled: cfg.WebhookSecret != "",
 			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey,
 			MaxSyncPerKey: cfg.MaxSyncPerKey, MaxWaitingPerKey: cfg.MaxWaitingPerKey, RetryMaxDelay: cfg.RetryMaxDelay,
-			MaxStoredBytesPerKey: cfg.MaxStoredBytesPerKey, ArtifactTTL: cfg.ResultTTL})
+			MaxStoredBytesPerKey: cfg.MaxStoredBytesPerKey, ArtifactTTL: cfg.ResultTTL, PipelineRecheck: cfg.PipelineRecheck})
 
 	c.records, c.queue, c.hub, c.svc, c.artifacts, c.metrics, c.ops = records, q, hub, svc, artifacts, m, ops
 	return c, nil
@@ -298,6 +298,8 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 	log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "poll_interval", cfg.WorkerPollInterval)
 	p.goRun(func() { sweepArtifacts(p.ctx, c.artifacts, cfg.ResultTTL, log) })
 	p.goRun(func() { sweepFiles(p.ctx, c.svc, log) })
+	pipelines := worker.NewPipelines(c.records, c.svc, cfg.RetryPollInterval, cfg.PipelineRecheck, log.With("component", "pipelines"), nil)
+	p.goRun(func() { pipelines.Run(p.ctx) })
 	deadlines := worker.NewDeadlines(c.records, cfg.RetryPollInterval, log.With("component", "deadlines"), nil)
 	p.goRun(func() { deadlines.Run(p.ctx) })
 	reconciler := worker.NewReconciler(c.rdb, c.records, log.With("component", "reconciler"))

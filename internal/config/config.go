@@ -86,6 +86,7 @@ type Config struct {
 	RetryBaseDelay     time.Duration // RETRY_BASE_DELAY
 	RetryMaxDelay      time.Duration // RETRY_MAX_DELAY
 	ReconcileInterval  time.Duration // RECONCILE_INTERVAL
+	PipelineRecheck    time.Duration // PIPELINE_RECHECK_INTERVAL
 	// QueueWeights overrides the default weights of the named queues
 	// (QUEUE_WEIGHTS); the names are checked against the queues at start-up.
 	QueueWeights map[string]int
@@ -227,6 +228,7 @@ var Vars = []Var{
 	{"RETRY_BASE_DELAY", "2s", "delay before the first retry; doubles each retry, with jitter"},
 	{"RETRY_MAX_DELAY", "10m", "longest delay between retries, Retry-After included"},
 	{"RECONCILE_INTERVAL", "30s", "how often workers look for tasks the queue gave up on (a worker that died with no retries left) and end them FAILURE"},
+	{"PIPELINE_RECHECK_INTERVAL", "30s", "how often an unfinished pipeline is looked at even when none of its steps' tasks has ended: the net under a worker that died while moving it on (a step's end moves it at once)"},
 	{"QUEUE_WEIGHTS", "", "queue=weight pairs, comma-separated, over the defaults high=50, each task type=2, low=1 (webhook deliveries have a pool of their own, WEBHOOK_CONCURRENCY): a queue with twice the weight is looked at first twice as often"},
 	{"MAX_FILE_BYTES", "209715200", "largest file of the Files API (/v1/files; 200 MiB, as OpenAI's batch input): streamed into the artifact store, 413 past it"},
 	{"BATCH_WINDOW", "256", "lines of one batch in flight at once (queued or running as tasks); the rest wait in the input file, so a batch of any size holds about this many in Redis. Lines count against the key's MAX_UNFINISHED_PER_KEY"},
@@ -295,6 +297,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RetryBaseDelay:           p.duration("RETRY_BASE_DELAY"),
 		RetryMaxDelay:            p.duration("RETRY_MAX_DELAY"),
 		ReconcileInterval:        p.duration("RECONCILE_INTERVAL"),
+		PipelineRecheck:          p.duration("PIPELINE_RECHECK_INTERVAL"),
 		QueueWeights:             p.weights("QUEUE_WEIGHTS"),
 		WebhookSecret:            p.webhookSecret("WEBHOOK_SECRET"),
 		AuthDisabled:             p.boolean("AUTH_DISABLED"),

@@ -78,6 +78,18 @@ type Tasks interface {
 	// FollowEvents sends a task's events until its end; see
 	// service.FollowEvents.
 	FollowEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error
+	// Retry runs a FAILURE or REVOKED task again as a new task; replayed
+	// when it had been retried already. ENOTFOUND, ECONFLICT, EUNAVAILABLE.
+	Retry(ctx context.Context, id string) (*task.Record, bool, error)
+	// CreatePipeline checks and keeps a pipeline; EINVALID, EUNAVAILABLE.
+	CreatePipeline(ctx context.Context, in task.PipelineInput) (*task.PipelineRecord, error)
+	// GetPipeline, CancelPipeline: ENOTFOUND, EUNAVAILABLE.
+	GetPipeline(ctx context.Context, id string) (*task.PipelineRecord, error)
+	CancelPipeline(ctx context.Context, id string) (*task.PipelineRecord, error)
+	// ListPipelines lists the caller's pipelines; EINVALID, EUNAVAILABLE.
+	ListPipelines(ctx context.Context, after string, limit int) (service.PipelinePage, error)
+	// FollowPipelineEvents sends a pipeline's events until its end.
+	FollowPipelineEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error
 	// OpenArtifact opens a finished task's artifact; ENOTFOUND, ECONFLICT,
 	// EUNAVAILABLE. The caller closes the object.
 	OpenArtifact(ctx context.Context, id string) (task.Artifact, artifact.Object, error)

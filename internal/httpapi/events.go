@@ -80,12 +80,21 @@ type taskEventsInput struct {
 const keepaliveEvery = 15 * time.Second
 
 func (h *handlers) taskEvents(ctx context.Context, in *taskEventsInput) (*huma.StreamResponse, error) {
-	if in.LastEventID != "" && in.LastEventID != "0" && !task.ValidEventID(in.LastEventID) {
-		return nil, h.problem(ctx, task.Invalid("Last-Event-ID", "Last-Event-ID is not an event id this API sent"))
-	}
 	// Unknown ids are a 404 before the stream starts.
 	if _, err := h.deps.Tasks.Get(ctx, in.TaskID); err != nil {
 		return nil, h.problem(ctx, err)
+	}
+	return h.eventStream(ctx, in.LastEventID, "task_id", in.TaskID, h.deps.Tasks.FollowEvents)
+}
+
+// follower sends a stream's events; see service.FollowEvents.
+type follower func(ctx context.Context, id, after string, keepalive time.Duration, send func(service.Event) error, idle func() error) error
+
+// eventStream answers with the events follow sends of id, as server-sent
+// events, after the event lastEventID.
+func (h *handlers) eventStream(ctx context.Context, lastEventID, idName, id string, follow follower) (*huma.StreamResponse, error) {
+	if lastEventID != "" && lastEventID != "0" && !task.ValidEventID(lastEventID) {
+		return nil, h.problem(ctx, task.Invalid("Last-Event-ID", "Last-Event-ID is not an event id this API sent"))
 	}
 	keepalive := h.deps.EventKeepalive
 	if keepalive <= 0 {
@@ -117,16 +126,16 @@ func (h *handlers) taskEvents(ctx context.Context, in *taskEventsInput) (*huma.S
 			return
 		}
 		send := func(e service.Event) error {
-			id := ""
+			eid := ""
 			if e.ID != "" {
-				id = "id: " + e.ID + "\n"
+				eid = "id: " + e.ID + "\n"
 			}
-			return write(id + "event: " + e.Kind + "\ndata: " + string(e.Data) + "\n\n")
+			return write(eid + "event: " + e.Kind + "\ndata: " + string(e.Data) + "\n\n")
 		}
 		idle := func() error { return write(": keepalive\n\n") }
-		err := h.deps.Tasks.FollowEvents(r.Context(), in.TaskID, in.LastEventID, keepalive, send, idle)
+		err := follow(r.Context(), id, lastEventID, keepalive, send, idle)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			h.deps.Log.Warn("event stream ended early", "task_id", in.TaskID, "err", err)
+			h.deps.Log.Warn("event stream ended early", idName, id, "err", err)
 			// The client reconnects with Last-Event-ID and misses nothing.
 		}
 	}}, nil

@@ -149,6 +149,8 @@ func registerRoutes(api huma.API, h *handlers) {
 		Errors:      []int{http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, h.listTasks)
 
+	registerPipelines(api, h, maxJSONBody)
+
 	huma.Register(api, huma.Operation{
 		OperationID: "list-models",
 		Method:      http.MethodGet,

@@ -115,7 +115,9 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Prior
 		asynq.Timeout(c.opts.Timeout),
 	}, when...)
 	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(string(typ), payload, headers), opts...)
-	if err != nil {
+	// An id queued already is this task, queued again by a pipeline's
+	// step or a retry that is itself being retried: once is enough.
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("queue: enqueue %s %s: %w", typ, id, err)
 	}
 	return nil

@@ -37,6 +37,12 @@ func (s *Service) HoldStream(ctx context.Context) (release func(), err error) {
 // It reads Redis once per wake-up: new events are announced on the events
 // channel, so nothing polls.
 func (s *Service) FollowEvents(ctx context.Context, id, after string, keepalive time.Duration, send func(Event) error, idle func() error) error {
+	return s.follow(ctx, id, after, keepalive, send, idle, func(ctx context.Context, e store.Event) Event { return s.finalEvent(ctx, id, e) })
+}
+
+// follow is FollowEvents of any stream, final making its terminal event.
+func (s *Service) follow(ctx context.Context, id, after string, keepalive time.Duration, send func(Event) error, idle func() error,
+	final func(ctx context.Context, e store.Event) Event) error {
 	wake, stop := s.deps.Endings.ListenEvents(id)
 	defer stop()
 	ticker := time.NewTicker(keepalive)
@@ -51,7 +57,7 @@ func (s *Service) FollowEvents(ctx context.Context, id, after string, keepalive 
 		for _, e := range events {
 			after = e.ID
 			if e.Terminal() {
-				return send(s.finalEvent(ctx, id, e))
+				return send(final(ctx, e))
 			}
 			if err := send(Event{ID: e.ID, Kind: e.Kind, Data: e.Data}); err != nil {
 				return err

@@ -107,6 +107,9 @@ type Config struct {
 	// once on this process, unless the key has bounds of its own; 0 for
 	// none.
 	MaxSyncPerKey, MaxWaitingPerKey int
+	// PipelineRecheck is how often an unfinished pipeline is looked at
+	// even when nothing pushes it; DefaultPipelineRecheck when zero.
+	PipelineRecheck time.Duration
 	// RetryMaxDelay bounds the Retry-After a synchronous client is told,
 	// whatever the provider said (RETRY_MAX_DELAY); 0 for MaxRetryAfter.
 	RetryMaxDelay time.Duration
@@ -123,6 +126,13 @@ type Deps struct {
 	// batch's runner; nil serves no Files or Batch API.
 	Batches BatchStore
 	Steps   BatchSteps
+	// Pipelines keeps pipelines; nil serves none. Announcer queues their
+	// webhooks.
+	Pipelines PipelineStore
+	Announcer Announcer
+	// Retries names the tasks that run failed ones again; nil serves no
+	// retries.
+	Retries Retries
 	// Fetches bounds the image downloads under way, in all and per API
 	// key; nil for no bound.
 	Fetches *fetch.Pool
@@ -249,11 +259,21 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 		Input:     summaryJSON,
 		CreatedAt: s.deps.Now().UTC(),
 	}
+	var opts task.Options
 	if o, ok := input.(interface{ SubmitOptions() task.Options }); ok {
-		if err := s.applyOptions(rec, o.SubmitOptions(), caller); err != nil {
+		opts = o.SubmitOptions()
+		if err := s.applyOptions(rec, opts, caller); err != nil {
 			return nil, err
 		}
 	}
+	pre, preset := presetOf(ctx)
+	if preset {
+		rec.ID, rec.PipelineID, rec.PipelineStep, rec.RetryOf = pre.id, pre.pipeline, pre.step, pre.retryOf
+		if pre.webhook != nil && rec.Webhook == nil {
+			rec.WebhookURL, rec.Webhook = pre.webhookURL, pre.webhook
+		}
+	}
+	rec.Payload = s.keptPayload(payload, opts)
 	if keep != nil {
 		if err := keep(rec.ID); err != nil {
 			undo(rec.ID)
@@ -265,6 +285,9 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	limits := store.Limits{MaxUnfinished: s.unfinishedLimit(caller), DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD,
 		ReserveTokens: estimateOf(input)}
 	if err := s.deps.Records.Create(ctx, rec, limits); err != nil {
+		if errors.Is(err, store.ErrExists) && preset {
+			return s.existing(ctx, rec, payload)
+		}
 		if undo != nil {
 			undo(rec.ID)
 		}
@@ -891,4 +914,54 @@ func (s *Service) syncError(ctx context.Context, err error) error {
 		return &task.Error{Code: task.EUNAVAILABLE, Message: "the request was cancelled", Err: err}
 	}
 	return err
+}
+
+// keptPayload is what a task's record keeps of its queued input, so that
+// it can be retried after it fails: the input without its webhook URL
+// (kept sealed apart), and nothing past LARGE_RESULT_BYTES (such a task is
+// not retried; its record says so). The store drops it on success.
+func (s *Service) keptPayload(payload []byte, o task.Options) json.RawMessage {
+	limit := s.cfg.LargeResultBytes
+	if limit <= 0 {
+		limit = 256 << 10
+	}
+	if len(payload) > limit {
+		return nil
+	}
+	if o.Webhook == "" {
+		return payload
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(payload, &m) != nil {
+		return nil
+	}
+	delete(m, "webhook")
+	delete(m, "webhook_events")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// existing answers a submit under a preset id whose task exists already
+// (an earlier try of the same pipeline step or retry created it): the task
+// is queued again in case that try stopped before queuing it (the queue
+// keeps one message per id), unless it has ended.
+func (s *Service) existing(ctx context.Context, rec *task.Record, payload []byte) (*task.Record, error) {
+	cur, err := s.deps.Records.Get(ctx, rec.ID)
+	if err != nil {
+		return nil, task.Unavailable("the task store is unavailable", err)
+	}
+	if cur.Status.Terminal() {
+		return cur, nil
+	}
+	var at time.Time
+	if cur.ScheduledAt != nil {
+		at = *cur.ScheduledAt
+	}
+	if err := s.deps.Queue.Enqueue(ctx, cur.Type, cur.Priority, cur.ID, cur.Owner, auth.FromContext(ctx).Weight(), at, payload); err != nil {
+		return nil, task.Unavailable("the queue is unavailable", err)
+	}
+	return cur, nil
 }

@@ -68,8 +68,9 @@ const (
 //
 // Returns 1 when created, 0 when the owner is at its limit, 2 when past its
 // token budget, 3 when past its cost budget, 4 when tasks still running
-// hold the rest of its token budget.
+// hold the rest of its token budget, 5 when a task of that id exists.
 var createScript = redis.NewScript(budgetLua + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 5 end
 if ARGV[3] ~= '0' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[3]) then return 0 end
 local over = over_budget(KEYS[7], ARGV[5], ARGV[6])
 if over ~= 1 then return over end
@@ -131,6 +132,9 @@ var (
 	// ErrBudgetReserved: what is left of the token budget is held by
 	// calls still running.
 	ErrBudgetReserved = errors.New("store: daily token budget held by calls in flight")
+	// ErrExists: a task of that id exists already (a pipeline's step or a
+	// retry chose the id, and an earlier try created it).
+	ErrExists = errors.New("store: a task of that id exists")
 )
 
 // Create writes a new PENDING record, its entries among the unfinished and
@@ -164,6 +168,15 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 	if rec.Owner != "" {
 		fields = append(fields, "owner", rec.Owner)
 	}
+	if rec.PipelineID != "" {
+		fields = append(fields, "pipeline", rec.PipelineID, "pipeline_step", rec.PipelineStep)
+	}
+	if rec.RetryOf != "" {
+		fields = append(fields, "retry_of", rec.RetryOf)
+	}
+	if len(rec.Payload) > 0 {
+		fields = append(fields, "payload", string(rec.Payload))
+	}
 	if rec.WebhookURL != "" && rec.Webhook != nil {
 		fields = append(fields, "webhook_url", rec.WebhookURL, "webhook_shown", rec.Webhook.URL, "webhook_events", strings.Join(rec.Webhook.Events, ","))
 	}
@@ -188,6 +201,8 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 		return ErrCostBudget
 	case n == 4:
 		return ErrBudgetReserved
+	case n == 5:
+		return ErrExists
 	}
 	return nil
 }
@@ -278,6 +293,9 @@ local function emit(channel, kind, data, hook)
 end
 local function finish(ttl, ended)
   release()
+  local pipeline = redis.call('HGET', KEYS[1], 'pipeline')
+  if pipeline then redis.call('RPUSH', '` + PipelineOutboxKey + `', pipeline) end
+  if redis.call('HGET', KEYS[1], 'status') == 'SUCCESS' then redis.call('HDEL', KEYS[1], 'payload') end
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -619,6 +637,11 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	}
 	rec.Priority = task.Priority(h["priority"])
 	rec.Owner = h["owner"]
+	rec.PipelineID, rec.PipelineStep = h["pipeline"], h["pipeline_step"]
+	rec.RetryOf, rec.RetriedBy = h["retry_of"], h["retried_by"]
+	if v := h["payload"]; v != "" {
+		rec.Payload = json.RawMessage(v)
+	}
 	if v := h["progress"]; v != "" {
 		rec.Progress = new(task.Progress)
 		if err := json.Unmarshal([]byte(v), rec.Progress); err != nil {
@@ -693,4 +716,55 @@ func mustJSON(v any) string {
 		panic(err) // only our own plain structs are passed
 	}
 	return string(b)
+}
+
+// claimRetryScript names the task that runs a FAILURE or REVOKED task
+// again, unless one is named already.
+//
+// ARGV[1] the new task's id. Returns {1, the id named} when the task may be
+// retried, {0, its status} when it may not, {-1, ''} when missing.
+var claimRetryScript = redis.NewScript(`
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {-1, ''} end
+if status ~= 'FAILURE' and status ~= 'REVOKED' then return {0, status} end
+redis.call('HSETNX', KEYS[1], 'retried_by', ARGV[1])
+return {1, redis.call('HGET', KEYS[1], 'retried_by')}
+`)
+
+// ErrNotRetriable is returned by ClaimRetry for a task that has not ended
+// FAILURE or REVOKED.
+var ErrNotRetriable = errors.New("store: only a FAILURE or REVOKED task is retried")
+
+// ClaimRetry names newID as the task that runs task id again, unless
+// another is named already, and returns the one named: all concurrent
+// retries of a task agree on one new task.
+func (s *Store) ClaimRetry(ctx context.Context, id, newID string) (string, error) {
+	v, err := claimRetryScript.Run(ctx, s.rdb, []string{key(id)}, newID).Slice()
+	if err != nil {
+		return "", fmt.Errorf("store: claim the retry of %s: %w", id, err)
+	}
+	n, _ := v[0].(int64)
+	named, _ := v[1].(string)
+	switch n {
+	case -1:
+		return "", task.NotFound(id)
+	case 0:
+		return "", fmt.Errorf("%w (it is %s)", ErrNotRetriable, named)
+	}
+	return named, nil
+}
+
+// releaseRetryScript unnames the retry of a task, if it is still ARGV[1].
+var releaseRetryScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'retried_by') == ARGV[1] then redis.call('HDEL', KEYS[1], 'retried_by') end
+return 1
+`)
+
+// ReleaseRetry unnames newID as task id's retry, for a retry that could not
+// be submitted.
+func (s *Store) ReleaseRetry(ctx context.Context, id, newID string) error {
+	if err := releaseRetryScript.Run(ctx, s.rdb, []string{key(id)}, newID).Err(); err != nil {
+		return fmt.Errorf("store: release the retry of %s: %w", id, err)
+	}
+	return nil
 }

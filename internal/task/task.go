@@ -67,13 +67,20 @@ type Record struct {
 	Result        json.RawMessage   `json:"result,omitempty" doc:"The result on SUCCESS; its shape depends on type."`
 	// ResultKey names a result kept in the artifact store because it was
 	// larger than LARGE_RESULT_BYTES; "" for one in the record.
-	ResultKey  string   `json:"-"`
-	ResultURL  string   `json:"result_url,omitempty" doc:"Where a result larger than LARGE_RESULT_BYTES is read (this record, inlined), when it is not inlined: in listings, webhooks, and with ?result=link."`
-	Error      *Failure `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
-	Deployment string   `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
-	Usage      *Metered `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
-	Calls      []Call   `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
-	Waiting    *Waiting `json:"waiting,omitempty" doc:"Set while a PENDING task waits for its deployment's budget (flow control): why, and since when."`
+	ResultKey    string   `json:"-"`
+	ResultURL    string   `json:"result_url,omitempty" doc:"Where a result larger than LARGE_RESULT_BYTES is read (this record, inlined), when it is not inlined: in listings, webhooks, and with ?result=link."`
+	Error        *Failure `json:"error,omitempty" doc:"Why the task failed (FAILURE) or why the last attempt failed (RETRY)."`
+	Deployment   string   `json:"deployment,omitempty" doc:"With a routing file: the deployment (model name/number) that served the task."`
+	Usage        *Metered `json:"usage,omitempty" doc:"What the task consumed, in the provider's units, on SUCCESS."`
+	Calls        []Call   `json:"calls,omitempty" doc:"With a routing file: every provider call made for the task, in order, with its outcome."`
+	Waiting      *Waiting `json:"waiting,omitempty" doc:"Set while a PENDING task waits for its deployment's budget (flow control): why, and since when."`
+	PipelineID   string   `json:"pipeline_id,omitempty" doc:"The pipeline the task is a step of."`
+	PipelineStep string   `json:"pipeline_step,omitempty" doc:"The name of that step."`
+	RetryOf      string   `json:"retry_of,omitempty" doc:"The task this one runs again (POST /background/tasks/{task_id}/retry)."`
+	RetriedBy    string   `json:"retried_by,omitempty" doc:"The task that runs this one again, once it has been retried."`
+	// Payload is the queued input, kept on the record of a task that has
+	// not succeeded so that it can be retried; never shown.
+	Payload json.RawMessage `json:"-"`
 }
 
 // Waiting says why a task waits for budget before its provider call: its
