@@ -570,3 +570,99 @@ func httptestServer(t *testing.T, got func([]byte)) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// A pipeline, its steps' tasks and a task's retry are their key's only;
+// a for_each step wider than the key's limit of unfinished tasks waits for
+// room rather than failing.
+func TestPipelinesAndRetriesBelongToTheirKey(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake(providertest.WithFailures(func(n int) *providertest.Reply {
+		if n == 1 {
+			return &providertest.Reply{Status: http.StatusBadRequest, Body: []byte(`{"error":{"message":"no","type":"invalid_request_error"}}`)}
+		}
+		return nil
+	}))
+	t.Cleanup(fake.Close)
+	url := redistest.URL(t)
+	owner := createKey(t, url, "--name", "owner", "--max-unfinished", "5")
+	other := createKey(t, url, "--name", "other")
+	s := start(t, "serve", openAIEnv(t, fake, url))
+
+	res, raw := call(t, "POST", s.url+"/background/generate_text", owner, `{"prompt":"fails once"}`)
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var failed record
+	require.NoError(t, json.Unmarshal(raw, &failed))
+	final, _ := await(t, s.url, failed.TaskID, 10*time.Second, owner)
+	require.Equal(t, "FAILURE", final.Status)
+	res, _ = call(t, "POST", s.url+"/background/tasks/"+failed.TaskID+"/retry", other, "")
+	require.Equal(t, http.StatusNotFound, res.StatusCode, "another key's task is unknown to it")
+
+	items := make([]string, 20)
+	for i := range items {
+		items[i] = fmt.Sprint("item ", i)
+	}
+	res, raw = call(t, "POST", s.url+"/background/pipelines", owner,
+		fmt.Sprintf(`{"steps":[{"name":"each","kind":"generate_text","for_each":%s,"input":{"prompt":"{{item}}"}}]}`, mustMarshal(t, items)))
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
+	var p pipelineRecord
+	require.NoError(t, json.Unmarshal(raw, &p))
+	for _, path := range []string{"", "/events"} {
+		res, _ = call(t, "GET", s.url+"/background/pipelines/"+p.ID+path, other, "")
+		require.Equal(t, http.StatusNotFound, res.StatusCode, path)
+	}
+	res, _ = call(t, "POST", s.url+"/background/pipelines/"+p.ID+"/cancel", other, "")
+	require.Equal(t, http.StatusNotFound, res.StatusCode)
+	res, raw = call(t, "GET", s.url+"/background/pipelines", other, "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.JSONEq(t, `{"pipelines":[],"has_more":false}`, string(raw))
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, raw = call(t, "GET", s.url+"/background/pipelines/"+p.ID, owner, "")
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		require.NoError(t, json.Unmarshal(raw, &p))
+		if p.Status == "SUCCESS" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Equal(t, "SUCCESS", p.Status, "20 items through a limit of 5 unfinished: %+v", p.Error)
+	var results []struct {
+		Text string `json:"text"`
+	}
+	require.NoError(t, json.Unmarshal(p.Result, &results))
+	require.Len(t, results, 20)
+	require.Equal(t, "echo: item 19", results[19].Text)
+	res, _ = call(t, "GET", s.url+"/background/tasks/"+p.Steps[0].TaskIDs[0], other, "")
+	require.Equal(t, http.StatusNotFound, res.StatusCode, "a step's task is its key's")
+	res, _ = call(t, "GET", s.url+"/background/tasks/"+p.Steps[0].TaskIDs[0], owner, "")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+}
+
+// Pipelines run on the one-command default too: no Redis server.
+func TestAPipelineRunsOnTheEmbeddedDefault(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	env := openAIEnv(t, fake, "")
+	delete(env, "REDIS_URL")
+	s := start(t, "serve", env)
+	p := startPipeline(t, s.url, `{"steps":[{"kind":"generate_text","input":{"prompt":"one\n\ntwo"}},
+	  {"kind":"generate_text","for_each":"{{steps.0.paragraphs}}","input":{"prompt":"{{item}}!"}}]}`)
+	final := awaitPipeline(t, s.url, p.ID, 20*time.Second)
+	require.Equal(t, "SUCCESS", final.Status, "%+v", final.Error)
+	require.JSONEq(t, `["echo: echo: one!","echo: two!"]`, texts(t, final.Result))
+}
+
+// texts is the text of each result in a list of results, as JSON.
+func texts(t *testing.T, results json.RawMessage) string {
+	var rs []struct {
+		Text string `json:"text"`
+	}
+	require.NoError(t, json.Unmarshal(results, &rs))
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Text
+	}
+	return string(mustMarshal(t, out))
+}
