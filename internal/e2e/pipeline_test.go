@@ -666,3 +666,25 @@ func texts(t *testing.T, results json.RawMessage) string {
 	}
 	return string(mustMarshal(t, out))
 }
+
+// An Idempotency-Key makes a retried pipeline submit safe.
+func TestAPipelineSubmitHonoursIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
+	body := `{"steps":[{"kind":"generate_text","input":{"prompt":"once"}}]}`
+	res, first := call(t, "POST", s.url+"/background/pipelines", "", body, "Idempotency-Key", "p-1")
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", first)
+	res, again := call(t, "POST", s.url+"/background/pipelines", "", body, "Idempotency-Key", "p-1")
+	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", again)
+	require.Equal(t, "true", res.Header.Get("Idempotent-Replayed"))
+	var a, b pipelineRecord
+	require.NoError(t, json.Unmarshal(first, &a))
+	require.NoError(t, json.Unmarshal(again, &b))
+	require.Equal(t, a.ID, b.ID)
+	res, _ = call(t, "POST", s.url+"/background/pipelines", "", `{"steps":[{"kind":"generate_text","input":{"prompt":"other"}}]}`, "Idempotency-Key", "p-1")
+	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+	require.Equal(t, "SUCCESS", awaitPipeline(t, s.url, a.ID, 10*time.Second).Status)
+	require.Len(t, fake.Calls(), 1)
+}

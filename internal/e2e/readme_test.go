@@ -114,8 +114,8 @@ func readmeExamples(t *testing.T, path string) []readmeExample {
 var contractFields = regexp.MustCompile(`"(status|type|provider|code|location|format|content_type|voice|capability|title|object)":("[^"…]*"|\d+)`)
 
 var (
-	shownID    = regexp.MustCompile(`"task_id":"([0-9a-f]{4})`)
-	actualID   = regexp.MustCompile(`"task_id":"([0-9a-f-]{36})"`)
+	shownID    = regexp.MustCompile(`"(?:task|pipeline)_id":"([0-9a-f]{4})`)
+	actualID   = regexp.MustCompile(`"(?:task|pipeline)_id":"([0-9a-f-]{36})"`)
 	commandID  = regexp.MustCompile(`\b([0-9a-f]{4})(?:[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|…)`)
 	cursorRef  = regexp.MustCompile(`cursor=[^&'" ]*…`)
 	nextCursor = regexp.MustCompile(`"next_cursor":"([^"]+)"`)

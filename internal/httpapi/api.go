@@ -81,8 +81,10 @@ type Tasks interface {
 	// Retry runs a FAILURE or REVOKED task again as a new task; replayed
 	// when it had been retried already. ENOTFOUND, ECONFLICT, EUNAVAILABLE.
 	Retry(ctx context.Context, id string) (*task.Record, bool, error)
-	// CreatePipeline checks and keeps a pipeline; EINVALID, EUNAVAILABLE.
-	CreatePipeline(ctx context.Context, in task.PipelineInput) (*task.PipelineRecord, error)
+	// CreatePipelineIdempotent checks and keeps a pipeline, once per
+	// Idempotency-Key; replayed for the key's earlier one. EINVALID,
+	// ECONFLICT, EUNAVAILABLE.
+	CreatePipelineIdempotent(ctx context.Context, key string, in task.PipelineInput) (*task.PipelineRecord, bool, error)
 	// GetPipeline, CancelPipeline: ENOTFOUND, EUNAVAILABLE.
 	GetPipeline(ctx context.Context, id string) (*task.PipelineRecord, error)
 	CancelPipeline(ctx context.Context, id string) (*task.PipelineRecord, error)

@@ -97,21 +97,27 @@ const retryDoc = "The task's work runs again as a new task, with the same input,
 	"or whose input is gone (an uploaded file or image is deleted when its task ends)."
 
 type submitPipelineInput struct {
-	Body task.PipelineInput
+	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"Any unique string, kept 24 hours: the same key with the same body gives back the first request's pipeline (Idempotent-Replayed: true); with another body it is a 422."`
+	Body           task.PipelineInput
 }
 
 type pipelineOutput struct {
 	Status   int
 	Location string `header:"Location" doc:"The pipeline's status URL."`
+	Replayed string `header:"Idempotent-Replayed" doc:"true when the pipeline is the one an earlier request with the same Idempotency-Key made."`
 	Body     *task.PipelineRecord
 }
 
 func (h *handlers) submitPipeline(ctx context.Context, in *submitPipelineInput) (*pipelineOutput, error) {
-	rec, err := h.deps.Tasks.CreatePipeline(ctx, in.Body)
+	rec, replayed, err := h.deps.Tasks.CreatePipelineIdempotent(ctx, in.IdempotencyKey, in.Body)
 	if err != nil {
 		return nil, h.problem(ctx, err)
 	}
-	return &pipelineOutput{Status: http.StatusAccepted, Location: "/background/pipelines/" + rec.ID, Body: rec}, nil
+	out := &pipelineOutput{Status: http.StatusAccepted, Location: "/background/pipelines/" + rec.ID, Body: rec}
+	if replayed {
+		out.Replayed = "true"
+	}
+	return out, nil
 }
 
 type pipelineIDInput struct {

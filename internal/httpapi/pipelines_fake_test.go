@@ -15,8 +15,8 @@ func (f *fakeTasks) Retry(context.Context, string) (*task.Record, bool, error) {
 	return nil, false, task.NotFound("")
 }
 
-func (f *fakeTasks) CreatePipeline(context.Context, task.PipelineInput) (*task.PipelineRecord, error) {
-	return nil, task.Unavailable("no pipelines here", nil)
+func (f *fakeTasks) CreatePipelineIdempotent(context.Context, string, task.PipelineInput) (*task.PipelineRecord, bool, error) {
+	return nil, false, task.Unavailable("no pipelines here", nil)
 }
 
 func (f *fakeTasks) GetPipeline(context.Context, string) (*task.PipelineRecord, error) {
