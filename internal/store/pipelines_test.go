@@ -19,8 +19,12 @@ func TestAStepsEndPushesItsPipeline(t *testing.T) {
 	b := setup(t)
 	pipe := "p-" + t.Name()
 	for i, end := range []func(id string) error{
-		func(id string) error { return b.store.Succeeded(b.ctx, id, store.Success{Result: json.RawMessage(`{}`)}, b.now) },
-		func(id string) error { return b.store.Failed(b.ctx, id, task.Failure{Code: task.FailureInternal}, b.now) },
+		func(id string) error {
+			return b.store.Succeeded(b.ctx, id, store.Success{Result: json.RawMessage(`{}`)}, b.now)
+		},
+		func(id string) error {
+			return b.store.Failed(b.ctx, id, task.Failure{Code: task.FailureInternal}, b.now)
+		},
 		func(id string) error { return b.store.Revoked(b.ctx, id, "no", b.now) },
 	} {
 		id := t.Name() + string(rune('a'+i))
