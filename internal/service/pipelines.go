@@ -390,6 +390,11 @@ func (s *Service) endPipeline(ctx context.Context, p *store.Pipeline, status tas
 	if err != nil {
 		return err
 	}
+	log := s.deps.Log.With("pipeline_id", p.ID, "status", status)
+	if failure != nil {
+		log = log.With("step", failure.Step, "code", failure.Code)
+	}
+	log.Info("pipeline ended")
 	if status != task.StatusSuccess {
 		// The stage may have moved on since p was read: revoke the tasks of
 		// the stage it is at now.

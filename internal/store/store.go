@@ -722,7 +722,8 @@ func mustJSON(v any) string {
 // again, unless one is named already.
 //
 // ARGV[1] the new task's id. Returns {1, the id named} when the task may be
-// retried, {0, its status} when it may not, {-1, ”} when missing.
+// retried, {0, its status} when it may not, -1 and an empty string when
+// missing.
 var claimRetryScript = redis.NewScript(`
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1, ''} end
