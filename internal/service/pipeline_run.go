@@ -68,6 +68,9 @@ func (s *Service) advanceStage(ctx context.Context, p *store.Pipeline, fresh boo
 		if err := s.movePipeline(ctx, p, store.PipelineMove{From: k, Stage: k, Status: task.StatusStarted, At: now, Events: [][2]string{
 			{store.EventStatus, string(mustJSON(store.PipelineStatusEvent{PipelineID: p.ID, Status: task.StatusStarted}))},
 			stepEvent(p, k, task.StatusStarted)}}); err != nil {
+			if errors.Is(err, store.ErrPipelineMoved) {
+				return false, nil // another advance started it, and goes on
+			}
 			return false, err
 		}
 	}
@@ -81,10 +84,16 @@ func (s *Service) advanceStage(ctx context.Context, p *store.Pipeline, fresh boo
 		case err == nil:
 			statuses[i], submitted = rec.Status, true
 		case task.CodeOf(err) == task.ELIMITED || task.CodeOf(err) == task.EUNAVAILABLE:
-			// The key at its limit of unfinished tasks, or Redis away: the
-			// rest of the step is submitted as its tasks end, or soon.
-			s.deps.Log.Info("a pipeline's step waits to be submitted", "pipeline_id", p.ID, "step", p.Spec.StepName(k), "err", err)
-			return false, s.deps.Pipelines.LookAgain(ctx, p.ID, now.Add(stepRetry))
+			// The key at its limit of unfinished tasks or past its budget,
+			// or Redis away: the rest of the step is submitted as its tasks
+			// end, or when the limit says to try again.
+			wait := stepRetry
+			var terr *task.Error
+			if errors.As(err, &terr) {
+				wait = max(wait, terr.RetryAfter)
+			}
+			s.deps.Log.Info("a pipeline's step waits to be submitted", "pipeline_id", p.ID, "step", p.Spec.StepName(k), "retry_in", wait, "err", err)
+			return false, s.deps.Pipelines.LookAgain(ctx, p.ID, now.Add(wait))
 		default:
 			failure := &task.PipelineFailure{Code: task.FailureInvalidInput, Message: err.Error(), TaskID: StepTaskID(p.ID, k, i)}
 			var terr *task.Error
@@ -215,7 +224,10 @@ func (s *Service) stageTasks(ctx context.Context, p *store.Pipeline, k int) ([]s
 			v, ok := values[ref.Step][ref.Output]
 			return v, ok
 		case ref.Output == "item":
-			return task.Value{Text: items[ref.Index]}, ref.Index < len(items)
+			if ref.Index >= len(items) {
+				return task.Value{}, false
+			}
+			return task.Value{Text: items[ref.Index]}, true
 		default:
 			return task.Value{Text: fmt.Sprint(ref.Index)}, true
 		}

@@ -1,0 +1,84 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siganteng/siganteng/internal/service"
+	"github.com/siganteng/siganteng/internal/store"
+	"github.com/siganteng/siganteng/internal/task"
+)
+
+// Advances of one pipeline at once (two workers woken by two of a
+// for_each step's ends, or a recheck beside a push) submit each step's
+// task once, and move the pipeline once; the record names them.
+func TestConcurrentAdvancesSubmitEachStepOnce(t *testing.T) {
+	t.Parallel()
+	_, _, rdb := redisService(t)
+	records := store.New(rdb, time.Hour)
+	queued := &idQueue{ids: map[string]int{}}
+	svc := service.New(service.Deps{Records: records, Keys: records, Pipelines: records, Queue: queued,
+		Providers: service.Providers{LLM: &fakeLLM{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, service.Config{SyncTimeout: time.Second})
+	ctx := asSystem()
+	var in task.PipelineInput
+	require.NoError(t, json.Unmarshal([]byte(`{"steps":[
+	  {"name":"each","kind":"generate_text","for_each":["a","b","c"],"input":{"prompt":"{{item}}"}},
+	  {"kind":"generate_text","input":{"prompt":"{{steps.each.text}}"}}]}`), &in))
+	p, err := svc.CreatePipeline(ctx, in)
+	require.NoError(t, err)
+
+	advanceAll := func() {
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() { require.NoError(t, svc.AdvancePipeline(ctx, p.ID)) })
+		}
+		wg.Wait()
+	}
+	advanceAll()
+	got, err := svc.GetPipeline(ctx, p.ID)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusStarted, got.Status)
+	ids := got.Steps[0].TaskIDs
+	require.Len(t, ids, 3)
+	require.Equal(t, 3, queued.count(), "eight advances, three tasks")
+
+	for i, id := range ids {
+		require.NoError(t, records.Succeeded(ctx, id, store.Success{Result: json.RawMessage(`{"text":"` + string(rune('A'+i)) + `"}`)}, time.Now()))
+	}
+	advanceAll()
+	got, err = svc.GetPipeline(ctx, p.ID)
+	require.NoError(t, err)
+	require.Equal(t, []task.Status{task.StatusSuccess, task.StatusStarted}, []task.Status{got.Steps[0].Status, got.Steps[1].Status})
+	require.Equal(t, 4, queued.count(), "one more: the second step's")
+	last, err := svc.Get(ctx, got.Steps[1].TaskID)
+	require.NoError(t, err)
+	require.Equal(t, p.ID, last.PipelineID)
+	require.JSONEq(t, `{"prompt":"A\n\nB\n\nC"}`, string(last.Payload), "the items' outputs in order")
+}
+
+// idQueue records the ids queued; the queue itself keeps one message per
+// id, so an id queued twice is one task.
+type idQueue struct {
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (q *idQueue) Enqueue(_ context.Context, _ task.Type, _ task.Priority, id, _ string, _ int, _ time.Time, _ []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.ids[id]++
+	return nil
+}
+
+func (q *idQueue) count() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.ids)
+}
