@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/provider/espeak"
@@ -687,4 +688,50 @@ func TestAPipelineSubmitHonoursIdempotencyKey(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
 	require.Equal(t, "SUCCESS", awaitPipeline(t, s.url, a.ID, 10*time.Second).Status)
 	require.Len(t, fake.Calls(), 1)
+}
+
+// A pipeline's end is posted to its webhook, signed, with the final record;
+// the webhook's token shows nowhere.
+func TestAPipelinesEndIsPostedToItsWebhook(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewOpenAIFake()
+	t.Cleanup(fake.Close)
+	wh, err := standardwebhooks.NewWebhook(testWebhookSecret)
+	require.NoError(t, err)
+	bodies := make(chan []byte, 4)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if wh.Verify(body, r.Header) != nil || r.URL.Query().Get("token") != "pipe-secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		bodies <- body
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rcv.Close)
+	env := openAIEnv(t, fake, redistest.URL(t))
+	env["WEBHOOK_SECRET"] = testWebhookSecret
+	env["FETCH_ALLOW_PRIVATE"] = "true"
+	s := start(t, "serve", env)
+
+	p := startPipeline(t, s.url, `{"webhook":"`+rcv.URL+`/hook?token=pipe-secret","steps":[{"kind":"generate_text","input":{"prompt":"a"}},
+	  {"kind":"generate_text","input":{"prompt":"{{steps.0.text}}"}}]}`)
+	var posted pipelineRecord
+	select {
+	case body := <-bodies:
+		require.NoError(t, json.Unmarshal(body, &posted))
+	case <-time.After(15 * time.Second):
+		t.Fatal("no webhook came")
+	}
+	require.Equal(t, p.ID, posted.ID)
+	require.Equal(t, "SUCCESS", posted.Status)
+	require.Contains(t, string(posted.Result), "echo: echo: a")
+	raw, _ := json.Marshal(getPipeline(t, s.url, p.ID))
+	require.NotContains(t, string(raw), "pipe-secret")
+	require.NotContains(t, s.logs.String(), "pipe-secret")
+	select {
+	case <-bodies:
+		t.Fatal("one end, one post: the steps' tasks have no webhook of their own")
+	case <-time.After(300 * time.Millisecond):
+	}
 }
