@@ -305,6 +305,7 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 	reconciler := worker.NewReconciler(c.rdb, c.records, log.With("component", "reconciler"))
 	reconciler.Interval = cfg.ReconcileInterval
 	reconciler.Inputs = c.svc
+	reconciler.Requeue = c.svc
 	p.goRun(func() { reconciler.Run(p.ctx) })
 	p.goRun(func() {
 		<-p.ctx.Done()

@@ -156,7 +156,9 @@ func TestAPipelineTranscribesSummarizesAndSpeaks(t *testing.T) {
 		require.NotEmpty(t, st.TaskID)
 	}
 	transcript := providertest.TranscriptOf(note)
-	require.Equal(t, "Summarize: "+transcript, fake.Calls()[0].Messages[len(fake.Calls()[0].Messages)-1].Content,
+	calls := fake.Calls()
+	require.Len(t, calls, 1, "the summary's call; its task: %+v", get(t, s.url, final.Steps[1].TaskID))
+	require.Equal(t, "Summarize: "+transcript, calls[0].Messages[len(calls[0].Messages)-1].Content,
 		"the summary's prompt took the transcript")
 
 	var spoken speechRecord
@@ -414,6 +416,7 @@ func TestPipelinesSurviveTheirWorkerBeingKilled(t *testing.T) {
 	t.Cleanup(fake.Close)
 	env := openAIEnv(t, fake, redistest.URL(t))
 	env["PIPELINE_RECHECK_INTERVAL"] = "1s"
+	env["RECONCILE_INTERVAL"] = "5s" // a step recorded but not queued when the worker died is queued again by it
 	env["HTTP_ADDR"] = freeAddr(t)
 	api, _ := child(t, "api", env)
 	base := "http://" + env["HTTP_ADDR"]
@@ -455,7 +458,7 @@ func TestPipelinesSurviveTheirWorkerBeingKilled(t *testing.T) {
 	}
 	t.Logf("at the kill: %v", stages)
 
-	start(t, "worker", env)
+	rescuer := start(t, "worker", env)
 	var wg sync.WaitGroup
 	finals := make([]pipelineRecord, len(ids))
 	for i, id := range ids {
@@ -474,6 +477,8 @@ func TestPipelinesSurviveTheirWorkerBeingKilled(t *testing.T) {
 			require.Equal(t, "SUCCESS", rec.Status)
 		}
 	}
+	t.Logf("steps recorded but not queued when the worker died, queued again by the reconciler: %d",
+		strings.Count(rescuer.logs.String(), "queued again a task recorded but never queued"))
 	// Every step's task was created once: the tasks listed are the steps'.
 	var page struct {
 		Tasks []struct {

@@ -40,10 +40,19 @@ type Reconciler struct {
 	Interval time.Duration
 	// Inputs deletes the uploads of the tasks it ends; nil for none.
 	Inputs Inputs
+	// Requeue queues again a task SIGANTENG submitted itself (a pipeline's
+	// step, a retry) that its submitter recorded but did not queue before
+	// it died; nil ends such a task lost.
+	Requeue Requeuer
 	log    *slog.Logger
 	now    func() time.Time
 	cursor int64
 	pruned map[string]int64 // where pruning each list index resumes
+}
+
+// Requeuer queues a recorded task again from its record (service.Service).
+type Requeuer interface {
+	Requeue(ctx context.Context, rec *task.Record) error
 }
 
 // pageSize and pagesPerRound bound the work of one round; a backlog of older
@@ -155,6 +164,14 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type, rec.Priority), id)
 	var reason string
 	switch {
+	case (errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) && r.requeueable(rec):
+		// Recorded by a pipeline's advance or a retry that died before
+		// queuing it: no client was told it failed, so it runs.
+		if err := r.Requeue.Requeue(ctx, rec); err != nil {
+			return false, fmt.Errorf("reconcile %s: queue it again: %w", id, err)
+		}
+		r.log.Warn("queued again a task recorded but never queued", "task_id", id, "pipeline_id", rec.PipelineID, "retry_of", rec.RetryOf)
+		return false, nil
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 		reason = "the task was lost by the queue (was Redis restarted without persistence?)"
 	case err != nil:
@@ -180,6 +197,13 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 	}
 	r.discardInput(ctx, id, rec.Type)
 	return true, nil
+}
+
+// requeueable reports whether rec, unknown to the queue, is a task
+// SIGANTENG submitted itself and never started, whose input it kept.
+func (r *Reconciler) requeueable(rec *task.Record) bool {
+	return r.Requeue != nil && rec.Status == task.StatusPending && rec.Attempts == 0 && len(rec.Payload) > 0 &&
+		(rec.PipelineID != "" || rec.RetryOf != "")
 }
 
 // discardInput deletes the upload of a task the reconciler ended.

@@ -64,3 +64,39 @@ func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, ended, "a second round finds nothing more")
 }
+
+// queueAgain queues a task from its record, as service.Requeue does.
+type queueAgain struct{ q *queue.Client }
+
+func (a queueAgain) Requeue(ctx context.Context, rec *task.Record) error {
+	return a.q.Enqueue(ctx, rec.Type, rec.Priority, rec.ID, rec.Owner, 1, time.Time{}, rec.Payload)
+}
+
+// A pipeline's step recorded but never queued (its advance died between
+// the two) is queued again rather than ended lost; a client's own task in
+// the same state still ends lost.
+func TestReconcilerQueuesAgainAStepThatWasNeverQueued(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t, redistest.URL(t))
+	s := store.New(rdb, time.Hour)
+	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: time.Minute})
+	ctx := context.Background()
+	created := time.Now().Add(-time.Hour)
+	require.NoError(t, s.Create(ctx, &task.Record{ID: "step", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created,
+		PipelineID: "p", PipelineStep: "0", Payload: []byte(`{"prompt":"p"}`)}, store.Limits{}))
+	require.NoError(t, s.Create(ctx, &task.Record{ID: "client", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created,
+		Payload: []byte(`{"prompt":"p"}`)}, store.Limits{}))
+
+	r := worker.NewReconciler(rdb, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.Requeue = queueAgain{q}
+	ended, err := r.Round(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, ended, "the client's orphan only")
+	info, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(queue.Name(task.TypeGenerateText, ""), "step")
+	require.NoError(t, err, "the step is in the queue")
+	require.Equal(t, asynq.TaskStatePending, info.State)
+	rec, _ := s.Get(ctx, "step")
+	require.Equal(t, task.StatusPending, rec.Status)
+	rec, _ = s.Get(ctx, "client")
+	require.Equal(t, task.StatusFailure, rec.Status)
+}
