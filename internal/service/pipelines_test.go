@@ -82,3 +82,32 @@ func (q *idQueue) count() int {
 	defer q.mu.Unlock()
 	return len(q.ids)
 }
+
+// What moving a pipeline from one step to the next costs in Redis round
+// trips, counted: the figure the README gives.
+func TestRoundTripsOfAStepsMove(t *testing.T) {
+	t.Parallel()
+	_, trips, rdb := redisService(t)
+	records := store.New(rdb, time.Hour)
+	svc := service.New(service.Deps{Records: records, Keys: records, Pipelines: records, Queue: &idQueue{ids: map[string]int{}},
+		Providers: service.Providers{LLM: &fakeLLM{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, service.Config{SyncTimeout: time.Second})
+	ctx := asSystem()
+	var in task.PipelineInput
+	require.NoError(t, json.Unmarshal([]byte(`{"steps":[{"kind":"generate_text","input":{"prompt":"a"}},
+	  {"kind":"generate_text","input":{"prompt":"{{steps.0.text}}"}}]}`), &in))
+	p, err := svc.CreatePipeline(ctx, in)
+	require.NoError(t, err)
+	require.NoError(t, svc.AdvancePipeline(ctx, p.ID))
+	first := service.StepTaskID(p.ID, 0, 0)
+	require.NoError(t, records.Succeeded(ctx, first, store.Success{Result: json.RawMessage(`{"text":"A"}`)}, time.Now()))
+
+	trips.Reset()
+	require.NoError(t, svc.AdvancePipeline(ctx, p.ID))
+	// read the pipeline, the step's statuses, move it, read the earlier
+	// step's result, create the next task (its enqueue is the fake
+	// queue's), read the pipeline again (a cancel meanwhile revokes it)
+	require.EqualValues(t, 6, trips.Count(), "an advance that moves a pipeline on, besides the next task's enqueue")
+	got, err := svc.GetPipeline(ctx, p.ID)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusStarted, got.Steps[1].Status)
+}
