@@ -44,10 +44,10 @@ type Reconciler struct {
 	// step, a retry) that its submitter recorded but did not queue before
 	// it died; nil ends such a task lost.
 	Requeue Requeuer
-	log    *slog.Logger
-	now    func() time.Time
-	cursor int64
-	pruned map[string]int64 // where pruning each list index resumes
+	log     *slog.Logger
+	now     func() time.Time
+	cursor  int64
+	pruned  map[string]int64 // where pruning each list index resumes
 }
 
 // Requeuer queues a recorded task again from its record (service.Service).
