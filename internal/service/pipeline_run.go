@@ -34,6 +34,10 @@ func (s *Service) AdvancePipeline(ctx context.Context, id string) error {
 		return fmt.Errorf("service: pipeline %s: its caller: %w", id, err)
 	}
 	ctx = auth.WithCaller(ctx, c)
+	if p.Status.Terminal() {
+		// Ended, and still looked at: its webhook was not queued yet.
+		return s.announceEnd(ctx, p)
+	}
 	fresh := false
 	for !p.Status.Terminal() {
 		moved, err := s.advanceStage(ctx, p, fresh)

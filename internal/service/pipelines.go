@@ -403,16 +403,29 @@ func (s *Service) endPipeline(ctx context.Context, p *store.Pipeline, status tas
 		}
 		s.revokeStage(ctx, p, p.Stage, now)
 	}
-	if p.WebhookURL != "" && s.deps.Announcer != nil {
-		rec, err := s.GetPipeline(auth.WithCaller(ctx, auth.Caller{Admin: true}), p.ID)
-		if err == nil {
-			err = s.deps.Announcer.Announce(ctx, p.ID+"-completed", p.ID, "pipeline.completed", p.WebhookURL, mustJSON(rec))
-		}
-		if err != nil {
-			s.deps.Log.Warn("the webhook of an ended pipeline was not queued", "pipeline_id", p.ID, "err", err)
-		}
+	if err := s.announceEnd(ctx, p); err != nil {
+		s.deps.Log.Warn("the webhook of an ended pipeline was not queued; it is tried again", "pipeline_id", p.ID, "err", err)
 	}
 	return nil
+}
+
+// announceEnd queues the webhook delivery of an ended pipeline, if it has
+// a webhook, and then stops looking at it. Until then the pipeline stays
+// due (the script that ended it saw to that), so a worker that dies in
+// between leaves the delivery to the next look; the delivery's id is the
+// pipeline's, so a delivery still queued is not queued twice.
+func (s *Service) announceEnd(ctx context.Context, p *store.Pipeline) error {
+	if p.WebhookURL == "" || s.deps.Announcer == nil {
+		return s.deps.Pipelines.ForgetPipeline(ctx, p.ID)
+	}
+	rec, err := s.GetPipeline(auth.WithCaller(ctx, auth.Caller{Admin: true}), p.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.deps.Announcer.Announce(ctx, p.ID+"-completed", p.ID, "pipeline.completed", p.WebhookURL, mustJSON(rec)); err != nil {
+		return err
+	}
+	return s.deps.Pipelines.ForgetPipeline(ctx, p.ID)
 }
 
 // revokeStage revokes step k's tasks that have not ended.

@@ -111,3 +111,56 @@ func TestRoundTripsOfAStepsMove(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, task.StatusStarted, got.Steps[1].Status)
 }
+
+// announcer records the deliveries queued.
+type announcer struct {
+	mu  sync.Mutex
+	ids []string
+	err error
+}
+
+func (a *announcer) Announce(_ context.Context, id, _, _, _ string, _ []byte) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return a.err
+	}
+	a.ids = append(a.ids, id)
+	return nil
+}
+
+// A pipeline whose end could not be announced (the queue away, or its
+// worker dead in between) stays due, and the next look queues its webhook.
+func TestAnEndedPipelinesWebhookIsQueuedOnTheNextLookIfNotAtOnce(t *testing.T) {
+	t.Parallel()
+	_, _, rdb := redisService(t)
+	records := store.New(rdb, time.Hour)
+	hooks := &announcer{err: context.DeadlineExceeded}
+	svc := service.New(service.Deps{Records: records, Keys: records, Pipelines: records, Queue: &idQueue{ids: map[string]int{}}, Announcer: hooks,
+		Providers: service.Providers{LLM: &fakeLLM{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		service.Config{SyncTimeout: time.Second, WebhooksEnabled: true})
+	ctx := asSystem()
+	var in task.PipelineInput
+	require.NoError(t, json.Unmarshal([]byte(`{"webhook":"https://example.com/hook","steps":[{"kind":"generate_text","input":{"prompt":"a"}}]}`), &in))
+	p, err := svc.CreatePipeline(ctx, in)
+	require.NoError(t, err)
+	require.NoError(t, svc.AdvancePipeline(ctx, p.ID))
+	require.NoError(t, records.Succeeded(ctx, service.StepTaskID(p.ID, 0, 0), store.Success{Result: json.RawMessage(`{"text":"A"}`)}, time.Now()))
+	require.NoError(t, svc.AdvancePipeline(ctx, p.ID))
+	got, err := svc.GetPipeline(ctx, p.ID)
+	require.NoError(t, err)
+	require.Equal(t, task.StatusSuccess, got.Status)
+	require.Empty(t, hooks.ids, "the queue was away")
+
+	due, err := records.DuePipelines(ctx, time.Now(), time.Now().Add(time.Minute), 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{p.ID}, due, "still due: its webhook is owed")
+	hooks.mu.Lock()
+	hooks.err = nil
+	hooks.mu.Unlock()
+	require.NoError(t, svc.AdvancePipeline(ctx, p.ID))
+	require.Equal(t, []string{p.ID + "-completed"}, hooks.ids)
+	due, err = records.DuePipelines(ctx, time.Now().Add(time.Hour), time.Now().Add(2*time.Hour), 10)
+	require.NoError(t, err)
+	require.Empty(t, due, "looked at no more once its webhook is queued")
+}

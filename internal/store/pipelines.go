@@ -220,7 +220,9 @@ if n > 0 then redis.call('PUBLISH', ARGV[4], ARGV[1]) end
 if ARGV[3] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  redis.call('ZREM', KEYS[3], ARGV[1])
+  -- one with a webhook stays due until its end is queued (ForgetPipeline)
+  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then redis.call('ZADD', KEYS[3], 0, ARGV[1])
+  else redis.call('ZREM', KEYS[3], ARGV[1]) end
 end
 return 1
 `)
@@ -292,7 +294,8 @@ func (s *Store) DuePipelines(ctx context.Context, now, next time.Time, n int64) 
 	return ids, nil
 }
 
-// ForgetPipeline drops a pipeline that no longer exists from the active set.
+// ForgetPipeline drops a pipeline from the active set: one that no longer
+// exists, or that has ended and whose webhook delivery is queued.
 func (s *Store) ForgetPipeline(ctx context.Context, id string) error {
 	return wrap("forget pipeline", s.rdb.ZRem(ctx, PipelinesActiveKey, id).Err())
 }
