@@ -58,9 +58,12 @@ func (s *Service) advanceStage(ctx context.Context, p *store.Pipeline, fresh boo
 	if p.DeadlineAt != nil && !now.Before(*p.DeadlineAt) {
 		return false, s.endQuietly(ctx, p, task.StatusRevoked, &task.PipelineFailure{Code: task.FailureDeadline, Message: "the pipeline's deadline passed before it ended"})
 	}
-	ids, look, ferr := s.stageTasks(ctx, p, k)
-	if ferr != nil {
-		return false, s.endQuietly(ctx, p, task.StatusFailure, ferr)
+	ids, failure, err := s.stageIDs(ctx, p, k)
+	if failure != nil {
+		return false, s.endQuietly(ctx, p, task.StatusFailure, failure)
+	}
+	if err != nil {
+		return false, err
 	}
 	statuses := make([]task.Status, len(ids))
 	if !fresh && len(ids) > 0 {
@@ -79,9 +82,19 @@ func (s *Service) advanceStage(ctx context.Context, p *store.Pipeline, fresh boo
 		}
 	}
 	submitted := false
+	var look task.Lookup // read once a task is to be submitted
 	for i, st := range statuses {
 		if st != "" {
 			continue
+		}
+		if look == nil {
+			var failure *task.PipelineFailure
+			if look, _, failure, err = s.stageInputs(ctx, p, k); failure != nil {
+				return false, s.endQuietly(ctx, p, task.StatusFailure, failure)
+			}
+			if err != nil {
+				return false, err
+			}
 		}
 		rec, err := s.submitStep(ctx, p, k, i, look)
 		switch {
@@ -185,23 +198,44 @@ func (s *Service) stepFailed(ctx context.Context, p *store.Pipeline, k int, id s
 	return s.endQuietly(ctx, p, status, failure)
 }
 
-// stageTasks are the ids of step k's tasks and what its references stand
-// for; a for_each over an earlier step's list has its count fixed the
-// first time. A failure here (an earlier step's result gone, a list too
-// long) is the pipeline's.
-func (s *Service) stageTasks(ctx context.Context, p *store.Pipeline, k int) ([]string, task.Lookup, *task.PipelineFailure) {
+// stageIDs are the ids of step k's tasks. A for_each over an earlier
+// step's list has its count fixed the first time, from the list; after
+// that the ids are known without reading anything.
+func (s *Service) stageIDs(ctx context.Context, p *store.Pipeline, k int) ([]string, *task.PipelineFailure, error) {
+	if _, known := fanOut(p, k); known {
+		return stepTaskIDs(p, k), nil, nil
+	}
+	_, items, failure, err := s.stageInputs(ctx, p, k)
+	if failure != nil || err != nil {
+		return nil, failure, err
+	}
+	n, err := s.deps.Pipelines.SetFanOut(ctx, p.ID, k, len(items))
+	if err != nil {
+		return nil, nil, err
+	}
+	p.FanOut[k] = n
+	return stepTaskIDs(p, k), nil, nil
+}
+
+// stageInputs reads what step k's references stand for, and its for_each
+// items. An earlier step's result that is gone, or a list too long, is the
+// pipeline's failure; an unreadable store is an error, tried again later.
+func (s *Service) stageInputs(ctx context.Context, p *store.Pipeline, k int) (task.Lookup, []string, *task.PipelineFailure, error) {
 	spec := p.Spec
 	values := map[int]map[string]task.Value{}
 	for _, j := range spec.Referenced(k) {
 		outs, err := s.stepResults(ctx, p, j)
-		if err != nil {
-			return nil, nil, &task.PipelineFailure{Code: task.FailureInternal, Message: fmt.Sprintf("step %q: the result of step %q cannot be read: %v", spec.StepName(k), spec.StepName(j), err)}
+		if err == nil {
+			values[j], err = combine(spec, j, outs)
 		}
-		v, err := combine(spec, j, outs)
-		if err != nil {
-			return nil, nil, &task.PipelineFailure{Code: task.FailureInternal, Message: fmt.Sprintf("step %q: the result of step %q cannot be read: %v", spec.StepName(k), spec.StepName(j), err)}
+		switch {
+		case err == nil:
+		case task.CodeOf(err) == task.EUNAVAILABLE:
+			return nil, nil, nil, err
+		default:
+			return nil, nil, &task.PipelineFailure{Code: task.FailureInternal,
+				Message: fmt.Sprintf("step %q: the result of step %q cannot be read: %v", spec.StepName(k), spec.StepName(j), err)}, nil
 		}
-		values[j] = v
 	}
 	var items []string
 	if len(spec.Steps[k].ForEach) > 0 {
@@ -211,17 +245,10 @@ func (s *Service) stageTasks(ctx context.Context, p *store.Pipeline, k int) ([]s
 			_ = json.Unmarshal(spec.Steps[k].ForEach, &items)
 		}
 		if len(items) > task.MaxFanOut {
-			return nil, nil, &task.PipelineFailure{Code: task.FailureInvalidInput, Message: fmt.Sprintf("step %q: for_each gave %d items; at most %d", spec.StepName(k), len(items), task.MaxFanOut)}
-		}
-		if _, ok := p.FanOut[k]; !ok {
-			n, err := s.deps.Pipelines.SetFanOut(ctx, p.ID, k, len(items))
-			if err != nil {
-				return nil, nil, &task.PipelineFailure{Code: task.FailureInternal, Message: "the task store is unavailable"}
-			}
-			p.FanOut[k] = n
+			return nil, nil, &task.PipelineFailure{Code: task.FailureInvalidInput,
+				Message: fmt.Sprintf("step %q: for_each gave %d items; at most %d", spec.StepName(k), len(items), task.MaxFanOut)}, nil
 		}
 	}
-	ids := stepTaskIDs(p, k)
 	look := func(ref task.Ref) (task.Value, bool) {
 		switch {
 		case ref.Step >= 0:
@@ -236,7 +263,7 @@ func (s *Service) stageTasks(ctx context.Context, p *store.Pipeline, k int) ([]s
 			return task.Value{Text: fmt.Sprint(ref.Index)}, true
 		}
 	}
-	return ids, look, nil
+	return look, items, nil, nil
 }
 
 // combine reads step j's outputs from its tasks' results: a for_each
