@@ -204,7 +204,7 @@ func newCore(ctx context.Context, cfg config.Config, su setup, getenv func(strin
 		sealer = box
 	}
 	svc := service.New(service.Deps{Sealer: sealer, Records: records, Queue: q, Providers: providers, Artifacts: artifacts, Fetcher: fetcher, Fetches: fetch.NewPool(cfg.FetchConcurrency, cfg.FetchPerKey), Endings: hub, Keys: records,
-		Batches: records, Steps: q, Pipelines: records, Retries: records, Announcer: webhook.Announcer{Parcels: records, Queue: q}, Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
+		Batches: records, Steps: q, Pipelines: records, Retries: records, Holds: records, Announcer: webhook.Announcer{Parcels: records, Queue: q}, Models: models, Catalog: catalog(env, router, flows), Usage: records, Stored: records, Log: log},
 		service.Config{SyncTimeout: cfg.SyncTimeout, MaxUploadBytes: cfg.MaxUploadBytes, MaxFileBytes: cfg.MaxFileBytes, MaxScheduleAhead: cfg.MaxScheduleAhead, LargeResultBytes: cfg.LargeResultBytes, WebhooksEnabled: cfg.WebhookSecret != "",
 			MaxOutputTokens: cfg.MaxOutputTokens, MaxUnfinishedPerKey: cfg.MaxUnfinishedPerKey,
 			MaxSyncPerKey: cfg.MaxSyncPerKey, MaxWaitingPerKey: cfg.MaxWaitingPerKey, RetryMaxDelay: cfg.RetryMaxDelay,

@@ -225,33 +225,44 @@ func TestABudgetHoldsUnderConcurrency(t *testing.T) {
 }
 
 // TestAKeysWaitingConnectionsAreBounded: with --max-waiting 2, a key's
-// third event stream at once is refused with a 429, and its Prefer: wait
-// is answered at once instead of holding a third connection.
+// third event stream at once is refused with a 429, on any API process,
+// and its Prefer: wait is answered at once instead of holding a third
+// connection; a stream closed gives its hold back to every process.
 func TestAKeysWaitingConnectionsAreBounded(t *testing.T) {
 	t.Parallel()
 	redisURL := redistest.URL(t)
 	key := createKey(t, redisURL, "--name", "streams", "--max-waiting", "2")
 	env := benchEnv(redisURL, "http://127.0.0.1:9", "LOG_LEVEL", "warn", "ARTIFACT_DIR", t.TempDir())
 	s := start(t, "api", env) // no worker: the task stays PENDING
+	other := start(t, "api", env)
 	res, raw := call(t, http.MethodPost, s.url+"/background/generate_text", key, `{"prompt":"p"}`)
 	require.Equal(t, http.StatusAccepted, res.StatusCode, "%s", raw)
 	var rec record
 	require.NoError(t, json.Unmarshal(raw, &rec))
-	open := func() *http.Response {
-		req, _ := http.NewRequest(http.MethodGet, s.url+"/background/tasks/"+rec.TaskID+"/events", nil)
+	open := func(base string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, base+"/background/tasks/"+rec.TaskID+"/events", nil)
 		req.Header.Set("Authorization", "Bearer "+key)
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		t.Cleanup(func() { res.Body.Close() })
 		return res
 	}
-	for range 2 {
-		require.Equal(t, http.StatusOK, open().StatusCode)
-	}
-	third := open()
+	first := open(s.url)
+	require.Equal(t, http.StatusOK, first.StatusCode)
+	require.Equal(t, http.StatusOK, open(s.url).StatusCode)
+	third := open(other.url)
 	body, _ := io.ReadAll(third.Body)
-	require.Equal(t, http.StatusTooManyRequests, third.StatusCode, "%s", body)
+	require.Equal(t, http.StatusTooManyRequests, third.StatusCode, "the other API process counts the same holds: %s", body)
 	require.Contains(t, string(body), "waiting connections")
+	first.Body.Close() // its hold is given back when the server sees it gone
+	require.Eventually(t, func() bool {
+		res := open(other.url)
+		if res.StatusCode != http.StatusOK {
+			res.Body.Close()
+			return false
+		}
+		return true // kept open: the key holds two again
+	}, 20*time.Second, 50*time.Millisecond, "a closed stream's hold is free for any process")
 
 	began := time.Now()
 	res, raw = call(t, http.MethodPost, s.url+"/background/generate_text", key, `{"prompt":"p"}`, "Prefer", "wait=5")

@@ -25,7 +25,7 @@ const eventBatch = 500
 // MaxWaitingPerKey open already. release gives it back.
 func (s *Service) HoldStream(ctx context.Context) (release func(), err error) {
 	caller := auth.FromContext(ctx)
-	return s.holds.take(holdWaiting, caller, s.waitLimit(caller))
+	return s.takeHold(ctx, holdWaiting, caller, s.waitLimit(caller), 0) // renewed while the stream is open
 }
 
 // FollowEvents sends task id's events after the event after ("" from the

@@ -133,6 +133,9 @@ type Deps struct {
 	// Retries names the tasks that run failed ones again; nil serves no
 	// retries.
 	Retries Retries
+	// Holds counts each key's synchronous calls and waiting connections,
+	// shared by every API process; nil counts them per process.
+	Holds HoldStore
 	// Fetches bounds the image downloads under way, in all and per API
 	// key; nil for no bound.
 	Fetches *fetch.Pool

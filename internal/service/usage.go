@@ -55,7 +55,8 @@ func (s *Service) checkSync(ctx context.Context, typ task.Type, input any) (sync
 		return syncHold{}, err
 	}
 	caller := auth.FromContext(ctx)
-	release, err := s.holds.take(holdSync, caller, s.syncLimit(caller))
+	// A call lasts at most SYNC_TIMEOUT; its hold, a little longer.
+	release, err := s.takeHold(ctx, holdSync, caller, s.syncLimit(caller), s.cfg.SyncTimeout+holdRenewal)
 	if err != nil {
 		return syncHold{}, err
 	}

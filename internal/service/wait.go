@@ -23,7 +23,7 @@ const MaxWait = 60 * time.Second
 // before waiting (the task may have ended already) and one after.
 func (s *Service) Wait(ctx context.Context, id string, d time.Duration) (*task.Record, error) {
 	caller := auth.FromContext(ctx)
-	release, err := s.holds.take(holdWaiting, caller, s.waitLimit(caller))
+	release, err := s.takeHold(ctx, holdWaiting, caller, s.waitLimit(caller), MaxWait+holdRenewal)
 	if err != nil {
 		// The key has its share of waiting connections open: a preference
 		// may go unmet (RFC 7240), so the answer is the record as it is,

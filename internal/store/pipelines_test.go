@@ -108,3 +108,28 @@ func TestMovePipelineIsACompareAndSet(t *testing.T) {
 	require.Len(t, events, 2, "the creation's and the move's")
 	require.Zero(t, b.rdb.ZScore(b.ctx, store.PipelinesActiveKey, p.ID).Val(), "an ended pipeline is looked at no more")
 }
+
+// Holds are counted across processes by key; a hold whose process died
+// (never released nor renewed) lapses with its lease.
+func TestHoldsLapseWithTheirLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	owner := "k-" + t.Name()
+	ok, err := b.store.TakeHold(b.ctx, "sync", owner, "a", 2, time.Minute, b.now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, _ = b.store.TakeHold(b.ctx, "sync", owner, "b", 2, time.Second, b.now)
+	require.True(t, ok)
+	ok, _ = b.store.TakeHold(b.ctx, "sync", owner, "c", 2, time.Minute, b.now)
+	require.False(t, ok, "at the limit")
+	ok, _ = b.store.TakeHold(b.ctx, "waiting", owner, "c", 2, time.Minute, b.now)
+	require.True(t, ok, "another kind counts apart")
+	ok, _ = b.store.TakeHold(b.ctx, "sync", owner, "c", 2, time.Minute, b.now.Add(2*time.Second))
+	require.True(t, ok, "b's lease lapsed")
+	require.NoError(t, b.store.RenewHold(b.ctx, "sync", owner, "a", time.Hour, b.now))
+	require.NoError(t, b.store.ReleaseHold(b.ctx, "sync", owner, "c"))
+	ok, _ = b.store.TakeHold(b.ctx, "sync", owner, "d", 2, time.Minute, b.now.Add(30*time.Minute))
+	require.True(t, ok, "c given back; a renewed past it")
+	ok, _ = b.store.TakeHold(b.ctx, "sync", owner, "e", 2, time.Minute, b.now.Add(30*time.Minute))
+	require.False(t, ok, "a (renewed) and d")
+}
