@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/siganteng/siganteng/internal/provider/providertest"
-	"github.com/siganteng/siganteng/internal/redistest"
 )
 
 // BenchmarkPipelineStepOverhead measures what a pipeline adds between two
@@ -17,12 +14,7 @@ import (
 // step's task starting (started_at), across pipelines of 16 steps each
 // taking the one before's text. One op is one pipeline.
 func BenchmarkPipelineStepOverhead(b *testing.B) {
-	fake := providertest.NewOpenAIFake()
-	b.Cleanup(fake.Close)
-	env := openAIEnv(b, fake, "redis://"+redistest.StartServer(b).Addr)
-	env["WORKER_POLL_INTERVAL"] = "" // the default
-	env["LOG_LEVEL"] = "warn"
-	s := start(b, "serve", env)
+	s := idleServer(b)
 	steps := []string{`{"name":"s0","kind":"generate_text","input":{"prompt":"go"}}`}
 	for i := 1; i < 16; i++ {
 		steps = append(steps, `{"kind":"generate_text","input":{"prompt":"{{steps.`+prev(i)+`.text}}"}}`)

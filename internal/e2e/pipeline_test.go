@@ -51,6 +51,17 @@ type pipelineRecord struct {
 	} `json:"error"`
 }
 
+// refusesCall is a provider that refuses its n-th chat call for good (a
+// 400) and answers every other.
+func refusesCall(n int) *providertest.OpenAIFake {
+	return providertest.NewOpenAIFake(providertest.WithFailures(func(call int) *providertest.Reply {
+		if call != n {
+			return nil
+		}
+		return &providertest.Reply{Status: http.StatusBadRequest, Body: []byte(`{"error":{"message":"This model cannot do that.","type":"invalid_request_error"}}`)}
+	}))
+}
+
 // submitPipeline posts a pipeline and returns the answer's status and body.
 func submitPipeline(t testing.TB, base, body string) (int, []byte) {
 	t.Helper()
@@ -278,12 +289,7 @@ func TestAPipelineFansOutOverAHundredItems(t *testing.T) {
 // the step after it never runs.
 func TestAPipelineWhoseMiddleStepFailsSkipsTheRest(t *testing.T) {
 	t.Parallel()
-	fake := providertest.NewOpenAIFake(providertest.WithFailures(func(n int) *providertest.Reply {
-		if n == 2 { // the middle step's call
-			return &providertest.Reply{Status: http.StatusBadRequest, Body: []byte(`{"error":{"message":"This model cannot do that.","type":"invalid_request_error"}}`)}
-		}
-		return nil
-	}))
+	fake := refusesCall(2)
 	t.Cleanup(fake.Close)
 	s := start(t, "serve", openAIEnv(t, fake, redistest.URL(t)))
 
@@ -494,15 +500,10 @@ func TestPipelinesSurviveTheirWorkerBeingKilled(t *testing.T) {
 // first answer, and a task that succeeded is not retried.
 func TestRetryRunsAFailedTaskAgainOnce(t *testing.T) {
 	t.Parallel()
-	fake := providertest.NewOpenAIFake(providertest.WithFailures(func(n int) *providertest.Reply {
-		if n == 1 {
-			return &providertest.Reply{Status: http.StatusBadRequest, Body: []byte(`{"error":{"message":"not now","type":"invalid_request_error"}}`)}
-		}
-		return nil
-	}))
+	fake := refusesCall(1)
 	t.Cleanup(fake.Close)
 	env := openAIEnv(t, fake, redistest.URL(t))
-	env["WEBHOOK_SECRET"] = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	env["WEBHOOK_SECRET"] = testWebhookSecret
 	hooks := make(chan string, 10)
 	receiver := httptestServer(t, func(body []byte) { hooks <- string(body) })
 	env["FETCH_ALLOW_PRIVATE"] = "true"
@@ -582,12 +583,7 @@ func httptestServer(t *testing.T, got func([]byte)) string {
 // room rather than failing.
 func TestPipelinesAndRetriesBelongToTheirKey(t *testing.T) {
 	t.Parallel()
-	fake := providertest.NewOpenAIFake(providertest.WithFailures(func(n int) *providertest.Reply {
-		if n == 1 {
-			return &providertest.Reply{Status: http.StatusBadRequest, Body: []byte(`{"error":{"message":"no","type":"invalid_request_error"}}`)}
-		}
-		return nil
-	}))
+	fake := refusesCall(1)
 	t.Cleanup(fake.Close)
 	url := redistest.URL(t)
 	owner := createKey(t, url, "--name", "owner", "--max-unfinished", "5")

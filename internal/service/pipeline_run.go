@@ -494,5 +494,3 @@ func presetOf(ctx context.Context) (preset, bool) {
 	p, ok := ctx.Value(presetKey{}).(preset)
 	return p, ok
 }
-
-func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(io.LimitReader(r, 256<<20)) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -248,7 +249,7 @@ func (s *Service) resultOf(ctx context.Context, rec *task.Record) (json.RawMessa
 		return nil, task.Unavailable("the artifact store is unavailable; the result cannot be read", err)
 	}
 	defer obj.Close()
-	b, err := readAll(obj)
+	b, err := io.ReadAll(obj)
 	if err != nil {
 		return nil, task.Unavailable("the artifact store is unavailable; the result cannot be read", err)
 	}

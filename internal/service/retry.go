@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -104,15 +103,10 @@ func (s *Service) resubmit(ctx context.Context, old *task.Record) (*task.Record,
 
 // Requeue queues a recorded task again from the input its record keeps:
 // for a task SIGANTENG submitted itself (a pipeline's step, a retry) whose
-// submitter died between recording and queuing it. The queue keeps one
-// message per id, so a task queued already is not queued twice.
+// submitter died between recording and queuing it.
 func (s *Service) Requeue(ctx context.Context, rec *task.Record) error {
 	if len(rec.Payload) == 0 {
 		return fmt.Errorf("service: task %s kept no input to queue", rec.ID)
 	}
-	var at time.Time
-	if rec.ScheduledAt != nil {
-		at = *rec.ScheduledAt
-	}
-	return s.deps.Queue.Enqueue(ctx, rec.Type, rec.Priority, rec.ID, rec.Owner, 1, at, rec.Payload)
+	return s.enqueueAgain(ctx, rec, 1, rec.Payload)
 }

@@ -462,13 +462,8 @@ func (s *Service) Get(ctx context.Context, id string) (*task.Record, error) {
 	if err != nil || rec.ResultKey == "" {
 		return rec, err
 	}
-	obj, err := s.deps.Artifacts.Open(ctx, rec.ResultKey)
-	if err != nil {
-		return nil, task.Unavailable("the artifact store is unavailable; the result cannot be read", err)
-	}
-	defer obj.Close()
-	if rec.Result, err = io.ReadAll(obj); err != nil {
-		return nil, task.Unavailable("the artifact store is unavailable; the result cannot be read", err)
+	if rec.Result, err = s.resultOf(ctx, rec); err != nil {
+		return nil, err
 	}
 	rec.ResultURL = ""
 	return rec, nil
@@ -959,12 +954,19 @@ func (s *Service) existing(ctx context.Context, rec *task.Record, payload []byte
 	if cur.Status.Terminal() {
 		return cur, nil
 	}
-	var at time.Time
-	if cur.ScheduledAt != nil {
-		at = *cur.ScheduledAt
-	}
-	if err := s.deps.Queue.Enqueue(ctx, cur.Type, cur.Priority, cur.ID, cur.Owner, auth.FromContext(ctx).Weight(), at, payload); err != nil {
+	if err := s.enqueueAgain(ctx, cur, auth.FromContext(ctx).Weight(), payload); err != nil {
 		return nil, task.Unavailable("the queue is unavailable", err)
 	}
 	return cur, nil
+}
+
+// enqueueAgain queues a recorded task, at its scheduled time if it has one;
+// the queue keeps one message per id, so a task queued already is not
+// queued twice.
+func (s *Service) enqueueAgain(ctx context.Context, rec *task.Record, weight int, payload []byte) error {
+	var at time.Time
+	if rec.ScheduledAt != nil {
+		at = *rec.ScheduledAt
+	}
+	return s.deps.Queue.Enqueue(ctx, rec.Type, rec.Priority, rec.ID, rec.Owner, weight, at, payload)
 }

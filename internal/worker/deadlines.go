@@ -38,16 +38,23 @@ func NewDeadlines(records DeadlineRecords, interval time.Duration, log *slog.Log
 
 // Run sweeps until ctx ends.
 func (d *Deadlines) Run(ctx context.Context) {
-	t := time.NewTicker(d.interval)
+	every(ctx, d.interval, func() {
+		if _, err := d.Sweep(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("ending tasks past their deadline failed", "err", err)
+		}
+	})
+}
+
+// every calls f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := d.Sweep(ctx); err != nil && ctx.Err() == nil {
-				d.log.Warn("ending tasks past their deadline failed", "err", err)
-			}
+			f()
 		}
 	}
 }

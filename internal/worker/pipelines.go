@@ -76,24 +76,17 @@ func (p *Pipelines) Run(ctx context.Context) {
 
 // sweep looks at the pipelines due a look every interval.
 func (p *Pipelines) sweep(ctx context.Context) {
-	t := time.NewTicker(p.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, p.interval, func() {
 		now := p.now()
 		ids, err := p.queue.DuePipelines(ctx, now, now.Add(p.recheck), 100)
 		if err != nil {
 			p.log.Warn("pipelines due a look cannot be read", "err", err)
-			continue
+			return
 		}
 		for _, id := range ids {
 			p.advance(ctx, id)
 		}
-	}
+	})
 }
 
 // advance runs an advance of id in a slot of its own; one already running

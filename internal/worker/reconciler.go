@@ -70,20 +70,13 @@ func NewReconciler(rdb redis.UniversalClient, records UnfinishedRecords, log *sl
 
 // Run reconciles every Interval until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
-	t := time.NewTicker(r.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := r.Round(ctx); err != nil {
-				r.log.Warn("reconciling unfinished tasks failed", "err", err)
-			} else if n > 0 {
-				r.log.Warn("ended tasks the queue had given up on", "count", n)
-			}
+	every(ctx, r.Interval, func() {
+		if n, err := r.Round(ctx); err != nil {
+			r.log.Warn("reconciling unfinished tasks failed", "err", err)
+		} else if n > 0 {
+			r.log.Warn("ended tasks the queue had given up on", "count", n)
 		}
-	}
+	})
 }
 
 // Round looks at a bounded number of unfinished tasks older than Grace and
