@@ -15,12 +15,13 @@ import (
 
 const benchUsage = `Usage:
   siganteng bench provider [--addr 127.0.0.1:9999] [--delay 0s] [--error-rate 0]
-                           [--rpm 0] [--tpm 0] [--concurrent 0] [--quiet-limits]
+                           [--rpm 0] [--tpm 0] [--concurrent 0] [--quiet-limits | --retry-after-only]
       an instant OpenAI-compatible provider: start SIGANTENG against it with
       OPENAI_BASE_URL=http://127.0.0.1:9999/v1 OPENAI_API_KEY=bench; with
       limits it enforces them as OpenAI does (429, Retry-After,
       retry-after-ms, x-ratelimit-* on every answer, or only on 429s with
-      --quiet-limits); GET /stats counts answered and refused calls
+      --quiet-limits, or a 429 with Retry-After alone with
+      --retry-after-only); GET /stats counts answered and refused calls
   siganteng bench run [--url http://127.0.0.1:8000] [--key KEY] [--tasks 10000] [--clients 32] [--poll 2ms] [--timeout 2m]
                       [--probe-key KEY] [--provider http://127.0.0.1:9999] [--model M] [--probe-model M]
       submits the tasks as fast as the API takes them, then polls each until
@@ -57,6 +58,7 @@ func bench(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.IntVar(&limits.TPM, "tpm", 0, "tokens per minute allowed (0: none)")
 		fs.IntVar(&limits.Concurrent, "concurrent", 0, "calls at once allowed (0: none)")
 		fs.BoolVar(&limits.Quiet, "quiet-limits", false, "send x-ratelimit-* headers only with a 429")
+		fs.BoolVar(&limits.RetryAfterOnly, "retry-after-only", false, "say nothing of the limits but a 429's Retry-After, in whole seconds")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("bench provider: %w\n\n%s", err, benchUsage)
 		}

@@ -16,10 +16,14 @@ import (
 // evenly and holds one second's worth, and calls at once. Past one it
 // answers 429 with OpenAI's error body, Retry-After, retry-after-ms and
 // the x-ratelimit-* headers; every answer carries those headers unless
-// Quiet (a provider that says nothing until it refuses).
+// Quiet (a provider that says nothing until it refuses). RetryAfterOnly is
+// a provider that says nothing of its limits at all, only a 429 with
+// Retry-After in whole seconds, as gateways, Hugging Face and Azure
+// OpenAI's requests limit do.
 type Limits struct {
 	RPM, TPM, Concurrent int
 	Quiet                bool
+	RetryAfterOnly       bool
 }
 
 // limiter is Limits enforced in memory, with counts of what it answered.
@@ -73,7 +77,7 @@ func (l *limiter) take(now time.Time, tokens int64, h http.Header) (refused stri
 	if refused == "" {
 		l.reqTAT, l.tokTAT = reqTAT, tokTAT
 	}
-	if !l.Quiet || refused != "" {
+	if !l.RetryAfterOnly && (!l.Quiet || refused != "") {
 		if l.RPM > 0 {
 			h.Set("x-ratelimit-limit-requests", strconv.Itoa(l.RPM))
 			h.Set("x-ratelimit-remaining-requests", strconv.FormatInt(max(remReq, 0), 10))
@@ -98,10 +102,12 @@ func resetOf(tat, now time.Time) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// refuse answers 429 as OpenAI does.
-func refuse(w http.ResponseWriter, what string, retry time.Duration, limit int) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
-	w.Header().Set("retry-after-ms", strconv.FormatInt(max(retry.Milliseconds(), 1), 10))
+// refuse answers 429 as OpenAI does; bare, with Retry-After alone.
+func refuse(w http.ResponseWriter, what string, retry time.Duration, limit int, bare bool) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(retry.Seconds())), 1)))
+	if !bare {
+		w.Header().Set("retry-after-ms", strconv.FormatInt(max(retry.Milliseconds(), 1), 10))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusTooManyRequests)
 	msg := fmt.Sprintf("Rate limit reached for bench in organization org-bench on %s per min (RPM): Limit %d. Please try again in %s.", what, limit, retry.Round(time.Millisecond))

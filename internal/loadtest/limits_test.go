@@ -110,3 +110,24 @@ func TestTheBenchProviderCountsTokensAndCanStayQuiet(t *testing.T) {
 		t.Fatalf("third call: %d, headers %v", third.StatusCode, third.Header)
 	}
 }
+
+func TestTheBenchProviderCanSayOnlyRetryAfter(t *testing.T) {
+	srv := httptest.NewServer(Provider{Limits: Limits{RPM: 60, RetryAfterOnly: true}}.Handler()) // one a second
+	defer srv.Close()
+	first := post(t, srv.URL, "hi")
+	post(t, srv.URL, "hi") // within the second's tolerance
+	third := post(t, srv.URL, "hi")
+	if first.StatusCode != 200 || third.StatusCode != 429 {
+		t.Fatalf("statuses %d and %d, want 200 and 429", first.StatusCode, third.StatusCode)
+	}
+	for _, res := range []*http.Response{first, third} {
+		for name := range res.Header {
+			if strings.HasPrefix(strings.ToLower(name), "x-ratelimit") || strings.EqualFold(name, "retry-after-ms") {
+				t.Fatalf("%d answer says %s: %v", res.StatusCode, name, res.Header)
+			}
+		}
+	}
+	if got := third.Header.Get("Retry-After"); got != "1" {
+		t.Fatalf("Retry-After %q, want whole seconds (1)", got)
+	}
+}

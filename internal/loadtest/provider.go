@@ -48,14 +48,14 @@ func (p Provider) Handler() http.Handler {
 				if what == "tokens" {
 					limit = p.Limits.TPM
 				}
-				refuse(w, what, retry, limit)
+				refuse(w, what, retry, limit, p.Limits.RetryAfterOnly)
 				return
 			}
 			if p.Limits.Concurrent > 0 {
 				if lim.inFlight.Add(1) > int64(p.Limits.Concurrent) {
 					lim.inFlight.Add(-1)
 					lim.refused.Add(1)
-					refuse(w, "concurrent requests", time.Second, p.Limits.Concurrent)
+					refuse(w, "concurrent requests", time.Second, p.Limits.Concurrent, p.Limits.RetryAfterOnly)
 					return
 				}
 				defer lim.inFlight.Add(-1)
