@@ -45,7 +45,7 @@ func flowStates(flows *flow.Controller) func() []metrics.FlowState {
 		out := make([]metrics.FlowState, len(states))
 		for i, s := range states {
 			out[i] = metrics.FlowState{Deployment: s.Deployment, RPM: s.Configured.RPM, TPM: s.Configured.TPM, Concurrent: s.Configured.Concurrent,
-				LearnedRPM: s.LearnedRPM, LearnedTPM: s.LearnedTPM, Paused: !s.PausedUntil.IsZero(), Waiting: s.Waiting}
+				LearnedRPM: s.LearnedRPM, LearnedTPM: s.LearnedTPM, PacedRPM: s.PacedRPM, Paused: !s.PausedUntil.IsZero(), Waiting: s.Waiting}
 		}
 		return out
 	}

@@ -190,7 +190,7 @@ func catalog(env []task.ModelInfo, router *routing.Router, flows *flow.Controlle
 
 func flowInfo(s flow.State) *task.FlowInfo {
 	info := &task.FlowInfo{RPM: s.Configured.RPM, TPM: s.Configured.TPM, Concurrent: s.Configured.Concurrent,
-		LearnedRPM: s.LearnedRPM, LearnedTPM: s.LearnedTPM}
+		LearnedRPM: s.LearnedRPM, LearnedTPM: s.LearnedTPM, PacedRPM: s.PacedRPM}
 	if !s.PausedUntil.IsZero() {
 		at := s.PausedUntil.UTC()
 		info.PausedUntil = &at

@@ -65,6 +65,7 @@ type Observer interface {
 type Controller struct {
 	rdb redis.UniversalClient
 	cfg Config
+	id  string // this process, for the estimates of a pace
 	mu  sync.Mutex
 	dep map[string]*Deployment
 }
@@ -98,7 +99,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Controller {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
-	return &Controller{rdb: rdb, cfg: cfg, dep: map[string]*Deployment{}}
+	return &Controller{rdb: rdb, cfg: cfg, id: uuid.NewString(), dep: map[string]*Deployment{}}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -155,6 +156,7 @@ type State struct {
 	Configured  Limits
 	LearnedRPM  int64
 	LearnedTPM  int64
+	PacedRPM    int64     // learned from 429s alone (pacing.go); 0 for none
 	PausedUntil time.Time // zero when not paused
 	Waiting     int64     // calls waiting in place now, in this process
 	Refused     int64     // 429s from the provider, in this process
@@ -171,6 +173,9 @@ type Deployment struct {
 	// What this process knows the provider said, so that a deployment
 	// with no limits costs no round trip until one is learned.
 	learnedRPM, learnedTPM atomic.Int64
+	pacedRPM               atomic.Int64 // learned from 429s alone
+	pacedAt                atomic.Int64 // Unix ms this process last told of such a 429
+	traffic                traffic      // this process's calls, for a pace's first estimate
 	pausedUntil            atomic.Int64 // Unix ms
 	checkedAt              atomic.Int64 // Unix ms of the last look in Redis
 	waiting, refused       atomic.Int64
@@ -214,7 +219,7 @@ func (d *Deployment) Name() string { return d.name }
 
 func (d *Deployment) state(now time.Time) State {
 	s := State{Deployment: d.name, Configured: *d.limits.Load(), LearnedRPM: d.learnedRPM.Load(), LearnedTPM: d.learnedTPM.Load(),
-		Waiting: d.waiting.Load(), Refused: d.refused.Load()}
+		PacedRPM: d.pacedRPM.Load(), Waiting: d.waiting.Load(), Refused: d.refused.Load()}
 	if p := d.pausedUntil.Load(); p > now.UnixMilli() {
 		s.PausedUntil = time.UnixMilli(p)
 	}
@@ -224,11 +229,14 @@ func (d *Deployment) state(now time.Time) State {
 // limited reports whether calls must ask Redis: a limit is configured, or
 // one was learned (here, or by another process in the last Refresh).
 func (d *Deployment) limited(now time.Time) bool {
-	if d.limits.Load().Set() || d.learnedRPM.Load() > 0 || d.learnedTPM.Load() > 0 || d.pausedUntil.Load() > now.UnixMilli() {
+	learned := func() bool {
+		return d.learnedRPM.Load() > 0 || d.learnedTPM.Load() > 0 || d.pacedRPM.Load() > 0 || d.pausedUntil.Load() > now.UnixMilli()
+	}
+	if d.limits.Load().Set() || learned() {
 		return true
 	}
 	d.refresh(now)
-	return d.learnedRPM.Load() > 0 || d.learnedTPM.Load() > 0 || d.pausedUntil.Load() > now.UnixMilli()
+	return learned()
 }
 
 // refresh reads what other processes learned of the deployment, at most
@@ -241,13 +249,23 @@ func (d *Deployment) refresh(now time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	v, err := d.c.rdb.HMGet(ctx, d.key, "rpm", "tpm", "paused_until").Result()
+	// The look also says this process calls the deployment: a pace's
+	// first estimate counts the processes that do (pacing.go).
+	var get *redis.SliceCmd
+	_, err := d.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.HMGet(ctx, d.key, "rpm", "tpm", "paused_until", "paced_rpm")
+		p.ZAdd(ctx, d.key+":callers", redis.Z{Score: float64(ms), Member: d.c.id})
+		p.PExpire(ctx, d.key+":callers", time.Minute)
+		return nil
+	})
 	if err != nil {
 		return
 	}
+	v := get.Val()
 	d.learnedRPM.Store(parseInt(v[0]))
 	d.learnedTPM.Store(parseInt(v[1]))
 	d.pausedUntil.Store(parseInt(v[2]))
+	d.pacedRPM.Store(parseInt(v[3]))
 }
 
 func parseInt(v any) int64 {
@@ -303,7 +321,7 @@ func (d *Deployment) acquire(ctx context.Context, tokens int64) (lease, error) {
 		res, err := acquireScript.Run(ctx, d.c.rdb, []string{d.key, d.leases, resv, d.key + ":keys", d.key + ":active", ticket},
 			now.UnixMilli(), limits.RPM, limits.TPM, limits.Concurrent, tokens, reserveUpTo.Milliseconds(),
 			keepAboveMs(keepAbove), l.id, cfg.Lease.Milliseconds(), cfg.Burst.Milliseconds(), heldArg,
-			owner, cfg.Share.Milliseconds(), provider.FlowWeightOf(ctx)).Slice()
+			owner, cfg.Share.Milliseconds(), provider.FlowWeightOf(ctx), growShare).Slice()
 		if err != nil {
 			if ctx.Err() != nil {
 				return lease{}, ctx.Err()
@@ -425,6 +443,9 @@ func (d *Deployment) Learn(status int, rl provider.RateLimit) {
 	var pause time.Duration
 	switch {
 	case status == 429:
+		if rl.LimitRequests == 0 && rl.LimitTokens == 0 && d.learnedRPM.Load() == 0 {
+			defer d.pace(now) // after the pause is known here
+		}
 		d.refused.Add(1)
 		if o := d.c.cfg.Observer; o != nil {
 			o.Refused(d.name)

@@ -267,11 +267,18 @@ func limitedServer(t *testing.T, refuse *bool) *httptest.Server {
 	return srv
 }
 
-func TestLimitsAreLearnedFromTheProviderAndSharedWithOtherProcesses(t *testing.T) {
+// twoProcesses is the deployment named as two processes on one Redis see it.
+func twoProcesses(t *testing.T, c *clock, name string) (one, other *Deployment) {
+	t.Helper()
 	url := redistest.URL(t)
+	one = newController(t, redistest.Client(t, url), c).Deployment(name, Limits{})
+	other = newController(t, redistest.Client(t, url), c).Deployment(name, Limits{})
+	return one, other
+}
+
+func TestLimitsAreLearnedFromTheProviderAndSharedWithOtherProcesses(t *testing.T) {
 	c := newClock()
-	one := newController(t, redistest.Client(t, url), c).Deployment("openai", Limits{})
-	other := newController(t, redistest.Client(t, url), c).Deployment("openai", Limits{})
+	one, other := twoProcesses(t, c, "openai")
 	refuse := false
 	srv := limitedServer(t, &refuse)
 	res, err := one.Client(nil).Get(srv.URL)

@@ -46,15 +46,37 @@ end
 // the caller can come back for its slot (-1: never), [8] call id, [9] lease
 // ms, [10] burst tolerance ms, [11] '1' when the caller already holds a
 // slot, [12] the caller's key, [13] how far ahead one key may reserve (ms),
-// [14] the caller's key's weight
+// [14] the caller's key's weight, [15] the share a paced rate (learned
+// from 429s alone, see pacing.go) grows by when it is met
 //
 // Returns {granted, wait ms, reason, reserved}: granted with a wait means
 // "your slot is in wait ms; sleep, then call"; reserved is 1 for a slot
 // held, 2 for a ticket's turn (a time to come back, not a slot).
 var acquireScript = redis.NewScript(effLua + `
 local now = tonumber(ARGV[1])
-local st = redis.call('HMGET', KEYS[1], 'req_tat', 'tok_tat', 'rpm', 'tpm', 'paused_until')
+local st = redis.call('HMGET', KEYS[1], 'req_tat', 'tok_tat', 'rpm', 'tpm', 'paused_until', 'paced_rpm', 'paced_at', 'paced_calls', 'paced_max')
 local rpm, tpm, conc = eff(ARGV[2], st[3]), eff(ARGV[3], st[4]), tonumber(ARGV[4])
+local paced = tonumber(st[6] or '0')
+if paced > 0 and tonumber(st[3] or '0') == 0 and (rpm == 0 or paced < rpm) then rpm = paced else paced = 0 end
+-- A pace learned from 429s alone grows when it is met: when the calls
+-- made at it since paced_at (a reserved slot counts when it is used) come
+-- to 90% of what it allows, at most once a second; near the pace the last
+-- 429 cut (paced_max), six times slower, so that it stays near the limit
+-- longer between 429s.
+local function made()
+  if paced > 0 then redis.call('HINCRBY', KEYS[1], 'paced_calls', 1) end
+end
+if paced > 0 then
+  local since = now - tonumber(st[7] or '0')
+  if since >= 1000 and tonumber(st[8] or '0') >= 0.9 * paced * since / 60000 then
+    local grow = tonumber(ARGV[15])
+    local cutAt = tonumber(st[9] or '0')
+    if cutAt > 0 and paced >= 0.9 * cutAt then grow = grow / 6 end
+    redis.call('HSET', KEYS[1], 'paced_rpm', math.floor(paced * (1 + grow) + 1), 'paced_at', now, 'paced_calls', 0)
+  elseif since >= 5000 then
+    redis.call('HSET', KEYS[1], 'paced_at', now, 'paced_calls', 0)
+  end
+end
 local function lease()
   if conc == 0 then return true end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -69,7 +91,10 @@ if slot or ARGV[11] == '1' then
   if slot then wait = math.max(0, tonumber(slot) - now) end
   if slot and ARGV[7] ~= '-1' and wait > tonumber(ARGV[7]) then return {0, wait, 'requests', 1} end
   if not lease() then return {0, 200, 'concurrency', 0} end
-  if slot then redis.call('DEL', KEYS[3]) end
+  if slot then
+    redis.call('DEL', KEYS[3])
+    made()
+  end
   return {1, wait, '', 0}
 end
 local burst = tonumber(ARGV[10])
@@ -153,12 +178,15 @@ end
 if wait <= 0 then
   if not lease() then return {0, 200, 'concurrency', 0} end
   take()
+  made()
   return {1, 0, '', 0}
 end
 if (reqT > 0 or tokT > 0) and wait <= tonumber(ARGV[6]) then
   take()
   if ARGV[7] ~= '-1' and wait > tonumber(ARGV[7]) then
     redis.call('SET', KEYS[3], math.floor(now + wait), 'PX', math.floor(wait) + 60000)
+  else
+    made() -- slept to in place
   end
   return {0, wait, reason, 1}
 end
@@ -195,4 +223,52 @@ if p > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], 86400000)
 return 1
+`)
+
+// paceScript keeps the pace learned from a 429 that said nothing of the
+// provider's limits (see pacing.go). With no pace yet, or within
+// ARGV[4] ms of the first 429, each process's estimate (ARGV[3] rpm, the
+// calls the provider took from it) is kept in KEYS[2] and the pace is
+// their mean times the processes calling the deployment (KEYS[3], by
+// their last look, in the last 10 s); later, a 429 cuts the pace to ARGV[6] of itself, at most once
+// every ARGV[5] ms (from the rate of the calls made at the pace when
+// lower, but by at most half). A provider that states its requests limit is not paced.
+//
+// KEYS[1] the deployment's state, KEYS[2] the estimates (hash, by
+// process), KEYS[3] the processes calling it (sorted set, by when);
+// ARGV[1] process id, ARGV[2] the 429's time in ms, ARGV[3] the
+// process's estimate (0: a cut)
+//
+// Returns the pace now (0: none).
+var paceScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'rpm') then return 0 end
+local now = tonumber(ARGV[2])
+local st = redis.call('HMGET', KEYS[1], 'paced_rpm', 'paced_since', 'paced_by', 'paced_at', 'paced_calls')
+local pace, since = tonumber(st[1] or '0'), tonumber(st[2] or '0')
+local estimate = tonumber(ARGV[3])
+local estimating = pace == 0 or (st[3] == 'estimate' and now - since <= tonumber(ARGV[4]))
+if estimating and estimate > 0 then
+  if pace == 0 then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[1], 'paced_since', now, 'paced_by', 'estimate')
+  end
+  redis.call('HSET', KEYS[2], ARGV[1], estimate)
+  redis.call('PEXPIRE', KEYS[2], 60000)
+  local sum, n = 0, 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do sum, n = sum + tonumber(v), n + 1 end
+  local callers = math.max(redis.call('ZCOUNT', KEYS[3], now - 10000, '+inf'), n, 1)
+  pace = math.max(math.floor(sum / n * callers), 1)
+  redis.call('HSET', KEYS[1], 'paced_rpm', pace, 'paced_at', now, 'paced_calls', 0)
+elseif pace > 0 and not estimating and now - since >= tonumber(ARGV[5]) then
+  -- cut from the pace, or from the rate of the calls made lately when
+  -- lower (a pace not met says nothing of the provider's limit), but by
+  -- at most half
+  local over = now - tonumber(st[4] or '0')
+  if over >= 1000 then pace = math.max(math.min(pace, tonumber(st[5] or '0') * 60000 / over), pace / 2) end
+  local refusedAt = math.floor(pace)
+  pace = math.max(math.floor(pace * tonumber(ARGV[6])), 1)
+  redis.call('HSET', KEYS[1], 'paced_rpm', pace, 'paced_since', now, 'paced_by', 'cut', 'paced_at', now, 'paced_calls', 0, 'paced_max', refusedAt)
+end
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return pace
 `)

@@ -25,8 +25,13 @@ type learning struct {
 }
 
 func (t learning) RoundTrip(req *http.Request) (*http.Response, error) {
+	sent := t.d.c.cfg.Now()
+	t.d.traffic.sent(sent)
 	res, err := t.next.RoundTrip(req)
 	if err == nil {
+		if res.StatusCode == http.StatusTooManyRequests {
+			t.d.traffic.refused(sent)
+		}
 		if rl := provider.ParseRateLimit(res.Header, t.d.c.cfg.Now()); res.StatusCode == http.StatusTooManyRequests || rl.Said() {
 			t.d.Learn(res.StatusCode, rl)
 		}

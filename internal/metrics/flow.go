@@ -45,6 +45,7 @@ type FlowState struct {
 	Deployment             string
 	RPM, TPM, Concurrent   int   // configured; 0 for none
 	LearnedRPM, LearnedTPM int64 // said by the provider; 0 for nothing said
+	PacedRPM               int64 // learned from 429s alone; 0 for none
 	Paused                 bool
 	Waiting                int64 // calls waiting in place in this process
 }
@@ -59,7 +60,7 @@ func (m *Metrics) WatchFlow(states func() []FlowState) {
 }
 
 var (
-	flowLimit   = prometheus.NewDesc("siganteng_deployment_limit", "A deployment's limit: kind is rpm, tpm or concurrent, source configured or learned (from the provider's headers).", []string{"deployment", "kind", "source"}, nil)
+	flowLimit   = prometheus.NewDesc("siganteng_deployment_limit", "A deployment's limit: kind is rpm, tpm or concurrent, source configured, learned (from the provider's headers) or paced (learned from 429s alone, raised while met and cut at each 429).", []string{"deployment", "kind", "source"}, nil)
 	flowPaused  = prometheus.NewDesc("siganteng_deployment_paused", "1 while a deployment is paused at the provider's request (a 429's Retry-After, or a budget it says is spent).", []string{"deployment"}, nil)
 	flowWaiting = prometheus.NewDesc("siganteng_deployment_waiting_calls", "Calls waiting in place for a deployment's budget in this process (tasks waiting in the queue are counted by the queue metrics).", []string{"deployment"}, nil)
 )
@@ -79,7 +80,7 @@ func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
 			v            int64
 		}{
 			{"rpm", "configured", int64(s.RPM)}, {"tpm", "configured", int64(s.TPM)}, {"concurrent", "configured", int64(s.Concurrent)},
-			{"rpm", "learned", s.LearnedRPM}, {"tpm", "learned", s.LearnedTPM},
+			{"rpm", "learned", s.LearnedRPM}, {"tpm", "learned", s.LearnedTPM}, {"rpm", "paced", s.PacedRPM},
 		} {
 			if l.v > 0 {
 				ch <- prometheus.MustNewConstMetric(flowLimit, prometheus.GaugeValue, float64(l.v), s.Deployment, l.kind, l.source)

@@ -80,6 +80,7 @@ type FlowInfo struct {
 	Concurrent  int        `json:"concurrent,omitempty" doc:"Calls at once configured; absent: none."`
 	LearnedRPM  int64      `json:"learned_rpm,omitempty" doc:"Requests per minute the provider says it allows (x-ratelimit-limit-requests)."`
 	LearnedTPM  int64      `json:"learned_tpm,omitempty" doc:"Tokens per minute the provider says it allows (x-ratelimit-limit-tokens)."`
+	PacedRPM    int64      `json:"paced_rpm,omitempty" doc:"Requests per minute it is paced at, learned from 429s alone (a provider that states no limit): raised while it is met, cut at each 429."`
 	PausedUntil *time.Time `json:"paused_until,omitempty" doc:"Set while the provider asked for a pause (a 429, or a budget it says is spent)."`
 }
 
