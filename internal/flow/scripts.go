@@ -159,7 +159,13 @@ if step > 0 then
       total = total + (tonumber(redis.call('HGET', KEYS[4], 'w:' .. k)) or 1)
     end
     total = math.max(total, weight)
-    return {0, math.max(ahead * step * total / weight - H, 500), reason, 2}
+    -- A pace learned from 429s moves; tickets are issued while it is
+    -- found, and a turn counted at a pace that then grows would come back
+    -- late to slots nobody uses: their turns are counted at 80% of the
+    -- step, and one that comes early is told again.
+    local turn = step
+    if paced > 0 then turn = step * 0.8 end
+    return {0, math.max(ahead * turn * total / weight - H, 500), reason, 2}
   end
 end
 local function take()
