@@ -288,6 +288,7 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 		Inputs:              c.svc,
 		Types:               taskTypes,
 		MaxWait:             cfg.FlowMaxWait,
+		Waits:               c.queue,
 		Batches: batch.New(batch.Config{Window: cfg.BatchWindow, MaxLines: cfg.BatchMaxLines, MaxLineBytes: int(cfg.MaxBodyBytes + cfg.MaxUploadBytes*4/3 + 64<<10)},
 			c.records, c.svc, c.artifacts, c.queue, openaiapi.Lines{}, log.With("component", "batch"), nil).
 			WithWebhooks(webhook.Announcer{Parcels: c.records, Queue: c.queue}),
@@ -464,10 +465,13 @@ func queueWeights(overrides map[string]int) (map[string]int, error) {
 	weights := queue.DefaultWeights(taskTypes)
 	for name, w := range overrides {
 		if _, ok := weights[name]; !ok {
-			if name == queue.QueueWebhooks {
+			switch name {
+			case queue.QueueWebhooks:
 				return nil, fmt.Errorf("QUEUE_WEIGHTS: the webhooks queue has a pool of its own; WEBHOOK_CONCURRENCY sizes it")
+			case queue.QueueWaiting:
+				return nil, fmt.Errorf("QUEUE_WEIGHTS: the waiting queue (tasks back from a wait for a provider's budget) has a pool of its own, of WORKER_CONCURRENCY")
 			}
-			names := slices.DeleteFunc(queue.Names(taskTypes), func(n string) bool { return n == queue.QueueWebhooks })
+			names := slices.DeleteFunc(queue.Names(taskTypes), func(n string) bool { return n == queue.QueueWebhooks || n == queue.QueueWaiting })
 			return nil, fmt.Errorf("QUEUE_WEIGHTS: no queue %q; the queues are %s", name, strings.Join(names, ", "))
 		}
 		weights[name] = w

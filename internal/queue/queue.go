@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -37,22 +38,27 @@ const (
 	QueueHigh     = "high"
 	QueueLow      = "low"
 	QueueWebhooks = "webhooks" // webhook deliveries
+	// QueueWaiting holds normal-priority tasks waiting for a provider's
+	// budget (see Client.Defer), served by a pool of its own, so that their
+	// returns, which asynq brings back in whole-second batches, are not
+	// dequeued in front of their type's new tasks for other deployments.
+	QueueWaiting = "waiting"
 )
 
-// Names lists every queue for types, high and low included, and the
-// webhook queue.
+// Names lists every queue for types, high, waiting and low included, and
+// the webhook queue.
 func Names(types []task.Type) []string {
 	names := []string{QueueHigh}
 	for _, t := range types {
 		names = append(names, string(t))
 	}
-	return append(names, QueueWebhooks, QueueLow)
+	return append(names, QueueWaiting, QueueWebhooks, QueueLow)
 }
 
 // DefaultWeights gives high work about four picks in five when every queue
 // has work, splits normal work evenly between types, and leaves low work
-// what the rest do not take. The webhooks queue is not among them: a pool
-// of its own serves it.
+// what the rest do not take. The webhooks and waiting queues are not among
+// them: a pool of its own serves each.
 func DefaultWeights(types []task.Type) map[string]int {
 	w := map[string]int{QueueHigh: 50, QueueLow: 1}
 	for _, t := range types {
@@ -123,6 +129,35 @@ func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Prior
 	return nil
 }
 
+// Defer moves a normal-priority task that must wait for a provider's
+// budget to the waiting queue, due at at: t queued again under its id,
+// with its attempts so far (retried) in a header, since asynq counts a
+// task's retries afresh in a new queue. A copy there already is this one
+// (an earlier move whose worker died before the original was let go).
+func (c *Client) Defer(ctx context.Context, t *asynq.Task, id string, retried int, at time.Time) error {
+	headers := maps.Clone(t.Headers())
+	headers[HeaderRetried] = strconv.Itoa(retried)
+	maxRetry := c.opts.MaxRetry
+	if n, err := strconv.Atoi(headers[HeaderMaxRetry]); err == nil {
+		maxRetry = n
+	}
+	_, err := c.ac.EnqueueContext(ctx, asynq.NewTaskWithHeaders(t.Type(), t.Payload(), headers),
+		asynq.TaskID(id), asynq.Queue(QueueWaiting), asynq.ProcessAt(at),
+		asynq.MaxRetry(maxRetry+1), asynq.Timeout(c.opts.Timeout)) // as Enqueue
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("queue: defer %s %s: %w", t.Type(), id, err)
+	}
+	return nil
+}
+
+// Deferrable reports whether a task running from queue name waits in the
+// waiting queue: normal-priority tasks do; high ones keep their queue's
+// weight, low ones are behind everything anyway, and one in the waiting
+// queue already comes back to it as asynq retries it.
+func Deferrable(name string) bool {
+	return name != QueueHigh && name != QueueLow && name != QueueWaiting && name != QueueWebhooks
+}
+
 // TypeWebhook is the asynq task type of a webhook delivery, which the
 // worker routes to the deliverer.
 const TypeWebhook = "webhook"
@@ -173,6 +208,7 @@ const (
 	HeaderMaxRetry   = "max_retry" // the task's retries after its first attempt
 	HeaderOwner      = "owner"     // the API key's id; "" for none
 	HeaderWeight     = "weight"    // the key's share weight; absent for 1
+	HeaderRetried    = "retried"   // attempts before a move to the waiting queue; absent for none
 	// HeaderScheduledAt is a scheduled task's start, in Unix ms (rounded
 	// up); absent for a task that runs at once.
 	HeaderScheduledAt = "scheduled_at"

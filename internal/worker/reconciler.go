@@ -155,6 +155,9 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 		return err == nil, err
 	}
 	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type, rec.Priority), id)
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		info, err = r.inspector.GetTaskInfo(queue.QueueWaiting, id) // moved there to wait for budget
+	}
 	var reason string
 	switch {
 	case (errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) && r.requeueable(rec):

@@ -37,6 +37,9 @@ func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	require.NoError(t, inspector.ArchiveTask(queue.Name(task.TypeGenerateText, ""), "archived"))
 	newTask("orphan", false) // its enqueue never happened
 	newTask("waiting", true) // pending in the queue: in hand
+	newTask("moved", false)  // moved to the waiting queue for budget: in hand
+	require.NoError(t, q.Defer(ctx, asynq.NewTaskWithHeaders(string(task.TypeGenerateText), []byte(`{"prompt":"p"}`), map[string]string{}),
+		"moved", 0, time.Now().Add(time.Hour)))
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "fresh", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: time.Now()}, store.Limits{}))
 	deadline := created.Add(time.Minute) // long past, and no worker reached it
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "overdue", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created, CancelAt: &deadline}, store.Limits{}))
@@ -49,7 +52,7 @@ func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	require.Equal(t, 3, ended)
 
 	for id, want := range map[string]task.Status{"archived": task.StatusFailure, "orphan": task.StatusFailure,
-		"waiting": task.StatusPending, "fresh": task.StatusPending, "overdue": task.StatusRevoked} {
+		"waiting": task.StatusPending, "moved": task.StatusPending, "fresh": task.StatusPending, "overdue": task.StatusRevoked} {
 		rec, err := s.Get(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, want, rec.Status, id)

@@ -101,6 +101,16 @@ type Config struct {
 	// MaxWait is how long a task may wait for its deployment's budget in
 	// all before it fails (FLOW_MAX_WAIT); an hour when zero.
 	MaxWait time.Duration
+	// Waits moves normal-priority tasks that wait for budget to the
+	// waiting queue, which a pool of its own serves (Concurrency more
+	// tasks at once); nil retries them in their own queue.
+	Waits Deferrer
+}
+
+// Deferrer moves a task that waits for budget to the waiting queue (see
+// queue.Client.Defer).
+type Deferrer interface {
+	Defer(ctx context.Context, t *asynq.Task, id string, retried int, at time.Time) error
 }
 
 // BatchRunner runs one step of a batch (see batch.Runner).
@@ -117,6 +127,7 @@ type WebhookDeliverer interface {
 type Worker struct {
 	srv     *asynq.Server
 	hookSrv *asynq.Server
+	waitSrv *asynq.Server // the waiting queue's pool
 	exec    Executor
 	records Records
 	endings Endings
@@ -129,6 +140,7 @@ type Worker struct {
 	inputs  Inputs
 	types   []task.Type
 	maxWait time.Duration
+	waits   Deferrer
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -145,7 +157,7 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	w := &Worker{exec: exec, records: records, endings: endings, backoff: cfg.Backoff, tracer: cfg.Tracer,
-		hooks: cfg.Webhooks, batches: cfg.Batches, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, types: cfg.Types, maxWait: cfg.MaxWait, log: log, now: now}
+		hooks: cfg.Webhooks, batches: cfg.Batches, hookDue: cfg.WebhookSchedule, metrics: cfg.Metrics, inputs: cfg.Inputs, types: cfg.Types, maxWait: cfg.MaxWait, waits: cfg.Waits, log: log, now: now}
 	if len(w.types) == 0 {
 		w.types = task.Types
 	}
@@ -154,19 +166,28 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 	}
 	queues := maps.Clone(cfg.Queues)
 	delete(queues, queue.QueueWebhooks) // served by hookSrv
-	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   queues,
-		TaskCheckInterval:        cfg.PollInterval,
-		DelayedTaskCheckInterval: cfg.DelayedPollInterval,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           w.retryDelay,
-		// A wait for budget goes back to the queue without counting as a
-		// failed attempt: it uses up no retry.
-		IsFailure: func(err error) bool { return !isWait(err) },
-		Logger:    asynqLogger{log.With("from", "asynq")},
-		LogLevel:  asynq.InfoLevel,
-	})
+	delete(queues, queue.QueueWaiting)  // served by waitSrv
+	tasks := func(queues map[string]int, poll time.Duration, log *slog.Logger) *asynq.Server {
+		return asynq.NewServerFromRedisClient(rdb, asynq.Config{
+			Concurrency:              cfg.Concurrency,
+			Queues:                   queues,
+			TaskCheckInterval:        poll,
+			DelayedTaskCheckInterval: cfg.DelayedPollInterval,
+			ShutdownTimeout:          cfg.ShutdownTimeout,
+			RetryDelayFunc:           w.retryDelay,
+			// A wait for budget goes back to the queue without counting as
+			// a failed attempt: it uses up no retry.
+			IsFailure: func(err error) bool { return !isWait(err) },
+			Logger:    asynqLogger{log},
+			LogLevel:  asynq.InfoLevel,
+		})
+	}
+	w.srv = tasks(queues, cfg.PollInterval, log.With("from", "asynq"))
+	// Tasks back from a wait for budget have a pool of their own, with its
+	// own look at the queue: asynq brings them back in whole-second
+	// batches, which would otherwise be dequeued ahead of new tasks. It
+	// looks less often when idle: they are due in whole seconds anyway.
+	w.waitSrv = tasks(map[string]int{queue.QueueWaiting: 1}, max(cfg.PollInterval, webhookPoll), log.With("from", "asynq", "pool", "waiting"))
 	if cfg.WebhookConcurrency <= 0 {
 		cfg.WebhookConcurrency = 64
 	}
@@ -205,18 +226,25 @@ func (w *Worker) Start() error {
 	if err := w.hookSrv.Start(hooks); err != nil {
 		return fmt.Errorf("worker: start the webhook pool: %w", err)
 	}
+	if err := w.waitSrv.Start(mux); err != nil {
+		w.hookSrv.Shutdown()
+		return fmt.Errorf("worker: start the waiting pool: %w", err)
+	}
 	if err := w.srv.Start(mux); err != nil {
 		w.hookSrv.Shutdown()
+		w.waitSrv.Shutdown()
 		return fmt.Errorf("worker: start: %w", err)
 	}
 	return nil
 }
 
 // Stop stops taking tasks, waits up to the shutdown timeout for running ones,
-// and puts back on the queue any that are still running; deliveries alike.
+// and puts back on the queue any that are still running; deliveries and
+// tasks back from a wait alike.
 func (w *Worker) Stop() {
 	var wg sync.WaitGroup
 	wg.Go(w.hookSrv.Shutdown)
+	wg.Go(w.waitSrv.Shutdown)
 	w.srv.Shutdown()
 	wg.Wait()
 }
@@ -306,6 +334,9 @@ func maxRetryOf(ctx context.Context, t *asynq.Task) int {
 func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
+	if before, err := strconv.Atoi(t.Headers()[queue.HeaderRetried]); err == nil {
+		retried += before // moved to the waiting queue, where asynq counts afresh
+	}
 	maxRetry := maxRetryOf(ctx, t)
 	typ := task.Type(t.Type())
 	log := newTaskLogger(w.log, "task_id", id, "type", typ, "attempt", retried+1)
@@ -411,7 +442,11 @@ func (w *Worker) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	var wait *provider.WaitError
 	if errors.As(err, &wait) {
-		return w.waiting(ctx, attempt{id: id, typ: typ, calls: calls, log: log}, wait)
+		var move func(at time.Time) error
+		if q, _ := asynq.GetQueueName(ctx); w.waits != nil && queue.Deferrable(q) {
+			move = func(at time.Time) error { return w.waits.Defer(ctx, t, id, retried, at) }
+		}
+		return w.waiting(ctx, attempt{id: id, typ: typ, calls: calls, log: log}, wait, move)
 	}
 	if errors.Is(err, context.Canceled) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		// Shutdown: asynq puts the task back on its queue.
@@ -495,8 +530,9 @@ func (w *Worker) lost(ctx context.Context, a attempt, attempts int) error {
 // waiting puts a task that waits for budget back on the queue, due when its
 // slot comes (a moment early: the worker sleeps the rest, so slots are
 // kept to the millisecond though asynq counts in seconds), or ends it once
-// it has waited MaxWait in all.
-func (w *Worker) waiting(ctx context.Context, a attempt, wait *provider.WaitError) error {
+// it has waited MaxWait in all. With move, it goes to the waiting queue,
+// and this attempt's message is let go.
+func (w *Worker) waiting(ctx context.Context, a attempt, wait *provider.WaitError, move func(at time.Time) error) error {
 	now := w.now()
 	waiting := task.Waiting{Reason: wait.Reason, Deployment: wait.Deployment, Until: wait.Until.UTC()}
 	err := record(ctx, func(c context.Context) error { return w.records.Waiting(c, a.id, waiting, w.maxWait, now) })
@@ -523,6 +559,13 @@ func (w *Worker) waiting(ctx context.Context, a attempt, wait *provider.WaitErro
 		at = at.Add(-time.Second)
 	}
 	a.log.Debug("waiting for budget", "deployment", wait.Deployment, "reason", wait.Reason, "until", wait.Until)
+	if move != nil {
+		err := move(at)
+		if err == nil {
+			return nil
+		}
+		a.log.Warn("could not move the task to the waiting queue; it waits in its own", "err", err)
+	}
 	return &retryError{err: wait, at: at}
 }
 

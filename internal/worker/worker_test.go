@@ -69,6 +69,8 @@ type options struct {
 	maxRetry int
 	timeout  time.Duration
 	grace    time.Duration
+	waits    bool // tasks that wait for budget move to the waiting queue
+	slots    int  // tasks at once; 4 when zero
 }
 
 func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outcome, error), opts options) *testBundle {
@@ -80,6 +82,9 @@ func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outc
 	if opts.grace == 0 {
 		opts.grace = 5 * time.Second
 	}
+	if opts.slots == 0 {
+		opts.slots = 4
+	}
 	exec := &executor{fn: fn}
 	s := store.New(rdb, time.Hour)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -88,13 +93,19 @@ func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outc
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)
 	<-hub.Ready()
+	q := queue.New(rdb, queue.Options{MaxRetry: opts.maxRetry, Timeout: opts.timeout})
+	var waits worker.Deferrer
+	if opts.waits {
+		waits = q
+	}
 	w := worker.New(rdb, worker.Config{
-		Concurrency:         4,
+		Concurrency:         opts.slots,
 		Queues:              queue.DefaultWeights([]task.Type{task.TypeGenerateText}),
 		PollInterval:        5 * time.Millisecond,
 		DelayedPollInterval: 50 * time.Millisecond,
 		ShutdownTimeout:     opts.grace,
 		Backoff:             worker.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second},
+		Waits:               waits,
 	}, exec, s, hub, log, nil)
 	require.NoError(t, w.Start())
 	stopped := false
@@ -103,7 +114,6 @@ func setup(t *testing.T, fn func(ctx context.Context, attempt int) (service.Outc
 			w.Stop()
 		}
 	})
-	q := queue.New(rdb, queue.Options{MaxRetry: opts.maxRetry, Timeout: opts.timeout})
 	return &testBundle{store: s, queue: q, worker: w, exec: exec, inspector: asynq.NewInspectorFromRedisClient(rdb)}
 }
 
@@ -363,4 +373,76 @@ func TestStopLetsRunningTasksFinish(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, task.StatusSuccess, rec.Status, "a task shorter than the grace period finishes during stop")
 	require.EqualValues(t, 1, b.exec.calls.Load())
+}
+
+// A task that waits for budget moves to the waiting queue, and its
+// failures before and after count against one allowance of retries: the
+// wait is no failure, and the move does not start the count afresh.
+func TestAWaitMovesTheTaskToTheWaitingQueueWithItsRetries(t *testing.T) {
+	t.Parallel()
+	var (
+		mu     sync.Mutex
+		queues []string
+	)
+	b := setup(t, func(ctx context.Context, n int) (service.Outcome, error) {
+		q, _ := asynq.GetQueueName(ctx)
+		mu.Lock()
+		queues = append(queues, q)
+		mu.Unlock()
+		if n == 2 {
+			return service.Outcome{}, &provider.WaitError{Deployment: "chat/1", Reason: "requests", Until: time.Now().Add(300 * time.Millisecond)}
+		}
+		return service.Outcome{Provider: "fake"}, &provider.Error{Provider: "fake", Kind: provider.KindUnavailable, StatusCode: 500, Message: "boom"}
+	}, options{maxRetry: 2, waits: true})
+	id := b.submit(t)
+	rec, _ := b.await(t, id, 15*time.Second)
+	require.Equal(t, task.StatusFailure, rec.Status)
+	require.Equal(t, 3, rec.Attempts, "three failed attempts: the first and the two retries allowed")
+	require.EqualValues(t, 4, b.exec.calls.Load(), "three failures and one wait")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"generate_text", "generate_text", queue.QueueWaiting, queue.QueueWaiting}, queues)
+	for _, q := range []string{"generate_text", queue.QueueWaiting} {
+		_, err := b.inspector.GetTaskInfo(q, id)
+		require.ErrorIs(t, err, asynq.ErrTaskNotFound, "nothing left of it in %s", q)
+	}
+}
+
+// Tasks back from a wait run in a pool of their own: with one slot, a
+// task back from its wait and still running holds no slot a new task
+// needs (in one shared pool, the new task would wait for it).
+func TestATaskBackFromAWaitHoldsNoSlotOfNewTasks(t *testing.T) {
+	t.Parallel()
+	var (
+		first           atomic.Value
+		back, release   = make(chan struct{}), make(chan struct{})
+		waited, hasBack atomic.Bool
+	)
+	b := setup(t, func(ctx context.Context, n int) (service.Outcome, error) {
+		id, _ := asynq.GetTaskID(ctx)
+		first.CompareAndSwap(nil, id)
+		if id != first.Load() {
+			return succeed(ctx, n)
+		}
+		if waited.CompareAndSwap(false, true) {
+			return service.Outcome{}, &provider.WaitError{Deployment: "chat/1", Reason: "requests", Until: time.Now().Add(200 * time.Millisecond)}
+		}
+		if hasBack.CompareAndSwap(false, true) {
+			close(back)
+		}
+		<-release
+		return succeed(ctx, n)
+	}, options{waits: true, slots: 1})
+	waiting := b.submit(t)
+	select {
+	case <-back:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting task never came back")
+	}
+	fresh := b.submit(t)
+	rec, _ := b.await(t, fresh, 5*time.Second)
+	require.Equal(t, task.StatusSuccess, rec.Status, "a new task runs while one back from its wait holds its slot")
+	close(release)
+	rec, _ = b.await(t, waiting, 5*time.Second)
+	require.Equal(t, task.StatusSuccess, rec.Status)
 }
