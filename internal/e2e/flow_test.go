@@ -107,6 +107,13 @@ func flowRun(t *testing.T, retryAfterOnly bool, limitEnv ...string) (elapsed, id
 	require.NotNil(t, shown, "%+v", models.Models[0])
 	if retryAfterOnly {
 		require.Positive(t, shown.PacedRPM, "flow %+v: paced, at a rate learned from 429s", shown)
+		// and /metrics shows the pace as a limit of its own source
+		res, err := http.Get(s.url + "/metrics")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.Contains(t, string(body), `siganteng_deployment_limit{deployment="openai",kind="rpm",source="paced"}`)
 	} else {
 		require.True(t, shown.RPM == rpm || shown.LearnedRPM == rpm, "flow %+v", shown)
 	}

@@ -443,7 +443,7 @@ func (d *Deployment) Learn(status int, rl provider.RateLimit) {
 	var pause time.Duration
 	switch {
 	case status == 429:
-		if rl.LimitRequests == 0 && rl.LimitTokens == 0 && d.learnedRPM.Load() == 0 {
+		if rl.LimitRequests == 0 && rl.LimitTokens == 0 && d.learnedRPM.Load() == 0 && (rl.RetryAfter == 0 || rl.RetryAfter >= momentary) {
 			defer d.pace(now) // after the pause is known here
 		}
 		d.refused.Add(1)

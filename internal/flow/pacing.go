@@ -34,6 +34,12 @@ const (
 	// each second it is met adds to it.
 	cutShare  = 0.85
 	growShare = 0.03
+	// momentary is the shortest wait a 429 must ask for to be taken for
+	// a spent budget: one asking for less (retry-after-ms: 50) says the
+	// refusal is momentary, and pacing a provider that refuses calls now
+	// and then, whatever the rate, would cut it down to a crawl; such a
+	// 429 pauses the deployment, as before.
+	momentary = time.Second
 )
 
 // traffic counts one process's calls to a deployment, and those refused,

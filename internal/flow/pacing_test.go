@@ -87,18 +87,19 @@ func TestAPaceIsEstimatedByEveryProcessRefusedThenCutAtEachLater429(t *testing.T
 	if got := pacedRPM(t, one); got != 4590 {
 		t.Fatalf("paced at %d after a second 429 within a second, want 4590", got)
 	}
-	// ... and from the calls made when fewer, here none, by at most half.
+	// ... and from the calls made when fewer, here none, by at most half,
+	// and never below half the estimate.
 	other.tellPace(at.Add(4100*time.Millisecond), 0)
-	if got := pacedRPM(t, one); got != 1950 {
-		t.Fatalf("paced at %d, want 1950 (85%% of half) after a cut with no calls made", got)
+	if got := pacedRPM(t, one); got != 2700 {
+		t.Fatalf("paced at %d, want 2700 (half the estimate) after a cut with no calls made", got)
 	}
 	// A provider that states its requests limit is not paced.
 	if err := one.c.rdb.HSet(context.Background(), one.key, "rpm", 6000).Err(); err != nil {
 		t.Fatal(err)
 	}
 	one.tellPace(at.Add(10*time.Second), 0)
-	if got := pacedRPM(t, one); got != 1950 {
-		t.Fatalf("paced at %d, want 1950: a said limit stops the pacing", got)
+	if got := pacedRPM(t, one); got != 2700 {
+		t.Fatalf("paced at %d, want 2700: a said limit stops the pacing", got)
 	}
 }
 
@@ -146,16 +147,24 @@ func TestAPacedDeploymentIsPacedAndGrowsWhileSaturated(t *testing.T) {
 	}
 }
 
-// A provider that says nothing but a 429's Retry-After: the first 429
+// A provider that says nothing but a 429's Retry-After: its first 429
 // starts a pace from the calls it took, and the deployment is paced from
-// then on, for every process.
+// then on, for every process. Momentary refusals, which ask for less than
+// a second (retry-after-ms), start none.
 func TestA429ThatSaysOnlyRetryAfterStartsAPace(t *testing.T) {
 	url := redistest.URL(t)
 	ctl := New(redistest.Client(t, url), Config{})
 	d := ctl.Deployment("hf", Limits{})
-	var n atomic.Int64
+	var (
+		n       atomic.Int64
+		limited atomic.Bool // refuses past 20; else one in five, for 50 ms
+	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1) > 20 {
+		i := n.Add(1)
+		if (limited.Load() && i > 20) || (!limited.Load() && i%5 == 0) {
+			if !limited.Load() {
+				w.Header().Set("retry-after-ms", "50")
+			}
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
@@ -164,20 +173,34 @@ func TestA429ThatSaysOnlyRetryAfterStartsAPace(t *testing.T) {
 	}))
 	defer srv.Close()
 	client := d.Client(nil)
-	d.limited(time.Now())
-	for range 21 {
-		res, err := client.Get(srv.URL)
-		if err != nil {
-			t.Fatal(err)
+	calls := func(k int) {
+		for range k {
+			res, err := client.Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
 		}
-		res.Body.Close()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for d.pacedRPM.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	awaitPace := func() int64 {
+		deadline := time.Now().Add(2 * time.Second)
+		for d.pacedRPM.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return d.pacedRPM.Load()
 	}
+	d.limited(time.Now())
+	calls(50)
+	if got := awaitPace(); got != 0 {
+		t.Fatalf("paced at %d after momentary refusals, want none", got)
+	}
+	// Two quiet seconds on, a new burst: 20 taken, then 30 refused.
+	time.Sleep(2 * time.Second)
+	n.Store(0)
+	limited.Store(true)
+	calls(50)
 	// 20 taken in well under a second: 1,200 a minute.
-	if got := d.pacedRPM.Load(); got != 1200 {
+	if got := awaitPace(); got != 1200 {
 		t.Fatalf("paced at %d, want 1200", got)
 	}
 	other := New(redistest.Client(t, url), Config{}).Deployment("hf", Limits{})
