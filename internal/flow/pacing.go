@@ -28,8 +28,9 @@ const (
 	// estimates are added to it: the same refusal, seen by each.
 	estimateWindow = 2 * time.Second
 	// cutGap is the least time between two cuts: 429s to calls sent
-	// before a cut took effect say nothing new.
-	cutGap = time.Second
+	// before a cut took effect (a second's pause, calls in flight, the
+	// burst let through after it) say nothing new.
+	cutGap = 2 * time.Second
 	// cutShare is what a cut keeps of the paced rate, and growShare what
 	// each second it is met adds to it.
 	cutShare  = 0.85

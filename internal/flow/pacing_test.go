@@ -73,33 +73,37 @@ func TestAPaceIsEstimatedByEveryProcessRefusedThenCutAtEachLater429(t *testing.T
 	if got := pacedRPM(t, one); got != 5400 {
 		t.Fatalf("paced at %d after a 429 within the estimate, want 5400", got)
 	}
-	// Later 429s cut the pace, at most once a second: to 85% of it when
-	// it was met (the calls made at it since the estimate, 2.9 s ago, are
-	// 5400 a minute's worth)...
-	if err := one.c.rdb.HSet(context.Background(), one.key, "paced_calls", 5400*29/600).Err(); err != nil {
-		t.Fatal(err)
-	}
+	// Later 429s cut the pace to 85%, at most once every two seconds.
 	one.tellPace(at.Add(3*time.Second), 0)
 	if got := pacedRPM(t, one); got != 4590 {
 		t.Fatalf("paced at %d after a 429, want 4590 (85%%)", got)
 	}
-	other.tellPace(at.Add(3500*time.Millisecond), 0)
+	other.tellPace(at.Add(4500*time.Millisecond), 0)
 	if got := pacedRPM(t, one); got != 4590 {
-		t.Fatalf("paced at %d after a second 429 within a second, want 4590", got)
+		t.Fatalf("paced at %d after a second 429 within two seconds, want 4590", got)
 	}
-	// ... and from the calls made when fewer, here none, by at most half,
-	// and never below half the estimate.
-	other.tellPace(at.Add(4100*time.Millisecond), 0)
-	if got := pacedRPM(t, one); got != 2700 {
-		t.Fatalf("paced at %d, want 2700 (half the estimate) after a cut with no calls made", got)
+	other.tellPace(at.Add(5100*time.Millisecond), 0)
+	if got := pacedRPM(t, one); got != 3901 {
+		t.Fatalf("paced at %d, want 3901 after a second cut", got)
 	}
 	// A provider that states its requests limit is not paced.
-	if err := one.c.rdb.HSet(context.Background(), one.key, "rpm", 6000).Err(); err != nil {
+	ctx := context.Background()
+	if err := one.c.rdb.HSet(ctx, one.key, "rpm", 6000).Err(); err != nil {
 		t.Fatal(err)
 	}
-	one.tellPace(at.Add(10*time.Second), 0)
+	one.tellPace(at.Add(8*time.Second), 0)
+	if got := pacedRPM(t, one); got != 3901 {
+		t.Fatalf("paced at %d, want 3901: a said limit stops the pacing", got)
+	}
+	// No cut goes below half the estimate.
+	if err := one.c.rdb.HDel(ctx, one.key, "rpm").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		one.tellPace(at.Add(time.Duration(11+3*i)*time.Second), 0)
+	}
 	if got := pacedRPM(t, one); got != 2700 {
-		t.Fatalf("paced at %d, want 2700: a said limit stops the pacing", got)
+		t.Fatalf("paced at %d after five more cuts, want 2700 (half the estimate)", got)
 	}
 }
 

@@ -237,8 +237,7 @@ return 1
 // calls the provider took from it) is kept in KEYS[2] and the pace is
 // their mean times the processes calling the deployment (KEYS[3], by
 // their last look, in the last 10 s); later, a 429 cuts the pace to ARGV[6] of itself, at most once
-// every ARGV[5] ms (from the rate of the calls made at the pace when
-// lower, but by at most half), and never below half the estimate. A provider that states its requests limit is not paced.
+// every ARGV[5] ms, and never below half the estimate. A provider that states its requests limit is not paced.
 //
 // KEYS[1] the deployment's state, KEYS[2] the estimates (hash, by
 // process), KEYS[3] the processes calling it (sorted set, by when);
@@ -249,7 +248,7 @@ return 1
 var paceScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'rpm') then return 0 end
 local now = tonumber(ARGV[2])
-local st = redis.call('HMGET', KEYS[1], 'paced_rpm', 'paced_since', 'paced_by', 'paced_at', 'paced_calls', 'paced_floor')
+local st = redis.call('HMGET', KEYS[1], 'paced_rpm', 'paced_since', 'paced_by', 'paced_floor')
 local pace, since = tonumber(st[1] or '0'), tonumber(st[2] or '0')
 local estimate = tonumber(ARGV[3])
 local estimating = pace == 0 or (st[3] == 'estimate' and now - since <= tonumber(ARGV[4]))
@@ -266,15 +265,10 @@ if estimating and estimate > 0 then
   pace = math.max(math.floor(sum / n * callers), 1)
   redis.call('HSET', KEYS[1], 'paced_rpm', pace, 'paced_at', now, 'paced_calls', 0, 'paced_floor', math.max(math.floor(pace / 2), 1))
 elseif pace > 0 and not estimating and now - since >= tonumber(ARGV[5]) then
-  -- cut from the pace, or from the rate of the calls made lately when
-  -- lower (a pace not met says nothing of the provider's limit), but by
-  -- at most half
-  local over = now - tonumber(st[4] or '0')
-  if over >= 1000 then pace = math.max(math.min(pace, tonumber(st[5] or '0') * 60000 / over), pace / 2) end
-  local refusedAt = math.floor(pace)
+  local refusedAt = pace -- what growth slows near: the pace the 429 came at
   -- never below half the estimate: a provider that also refuses calls at
   -- random would otherwise be cut down to a crawl
-  pace = math.max(math.floor(pace * tonumber(ARGV[6])), tonumber(st[6] or '1'), 1)
+  pace = math.max(math.floor(pace * tonumber(ARGV[6])), tonumber(st[4] or '1'), 1)
   redis.call('HSET', KEYS[1], 'paced_rpm', pace, 'paced_since', now, 'paced_by', 'cut', 'paced_at', now, 'paced_calls', 0, 'paced_max', refusedAt)
 end
 redis.call('PEXPIRE', KEYS[1], 86400000)
