@@ -232,12 +232,13 @@ return 1
 `)
 
 // paceScript keeps the pace learned from a 429 that said nothing of the
-// provider's limits (see pacing.go). With no pace yet, or within
-// ARGV[4] ms of the first 429, each process's estimate (ARGV[3] rpm, the
-// calls the provider took from it) is kept in KEYS[2] and the pace is
-// their mean times the processes calling the deployment (KEYS[3], by
-// their last look, in the last 10 s); later, a 429 cuts the pace to ARGV[6] of itself, at most once
-// every ARGV[5] ms, and never below half the estimate. A provider that states its requests limit is not paced.
+// provider's limits (see pacing.go). With no pace yet, or within ARGV[4]
+// ms of the first 429, each process's estimate (ARGV[3] rpm, the calls
+// the provider took from it) is kept in KEYS[2] and the pace is their
+// mean times the processes calling the deployment (KEYS[3], by their last
+// look, in the last 10 s). Later, a 429 cuts the pace to ARGV[6] of
+// itself, at most once every ARGV[5] ms, and never below half the
+// estimate. A provider that states its requests limit is not paced.
 //
 // KEYS[1] the deployment's state, KEYS[2] the estimates (hash, by
 // process), KEYS[3] the processes calling it (sorted set, by when);

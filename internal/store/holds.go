@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,7 +45,7 @@ func (s *Store) TakeHold(ctx context.Context, kind, owner, id string, limit int,
 	n, err := takeHoldScript.Run(ctx, s.rdb, []string{holdsKey(kind, owner)}, now.UnixMilli(), limit, id,
 		now.Add(lease).UnixMilli(), lease.Milliseconds()).Int()
 	if err != nil {
-		return false, fmt.Errorf("store: take a hold: %w", err)
+		return false, wrap("take a hold", err)
 	}
 	return n == 1, nil
 }

@@ -187,7 +187,7 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 	// own look at the queue: asynq brings them back in whole-second
 	// batches, which would otherwise be dequeued ahead of new tasks. It
 	// looks less often when idle: they are due in whole seconds anyway.
-	w.waitSrv = tasks(map[string]int{queue.QueueWaiting: 1}, max(cfg.PollInterval, webhookPoll), log.With("from", "asynq", "pool", "waiting"))
+	w.waitSrv = tasks(map[string]int{queue.QueueWaiting: 1}, max(cfg.PollInterval, sidePoolPoll), log.With("from", "asynq", "pool", "waiting"))
 	if cfg.WebhookConcurrency <= 0 {
 		cfg.WebhookConcurrency = 64
 	}
@@ -197,7 +197,7 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 		// A delivery may wait this much longer to start than a task: an
 		// idle server looks once per interval, and one more server looking
 		// every few milliseconds would double an idle worker's Redis calls.
-		TaskCheckInterval:        max(cfg.PollInterval, webhookPoll),
+		TaskCheckInterval:        max(cfg.PollInterval, sidePoolPoll),
 		DelayedTaskCheckInterval: cfg.DelayedPollInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		RetryDelayFunc:           w.retryDelay,
@@ -207,8 +207,9 @@ func New(rdb redis.UniversalClient, cfg Config, exec Executor, records Records, 
 	return w
 }
 
-// webhookPoll is how often an idle delivery pool looks for deliveries.
-const webhookPoll = 50 * time.Millisecond
+// sidePoolPoll is how often an idle side pool (webhook deliveries, tasks
+// back from a wait) looks for work.
+const sidePoolPoll = 50 * time.Millisecond
 
 // Start begins processing in the background: each task type goes to the
 // handler that runs tasks, webhook deliveries, in their own pool, to the
