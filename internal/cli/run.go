@@ -260,7 +260,7 @@ func (p *process) wait(grace time.Duration, log *slog.Logger) error {
 }
 
 // startWorker runs the worker side: the asynq server, the webhook
-// dispatcher, the artifact sweep and the reconciler.
+// dispatcher, the artifact sweep, the admitter and the reconciler.
 func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core, log *slog.Logger, tr *tracing.Tracing) error {
 	var deliverer worker.WebhookDeliverer
 	if cfg.WebhookSecret != "" {
@@ -303,6 +303,8 @@ func (p *process) startWorker(cfg config.Config, queues map[string]int, c *core,
 	p.goRun(func() { pipelines.Run(p.ctx) })
 	deadlines := worker.NewDeadlines(c.records, cfg.RetryPollInterval, log.With("component", "deadlines"), nil)
 	p.goRun(func() { deadlines.Run(p.ctx) })
+	admitter := worker.NewAdmitter(c.records, c.queue, cfg.WorkerConcurrency, cfg.MaxQueuedPerKey, log.With("component", "admitter"), nil)
+	p.goRun(func() { admitter.Run(p.ctx) })
 	reconciler := worker.NewReconciler(c.rdb, c.records, log.With("component", "reconciler"))
 	reconciler.Interval = cfg.ReconcileInterval
 	reconciler.Inputs = c.svc

@@ -76,6 +76,7 @@ type Config struct {
 	OllamaBaseURL  string // OLLAMA_BASE_URL
 
 	WorkerConcurrency  int           // WORKER_CONCURRENCY
+	MaxQueuedPerKey    int           // MAX_QUEUED_PER_KEY; 0: the running workers' slots and an eighth
 	TaskMaxRetry       int           // TASK_MAX_RETRY
 	TaskTimeout        time.Duration // TASK_TIMEOUT
 	ResultTTL          time.Duration // RESULT_TTL
@@ -218,6 +219,7 @@ var Vars = []Var{
 	{"FLOW_MAX_WAIT", "1h", "longest a task waits in all for its deployment's budget (a rate limit is flow control, not failure: waiting uses up no retry); past it the task fails deployment_rate_limited"},
 	{"FLOW_SHARE", "1s", "while a deployment is saturated, how far ahead one API key may hold its call slots: another key's task waits about this long behind a burst, and the burst takes whatever budget no other key asks for"},
 	{"WORKER_CONCURRENCY", "2048", "tasks one worker process runs at once; provider calls wait on the network, so this is far above the CPU count (each call in flight holds about 140 KB); flow control keeps each provider within its limits (Ollama to OLLAMA_NUM_PARALLEL calls); tasks back from a wait for a provider's budget run in a pool of their own of the same size"},
+	{"MAX_QUEUED_PER_KEY", "0", "most tasks of one API key in the worker queues at once; its next ones wait in the key's own line (status PENDING, waiting.reason key_share) and go in as its earlier ones end, so another key's task is never queued behind a whole burst. 0: the running workers' WORKER_CONCURRENCY slots summed, and an eighth more, so one key alone still fills every slot"},
 	{"TASK_MAX_RETRY", "3", "retries after the first attempt for transient failures"},
 	{"TASK_TIMEOUT", "5m", "time limit of one attempt; whole seconds, at least 1s"},
 	{"RESULT_TTL", "24h", "how long a finished task's record is kept"},
@@ -287,6 +289,7 @@ func Load(getenv func(string) string) (Config, error) {
 		OllamaBaseURL: p.url("OLLAMA_BASE_URL"),
 
 		WorkerConcurrency:        p.intAtLeast("WORKER_CONCURRENCY", 1),
+		MaxQueuedPerKey:          p.intAtLeast("MAX_QUEUED_PER_KEY", 0),
 		TaskMaxRetry:             p.intAtLeast("TASK_MAX_RETRY", 0),
 		TaskTimeout:              p.duration("TASK_TIMEOUT"),
 		ResultTTL:                p.duration("RESULT_TTL"),

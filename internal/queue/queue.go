@@ -92,9 +92,20 @@ func New(rdb redis.UniversalClient, opts Options) *Client {
 // A task given a time at runs then: asynq holds it in its scheduled set
 // (in Redis, so it survives restarts) and moves it onto its queue once due.
 func (c *Client) Enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, at time.Time, payload []byte) error {
-	due := time.Now()
+	return c.enqueue(ctx, typ, priority, id, owner, weight, at, time.Now(), payload)
+}
+
+// EnqueueAdmitted puts a task let out of its key's line (see
+// store.Admission) on its queue, as Enqueue does; its time in the queue
+// counts from since, its submit, so that the queue-wait figures include
+// its time in line.
+func (c *Client) EnqueueAdmitted(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, since time.Time, payload []byte) error {
+	return c.enqueue(ctx, typ, priority, id, owner, weight, time.Time{}, since, payload)
+}
+
+func (c *Client) enqueue(ctx context.Context, typ task.Type, priority task.Priority, id, owner string, weight int, at, due time.Time, payload []byte) error {
 	var when []asynq.Option
-	if at.After(due) {
+	if at.After(time.Now()) {
 		// to the next millisecond, as the header counts: never before at
 		due, when = at.Truncate(time.Millisecond).Add(time.Millisecond), []asynq.Option{asynq.ProcessAt(at)}
 	}

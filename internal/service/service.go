@@ -286,7 +286,12 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	limits := store.Limits{MaxUnfinished: s.unfinishedLimit(caller), DailyTokens: caller.DailyTokens, DailyCostUSD: caller.DailyCostUSD,
-		ReserveTokens: estimateOf(input)}
+		ReserveTokens: estimateOf(input),
+		// A task of a key's burst may wait in the key's line (see
+		// store.Admission) when it can be queued from its record later:
+		// not a high one, a scheduled one, or a step SIGANTENG queues.
+		MayWait: rec.Priority != task.PriorityHigh && rec.ScheduledAt == nil && !preset && len(rec.Payload) > 0,
+		Weight:  caller.Weight()}
 	if err := s.deps.Records.Create(ctx, rec, limits); err != nil {
 		if errors.Is(err, store.ErrExists) && preset {
 			return s.existing(ctx, rec, payload)
@@ -298,6 +303,9 @@ func (s *Service) submitWith(ctx context.Context, typ task.Type, input, summary 
 			return nil, lerr
 		}
 		return nil, task.Unavailable("the task store is unavailable; nothing was queued", err)
+	}
+	if rec.Waiting != nil {
+		return rec, nil // in its key's line: an admitter queues it
 	}
 	var at time.Time
 	if rec.ScheduledAt != nil {

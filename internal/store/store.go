@@ -64,18 +64,21 @@ const (
 // ARGV[4] the first event, ARGV[5] daily token budget (0: none), ARGV[6]
 // daily cost budget in nano-dollars (0: none; so fine that a few tokens
 // count), ARGV[7] the tokens to reserve against the token budget until the
-// task ends, ARGV[8:] field/value pairs
+// task ends, ARGV[8] the waiting JSON of a task that may wait in its
+// owner's line for admission ("": one that may not; see Admission),
+// ARGV[9:] field/value pairs
 //
 // Returns 1 when created, 0 when the owner is at its limit, 2 when past its
 // token budget, 3 when past its cost budget, 4 when tasks still running
-// hold the rest of its token budget, 5 when a task of that id exists.
-var createScript = redis.NewScript(budgetLua + `
+// hold the rest of its token budget, 5 when a task of that id exists, 6
+// when created to wait in its owner's line.
+var createScript = redis.NewScript(budgetLua + admissionLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 5 end
 if ARGV[3] ~= '0' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[3]) then return 0 end
 local over = over_budget(KEYS[7], ARGV[5], ARGV[6])
 if over ~= 1 then return over end
 reserve(KEYS[7], ARGV[5], ARGV[7])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 if KEYS[5] ~= KEYS[3] then
@@ -90,7 +93,7 @@ for _, scope in ipairs(scoped) do
   redis.call('ZADD', scope .. ':status:PENDING', ARGV[2], ARGV[1])
   redis.call('ZADD', scope .. ':status:PENDING:type:' .. typ, ARGV[2], ARGV[1])
 end
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   if string.sub(ARGV[i], 1, 2) == 'm:' then
     for _, scope in ipairs(scoped) do
       redis.call('ZADD', scope .. ':meta:' .. string.sub(ARGV[i], 3) .. '=' .. ARGV[i + 1], ARGV[2], ARGV[1])
@@ -100,6 +103,10 @@ end
 local deadline = redis.call('HGET', KEYS[1], 'deadline_ms')
 if deadline then redis.call('ZADD', '` + DeadlinesKey + `', deadline, ARGV[1]) end
 redis.call('XADD', KEYS[4], '*', 'event', 'status', 'data', ARGV[4])
+if ARGV[8] ~= '' and KEYS[5] ~= KEYS[3] and admit_or_line(redis.call('HGET', KEYS[1], 'owner'), ARGV[1], tonumber(ARGV[2])) then
+  redis.call('HSET', KEYS[1], 'admission', 'waiting', 'waiting', ARGV[8], 'waiting_since', redis.call('HGET', KEYS[1], 'created_at'))
+  return 6
+end
 return 1
 `)
 
@@ -122,6 +129,12 @@ type Limits struct {
 	// budget from its submit until it ends (its usage is then counted), so
 	// concurrent submits cannot all pass the budget.
 	ReserveTokens int64
+	// MayWait lets the task wait in its owner's line to be admitted to
+	// the queues (see Admission); Create sets the record's Waiting when it
+	// does, and the caller must not queue it then. Weight is the owner's
+	// share weight, kept to queue it with when it is admitted.
+	MayWait bool
+	Weight  int
 }
 
 // ErrTokenBudget and ErrCostBudget are returned by Create when the owner
@@ -185,9 +198,16 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 		reserve = limits.ReserveTokens
 		fields = append(fields, "reserved_tokens", reserve, "reserved_in", UsageKey(rec.Owner, rec.CreatedAt))
 	}
+	line := ""
+	if limits.MayWait && rec.Owner != "" {
+		line = mustJSON(lineWaiting)
+		if limits.Weight > 1 {
+			fields = append(fields, "weight", limits.Weight)
+		}
+	}
 	ownerIndex, ownerUnfinished := indexKeys(rec.Owner)
 	args := append([]any{rec.ID, rec.CreatedAt.UnixMilli(), limits.MaxUnfinished, statusEvent(rec.ID, task.StatusPending, 0, nil),
-		limits.DailyTokens, nanoUSD(limits.DailyCostUSD), reserve}, fields...)
+		limits.DailyTokens, nanoUSD(limits.DailyCostUSD), reserve, line}, fields...)
 	keys := []string{key(rec.ID), UnfinishedKey, IndexKey, eventsKey(rec.ID), ownerIndex, ownerUnfinished, UsageKey(rec.Owner, rec.CreatedAt)}
 	n, err := createScript.Run(ctx, s.rdb, keys, args...).Int()
 	switch {
@@ -203,9 +223,16 @@ func (s *Store) Create(ctx context.Context, rec *task.Record, limits Limits) err
 		return ErrBudgetReserved
 	case n == 5:
 		return ErrExists
+	case n == 6:
+		w := lineWaiting
+		w.Since = rec.CreatedAt
+		rec.Waiting = &w
 	}
 	return nil
 }
+
+// lineWaiting is what the record of a task in its owner's line says.
+var lineWaiting = task.Waiting{Reason: task.WaitKeyShare}
 
 // indexKeys are the list index and unfinished set of owner's tasks.
 func indexKeys(owner string) (index, unfinished string) {
@@ -238,6 +265,7 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 if owner then
   redis.call('ZREM', ARGV[2] .. owner, ARGV[1])
   redis.call('ZREM', ARGV[3] .. owner, ARGV[1])
+  redis.call('ZREM', '` + AdmittedPrefix + `' .. owner, ARGV[1])
 end
 return 1
 `)
@@ -279,7 +307,7 @@ var ErrDeadlinePassed = errors.New("store: task not started before its cancel_af
 //
 // KEYS[1] record, KEYS[2] the unfinished set, KEYS[3] the event stream,
 // KEYS[4] the webhook outbox; ARGV[1] is always the task id.
-var prelude = releaseLua + `
+var prelude = releaseLua + unadmitLua + `
 local function emit(channel, kind, data, hook)
   local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ` + maxEventsText + `, '*', 'event', kind, 'data', data)
   redis.call('PUBLISH', channel, ARGV[1])
@@ -301,6 +329,7 @@ local function finish(ttl, ended)
   redis.call('ZREM', KEYS[2], ARGV[1])
   local owner = redis.call('HGET', KEYS[1], 'owner')
   if owner then redis.call('ZREM', '` + OwnerUnfinishedPrefix + `' .. owner, ARGV[1]) end
+  unadmit(owner, ARGV[1])
   redis.call('PUBLISH', ended, ARGV[1])
 end
 local function terminal(status)
@@ -390,7 +419,8 @@ var ErrWaitedTooLong = errors.New("store: the task has waited too long for budge
 
 // waitScript puts a task that waits for budget back to PENDING, with why
 // and until when, keeping when it began to wait; unless it has waited
-// longer than it may.
+// longer than it may. It gives up the task's admission to the queues (see
+// Admission): it waits out of them.
 //
 // ARGV[2] now in ms, ARGV[3] the longest wait in ms, ARGV[4] the wait's
 // JSON (reason, deployment, until), ARGV[5] the events channel, ARGV[6]
@@ -409,6 +439,7 @@ if not since or since == '' then
 end
 if tonumber(ARGV[2]) - tonumber(since) > tonumber(ARGV[3]) then return 2 end
 redis.call('HSET', KEYS[1], 'status', 'PENDING', 'waiting', ARGV[4], 'next_attempt_at', '')
+unadmit(redis.call('HGET', KEYS[1], 'owner'), ARGV[1]) -- it waits out of the queues' way
 reindex(status, 'PENDING')
 emit(ARGV[5], 'status', ARGV[7], '')
 return 1
@@ -637,6 +668,7 @@ func decode(id string, h map[string]string) (*task.Record, error) {
 	}
 	rec.Priority = task.Priority(h["priority"])
 	rec.Owner = h["owner"]
+	rec.Admission = h["admission"]
 	rec.PipelineID, rec.PipelineStep = h["pipeline"], h["pipeline_step"]
 	rec.RetryOf, rec.RetriedBy = h["retry_of"], h["retried_by"]
 	if v := h["payload"]; v != "" {

@@ -81,18 +81,26 @@ type Record struct {
 	// Payload is the queued input, kept on the record of a task that has
 	// not succeeded so that it can be retried; never shown.
 	Payload json.RawMessage `json:"-"`
+	// Admission is "waiting" while the task waits in its key's line to be
+	// queued, "admitted" once let out of it, and "" for a task queued at
+	// its submit; never shown.
+	Admission string `json:"-"`
 }
 
-// Waiting says why a task waits for budget before its provider call: its
+// Waiting says why a task waits: for budget before its provider call (its
 // deployment's requests, tokens or concurrent calls are spent for now, or
-// the provider asked for a pause with a 429. A wait is flow control, not a
-// failure: it uses up no retry.
+// the provider asked for a pause with a 429), or in its API key's line,
+// because the key has its share of the worker queues taken already by its
+// earlier tasks. A wait is flow control, not a failure: it uses up no retry.
 type Waiting struct {
-	Reason     string    `json:"reason" enum:"requests,tokens,concurrency,provider" doc:"What is spent: the deployment's requests per minute, tokens per minute, concurrent calls, or a pause the provider asked for (429)."`
-	Deployment string    `json:"deployment" example:"openai"`
+	Reason     string    `json:"reason" enum:"requests,tokens,concurrency,provider,key_share" doc:"What is spent: the deployment's requests per minute, tokens per minute, concurrent calls, a pause the provider asked for (429), or the key's share of the worker queues (it goes in as the key's earlier tasks end)."`
+	Deployment string    `json:"deployment" example:"openai" doc:"Empty for key_share."`
 	Since      time.Time `json:"since,omitzero" doc:"When the task began to wait."`
-	Until      time.Time `json:"until" doc:"When it tries again; a reserved slot is exact."`
+	Until      time.Time `json:"until,omitzero" doc:"When it tries again; a reserved slot is exact. Absent for key_share."`
 }
+
+// WaitKeyShare is the Waiting reason of a task in its key's line.
+const WaitKeyShare = "key_share"
 
 // Metered is what a task consumed, in the provider's own units, and what
 // that is estimated to cost where the routing file gives prices.

@@ -160,6 +160,8 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 	}
 	var reason string
 	switch {
+	case (errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) && rec.Admission == "waiting" && rec.Status == task.StatusPending:
+		return false, nil // in its key's line (store.Admission), never queued yet
 	case (errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) && r.requeueable(rec):
 		// Recorded by a pipeline's advance or a retry that died before
 		// queuing it: no client was told it failed, so it runs.
@@ -196,10 +198,11 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 }
 
 // requeueable reports whether rec, unknown to the queue, is a task
-// SIGANTENG submitted itself and never started, whose input it kept.
+// SIGANTENG queues itself (a pipeline's step, a retry, one let out of its
+// key's line) and never started, whose input it kept.
 func (r *Reconciler) requeueable(rec *task.Record) bool {
 	return r.Requeue != nil && rec.Status == task.StatusPending && rec.Attempts == 0 && len(rec.Payload) > 0 &&
-		(rec.PipelineID != "" || rec.RetryOf != "")
+		(rec.PipelineID != "" || rec.RetryOf != "" || rec.Admission == "admitted")
 }
 
 // discardInput deletes the upload of a task the reconciler ended.

@@ -103,3 +103,43 @@ func TestReconcilerQueuesAgainAStepThatWasNeverQueued(t *testing.T) {
 	rec, _ = s.Get(ctx, "client")
 	require.Equal(t, task.StatusFailure, rec.Status)
 }
+
+// A task in its key's line was never queued, and is in hand; one let out
+// of it whose admitter died before queuing it is queued again.
+func TestReconcilerLeavesATaskInLineAndQueuesOneLetOutButNotQueued(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t, redistest.URL(t))
+	s := store.New(rdb, time.Hour)
+	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: time.Minute})
+	ctx := context.Background()
+	created := time.Now().Add(-time.Hour)
+	_, err := s.AdmitFromLines(ctx, store.Admission{Process: "w", Slots: 1, Lapse: time.Minute, Most: 1}, created) // window 2
+	require.NoError(t, err)
+	for _, id := range []string{"a0", "a1", "a2", "a3"} {
+		rec := &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, Owner: "k", CreatedAt: created, Payload: []byte(`{"prompt":"p"}`)}
+		require.NoError(t, s.Create(ctx, rec, store.Limits{MayWait: true}))
+		if rec.Waiting == nil {
+			require.NoError(t, q.Enqueue(ctx, rec.Type, "", id, "k", 1, time.Time{}, rec.Payload))
+		}
+	}
+	require.NoError(t, s.Failed(ctx, "a0", task.Failure{Code: "x", Message: "y"}, created))
+	admitted, err := s.AdmitFromLines(ctx, store.Admission{Process: "w", Slots: 1, Lapse: time.Minute, Most: 1}, created) // a2, not queued: its admitter died
+	require.NoError(t, err)
+	require.Len(t, admitted, 1)
+	require.Equal(t, "a2", admitted[0].ID)
+
+	r := worker.NewReconciler(rdb, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.Requeue = queueAgain{q}
+	ended, err := r.Round(ctx)
+	require.NoError(t, err)
+	require.Zero(t, ended, "neither is lost")
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	_, err = inspector.GetTaskInfo(queue.Name(task.TypeGenerateText, ""), "a2")
+	require.NoError(t, err, "the task let out is queued")
+	_, err = inspector.GetTaskInfo(queue.Name(task.TypeGenerateText, ""), "a3")
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the task in line stays there")
+	rec, err := s.Get(ctx, "a3")
+	require.NoError(t, err)
+	require.Equal(t, task.StatusPending, rec.Status)
+	require.Equal(t, task.WaitKeyShare, rec.Waiting.Reason)
+}
