@@ -26,8 +26,11 @@ const (
 	// by when its admission lapses (see admittedLease).
 	AdmittedPrefix = "{siganteng}:admitted:owner:"
 	// LinePrefix starts a key's line: a list of the ids of its tasks that
-	// wait to be admitted, oldest first.
-	LinePrefix = "{siganteng}:line:owner:"
+	// wait to be admitted, oldest first; LowLinePrefix its line of low
+	// priority tasks, admitted only when the other is empty, as asynq's
+	// weights put low work behind normal work.
+	LinePrefix    = "{siganteng}:line:owner:"
+	LowLinePrefix = "{siganteng}:line:low:owner:"
 	// LinedOwnersKey is the set of keys with a line.
 	LinedOwnersKey = "{siganteng}:line:owners"
 	// AdmitSignalKey is a list of keys whose admitted task has just ended
@@ -46,22 +49,26 @@ const (
 // A task that runs longer only lets its key have one more admitted.
 const admittedLease = 10 * time.Minute
 
-// admissionLua defines admit_or_line(owner, id, now) for the create
+// admissionLua defines admit_or_line(owner, id, now, low) for the create
 // script: true when the task must wait in its key's line. A task is
-// admitted while its key's line is empty and its admitted tasks are
-// fewer than the window.
+// admitted while its key's admitted tasks are fewer than the window and no
+// task it must not pass is in line: none of normal priority, and for a low
+// one, none at all.
 var admissionLua = `
-local function admit_or_line(owner, id, now)
+local function admit_or_line(owner, id, now, low)
   local window = tonumber(redis.call('GET', '` + AdmitWindowKey + `') or '0')
   if window <= 0 then return false end
   local admitted = '` + AdmittedPrefix + `' .. owner
   local line = '` + LinePrefix + `' .. owner
+  local lowLine = '` + LowLinePrefix + `' .. owner
   redis.call('ZREMRANGEBYSCORE', admitted, '-inf', now)
-  if redis.call('LLEN', line) == 0 and redis.call('ZCARD', admitted) < window then
+  local ahead = redis.call('LLEN', line)
+  if low then ahead = ahead + redis.call('LLEN', lowLine) end
+  if ahead == 0 and redis.call('ZCARD', admitted) < window then
     redis.call('ZADD', admitted, now + ` + admittedLeaseText + `, id)
     return false
   end
-  redis.call('RPUSH', line, id)
+  if low then redis.call('RPUSH', lowLine, id) else redis.call('RPUSH', line, id) end
   redis.call('SADD', '` + LinedOwnersKey + `', owner)
   return true
 end
@@ -75,7 +82,8 @@ var admittedLeaseText = strconv.FormatInt(admittedLease.Milliseconds(), 10)
 var unadmitLua = `
 local function unadmit(owner, id)
   if not owner or owner == '' then return end
-  if redis.call('ZREM', '` + AdmittedPrefix + `' .. owner, id) == 1 and redis.call('EXISTS', '` + LinePrefix + `' .. owner) == 1 then
+  if redis.call('ZREM', '` + AdmittedPrefix + `' .. owner, id) == 1 and
+     redis.call('EXISTS', '` + LinePrefix + `' .. owner, '` + LowLinePrefix + `' .. owner) > 0 then
     redis.call('LPUSH', '` + AdmitSignalKey + `', owner)
     redis.call('LTRIM', '` + AdmitSignalKey + `', 0, 1023)
   end
@@ -125,10 +133,11 @@ local out = {}
 for _, owner in ipairs(owners) do
   local admitted = '` + AdmittedPrefix + `' .. owner
   local line = '` + LinePrefix + `' .. owner
+  local lowLine = '` + LowLinePrefix + `' .. owner
   redis.call('ZREMRANGEBYSCORE', admitted, '-inf', now)
   local room = window - redis.call('ZCARD', admitted)
   while room > 0 and #out < most * 7 do
-    local id = redis.call('LPOP', line)
+    local id = redis.call('LPOP', line) or redis.call('LPOP', lowLine)
     if not id then
       redis.call('SREM', '` + LinedOwnersKey + `', owner)
       break

@@ -16,7 +16,13 @@ import (
 // whether it does.
 func (b *testBundle) submit(t *testing.T, owner, id string) bool {
 	t.Helper()
-	rec := &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, Owner: owner, CreatedAt: b.now,
+	return b.submitAt(t, owner, id, "")
+}
+
+// submitAt is submit at priority.
+func (b *testBundle) submitAt(t *testing.T, owner, id string, priority task.Priority) bool {
+	t.Helper()
+	rec := &task.Record{ID: id, Type: task.TypeGenerateText, Status: task.StatusPending, Owner: owner, CreatedAt: b.now, Priority: priority,
 		Input: json.RawMessage(`{"prompt_chars":5}`), Payload: json.RawMessage(`{"prompt":"hello"}`)}
 	require.NoError(t, b.store.Create(b.ctx, rec, store.Limits{MayWait: true, Weight: 3}))
 	if rec.Waiting == nil {
@@ -144,4 +150,22 @@ func TestAHighOrUnownedTaskNeverWaitsInLine(t *testing.T) {
 		require.NoError(t, b.store.Create(b.ctx, rec, store.Limits{MayWait: true}))
 		require.Nil(t, rec.Waiting, "no key: no line")
 	}
+}
+
+func TestALowTaskInLineLetsTheKeysNormalOnesPass(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.admit(t, 1) // window 2
+	require.False(t, b.submit(t, "k1", "a0"))
+	require.False(t, b.submit(t, "k1", "a1"))
+	require.True(t, b.submitAt(t, "k1", "low0", task.PriorityLow))
+	require.True(t, b.submit(t, "k1", "n0"))
+	require.NoError(t, b.store.Failed(b.ctx, "a0", task.Failure{Code: "x", Message: "y"}, b.now))
+	require.Equal(t, []string{"n0"}, ids(b.admit(t, 1)), "the normal task first")
+	require.NoError(t, b.store.Failed(b.ctx, "a1", task.Failure{Code: "x", Message: "y"}, b.now))
+	got := b.admit(t, 1)
+	require.Equal(t, []string{"low0"}, ids(got))
+	require.Equal(t, task.PriorityLow, got[0].Priority)
+	require.NoError(t, b.store.Failed(b.ctx, "n0", task.Failure{Code: "x", Message: "y"}, b.now))
+	require.False(t, b.submitAt(t, "k1", "low1", task.PriorityLow), "both lines empty and room: admitted")
 }
