@@ -175,6 +175,7 @@ func newCore(ctx context.Context, cfg config.Config, su setup, getenv func(strin
 	}
 
 	records := store.New(rdb, cfg.ResultTTL)
+	m.WatchLines(records.Lines)
 	q := queue.New(rdb, queue.Options{MaxRetry: cfg.TaskMaxRetry, Timeout: cfg.TaskTimeout})
 	c.deferred(func() { _ = q.Close() })
 	// Workers hear of revocations, the API of endings (Prefer: wait).

@@ -60,6 +60,7 @@ func keyShareRun(t *testing.T, env map[string]string) (took time.Duration, lined
 	t.Cleanup(prov.Close)
 	redisURL := redistest.URL(t)
 	a, b := createKey(t, redisURL, "--name", "a", "--rps", "100000"), createKey(t, redisURL, "--name", "b", "--rps", "100000")
+	admin := createKey(t, redisURL, "--name", "ops", "--admin")
 	vars := benchEnv(redisURL, prov.URL, "LOG_LEVEL", "warn", "ARTIFACT_DIR", t.TempDir(), "WORKER_CONCURRENCY", "4")
 	for k, v := range env {
 		vars[k] = v
@@ -72,6 +73,11 @@ func keyShareRun(t *testing.T, env map[string]string) (took time.Duration, lined
 		if r := get(t, s.url, id, a); r.Waiting != nil && r.Waiting.Reason == "key_share" {
 			lined++
 		}
+	}
+	if lined > 0 { // and /metrics counts them, under the key's id
+		res, body := call(t, http.MethodGet, s.url+"/metrics", admin, "")
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		require.Regexp(t, `siganteng_key_line_tasks\{key="[^"]+"\} [1-9]`, string(body))
 	}
 	require.Eventually(t, func() bool { n, _ := providerCalls(t, prov); return n >= 4 }, 10*time.Second, 10*time.Millisecond)
 	began := time.Now()

@@ -201,3 +201,34 @@ func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(breakerFailures, prometheus.GaugeValue, float64(s.Failures), id)
 	}
 }
+
+// WatchLines exports how many tasks wait in each API key's line to be let
+// into the worker queues (see store.Admission), read through lines when
+// Prometheus scrapes.
+func (m *Metrics) WatchLines(lines func(ctx context.Context) (map[string]int64, error)) {
+	if m == nil {
+		return
+	}
+	m.registry.MustRegister(&lineCollector{lines: lines})
+}
+
+var keyLine = prometheus.NewDesc("siganteng_key_line_tasks",
+	"Tasks of each API key waiting in its line to be let into the worker queues (the key has its window of tasks queued or running).", []string{"key"}, nil)
+
+type lineCollector struct {
+	lines func(ctx context.Context) (map[string]int64, error)
+}
+
+func (c *lineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keyLine }
+
+func (c *lineCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	lines, err := c.lines(ctx)
+	if err != nil {
+		return // Redis is down: the scrape shows the rest
+	}
+	for key, n := range lines {
+		ch <- prometheus.MustNewConstMetric(keyLine, prometheus.GaugeValue, float64(n), key)
+	}
+}

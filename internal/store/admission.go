@@ -215,3 +215,32 @@ func (s *Store) NextAdmission(ctx context.Context, wait time.Duration) (string, 
 	}
 	return v[1], nil
 }
+
+// Lines returns how many tasks wait in each key's lines (normal and low),
+// for the metrics; keys with none are left out.
+func (s *Store) Lines(ctx context.Context) (map[string]int64, error) {
+	owners, err := s.rdb.SMembers(ctx, LinedOwnersKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: lines: %w", err)
+	}
+	if len(owners) == 0 {
+		return nil, nil
+	}
+	lens := make([][2]*redis.IntCmd, len(owners))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, o := range owners {
+			lens[i] = [2]*redis.IntCmd{p.LLen(ctx, LinePrefix+o), p.LLen(ctx, LowLinePrefix+o)}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: lines: %w", err)
+	}
+	out := map[string]int64{}
+	for i, o := range owners {
+		if n := lens[i][0].Val() + lens[i][1].Val(); n > 0 {
+			out[o] = n
+		}
+	}
+	return out, nil
+}

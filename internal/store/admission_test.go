@@ -66,6 +66,9 @@ func TestAKeyPastItsWindowWaitsInItsLineAndGoesInAsItsTasksEnd(t *testing.T) {
 	require.True(t, b.submit(t, "k1", "a9"))
 	require.True(t, b.submit(t, "k1", "a10"))
 	require.False(t, b.submit(t, "k2", "b0"), "another key has a window of its own")
+	lines, err := b.store.Lines(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"k1": 2}, lines)
 
 	rec, err := b.store.Get(b.ctx, "a9")
 	require.NoError(t, err)
