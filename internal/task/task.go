@@ -94,7 +94,7 @@ type Record struct {
 // earlier tasks. A wait is flow control, not a failure: it uses up no retry.
 type Waiting struct {
 	Reason     string    `json:"reason" enum:"requests,tokens,concurrency,provider,key_share" doc:"What is spent: the deployment's requests per minute, tokens per minute, concurrent calls, a pause the provider asked for (429), or the key's share of the worker queues (it goes in as the key's earlier tasks end)."`
-	Deployment string    `json:"deployment" example:"openai" doc:"Empty for key_share."`
+	Deployment string    `json:"deployment,omitempty" example:"openai" doc:"Absent for key_share."`
 	Since      time.Time `json:"since,omitzero" doc:"When the task began to wait."`
 	Until      time.Time `json:"until,omitzero" doc:"When it tries again; a reserved slot is exact. Absent for key_share."`
 }
