@@ -93,16 +93,15 @@ end
 // admitScript registers the calling worker's slots, sets the window from
 // every running worker's, and admits tasks from the lines of the keys
 // given and of those signalled meanwhile (every key with a line when none
-// is given), as many as each key's window
-// has room for and at most ARGV[5] in all. Tasks ended while in line are
-// dropped from it.
+// is given), as many as each key's window has room for and at most ARGV[5]
+// in all. Tasks ended while in line are dropped from it.
 //
 // ARGV[1] now in ms, ARGV[2] "<process> <slots>", ARGV[3] when that entry
 // lapses in ms, ARGV[4] a fixed window (0: from the slots), ARGV[5] the
 // most to admit, ARGV[6:] the keys to look at
 //
-// Returns {id, owner, type, priority, weight, created_ms, payload} for each task
-// admitted, flattened.
+// Returns {id, owner, type, priority, weight, created_ms, payload} for
+// each task admitted, flattened.
 var admitScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 redis.call('ZADD', '` + AdmitSlotsKey + `', ARGV[3], ARGV[2])

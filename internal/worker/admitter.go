@@ -99,6 +99,9 @@ func (a *Admitter) Admit(ctx context.Context, owners []string) error {
 		if len(admitted) < r.Most {
 			return nil
 		}
+		// A full round may have left keys signalled with it unlooked at:
+		// the next looks at every key.
+		r.Owners = nil
 	}
 }
 

@@ -64,6 +64,7 @@ func TestTheAdmitterLetsOutEveryRoundAndGoesOnPastAFailedEnqueue(t *testing.T) {
 	require.NoError(t, a.Admit(context.Background(), []string{"k"}))
 	require.Len(t, lines.rounds, 3, "256, 256, then 88: the last round was not full")
 	require.Equal(t, []string{"k"}, lines.rounds[0].Owners)
+	require.Empty(t, lines.rounds[1].Owners, "after a full round, every key")
 	require.Equal(t, 64, lines.rounds[0].Slots)
 	require.NotEmpty(t, lines.rounds[0].Process)
 	require.Len(t, q.queued, 599)
