@@ -44,6 +44,8 @@ const (
 	admitLook  = time.Second
 	admitLapse = 5 * time.Second
 	admitMost  = 256 // tasks let out in one round trip
+	// enqueueGrace bounds the queuing of one round's tasks.
+	enqueueGrace = 10 * time.Second
 )
 
 // NewAdmitter returns the admitter of a worker process with slots task
@@ -90,12 +92,16 @@ func (a *Admitter) Admit(ctx context.Context, owners []string) error {
 		if err != nil {
 			return err
 		}
+		// Tasks let out are queued even as the process stops: a shutdown
+		// would otherwise leave them to the reconciler's next round.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueGrace)
 		for _, t := range admitted {
-			if err := a.queue.EnqueueAdmitted(ctx, t.Type, t.Priority, t.ID, t.Owner, t.Weight, t.Created, t.Payload); err != nil {
+			if err := a.queue.EnqueueAdmitted(qctx, t.Type, t.Priority, t.ID, t.Owner, t.Weight, t.Created, t.Payload); err != nil {
 				// The reconciler queues it: it is marked admitted.
 				a.log.Warn("could not queue a task let out of its key's line; the reconciler will", "task_id", t.ID, "err", err)
 			}
 		}
+		cancel()
 		if len(admitted) < r.Most {
 			return nil
 		}
