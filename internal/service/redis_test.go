@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -74,6 +75,29 @@ func TestRoundTripsOnTheHotPaths(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.EqualValues(t, 4, trips.Count(), "keyed submit")
+}
+
+// A key's task past its window waits in the key's line: its submit is the
+// create script alone, one round trip, and nothing reaches the queue.
+func TestATaskInItsKeysLineIsSubmittedInOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	svc, trips, rdb := redisService(t)
+	ctx := auth.WithCaller(context.Background(), auth.Caller{KeyID: "sgk_alice0000000"})
+	_, err := store.New(rdb, time.Hour).AdmitFromLines(ctx, store.Admission{Process: "w", Slots: 1, Window: 1, Lapse: time.Minute, Most: 1}, time.Now())
+	require.NoError(t, err)
+	in := task.GenerateTextInput{Prompt: "count my round trips"}
+	first, err := svc.SubmitGenerateText(ctx, in) // the window's one place; warms the connection
+	require.NoError(t, err)
+	require.Nil(t, first.Waiting)
+
+	trips.Reset()
+	rec, err := svc.SubmitGenerateText(ctx, in)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, trips.Count(), "submit into the line")
+	require.NotNil(t, rec.Waiting)
+	require.Equal(t, task.WaitKeyShare, rec.Waiting.Reason)
+	_, err = asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(queue.Name(task.TypeGenerateText, ""), rec.ID)
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "not queued")
 }
 
 func BenchmarkSubmit(b *testing.B) {

@@ -143,8 +143,8 @@ for _, owner in ipairs(owners) do
     end
     local rec = '` + KeyPrefix + `' .. id
     local f = redis.call('HMGET', rec, 'status', 'admission', 'type', 'priority', 'weight', 'created_ms', 'payload')
-    if f[1] == 'PENDING' and f[2] == 'waiting' then
-      redis.call('HSET', rec, 'admission', 'admitted', 'waiting', '', 'waiting_since', '')
+    if f[1] == 'PENDING' and f[2] == '` + task.AdmissionWaiting + `' then
+      redis.call('HSET', rec, 'admission', '` + task.AdmissionAdmitted + `', 'waiting', '', 'waiting_since', '')
       redis.call('ZADD', admitted, now + ` + admittedLeaseText + `, id)
       local n = #out
       out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, owner, f[3], f[4] or ''

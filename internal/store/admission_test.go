@@ -40,6 +40,15 @@ func (b *testBundle) admit(t *testing.T, slots int) []store.Admitted {
 	return got
 }
 
+// fillAWindowOfTwo has a worker of one slot (a window of 2) and key k1
+// fill it with a0 and a1.
+func (b *testBundle) fillAWindowOfTwo(t *testing.T) {
+	t.Helper()
+	b.admit(t, 1)
+	require.False(t, b.submit(t, "k1", "a0"))
+	require.False(t, b.submit(t, "k1", "a1"))
+}
+
 func ids(admitted []store.Admitted) []string {
 	out := make([]string, len(admitted))
 	for i, a := range admitted {
@@ -110,9 +119,7 @@ func TestAKeyPastItsWindowWaitsInItsLineAndGoesInAsItsTasksEnd(t *testing.T) {
 func TestATaskCancelledInLineIsNeverAdmitted(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.admit(t, 1) // window 2
-	require.False(t, b.submit(t, "k1", "a0"))
-	require.False(t, b.submit(t, "k1", "a1"))
+	b.fillAWindowOfTwo(t)
 	require.True(t, b.submit(t, "k1", "a2"))
 	require.True(t, b.submit(t, "k1", "a3"))
 	require.NoError(t, b.store.Revoked(b.ctx, "a2", "cancelled", b.now))
@@ -142,9 +149,7 @@ func TestTheWindowIsEveryRunningWorkersSlotsAndAnEighth(t *testing.T) {
 func TestAHighOrUnownedTaskNeverWaitsInLine(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.admit(t, 1)
-	require.False(t, b.submit(t, "k1", "a0"))
-	require.False(t, b.submit(t, "k1", "a1"))
+	b.fillAWindowOfTwo(t)
 	rec := &task.Record{ID: "h", Type: task.TypeGenerateText, Status: task.StatusPending, Owner: "k1", CreatedAt: b.now, Payload: json.RawMessage(`{}`)}
 	require.NoError(t, b.store.Create(b.ctx, rec, store.Limits{}))
 	require.Nil(t, rec.Waiting, "not allowed to wait (high, scheduled, a step)")
@@ -158,9 +163,7 @@ func TestAHighOrUnownedTaskNeverWaitsInLine(t *testing.T) {
 func TestALowTaskInLineLetsTheKeysNormalOnesPass(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.admit(t, 1) // window 2
-	require.False(t, b.submit(t, "k1", "a0"))
-	require.False(t, b.submit(t, "k1", "a1"))
+	b.fillAWindowOfTwo(t)
 	require.True(t, b.submitAt(t, "k1", "low0", task.PriorityLow))
 	require.True(t, b.submit(t, "k1", "n0"))
 	require.NoError(t, b.store.Failed(b.ctx, "a0", task.Failure{Code: "x", Message: "y"}, b.now))
@@ -171,4 +174,16 @@ func TestALowTaskInLineLetsTheKeysNormalOnesPass(t *testing.T) {
 	require.Equal(t, task.PriorityLow, got[0].Priority)
 	require.NoError(t, b.store.Failed(b.ctx, "n0", task.Failure{Code: "x", Message: "y"}, b.now))
 	require.False(t, b.submitAt(t, "k1", "low1", task.PriorityLow), "both lines empty and room: admitted")
+}
+
+// A place whose task never ends (its record deleted or lost) lapses: the
+// key is not held at its window for good.
+func TestAPlaceLapsesAfterTenMinutes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fillAWindowOfTwo(t)
+	require.True(t, b.submit(t, "k1", "a2"), "the window is full")
+	require.Empty(t, b.admit(t, 1), "a0 and a1 hold the window")
+	b.now = b.now.Add(10*time.Minute + time.Millisecond)
+	require.Equal(t, []string{"a2"}, ids(b.admit(t, 1)), "a0's and a1's places lapsed")
 }

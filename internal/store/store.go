@@ -105,7 +105,7 @@ if deadline then redis.call('ZADD', '` + DeadlinesKey + `', deadline, ARGV[1]) e
 redis.call('XADD', KEYS[4], '*', 'event', 'status', 'data', ARGV[4])
 if ARGV[8] ~= '' and KEYS[5] ~= KEYS[3] and
    admit_or_line(redis.call('HGET', KEYS[1], 'owner'), ARGV[1], tonumber(ARGV[2]), redis.call('HGET', KEYS[1], 'priority') == 'low') then
-  redis.call('HSET', KEYS[1], 'admission', 'waiting', 'waiting', ARGV[8], 'waiting_since', redis.call('HGET', KEYS[1], 'created_at'))
+  redis.call('HSET', KEYS[1], 'admission', '` + task.AdmissionWaiting + `', 'waiting', ARGV[8], 'waiting_since', redis.call('HGET', KEYS[1], 'created_at'))
   return 6
 end
 return 1

@@ -81,11 +81,17 @@ type Record struct {
 	// Payload is the queued input, kept on the record of a task that has
 	// not succeeded so that it can be retried; never shown.
 	Payload json.RawMessage `json:"-"`
-	// Admission is "waiting" while the task waits in its key's line to be
-	// queued, "admitted" once let out of it, and "" for a task queued at
-	// its submit; never shown.
+	// Admission is AdmissionWaiting while the task waits in its key's line
+	// to be queued, AdmissionAdmitted once let out of it, and "" for a task
+	// queued at its submit; never shown.
 	Admission string `json:"-"`
 }
+
+// The states of a record's Admission (the store's scripts write them).
+const (
+	AdmissionWaiting  = "waiting"
+	AdmissionAdmitted = "admitted"
+)
 
 // Waiting says why a task waits: for budget before its provider call (its
 // deployment's requests, tokens or concurrent calls are spent for now, or

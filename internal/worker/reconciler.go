@@ -155,14 +155,14 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 		return err == nil, err
 	}
 	info, err := r.inspector.GetTaskInfo(queue.Name(rec.Type, rec.Priority), id)
-	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+	if notQueued(err) {
 		info, err = r.inspector.GetTaskInfo(queue.QueueWaiting, id) // moved there to wait for budget
 	}
 	var reason string
 	switch {
-	case (errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) && rec.Admission == "waiting" && rec.Status == task.StatusPending:
+	case notQueued(err) && rec.Admission == task.AdmissionWaiting && rec.Status == task.StatusPending:
 		return false, nil // in its key's line (store.Admission), never queued yet
-	case (errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)) && r.requeueable(rec):
+	case notQueued(err) && r.requeueable(rec):
 		// Recorded by a pipeline's advance or a retry that died before
 		// queuing it: no client was told it failed, so it runs.
 		if err := r.Requeue.Requeue(ctx, rec); err != nil {
@@ -170,7 +170,7 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 		}
 		r.log.Warn("queued again a task recorded but never queued", "task_id", id, "pipeline_id", rec.PipelineID, "retry_of", rec.RetryOf)
 		return false, nil
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+	case notQueued(err):
 		reason = "the task was lost by the queue (was Redis restarted without persistence?)"
 	case err != nil:
 		return false, fmt.Errorf("reconcile %s: %w", id, err)
@@ -197,12 +197,18 @@ func (r *Reconciler) check(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
+// notQueued reports whether asynq's answer err says it does not hold the
+// task in the queue asked.
+func notQueued(err error) bool {
+	return errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)
+}
+
 // requeueable reports whether rec, unknown to the queue, is a task
 // SIGANTENG queues itself (a pipeline's step, a retry, one let out of its
 // key's line) and never started, whose input it kept.
 func (r *Reconciler) requeueable(rec *task.Record) bool {
 	return r.Requeue != nil && rec.Status == task.StatusPending && rec.Attempts == 0 && len(rec.Payload) > 0 &&
-		(rec.PipelineID != "" || rec.RetryOf != "" || rec.Admission == "admitted")
+		(rec.PipelineID != "" || rec.RetryOf != "" || rec.Admission == task.AdmissionAdmitted)
 }
 
 // discardInput deletes the upload of a task the reconciler ended.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siganteng/siganteng/internal/queue"
@@ -17,11 +18,16 @@ import (
 	"github.com/siganteng/siganteng/internal/worker"
 )
 
+// reconcilerParts are a real Redis, the store and the queue on it.
+func reconcilerParts(t *testing.T) (*redis.Client, *store.Store, *queue.Client) {
+	t.Helper()
+	rdb := redistest.Client(t, redistest.URL(t))
+	return rdb, store.New(rdb, time.Hour), queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: time.Minute})
+}
+
 func TestReconcilerEndsTasksTheQueueGaveUpOn(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.Client(t, redistest.URL(t))
-	s := store.New(rdb, time.Hour)
-	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: time.Minute})
+	rdb, s, q := reconcilerParts(t)
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	ctx := context.Background()
 	created := time.Now().Add(-time.Hour)
@@ -80,9 +86,7 @@ func (a queueAgain) Requeue(ctx context.Context, rec *task.Record) error {
 // the same state still ends lost.
 func TestReconcilerQueuesAgainAStepThatWasNeverQueued(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.Client(t, redistest.URL(t))
-	s := store.New(rdb, time.Hour)
-	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: time.Minute})
+	rdb, s, q := reconcilerParts(t)
 	ctx := context.Background()
 	created := time.Now().Add(-time.Hour)
 	require.NoError(t, s.Create(ctx, &task.Record{ID: "step", Type: task.TypeGenerateText, Status: task.StatusPending, CreatedAt: created,
@@ -108,9 +112,7 @@ func TestReconcilerQueuesAgainAStepThatWasNeverQueued(t *testing.T) {
 // of it whose admitter died before queuing it is queued again.
 func TestReconcilerLeavesATaskInLineAndQueuesOneLetOutButNotQueued(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.Client(t, redistest.URL(t))
-	s := store.New(rdb, time.Hour)
-	q := queue.New(rdb, queue.Options{MaxRetry: 0, Timeout: time.Minute})
+	rdb, s, q := reconcilerParts(t)
 	ctx := context.Background()
 	created := time.Now().Add(-time.Hour)
 	_, err := s.AdmitFromLines(ctx, store.Admission{Process: "w", Slots: 1, Lapse: time.Minute, Most: 1}, created) // window 2
